@@ -1,0 +1,1 @@
+"""FastAPI/Starlette adapter."""

@@ -1,0 +1,138 @@
+"""Running user code: async detection, sync functions off the loop, and eager task start.
+
+Eager start is what keeps the per-message cost low. Most handlers finish without ever
+suspending; running a request's coroutine at once, inside the receive loop, and creating a
+task only if it really suspends saves a task creation and a loop iteration per message,
+while a handler that does suspend still becomes an ordinary task, so a slow request never
+delays a fast one. Python 3.12 has this built in (`eager_start=True`); on 3.11 a shim does
+the same, registering the (not yet started) task as the current task during the first step
+so that `asyncio.current_task()`, `asyncio.timeout()` and `TaskGroup` see the right task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+__all__ = ["arity_accepts", "ensure_async", "is_async_callable", "start_eagerly"]
+
+logger = logging.getLogger("observable_socket_asgi.concurrency")
+
+
+def is_async_callable(obj: Any) -> bool:
+    """Return True for an `async def` function, or an object whose `__call__` is one."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(type(obj), "__call__", None)  # noqa: B004 - an instance with `async def __call__`
+    return callable(obj) and inspect.iscoroutinefunction(call)
+
+
+def ensure_async(
+    fn: Callable[..., Any], executor: ThreadPoolExecutor | None
+) -> Callable[..., Awaitable[Any]]:
+    """Return `fn` itself when it is async, else a wrapper that runs it on `executor`.
+
+    Plain functions run in a worker thread through asgiref's `sync_to_async`, never on
+    asgiref's single shared thread (`thread_sensitive=False`): a blocking call in one handler
+    cannot stall the event loop or other requests.
+    """
+    if is_async_callable(fn):
+        return fn
+    return sync_to_async(fn, thread_sensitive=False, executor=executor)
+
+
+def arity_accepts(fn: Callable[..., Any], count: int) -> bool:
+    """Return True if `fn` can be called with `count` positional arguments."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: assume it fits
+        return True
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+if sys.version_info >= (3, 12):
+
+    def start_eagerly(
+        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Task[None] | None:
+        """Run `coro` until it first suspends; return its task, or None if it finished."""
+        task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return None if task.done() else task
+
+else:  # pragma: no cover - exercised only on 3.11
+    from asyncio.tasks import _enter_task, _leave_task
+
+    _new_task = asyncio.Task.__new__
+    _Task = asyncio.Task
+
+    def start_eagerly(
+        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Task[None] | None:
+        """Run `coro` until it first suspends; return its task, or None if it finished."""
+        context = contextvars.copy_context()
+        outer = asyncio.current_task(loop)
+        # A task object that is not yet initialised stands as the current task during the
+        # first step, and is initialised with the rest of the coroutine only if it suspends.
+        task: asyncio.Task[None] = _new_task(_Task)  # type: ignore[arg-type]
+        if outer is not None:
+            _leave_task(loop, outer)
+        _enter_task(loop, task)
+        try:
+            yielded = context.run(coro.send, None)
+        except StopIteration:
+            return None
+        except BaseException:
+            # The coroutines started here handle their own errors; this is a last resort.
+            logger.exception("request coroutine failed in its first step")
+            return None
+        finally:
+            _leave_task(loop, task)
+            if outer is not None:
+                _enter_task(loop, outer)
+        _Task.__init__(task, _resume(coro, yielded), loop=loop, context=context)
+        return task
+
+    async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        await _Continue(coro, yielded)
+
+    class _Continue:
+        """Drive an already-started coroutine from the value it last yielded."""
+
+        __slots__ = ("_coro", "_yielded")
+
+        def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+            self._coro = coro
+            self._yielded = yielded
+
+        def __await__(self) -> Generator[Any, Any, None]:
+            return _drive(self._coro, self._yielded)
+
+    def _drive(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+        while True:
+            try:
+                value = yield yielded
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration:
+                    return

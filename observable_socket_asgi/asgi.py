@@ -1,0 +1,169 @@
+"""ASGI scope dispatch: websocket handshakes, lifespan, and a polite refusal of plain HTTP.
+
+A refused WebSocket is accepted and then closed with a code (1008 policy, 1013 try again
+later, 1011 server error) rather than rejected with an HTTP status: the JS client reads a
+refused handshake as 1006 and retries it five times, but stops after 1008 and 1011.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .connection import Connection
+from .status import CloseCode
+
+if TYPE_CHECKING:
+    from .routing import SocketRouter
+    from .types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ["handle", "origin_allowed"]
+
+logger = logging.getLogger("observable_socket_asgi.asgi")
+
+
+async def handle(
+    router: SocketRouter, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
+    """Serve one ASGI scope with `router`."""
+    kind = scope["type"]
+    if kind == "websocket":
+        await _websocket(router, scope, receive, send)
+    elif kind == "lifespan":
+        await _lifespan(router, receive, send)
+    elif kind == "http":
+        await _upgrade_required(send)
+    else:
+        raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+
+async def serve_connection(
+    router: SocketRouter,
+    scope: Any,
+    receive: ASGIReceiveCallable,
+    send: ASGISendCallable,
+    socket: Any = None,
+) -> None:
+    """Run the handshake checks, accept, and serve one connection until it ends.
+
+    Args:
+        socket: the object handed to hooks as `ws`; by default `router.socket_for(conn)`.
+    """
+    conn = Connection(router, scope, receive, send)
+    conn.socket = router.socket_for(conn) if socket is None else socket
+    refusal = _refusal(router, conn)
+    if refusal is not None:
+        code, reason = refusal
+        await _refuse(send, code, reason)
+        return
+    if router._access_logic is not None:
+        try:
+            allowed = await router._access_logic(conn.socket)
+        except Exception:
+            logger.exception("access_logic raised for %s", scope.get("path"))
+            await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
+            return
+        if not allowed:
+            await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+            return
+    await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
+    router.connections.add(conn)
+    try:
+        await conn.run()
+    finally:
+        router.connections.discard(conn)
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """Return True if `origin` matches an entry: exact, `"*"`, or a `*.example.com` pattern."""
+    origin = origin.lower().rstrip("/")
+    for entry in allowed:
+        entry = entry.lower().rstrip("/")
+        if entry == "*" or entry == origin:
+            return True
+        if "*" in entry and fnmatch.fnmatchcase(origin, entry):
+            return True
+    return False
+
+
+async def _websocket(
+    router: SocketRouter, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return  # the client left before the handshake completed
+    await serve_connection(router, scope, receive, send)
+
+
+def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str] | None:
+    if router.allowed_origins is not None or router.require_origin:
+        origin = conn.headers.get("origin")
+        if origin is None:
+            if router.require_origin:
+                logger.warning("refused %s: no Origin header", conn.client)
+                return CloseCode.POLICY_VIOLATION, "origin required"
+        elif router.allowed_origins is not None and not origin_allowed(
+            origin, router.allowed_origins
+        ):
+            logger.warning("refused %s: origin %r not allowed", conn.client, origin)
+            return CloseCode.POLICY_VIOLATION, "origin not allowed"
+    if router.max_connections is not None and len(router.connections) >= router.max_connections:
+        logger.warning("refused %s: %d connections open", conn.client, len(router.connections))
+        return CloseCode.TRY_AGAIN_LATER, "try again later"
+    return None
+
+
+async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
+    await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _lifespan(
+    router: SocketRouter, receive: ASGIReceiveCallable, send: ASGISendCallable
+) -> None:
+    from ._concurrency import is_async_callable
+
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                for fn in router._startup:
+                    result = fn()
+                    if is_async_callable(fn):
+                        await result
+            except Exception as exc:
+                logger.exception("startup hook failed")
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                for fn in router._shutdown:
+                    result = fn()
+                    if is_async_callable(fn):
+                        await result
+            except Exception as exc:
+                logger.exception("shutdown hook failed")
+                await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _upgrade_required(send: ASGISendCallable) -> None:
+    body = b"426 Upgrade Required: this endpoint speaks WebSocket only.\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 426,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"upgrade", b"websocket"),
+                (b"connection", b"Upgrade"),
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,509 @@
+"""One served WebSocket: the receive loop, the writer, in-flight accounting, and its state.
+
+Rules of a connection's life (this module alone changes them):
+
+    OPEN      requests are read, served concurrently, answered; pushes are sent.
+    CLOSING   `close()` was called, the client left, or a limit closed it: nothing more is
+              read or written; in-flight requests are cancelled and awaited.
+    CLOSED    `run()` has returned; nothing of the connection is left running.
+
+Concurrency: each request starts at once, inside the receive loop, and becomes a task only
+if it suspends (`_concurrency.start_eagerly`). At most `max_in_flight` requests are between
+"read" and "reply handed to the server"; at the limit the loop stops reading, so TCP
+backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
+leaves through `_write`: whoever finds the writer idle writes, others queue their frame
+behind it, so frames are whole and never interleaved, and the common case costs no task
+switch. Pushes queue behind a separate bound (`max_queued_pushes`) with a slow-consumer
+policy; replies are never dropped by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from ._concurrency import start_eagerly
+from .datastructures import Address, Headers, QueryParams, State, parse_cookies
+from .envelope import PING, encode_error, encode_pong, encode_push, parse_request
+from .errors import ProtocolError
+from .pipeline import run as run_pipeline
+from .status import CloseCode, Status
+
+if TYPE_CHECKING:
+    from .routing import Route, SocketRouter
+    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload, Request
+
+__all__ = ["Connection", "ConnectionClosed"]
+
+logger = logging.getLogger("observable_socket_asgi.connection")
+
+_OPEN, _CLOSING, _CLOSED = 0, 1, 2
+
+
+class ConnectionClosed(Exception):
+    """Raised by `push()` on a connection that is closing or closed."""
+
+
+class _Bucket:
+    """A token bucket: `rate` messages per `per` seconds, bursts up to `rate`."""
+
+    __slots__ = ("capacity", "refill", "stamp", "tokens")
+
+    def __init__(self, rate: int, per: float, now: float) -> None:
+        self.capacity = float(rate)
+        self.refill = rate / per
+        self.tokens = float(rate)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+        self.stamp = now
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
+class Connection:
+    """A served WebSocket, and the `ws` that hooks and handlers receive in the core.
+
+    Its read-only attributes match Starlette's `WebSocket` where they overlap: `scope`,
+    `headers`, `query_params`, `cookies`, `client`, `state`, `path`. `push()` sends an unasked
+    message to this client and `close()` ends the connection.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_cookies",
+        "_headers",
+        "_idle_handle",
+        "_in_flight",
+        "_last_seen",
+        "_loop",
+        "_main_task",
+        "_out",
+        "_query_params",
+        "_queued_pushes",
+        "_receive",
+        "_route_buckets",
+        "_router",
+        "_send",
+        "_slot_waiter",
+        "_state",
+        "_status",
+        "_tasks",
+        "_writing",
+        "on_close",
+        "scope",
+        "socket",
+    )
+
+    def __init__(
+        self,
+        router: SocketRouter,
+        scope: Any,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+    ) -> None:
+        #: the ASGI scope, shared with middleware (a `user` or `db` put there is seen here)
+        self.scope = scope
+        #: the object handlers receive as `ws`: this connection, or an adapter's object
+        self.socket: Any = self
+        #: callables run (sync, no arguments) once the connection is closed; for extensions
+        #: that keep per-connection state elsewhere (topic subscriptions)
+        self.on_close: list[Any] = []
+        self._router = router
+        self._receive = receive
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._status = _OPEN
+        # requests read whose reply has not yet been handed to the server
+        self._in_flight = 0
+        # a future the receive loop awaits while at max_in_flight
+        self._slot_waiter: asyncio.Future[None] | None = None
+        # request tasks that suspended (those that finished eagerly never appear here)
+        self._tasks: set[asyncio.Task[None]] | None = None
+        # frames waiting for the writer: (frame, is_reply); created on first contention
+        self._out: deque[tuple[str, bool]] | None = None
+        self._writing = False
+        self._queued_pushes = 0
+        self._main_task: asyncio.Task[Any] | None = None
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._last_seen = 0.0
+        self._bucket: _Bucket | None = None
+        self._route_buckets: dict[str, _Bucket] | None = None
+        # lazily built views of the handshake
+        self._headers: Headers | None = None
+        self._query_params: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._state: State | None = None
+
+    # Public API: the Starlette-compatible view
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's headers, case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers"))
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The handshake URL's query string."""
+        if self._query_params is None:
+            self._query_params = QueryParams(self.scope.get("query_string", b""))
+        return self._query_params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The handshake's cookies."""
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.get("cookie", ""))
+        return self._cookies
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's `(host, port)`, when the server knows it."""
+        client = self.scope.get("client")
+        return None if client is None else Address(*client)
+
+    @property
+    def path(self) -> str:
+        """The request path of the handshake."""
+        return str(self.scope.get("path", ""))
+
+    @property
+    def state(self) -> State:
+        """Attribute access to `scope["state"]` (lifespan state, per-connection data)."""
+        if self._state is None:
+            self._state = State(self.scope.setdefault("state", {}))
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing or closed: pushes are refused."""
+        return self._status != _OPEN
+
+    async def push(
+        self,
+        route: str,
+        payload: Payload = None,
+        headers: Header | None = None,
+        status: int = Status.OK,
+    ) -> None:
+        """Send this client a message it did not ask for, under a fresh server uuid.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            EncodeError: the payload or headers cannot be encoded as JSON.
+        """
+        await self.send_frame(encode_push(route, payload, headers, status))
+
+    async def send_frame(self, frame: str) -> None:
+        """Send an already encoded push frame; publishing encodes once for many connections.
+
+        When the writer is busy the frame is queued; past `max_queued_pushes` the router's
+        slow-consumer policy applies.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+        """
+        if self._status != _OPEN:
+            raise ConnectionClosed("connection is closed")
+        if self._writing and self._queued_pushes >= self._router.max_queued_pushes:
+            if not self._slow_consumer():
+                return
+        await self._write(frame, False)
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection; in-flight requests are cancelled. Idempotent."""
+        if self._status != _OPEN:
+            return
+        self._status = _CLOSING
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:  # the peer is already gone: nothing to tell it
+            logger.debug("close(%s) after the peer left", code)
+
+    # The receive loop
+
+    async def run(self) -> None:
+        """Serve the connection until the client leaves or the connection is closed.
+
+        The request tasks it starts are its own: on return every one of them has been
+        cancelled and awaited, and `on_close` callbacks have run.
+        """
+        router = self._router
+        routes = router._routes
+        receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
+        max_in_flight = router.max_in_flight
+        max_bytes = router.max_message_bytes
+        heartbeat = router.heartbeat
+        rate_limit = router.rate_limit
+        loop = self._loop
+        start = self._start
+        self._main_task = asyncio.current_task()
+        if router.idle_timeout is not None:
+            self._last_seen = loop.time()
+            self._idle_handle = loop.call_later(router.idle_timeout, self._check_idle)
+        if rate_limit is not None:
+            self._bucket = _Bucket(rate_limit[0], rate_limit[1], loop.time())
+        try:
+            while self._status == _OPEN:
+                if self._in_flight >= max_in_flight:
+                    await self._wait_for_slot()
+                    continue
+                message = await receive()
+                mtype = message["type"]
+                if mtype == "websocket.receive":
+                    self._last_seen = loop.time()
+                    data = message.get("text")
+                    if data is None:
+                        data = message.get("bytes") or b""
+                    self._in_flight += 1
+                    try:
+                        request = parse_request(data, max_bytes)
+                    except ProtocolError as exc:
+                        logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
+                        await self._write(encode_error(exc.status, exc.uuid, exc.message), True)
+                        continue
+                    name = request.route
+                    route = routes.get(name)
+                    if route is None:
+                        if name == PING and heartbeat:
+                            await self._write(encode_pong(request.uuid), True)
+                        else:
+                            await self._write(
+                                encode_error(
+                                    Status.NOT_FOUND, request.uuid, f"route not found: {name}"
+                                ),
+                                True,
+                            )
+                        continue
+                    if (rate_limit is not None or route.rate_limit is not None) and not self._allow(
+                        route
+                    ):
+                        await self._write(
+                            encode_error(
+                                Status.TOO_MANY_REQUESTS,
+                                request.uuid,
+                                "rate limit exceeded, slow down",
+                            ),
+                            True,
+                        )
+                        continue
+                    start(route, request)
+                elif mtype == "websocket.disconnect":
+                    break
+        except asyncio.CancelledError:
+            # _abort() cancels this task to stop a connection whose peer does not read; any
+            # other cancellation (server shutdown timeout) is not ours to swallow.
+            if self._status != _CLOSED:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            await self._cleanup()
+
+    # Private methods
+
+    def _start(self, route: Route, request: Request) -> None:
+        task = start_eagerly(self._serve(route, request), self._loop)
+        if task is not None:
+            tasks = self._tasks
+            if tasks is None:
+                tasks = self._tasks = set()
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def _serve(self, route: Route, request: Request) -> None:
+        """Run one request and write its reply. Never raises but CancelledError."""
+        timeout = route.timeout
+        if timeout is None:
+            frame = await run_pipeline(route, self.socket, request)
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    frame = await run_pipeline(route, self.socket, request)
+            except TimeoutError:
+                logger.warning(
+                    "route %r (uuid %r) timed out after %s s and was cancelled",
+                    route.name,
+                    request.uuid,
+                    timeout,
+                )
+                frame = encode_error(
+                    Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
+                )
+        await self._write(frame, True)
+
+    def _allow(self, route: Route) -> bool:
+        now = self._loop.time()
+        if route.rate_limit is not None:
+            buckets = self._route_buckets
+            if buckets is None:
+                buckets = self._route_buckets = {}
+            bucket = buckets.get(route.name)
+            if bucket is None:
+                bucket = buckets[route.name] = _Bucket(*route.rate_limit, now)
+            return bucket.take(now)
+        assert self._bucket is not None
+        return self._bucket.take(now)
+
+    async def _write(self, frame: str, is_reply: bool) -> None:
+        """Hand `frame` to the server, or queue it behind the write in progress."""
+        if self._writing:
+            out = self._out
+            if out is None:
+                out = self._out = deque()
+            out.append((frame, is_reply))
+            if not is_reply:
+                self._queued_pushes += 1
+            return
+        if self._status != _OPEN:
+            self._sent(is_reply)
+            return
+        self._writing = True
+        # asgiref types `websocket.send` with both `bytes` and `text`; servers read either.
+        send = cast("Callable[[dict[str, Any]], Awaitable[None]]", self._send)
+        try:
+            await send({"type": "websocket.send", "text": frame})
+            self._sent(is_reply)
+            out = self._out
+            while out:
+                frame, is_reply = out.popleft()
+                if not is_reply:
+                    self._queued_pushes -= 1
+                await send({"type": "websocket.send", "text": frame})
+                self._sent(is_reply)
+        except Exception as exc:
+            # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
+            # loop hears the disconnect and cleans up; nothing queued can be delivered.
+            logger.debug("write failed, peer gone: %r", exc)
+            self._status = max(self._status, _CLOSING)
+            self._drop_queue()
+        finally:
+            self._writing = False
+            if self._out and self._status == _OPEN:
+                # This writer was cancelled (its request timed out or was cancelled) with
+                # frames queued behind it: hand them to a task so no reply is stranded.
+                self._spawn(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        out = self._out
+        if out and not self._writing:
+            frame, is_reply = out.popleft()
+            if not is_reply:
+                self._queued_pushes -= 1
+            await self._write(frame, is_reply)
+
+    def _sent(self, is_reply: bool) -> None:
+        if is_reply:
+            self._in_flight -= 1
+            waiter = self._slot_waiter
+            if waiter is not None:
+                self._slot_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _drop_queue(self) -> None:
+        out = self._out
+        while out:
+            _, is_reply = out.popleft()
+            self._sent(is_reply)
+        self._queued_pushes = 0
+
+    async def _wait_for_slot(self) -> None:
+        waiter = self._slot_waiter = self._loop.create_future()
+        await waiter
+
+    def _slow_consumer(self) -> bool:
+        """Apply the slow-consumer policy; return True if the new push may still be queued."""
+        if self._router.slow_consumer == "drop_oldest":
+            out = self._out
+            assert out is not None
+            for index, (_, is_reply) in enumerate(out):
+                if not is_reply:
+                    del out[index]
+                    self._queued_pushes -= 1
+                    break
+            return True
+        logger.warning(
+            "slow consumer %s: %d pushes queued, closing with 1013",
+            self.client,
+            self._queued_pushes,
+        )
+        # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
+        out = self._out
+        if out:
+            self._out = deque(item for item in out if item[1])
+        self._queued_pushes = 0
+        self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+        return False
+
+    async def _close_or_abort(self, code: int, reason: str) -> None:
+        """Close with `code`; if the close frame cannot leave (the peer does not read),
+        stop serving anyway so the server drops the socket."""
+        try:
+            async with asyncio.timeout(5.0):
+                await self.close(code, reason)
+        except TimeoutError:
+            pass
+        self._abort()
+
+    def _abort(self) -> None:
+        """Stop the receive loop from outside; it returns normally."""
+        if self._status == _CLOSED:
+            return
+        self._status = _CLOSED
+        task = self._main_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+
+    def _check_idle(self) -> None:
+        timeout = self._router.idle_timeout
+        assert timeout is not None
+        idle = self._loop.time() - self._last_seen
+        if self._status != _OPEN:
+            return
+        if idle >= timeout:
+            logger.info("closing %s: idle for %.0f s", self.client, idle)
+            self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
+        else:
+            self._idle_handle = self._loop.call_later(timeout - idle, self._check_idle)
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _cleanup(self) -> None:
+        self._status = _CLOSED
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+        tasks = self._tasks
+        current = asyncio.current_task()
+        while tasks:
+            pending = [task for task in tasks if task is not current]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            tasks.difference_update(pending)
+        self._drop_queue()
+        for callback in self.on_close:
+            try:
+                callback()
+            except Exception:
+                logger.exception("on_close callback %r failed", callback)
+        self.on_close.clear()

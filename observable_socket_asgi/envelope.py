@@ -1,0 +1,195 @@
+"""The sans-I/O core of the protocol: frames in, `Request` or `ProtocolError` out; replies out.
+
+Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested with plain
+function calls. This is the only module that calls orjson: decoding errors become
+`ProtocolError` (400) here, at the boundary, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any
+
+import orjson
+
+from .errors import EncodeError, FrameTooLarge, ProtocolError
+from .status import Status
+from .types import Header, Payload, Request, Uuid
+
+__all__ = [
+    "PING",
+    "PONG",
+    "RESERVED_ROUTES",
+    "encode_error",
+    "encode_pong",
+    "encode_push",
+    "encode_reply",
+    "frame_size",
+    "new_push_uuid",
+    "parse_request",
+]
+
+PING = "PING"
+PONG = "PONG"
+RESERVED_ROUTES = frozenset({PING, PONG})
+
+_dumps = orjson.dumps
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_JSONEncodeError = orjson.JSONEncodeError
+
+# Server-side uuids for pushes: a random per-process prefix and a counter. A client's own ids
+# (uuid4 strings or small integers) cannot take this shape, so a push never carries the uuid
+# of a request that is still waiting for its answer.
+_PUSH_PREFIX = "srv-" + os.urandom(6).hex() + "-"
+_push_counter = itertools.count(1)
+
+
+def frame_size(data: str | bytes) -> int:
+    """Return the size of a frame in bytes, encoding a `str` only when it is close to a limit."""
+    if isinstance(data, bytes):
+        return len(data)
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
+def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
+    """Parse one frame into a `Request`.
+
+    Args:
+        data: the frame's text, or its bytes for a binary frame (UTF-8 JSON).
+        max_bytes: the largest frame served, in bytes; None for no limit.
+
+    Returns:
+        The request, with `headers` a dict (`{}` when absent or null) and `payload` exactly
+        as sent (`None` when absent).
+
+    Raises:
+        FrameTooLarge: the frame is over `max_bytes` (413, with the uuid when it can be read).
+        ProtocolError: the frame is not a JSON object with a usable uuid and route (400).
+    """
+    # len(str) counts code points, and a code point is 1 to 4 bytes in UTF-8: only frames in
+    # the uncertain band pay for an encode.
+    if max_bytes is not None and len(data) * 4 > max_bytes:
+        size = frame_size(data)
+        if size > max_bytes:
+            raise FrameTooLarge(size, max_bytes, _uuid_of(data))
+    try:
+        obj = _loads(data)
+    except _JSONDecodeError:
+        raise ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)") from None
+    if type(obj) is not dict:
+        raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
+
+    uuid: Any = obj.get("uuid")
+    if uuid is None:
+        uuid = obj.get("track_id")
+    uuid_type = type(uuid)
+    if uuid_type is not str and uuid_type is not int:
+        if uuid is None:
+            raise ProtocolError("request has no uuid (expected a string or an integer)")
+        raise ProtocolError(f"uuid must be a string or an integer, got {_json_type(uuid)}")
+
+    route = obj.get("route")
+    if route is None:
+        route = obj.get("path")
+    if type(route) is not str:
+        if route is None:
+            raise ProtocolError("request has no route (expected a string)", uuid=uuid)
+        raise ProtocolError(f"route must be a string, got {_json_type(route)}", uuid=uuid)
+
+    headers = obj.get("headers")
+    if headers is None:
+        headers = {}
+    elif type(headers) is not dict:
+        raise ProtocolError(
+            f"headers must be an object or null, got {_json_type(headers)}", uuid=uuid
+        )
+    return Request(uuid, route, headers, obj.get("payload"))
+
+
+def encode_reply(uuid: Uuid | None, status: int, headers: Header, payload: Payload) -> str:
+    """Encode a response frame.
+
+    Raises:
+        EncodeError: the headers or payload hold something JSON cannot express.
+    """
+    try:
+        return _dumps(
+            {"uuid": uuid, "status": status, "headers": headers, "payload": payload}
+        ).decode()
+    except _JSONEncodeError as exc:
+        raise EncodeError(str(exc)) from None
+
+
+def encode_error(status: int, uuid: Uuid | None, message: str) -> str:
+    """Encode an error reply: `{"message": ...}` is the payload, as the original README shows."""
+    return _dumps(
+        {"uuid": uuid, "status": status, "headers": {}, "payload": {"message": message}}
+    ).decode()
+
+
+def encode_pong(uuid: Uuid) -> str:
+    """Encode the heartbeat answer; the JS client recognises it by `route == "PONG"`."""
+    return _dumps(
+        {"uuid": uuid, "route": PONG, "status": Status.OK, "headers": {}, "payload": None}
+    ).decode()
+
+
+def new_push_uuid() -> str:
+    """Return a fresh server-side uuid for a push."""
+    return _PUSH_PREFIX + str(next(_push_counter))
+
+
+def encode_push(
+    route: str,
+    payload: Payload,
+    headers: Header | None = None,
+    status: int = Status.OK,
+    uuid: Uuid | None = None,
+) -> str:
+    """Encode a message the server sends unasked (a push); encoded once, sendable to many.
+
+    Raises:
+        EncodeError: the headers or payload hold something JSON cannot express.
+    """
+    try:
+        return _dumps(
+            {
+                "uuid": new_push_uuid() if uuid is None else uuid,
+                "route": route,
+                "status": status,
+                "headers": {} if headers is None else headers,
+                "payload": payload,
+            }
+        ).decode()
+    except _JSONEncodeError as exc:
+        raise EncodeError(str(exc)) from None
+
+
+def _uuid_of(data: str | bytes) -> Uuid | None:
+    """Best effort: the uuid of an oversized frame, so its 413 can be correlated."""
+    try:
+        obj = _loads(data)
+    except _JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    uuid = obj.get("uuid")
+    if uuid is None:
+        uuid = obj.get("track_id")
+    return uuid if type(uuid) is str or type(uuid) is int else None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

@@ -1,0 +1,94 @@
+"""The route pipeline: data_check -> access -> handler arguments -> handler -> dehydrate.
+
+`run()` awaits user code only and returns the encoded reply frame: the value is built here
+and written by exactly one place, the connection's writer. Every failure of user code ends
+here as a 500 logged with the route and uuid; nothing of the exception reaches the wire.
+`asyncio.CancelledError` is not caught: a cancelled request has no reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .envelope import encode_error, encode_reply
+from .errors import EncodeError
+from .routing import CallMode, Route
+from .status import Status
+from .types import Request
+
+__all__ = ["run"]
+
+logger = logging.getLogger("observable_socket_asgi.pipeline")
+
+_INTERNAL = "internal server error"
+_SINGLE = CallMode.SINGLE
+_EITHER = CallMode.EITHER
+
+
+class _BadResult(Exception):
+    """A handler returned something that is not a result mapping."""
+
+
+async def run(route: Route, ws: Any, request: Request) -> str:
+    """Serve one request through `route`'s hooks and handler; return the reply frame."""
+    uuid = request.uuid
+    try:
+        local: dict[str, Any] = {}
+        check = route.data_check
+        if check is not None:
+            ok = await (check(request, local) if route.data_check_local else check(request))
+            if not ok:
+                return encode_error(
+                    Status.BAD_REQUEST, uuid, f"data check failed for route {route.name}"
+                )
+        access = route.access
+        if access is not None:
+            ok = await (access(ws, request, local) if route.access_local else access(ws, request))
+            if not ok:
+                return encode_error(Status.FORBIDDEN, uuid, f"access denied to route {route.name}")
+
+        if route.hydrate is not None:
+            result = await route.handler(await route.hydrate(ws, request))
+        elif route.call_mode is _SINGLE or (route.call_mode is _EITHER and local):
+            result = await route.handler(local)
+        else:
+            result = await route.handler(ws, request.headers, request.payload)
+
+        status, headers, payload = _unpack(result)
+        if route.dehydrate is not None and 200 <= status < 300:
+            payload = await route.dehydrate(payload)
+        return encode_reply(uuid, status, headers, payload)
+    except _BadResult as exc:
+        logger.error("route %r (uuid %r): %s", route.name, uuid, exc)
+    except EncodeError as exc:
+        logger.error(
+            "route %r (uuid %r): reply is not JSON-serialisable: %s", route.name, uuid, exc
+        )
+    except Exception:
+        logger.exception("route %r (uuid %r) raised", route.name, uuid)
+    return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
+
+
+def _unpack(result: Any) -> tuple[int, Any, Any]:
+    if not isinstance(result, Mapping):
+        raise _BadResult(
+            f"handler returned {type(result).__name__}, expected a mapping "
+            "like {'status': 200, 'headers': {}, 'payload': ...}"
+        )
+    status = result.get("status", 200)
+    if status is None:
+        status = 200
+    elif not isinstance(status, int) or isinstance(status, bool):
+        raise _BadResult(f"handler returned status {status!r}, expected an integer")
+    if not 100 <= status <= 599:
+        raise _BadResult(f"handler returned status {status}, expected 100-599")
+    headers = result.get("headers")
+    if headers is None:
+        headers = {}
+    elif not isinstance(headers, dict):
+        raise _BadResult(
+            f"handler returned headers of type {type(headers).__name__}, expected a dict"
+        )
+    return status, headers, result.get("payload")
