@@ -1,0 +1,46 @@
+"""Suite-wide set-up: async tests without plugins, asyncio debug mode, shared fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers import WS_IMPLEMENTATIONS, Server, running
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run `async def` tests on a fresh event loop in debug mode."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        funcargs = pyfuncitem.funcargs
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: funcargs[name] for name in names}
+        asyncio.run(pyfuncitem.obj(**kwargs), debug=True)
+        return True
+    return None
+
+
+@pytest.fixture(params=WS_IMPLEMENTATIONS)
+def ws_impl(request: pytest.FixtureRequest) -> str:
+    """Each of uvicorn's WebSocket implementations."""
+    return str(request.param)
+
+
+@pytest.fixture
+def serve(ws_impl: str) -> Iterator[Any]:
+    """`serve(app, **uvicorn_options)` starts a real uvicorn server; stopped after the test."""
+    stack: list[Any] = []
+
+    def start(app: Any, **options: Any) -> Server:
+        cm = running(app, ws=ws_impl, **options)
+        server = cm.__enter__()
+        stack.append(cm)
+        return server
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
