@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from ._concurrency import arity_accepts, ensure_async
@@ -183,6 +183,18 @@ class SocketRouter:
         route = self._build_route(name, handler, dict(options or {}))
         self._routes[name] = route
         return route
+
+    def include_router(self, other: SocketRouter, prefix: str = "") -> None:
+        """Serve every route of `other` here too, under `prefix + name`.
+
+        Raises:
+            ValueError: a name is reserved or already registered here.
+        """
+        for name, route in other._routes.items():
+            full = prefix + name
+            if full in RESERVED_ROUTES or full in self._routes:
+                raise ValueError(f"route {full!r} is reserved or already registered")
+            self._routes[full] = replace(route, name=full)
 
     @property
     def routes(self) -> dict[str, Route]:
