@@ -25,8 +25,10 @@ __all__ = [
     "encode_pong",
     "encode_push",
     "encode_reply",
+    "encode_request",
     "frame_size",
     "new_push_uuid",
+    "parse_message",
     "parse_request",
 ]
 
@@ -165,6 +167,35 @@ def encode_push(
         ).decode()
     except _JSONEncodeError as exc:
         raise EncodeError(str(exc)) from None
+
+
+def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) -> str:
+    """Encode a request frame as the JS client sends it (`status` 200 included); for clients.
+
+    Raises:
+        EncodeError: the headers or payload hold something JSON cannot express.
+    """
+    try:
+        return _dumps(
+            {"uuid": uuid, "route": route, "headers": headers, "payload": payload, "status": 200}
+        ).decode()
+    except _JSONEncodeError as exc:
+        raise EncodeError(str(exc)) from None
+
+
+def parse_message(data: str | bytes) -> dict[str, Any]:
+    """Decode a frame a client receives (a reply, a PONG or a push) into its JSON object.
+
+    Raises:
+        ProtocolError: the frame is not one JSON object.
+    """
+    try:
+        obj = _loads(data)
+    except _JSONDecodeError:
+        raise ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)") from None
+    if type(obj) is not dict:
+        raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
+    return obj
 
 
 def _uuid_of(data: str | bytes) -> Uuid | None:
