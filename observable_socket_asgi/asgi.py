@@ -7,8 +7,9 @@ refused handshake as 1006 and retries it five times, but stops after 1008 and 10
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
@@ -76,15 +77,30 @@ async def serve_connection(
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
-    """Return True if `origin` matches an entry: exact, `"*"`, or a `*.example.com` pattern."""
-    origin = origin.lower().rstrip("/")
+    """Return True if `origin` matches an entry: exact, `"*"`, or a `*.example.com` pattern.
+
+    A `*.` in a pattern stands for one or more whole DNS labels and nothing else, so
+    `https://*.example.com` admits `https://a.b.example.com` but not `https://example.com`,
+    another scheme or port, or a lookalike such as `https://evil.net/.example.com`. A pattern
+    without a scheme (`*.example.com`) admits any scheme.
+    """
+    origin = origin.strip().lower().rstrip("/")
     for entry in allowed:
-        entry = entry.lower().rstrip("/")
+        entry = entry.strip().lower().rstrip("/")
         if entry == "*" or entry == origin:
             return True
-        if "*" in entry and fnmatch.fnmatchcase(origin, entry):
+        if "*." in entry and _origin_pattern(entry).fullmatch(origin):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_pattern(entry: str) -> re.Pattern[str]:
+    # Only `*.` is special; everything else in the entry is literal (no fnmatch classes).
+    pattern = re.escape(entry).replace(re.escape("*."), r"(?:[a-z0-9_-]+\.)+")
+    if "://" not in entry:
+        pattern = r"[a-z][a-z0-9+.-]*://" + pattern
+    return re.compile(pattern)
 
 
 async def _websocket(
