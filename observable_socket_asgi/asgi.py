@@ -58,22 +58,28 @@ async def serve_connection(
         code, reason = refusal
         await _refuse(send, code, reason)
         return
-    if router._access_logic is not None:
-        try:
-            allowed = await router._access_logic(conn.socket)
-        except Exception:
-            logger.exception("access_logic raised for %s", scope.get("path"))
-            await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
-            return
-        if not allowed:
-            await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
-            return
-    await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-    router.connections.add(conn)
+    # The slot is taken in the same step as the check, before any await: handshakes that
+    # overlap (a slow access_logic, a slow accept) would otherwise all pass the check.
+    router._slots_taken += 1
     try:
-        await conn.run()
+        if router._access_logic is not None:
+            try:
+                allowed = await router._access_logic(conn.socket)
+            except Exception:
+                logger.exception("access_logic raised for %s", scope.get("path"))
+                await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
+                return
+            if not allowed:
+                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+                return
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
+        router.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            router.connections.discard(conn)
     finally:
-        router.connections.discard(conn)
+        router._slots_taken -= 1
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
@@ -124,8 +130,8 @@ def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str] | None:
         ):
             logger.warning("refused %s: origin %r not allowed", conn.client, origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
-    if router.max_connections is not None and len(router.connections) >= router.max_connections:
-        logger.warning("refused %s: %d connections open", conn.client, len(router.connections))
+    if router.max_connections is not None and router._slots_taken >= router.max_connections:
+        logger.warning("refused %s: %d connections open", conn.client, router._slots_taken)
         return CloseCode.TRY_AGAIN_LATER, "try again later"
     return None
 

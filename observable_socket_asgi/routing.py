@@ -152,6 +152,9 @@ class SocketRouter:
         # Live connections of this router: the registry that max_connections counts and that
         # tests check for leaks. Owned by asgi.py, which adds and removes entries.
         self.connections: set[Any] = set()
+        # Connections past the max_connections check and not yet ended, handshakes included:
+        # what the limit counts. Owned by asgi.py.
+        self._slots_taken = 0
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
 
