@@ -1,0 +1,518 @@
+"""One connection driven in-process (ApplicationCommunicator): the error table, concurrency,
+backpressure, push, and cleanup on disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import pytest
+
+from observable_socket_asgi import SocketRouter, Status
+from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, conversation, request
+
+
+def make_router(**options: Any) -> SocketRouter:
+    """A router with the routes the error-table tests need."""
+    router = SocketRouter(**options)
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    @router.route("math/sum")
+    async def total(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"status": Status.OK, "payload": {"sum": sum(payload or [])}}
+
+    @router.route("checked", {"data_check": lambda m: isinstance(m.payload, int)})
+    async def checked(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    @router.route("guarded", {"access": lambda ws, m: m.headers.get("token") == "ok"})
+    async def guarded(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": "secret"}
+
+    @router.route("boom")
+    async def boom(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        raise RuntimeError("do not leak this")
+
+    @router.route("forever")
+    async def forever(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    return router
+
+
+async def assert_still_open(conv: Any) -> None:
+    """The connection still serves requests after an error."""
+    assert await conv.ask(request("echo", [0], uuid="after")) == {
+        "uuid": "after",
+        "status": 200,
+        "headers": {},
+        "payload": [0],
+    }
+
+
+def message_of(reply: dict[str, Any]) -> str:
+    assert set(reply["payload"]) == {"message"}, reply
+    return str(reply["payload"]["message"])
+
+
+# The error table of PROTOCOL.md, one row per test
+
+
+@pytest.mark.parametrize("frame", ["not json", "{", b"\xff\xfe", ""])
+async def test_not_json_is_400_uuid_null(frame: str | bytes) -> None:
+    """A frame that is not JSON is answered 400 with uuid null, and the connection stays open."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(frame)
+        assert (reply["uuid"], reply["status"], reply["headers"]) == (None, 400, {})
+        message_of(reply)
+        await assert_still_open(conv)
+
+
+@pytest.mark.parametrize("frame", ["[]", "1", '"x"', "null"])
+async def test_not_object_is_400_uuid_null(frame: str) -> None:
+    """JSON that is not an object is answered 400 with uuid null."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(frame)
+        assert (reply["uuid"], reply["status"]) == (None, 400)
+        await assert_still_open(conv)
+
+
+@pytest.mark.parametrize(
+    ("frame", "uuid"),
+    [
+        ('{"uuid": "u1", "payload": 1}', "u1"),
+        ('{"uuid": 7, "route": 5}', 7),
+        ('{"uuid": true, "route": "echo"}', None),
+        ('{"uuid": 1.5, "route": "echo"}', None),
+        ('{"uuid": [1], "route": "echo"}', None),
+        ('{"route": "echo"}', None),
+        ('{"uuid": 2, "route": "echo", "headers": [1]}', 2),
+    ],
+)
+async def test_bad_route_or_uuid_is_400(frame: str, uuid: Any) -> None:
+    """A missing/non-string route or a bad uuid is 400, echoing the uuid if it is usable."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(frame)
+        assert (reply["uuid"], reply["status"]) == (uuid, 400)
+        await assert_still_open(conv)
+
+
+async def test_unknown_route_is_404() -> None:
+    """An unregistered route is 404 with "route not found: <route>" and the request's uuid."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(request("nope", uuid="u"))
+        assert (reply["uuid"], reply["status"]) == ("u", 404)
+        assert message_of(reply) == "route not found: nope"
+        await assert_still_open(conv)
+
+
+async def test_data_check_false_is_400() -> None:
+    """data_check returning False is 400 with the request's uuid."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(request("checked", "x", uuid=11))
+        assert (reply["uuid"], reply["status"]) == (11, 400)
+        message_of(reply)
+        assert (await conv.ask(request("checked", 0, uuid=12)))["payload"] == 0
+        await assert_still_open(conv)
+
+
+async def test_access_false_is_403() -> None:
+    """access returning False is 403 with the request's uuid; the right token gets through."""
+    async with conversation(make_router()) as conv:
+        reply = await conv.ask(request("guarded", uuid=3, headers={"token": "bad"}))
+        assert (reply["uuid"], reply["status"]) == (3, 403)
+        message_of(reply)
+        ok = await conv.ask(request("guarded", uuid=4, headers={"token": "ok"}))
+        assert (ok["status"], ok["payload"]) == (200, "secret")
+        await assert_still_open(conv)
+
+
+async def test_handler_exception_is_500(caplog: pytest.LogCaptureFixture) -> None:
+    """A raising handler is 500 "internal server error", nothing of the exception on the wire."""
+    caplog.set_level(logging.ERROR, logger="observable_socket_asgi")
+    async with conversation(make_router()) as conv:
+        await conv.send(request("boom", uuid="b"))
+        message = await conv.output()
+        assert "do not leak" not in message["text"]
+        reply = orjson.loads(message["text"])
+        assert (reply["uuid"], reply["status"]) == ("b", 500)
+        assert message_of(reply) == "internal server error"
+        await assert_still_open(conv)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "'boom'" in errors[0].getMessage()
+
+
+async def test_rate_limit_is_429_and_ping_is_never_limited() -> None:
+    """Past rate_limit=(n, s) requests are 429 with their uuid; PING still gets PONG."""
+    async with conversation(make_router(rate_limit=(3, 60.0))) as conv:
+        for i in range(3):
+            assert (await conv.ask(request("echo", i, uuid=i)))["status"] == 200
+        reply = await conv.ask(request("echo", uuid="over"))
+        assert (reply["uuid"], reply["status"]) == ("over", 429)
+        message_of(reply)
+        assert (await conv.ask(JS_PING))["route"] == "PONG"
+        # still open: another limited request is answered, not dropped
+        assert (await conv.ask(request("echo", uuid="again")))["status"] == 429
+
+
+async def test_route_rate_limit_has_its_own_bucket() -> None:
+    """A route's own rate_limit counts only that route's requests."""
+    router = make_router()
+
+    @router.route("limited", {"rate_limit": (1, 60.0)})
+    async def limited(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {}
+
+    async with conversation(router) as conv:
+        assert (await conv.ask(request("limited", uuid=1)))["status"] == 200
+        assert (await conv.ask(request("limited", uuid=2)))["status"] == 429
+        await assert_still_open(conv)
+
+
+async def test_handler_timeout_is_504() -> None:
+    """A handler past handler_timeout is cancelled and answered 504 with its uuid."""
+    cancelled = asyncio.Event()
+    router = make_router(handler_timeout=50 * MS)
+
+    @router.route("stuck")
+    async def stuck(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {}
+
+    async with conversation(router) as conv:
+        reply = await conv.ask(request("stuck", uuid="t"))
+        assert (reply["uuid"], reply["status"]) == ("t", 504)
+        message_of(reply)
+        assert cancelled.is_set()
+        await assert_still_open(conv)
+
+
+async def test_route_timeout_overrides_router() -> None:
+    """A route's `timeout` option applies to it alone."""
+    router = SocketRouter()
+
+    @router.route("stuck", {"timeout": 50 * MS})
+    async def stuck(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    async with conversation(router) as conv:
+        assert (await conv.ask(request("stuck", uuid=1)))["status"] == 504
+
+
+async def test_oversized_frame_is_413() -> None:
+    """A frame over max_message_bytes is 413, with its uuid when parseable, else null."""
+    async with conversation(make_router(max_message_bytes=100)) as conv:
+        reply = await conv.ask(request("echo", "x" * 200, uuid="big"))
+        assert (reply["uuid"], reply["status"]) == ("big", 413)
+        message_of(reply)
+        reply = await conv.ask("y" * 200)
+        assert (reply["uuid"], reply["status"]) == (None, 413)
+        await assert_still_open(conv)
+
+
+async def test_deep_nesting_is_400() -> None:
+    """Deeply nested JSON is answered 400, the connection survives."""
+    async with conversation(make_router()) as conv:
+        deep = '{"uuid": 1, "route": "echo", "payload": ' + "[" * 3000 + "]" * 3000 + "}"
+        assert (await conv.ask(deep))["status"] == 400
+        await assert_still_open(conv)
+
+
+# The contract's good path
+
+
+async def test_js_frame_answered() -> None:
+    """The JS client's exact frame is answered with its uuid, status 200 and headers {}."""
+    async with conversation(make_router()) as conv:
+        assert await conv.ask(JS_FRAME) == {
+            "uuid": "a5e4e2e8-35c2-4b34-b40b-71faaf341206",
+            "status": 200,
+            "headers": {},
+            "payload": {"sum": 10},
+        }
+
+
+async def test_binary_frame_answered_in_text() -> None:
+    """A binary frame of UTF-8 JSON is served, and the answer is a text frame."""
+    async with conversation(make_router()) as conv:
+        await conv.send(request("echo", "é", uuid=5).encode())
+        message = await conv.output()
+        assert message["type"] == "websocket.send" and "text" in message
+        assert orjson.loads(message["text"])["payload"] == "é"
+
+
+@pytest.mark.parametrize("payload", [0, False, "", [], {}])
+async def test_falsy_payload_reaches_handler(payload: Any) -> None:
+    """Falsy payloads come back as sent, not as {}."""
+    async with conversation(make_router()) as conv:
+        assert (await conv.ask(request("echo", payload)))["payload"] == payload
+
+
+async def test_ping_pong_while_slow_handler_runs() -> None:
+    """PING is answered PONG at once even while a handler of the connection is blocked."""
+    async with conversation(make_router()) as conv:
+        await conv.send(request("forever", uuid="slow"))
+        pong = await conv.ask(JS_PING)
+        assert pong == {
+            "uuid": "12417fc9-fd23-4930-ac51-dab24404fea6",
+            "route": "PONG",
+            "status": 200,
+            "headers": {},
+            "payload": None,
+        }
+
+
+async def test_heartbeat_off_makes_ping_404() -> None:
+    """With heartbeat=False, PING is an unknown route like any other."""
+    async with conversation(make_router(heartbeat=False)) as conv:
+        reply = await conv.ask(JS_PING)
+        assert reply["status"] == 404 and "route" not in reply
+
+
+async def test_slow_request_overtaken_by_fast_one() -> None:
+    """A fast request sent after a slow one is answered first; the slow one still answers."""
+    release = asyncio.Event()
+    router = make_router()
+
+    @router.route("slow")
+    async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await release.wait()
+        return {"payload": "slow"}
+
+    async with conversation(router) as conv:
+        await conv.send(request("slow", uuid="s"))
+        assert (await conv.ask(request("echo", "fast", uuid="f")))["uuid"] == "f"
+        release.set()
+        assert await conv.reply() == {"uuid": "s", "status": 200, "headers": {}, "payload": "slow"}
+
+
+async def test_max_in_flight_backpressure() -> None:
+    """At max_in_flight the router stops reading until a slot frees; nothing is dropped."""
+    release = [asyncio.Event(), asyncio.Event()]
+    router = make_router(max_in_flight=2)
+
+    @router.route("wait")
+    async def wait(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await release[payload].wait()
+        return {"payload": payload}
+
+    async with conversation(router) as conv:
+        await conv.send(request("wait", 0, uuid="a"))
+        await conv.send(request("wait", 1, uuid="b"))
+        await conv.send(request("echo", "third", uuid="c"))
+        assert await conv.nothing()
+        # the third frame is still waiting in the server's hands, unread
+        assert conv.comm.input_queue.qsize() == 1
+        release[1].set()
+        assert (await conv.reply())["uuid"] == "b"
+        assert (await conv.reply())["uuid"] == "c"
+        assert conv.comm.input_queue.qsize() == 0
+        release[0].set()
+        assert (await conv.reply())["uuid"] == "a"
+        assert await conv.nothing()
+
+
+async def test_errors_and_pongs_count_against_nothing_lost() -> None:
+    """Many error frames in a row at max_in_flight=1 are all answered, in order."""
+    async with conversation(make_router(max_in_flight=1)) as conv:
+        for i in range(20):
+            await conv.send("bad" if i % 2 else request("nope", uuid=i))
+        statuses = [(await conv.reply())["status"] for _ in range(20)]
+        assert statuses == [404, 400] * 10
+
+
+async def test_push_has_fresh_server_uuid() -> None:
+    """ws.push sends an unasked message with a new server uuid, before the request's reply."""
+    router = make_router()
+
+    @router.route("subscribe")
+    async def subscribe(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.push("news", {"n": 1}, headers={"h": 1})
+        await ws.push("news", {"n": 2}, status=Status.CREATED)
+        return {"payload": "ok"}
+
+    async with conversation(router) as conv:
+        await conv.send(request("subscribe", uuid="1"))
+        first, second, reply = await conv.reply(), await conv.reply(), await conv.reply()
+        assert first["route"] == "news" and first["payload"] == {"n": 1}
+        assert first["headers"] == {"h": 1} and first["status"] == 200
+        assert second["status"] == 201
+        assert len({first["uuid"], second["uuid"], "1"}) == 3
+        assert isinstance(first["uuid"], str)
+        assert reply == {"uuid": "1", "status": 200, "headers": {}, "payload": "ok"}
+
+
+async def test_push_from_outside_a_request() -> None:
+    """A connection kept from a handler can be pushed to later, e.g. from another task."""
+    router = make_router()
+    kept: list[Any] = []
+
+    @router.route("hello")
+    async def hello(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        kept.append(ws)
+        return {}
+
+    async with conversation(router) as conv:
+        await conv.ask(request("hello"))
+        await kept[0].push("later", [1])
+        push = await conv.reply()
+        assert (push["route"], push["payload"]) == ("later", [1])
+
+
+async def test_disconnect_cancels_in_flight_handlers() -> None:
+    """On disconnect every in-flight handler sees CancelledError and the registry empties."""
+    started = asyncio.Event()
+    outcomes: list[str] = []
+    router = make_router()
+
+    @router.route("hold")
+    async def hold(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            if payload == 2:
+                started.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+        outcomes.append("finished")
+        return {}
+
+    async with conversation(router) as conv:
+        for i in range(3):
+            await conv.send(request("hold", i, uuid=i))
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        assert len(router.connections) == 1
+        await conv.disconnect()
+        assert outcomes == ["cancelled"] * 3
+        assert router.connections == set()
+        assert conv.comm.future.done() and conv.comm.future.exception() is None
+
+
+async def test_disconnect_with_blocked_sync_handler_returns() -> None:
+    """A plain-def handler still running at disconnect does not keep the connection alive."""
+    import threading
+
+    gate = threading.Event()
+    router = make_router()
+
+    @router.route("block")
+    def block(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        gate.wait(TIMEOUT)
+        return {}
+
+    try:
+        async with conversation(router) as conv:
+            await conv.send(request("block"))
+            assert await conv.nothing()
+            await conv.disconnect()
+            assert router.connections == set()
+    finally:
+        gate.set()
+
+
+async def test_close_from_handler() -> None:
+    """`await ws.close(code, reason)` sends the close frame and stops serving."""
+    router = make_router()
+
+    @router.route("bye")
+    async def bye(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.close(4000, "bye")
+        return {}
+
+    async with conversation(router) as conv:
+        await conv.send(request("bye"))
+        assert await conv.output() == {"type": "websocket.close", "code": 4000, "reason": "bye"}
+        assert await conv.nothing()
+
+
+async def test_asyncio_timeout_inside_handler() -> None:
+    """asyncio.timeout() in a handler cancels the handler's own task, not the receive loop."""
+    router = make_router()
+
+    @router.route("timed")
+    async def timed(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(20 * MS):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return {"payload": "timed out"}
+        return {"payload": "never"}
+
+    async with conversation(router) as conv:
+        await conv.send(request("timed", uuid=1))
+        assert (await conv.ask(request("echo", "fast", uuid=2)))["uuid"] == 2
+        assert (await conv.reply())["payload"] == "timed out"
+        await assert_still_open(conv)
+
+
+async def test_task_group_inside_handler() -> None:
+    """A TaskGroup in a handler runs its children and propagates their failure as a 500."""
+    router = make_router()
+
+    @router.route("group")
+    async def group(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        assert asyncio.current_task() is not None
+
+        async def child(n: int) -> int:
+            await asyncio.sleep(0)
+            if n < 0:
+                raise ValueError(n)
+            return n * 2
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(child(n)) for n in payload]
+        return {"payload": [t.result() for t in tasks]}
+
+    async with conversation(router) as conv:
+        assert (await conv.ask(request("group", [1, 2, 3])))["payload"] == [2, 4, 6]
+        assert (await conv.ask(request("group", [1, -1])))["status"] == 500
+        await assert_still_open(conv)
+
+
+async def test_current_task_is_the_request_task() -> None:
+    """Inside a handler, current_task() is the request's own task, not the receive loop."""
+    router = make_router()
+    seen: list[Any] = []
+
+    @router.route("who")
+    async def who(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        first = asyncio.current_task()
+        await asyncio.sleep(0)
+        seen.append((first, asyncio.current_task()))
+        return {}
+
+    async with conversation(router) as conv:
+        await conv.ask(request("who"))
+        first, later = seen[0]
+        assert first is later
+        assert first is not conv.comm.future
+
+
+async def test_sync_handler_does_not_block_others() -> None:
+    """A blocking plain-def handler runs off the loop, so a fast request is answered meanwhile."""
+    import threading
+
+    gate = threading.Event()
+    router = make_router()
+
+    @router.route("block")
+    def block(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        gate.wait(TIMEOUT)
+        return {"payload": "unblocked"}
+
+    async with conversation(router) as conv:
+        await conv.send(request("block", uuid="b"))
+        assert (await conv.ask(request("echo", 1, uuid="f")))["uuid"] == "f"
+        gate.set()
+        assert (await conv.reply())["payload"] == "unblocked"
