@@ -150,6 +150,7 @@ async def _lifespan(
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
+                await router.backplane.start()
                 for fn in router._startup:
                     result = fn()
                     if is_async_callable(fn):
@@ -165,6 +166,7 @@ async def _lifespan(
                     result = fn()
                     if is_async_callable(fn):
                         await result
+                await router.backplane.stop()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

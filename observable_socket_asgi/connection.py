@@ -219,6 +219,18 @@ class Connection:
                 return
         await self._write(frame, False)
 
+    async def subscribe(self, topic: str) -> None:
+        """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+        """
+        await self._router.backplane.subscribe(self, topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop receiving `topic`; a topic this connection does not hold is ignored."""
+        await self._router.backplane.unsubscribe(self, topic)
+
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; in-flight requests are cancelled. Idempotent."""
         if self._status != _OPEN:
@@ -439,21 +451,31 @@ class Connection:
             self._queued_pushes,
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
+        # In place: the writer in progress holds this same deque.
         out = self._out
         if out:
-            self._out = deque(item for item in out if item[1])
+            replies = [item for item in out if item[1]]
+            out.clear()
+            out.extend(replies)
         self._queued_pushes = 0
+        # Closing starts now, not when the task below runs: later pushes are refused at once
+        # instead of filling the queue again and spawning another close.
+        self._status = _CLOSING
         self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
         return False
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),
         stop serving anyway so the server drops the socket."""
+        if self._status == _OPEN:
+            self._status = _CLOSING
         try:
             async with asyncio.timeout(5.0):
-                await self.close(code, reason)
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except TimeoutError:
             pass
+        except Exception:  # the peer is already gone: nothing to tell it
+            logger.debug("close(%s) after the peer left", code)
         self._abort()
 
     def _abort(self) -> None:

@@ -12,7 +12,7 @@ import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._concurrency import arity_accepts, ensure_async
 from .envelope import RESERVED_ROUTES
@@ -20,10 +20,15 @@ from .types import (
     ASGIReceiveCallable,
     ASGISendCallable,
     Handler,
+    Header,
+    Payload,
     RouteOptions,
     Scope,
     SocketAccess,
 )
+
+if TYPE_CHECKING:
+    from .topics import Backplane
 
 __all__ = ["CallMode", "Route", "SocketRouter"]
 
@@ -91,6 +96,8 @@ class SocketRouter:
         require_origin: refuse handshakes without an `Origin` header (non-browser clients).
         sync_workers: threads for plain-`def` hooks and handlers.
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
+        backplane: what carries `publish()` to subscribers: None (this process only), a
+            `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class SocketRouter:
         sync_workers: int | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
+        backplane: Backplane | str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -157,6 +165,10 @@ class SocketRouter:
         self._slots_taken = 0
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
+        #: topic subscriptions and their fan-out; started by the lifespan or on first use
+        from .topics import make_backplane  # topics needs connection, which needs us
+
+        self.backplane: Backplane = make_backplane(backplane)
 
     # Public API
 
@@ -203,6 +215,19 @@ class SocketRouter:
     def routes(self) -> dict[str, Route]:
         """The registered routes by name (a copy)."""
         return dict(self._routes)
+
+    async def publish(
+        self, topic: str, payload: Payload = None, headers: Header | None = None
+    ) -> None:
+        """Push `payload` to every connection subscribed to `topic`, on every worker.
+
+        The frame is encoded once; its `route` is the topic and its uuid a fresh server
+        uuid. Delivery is at most once, in publish order per publisher.
+
+        Raises:
+            EncodeError: the payload or headers cannot be encoded as JSON.
+        """
+        await self.backplane.publish(topic, payload, headers)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""

@@ -1,0 +1,324 @@
+"""The Redis backplane: topics across workers and hosts through Redis pub/sub.
+
+Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API).
+
+Rules of the listener (this module alone changes them):
+
+    One pub/sub connection per worker, owned by one listener task. It subscribes to the
+    channel of every topic that has a local subscriber (`prefix + topic`), plus a control
+    channel of its own so that it is always subscribed. When the connection fails (Redis
+    restarted, network cut, no answer to PING within `2 * ping_interval`), `connected`
+    turns False, an error is logged on every attempt, and the listener reconnects after a
+    jittered exponential backoff that starts over after a success; on reconnect it
+    subscribes every topic this worker needs again.
+
+    Pub/sub commands are sent under one lock, and each re-reads the wanted set right before
+    it is sent, so a subscribe racing an unsubscribe of the same topic always ends in the
+    state the worker wants.
+
+    A publish delivers to this worker's subscribers at once, then sends one PUBLISH whose
+    body is this worker's id followed by the already encoded frame; the listener skips its
+    own worker's messages. While `connected` is False the PUBLISH is not attempted: the
+    push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
+    never replayed (at-most-once delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from .topics import Backplane
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the Redis backplane needs redis-py: pip install 'observable-socket-asgi[redis]'"
+    ) from exc
+
+__all__ = ["RedisBackplane", "backoff"]
+
+logger = logging.getLogger("observable_socket_asgi.redis")
+
+# A worker id is this many hex characters, at the start of every PUBLISH body.
+_ORIGIN_LEN = 16
+
+
+def backoff(initial: float = 0.1, factor: float = 2.0, maximum: float = 5.0) -> Iterator[float]:
+    """Yield reconnect delays: exponential, capped, each jittered to 50-150 %.
+
+    The caller starts a fresh generator after a success, which is how the backoff resets.
+    Jitter keeps many workers from hitting a restarted Redis in the same instant.
+    """
+    delay = initial
+    while True:
+        yield delay * (0.5 + random.random())
+        delay = min(delay * factor, maximum)
+
+
+class RedisBackplane(Backplane):
+    """Publishes reach the subscribers of every worker that shares the Redis server.
+
+    Args:
+        url: a redis-py URL, e.g. `"redis://127.0.0.1:6379/0"`.
+        prefix: channel name prefix; workers must share it to see each other's pushes.
+        ping_interval: seconds of silence on the listener connection before a PING; no
+            answer within twice this and the connection is treated as dead.
+        max_backoff: the longest wait between reconnect attempts, in seconds.
+        publish_timeout: seconds a PUBLISH may take before the push counts as dropped.
+        connect_timeout: seconds to open a connection to Redis.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "observable_socket:",
+        ping_interval: float = 5.0,
+        max_backoff: float = 5.0,
+        publish_timeout: float = 2.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = prefix
+        self.ping_interval = ping_interval
+        self.max_backoff = max_backoff
+        self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
+        #: publishes that did not reach Redis (listener down, error or timeout)
+        self.dropped = 0
+        #: successful (re)connections of the listener; 1 after the first
+        self.connects = 0
+        self._origin = os.urandom(_ORIGIN_LEN // 2).hex().encode()
+        self._control = f"{prefix}\x00worker:{self._origin.decode()}".encode()
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._connected = False
+        # set while connected; start() waits on it briefly so a worker starts up connected
+        self._up: asyncio.Event | None = None
+        self._listener: asyncio.Task[None] | None = None
+        # serialises pub/sub commands on the one listener connection
+        self._lock: asyncio.Lock | None = None
+        # channel -> futures waiting for Redis to confirm a SUBSCRIBE
+        self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
+        # UNSUBSCRIBE tasks started from sync on_close callbacks
+        self._chores: set[asyncio.Task[None]] = set()
+
+    # Public API
+
+    @property
+    def connected(self) -> bool:
+        """True while the listener holds a live, subscribed connection to Redis."""
+        return self._connected
+
+    # Backplane hooks
+
+    async def _start(self) -> None:
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            # The listener owns reconnection (with backoff and resubscription), so redis-py
+            # must report a failure at once instead of retrying behind its back.
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=self.connect_timeout,
+            socket_keepalive=True,
+        )
+        self._up = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name="observable-socket redis listener"
+        )
+        # Start connected when Redis is there; when it is not, serve anyway (the listener
+        # keeps trying and logs every attempt).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.connect_timeout):
+                await self._up.wait()
+
+    async def _stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        for chore in list(self._chores):
+            chore.cancel()
+        if self._chores:
+            await asyncio.gather(*self._chores, return_exceptions=True)
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+            self._redis = None
+
+    async def _remote_subscribe(self, topic: str) -> None:
+        """Subscribe the worker to `topic`; return once Redis confirms (or soon after)."""
+        channel = self._channel(topic)
+        waiter = await self._command(topic, subscribe=True)
+        if waiter is None:
+            return
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await waiter
+        except TimeoutError:
+            logger.warning("Redis did not confirm SUBSCRIBE %r in time", channel)
+        finally:
+            waiters = self._confirming.get(channel)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+
+    def _remote_unsubscribe(self, topic: str) -> None:
+        if self._lock is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _remote_publish(self, topic: str, frame: str) -> None:
+        if not self._connected or self._redis is None:
+            self.dropped += 1
+            logger.warning("Redis is down: push to %r reached this worker only", topic)
+            return
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await self._redis.publish(self._channel(topic), self._origin + frame.encode())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.dropped += 1
+            logger.error("PUBLISH to %r failed, push reached this worker only: %r", topic, exc)
+
+    # Private methods
+
+    async def _unsubscribe(self, topic: str) -> None:
+        await self._command(topic, subscribe=False)
+
+    def _channel(self, topic: str) -> bytes:
+        return (self.prefix + topic).encode()
+
+    async def _command(self, topic: str, *, subscribe: bool) -> asyncio.Future[None] | None:
+        """Send SUBSCRIBE or UNSUBSCRIBE if the wanted state still calls for it.
+
+        Returns a future resolved when Redis confirms a SUBSCRIBE, or None when nothing was
+        sent (Redis down: the listener subscribes on reconnect) or for an UNSUBSCRIBE.
+        """
+        assert self._lock is not None
+        async with self._lock:
+            wanted = topic in self._subscribers
+            pubsub = self._pubsub
+            if wanted != subscribe or pubsub is None or not self._connected:
+                return None
+            channel = self._channel(topic)
+            try:
+                if subscribe:
+                    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    self._confirming.setdefault(channel, []).append(waiter)
+                    await pubsub.subscribe(channel)
+                    return waiter
+                await pubsub.unsubscribe(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The listener hears the same failure and resubscribes what is wanted.
+                logger.debug("pub/sub command for %r failed: %r", topic, exc)
+            return None
+
+    async def _listen(self) -> None:
+        """Keep one subscribed connection to Redis alive, forever; deliver what it hears.
+
+        Nobody awaits this task but `_stop()`: every failure is logged here and retried.
+        """
+        delays = backoff(maximum=self.max_backoff)
+        loop = asyncio.get_running_loop()
+        down_since: float | None = None
+        attempts = 0
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                assert self._lock is not None
+                async with self._lock:
+                    topics = list(self._subscribers)
+                    await pubsub.subscribe(self._control, *(self._channel(t) for t in topics))
+                    self._pubsub = pubsub
+                    self._connected = True
+                self.connects += 1
+                if down_since is not None:
+                    logger.warning(
+                        "Redis backplane reconnected after %.1f s; resubscribed %d topic(s)",
+                        loop.time() - down_since,
+                        len(topics),
+                    )
+                down_since = None
+                attempts = 0
+                delays = backoff(maximum=self.max_backoff)
+                assert self._up is not None
+                self._up.set()
+                await self._read(pubsub, loop)
+            except asyncio.CancelledError:
+                self._disconnected()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception as exc:
+                self._disconnected()
+                if down_since is None:
+                    down_since = loop.time()
+                attempts += 1
+                delay = next(delays)
+                logger.error(
+                    "Redis backplane disconnected for %.1f s (attempt %d): %r; pushes reach "
+                    "this worker's subscribers only; retrying in %.2f s",
+                    loop.time() - down_since,
+                    attempts,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(delay)
+
+    async def _read(self, pubsub: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver messages until the connection fails; PING it when it has been quiet."""
+        heard = loop.time()
+        pinged = False
+        origin = self._origin
+        prefix_len = len(self.prefix.encode())
+        while True:
+            message = await pubsub.get_message(timeout=self.ping_interval)
+            now = loop.time()
+            if message is None:
+                if now - heard >= 2 * self.ping_interval:
+                    raise ConnectionError(f"no answer from Redis for {now - heard:.1f} s")
+                if not pinged:
+                    await pubsub.ping()
+                    pinged = True
+                continue
+            heard = now
+            pinged = False
+            kind = message["type"]
+            if kind == "message":
+                data: bytes = message["data"]
+                if data[:_ORIGIN_LEN] == origin:
+                    continue
+                topic = message["channel"][prefix_len:].decode()
+                self.deliver(topic, data[_ORIGIN_LEN:].decode())
+            elif kind == "subscribe":
+                for waiter in self._confirming.pop(message["channel"], ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    def _disconnected(self) -> None:
+        self._connected = False
+        self._pubsub = None
+        if self._up is not None:
+            self._up.clear()
+        for waiters in self._confirming.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._confirming.clear()
