@@ -243,7 +243,19 @@ class RedisBackplane(Backplane):
                 assert self._lock is not None
                 async with self._lock:
                     topics = list(self._subscribers)
-                    await pubsub.subscribe(self._control, *(self._channel(t) for t in topics))
+                    # The control channel goes last: once Redis confirms it, every topic
+                    # before it is live, and only then is the worker `connected`.
+                    await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
+                    async with asyncio.timeout(self.connect_timeout):
+                        while True:
+                            message = await pubsub.get_message(timeout=self.connect_timeout)
+                            if message is None:
+                                continue
+                            self._handle(message)
+                            if message["type"] == "subscribe" and (
+                                message["channel"] == self._control
+                            ):
+                                break
                     self._pubsub = pubsub
                     self._connected = True
                 self.connects += 1
@@ -286,8 +298,7 @@ class RedisBackplane(Backplane):
         """Deliver messages until the connection fails; PING it when it has been quiet."""
         heard = loop.time()
         pinged = False
-        origin = self._origin
-        prefix_len = len(self.prefix.encode())
+        handle = self._handle
         while True:
             message = await pubsub.get_message(timeout=self.ping_interval)
             now = loop.time()
@@ -300,17 +311,20 @@ class RedisBackplane(Backplane):
                 continue
             heard = now
             pinged = False
-            kind = message["type"]
-            if kind == "message":
-                data: bytes = message["data"]
-                if data[:_ORIGIN_LEN] == origin:
-                    continue
-                topic = message["channel"][prefix_len:].decode()
-                self.deliver(topic, data[_ORIGIN_LEN:].decode())
-            elif kind == "subscribe":
-                for waiter in self._confirming.pop(message["channel"], ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
+            handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            data: bytes = message["data"]
+            if data[:_ORIGIN_LEN] == self._origin:
+                return  # published here, and already delivered here
+            topic = message["channel"][len(self.prefix.encode()) :].decode()
+            self.deliver(topic, data[_ORIGIN_LEN:].decode())
+        elif kind == "subscribe":
+            for waiter in self._confirming.pop(message["channel"], ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _disconnected(self) -> None:
         self._connected = False
