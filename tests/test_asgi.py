@@ -1,0 +1,225 @@
+"""The ASGI surface: handshake and connection-level access, http refusal, lifespan, `ws` views."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from observable_socket_asgi import Connection, SocketRouter
+from tests.helpers import TIMEOUT, Conversation, conversation, request, ws_scope
+
+
+def echo_router(**options: Any) -> SocketRouter:
+    router = SocketRouter(**options)
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    return router
+
+
+@pytest.mark.parametrize("sync", [False, True])
+async def test_access_logic_false_accepts_then_closes_1008(sync: bool) -> None:
+    """A connection refused by access_logic is accepted, then closed with 1008 and a reason."""
+    if sync:
+
+        def deny(ws: Any) -> bool:
+            return False
+    else:
+
+        async def deny(ws: Any) -> bool:  # type: ignore[misc]
+            return False
+
+    conv = Conversation(echo_router(access_logic=deny))
+    assert (await conv.connect())["type"] == "websocket.accept"
+    closed = await conv.output()
+    assert closed["type"] == "websocket.close" and closed["code"] == 1008
+    assert closed["reason"]
+    await conv.comm.wait(TIMEOUT)
+
+
+async def test_access_logic_reads_handshake() -> None:
+    """access_logic sees the handshake's headers, cookies and query string."""
+    seen: dict[str, Any] = {}
+
+    async def allow(ws: Any) -> bool:
+        seen["token"] = ws.query_params.get("token")
+        seen["cookie"] = ws.cookies.get("sid")
+        seen["header"] = ws.headers.get("X-Auth")
+        return seen["token"] == "t"
+
+    scope = ws_scope(
+        headers=[(b"host", b"h"), (b"cookie", b"sid=42; other=1"), (b"x-auth", b"yes")],
+        query_string=b"token=t",
+    )
+    async with conversation(echo_router(access_logic=allow), scope) as conv:
+        assert (await conv.ask(request("echo", 1)))["payload"] == 1
+    assert seen == {"token": "t", "cookie": "42", "header": "yes"}
+
+
+async def test_access_logic_raising_closes_1011(caplog: pytest.LogCaptureFixture) -> None:
+    """An exception inside access_logic closes with 1011 and is logged."""
+
+    def broken(ws: Any) -> bool:
+        raise RuntimeError("db down")
+
+    caplog.set_level(logging.ERROR, logger="observable_socket_asgi")
+    conv = Conversation(echo_router(access_logic=broken))
+    assert (await conv.connect())["type"] == "websocket.accept"
+    closed = await conv.output()
+    assert (closed["type"], closed["code"]) == ("websocket.close", 1011)
+    assert "db down" not in closed["reason"]
+    await conv.comm.wait(TIMEOUT)
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+async def test_http_scope_gets_426() -> None:
+    """A plain HTTP request to the router is answered 426 Upgrade Required, not a crash."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"h")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    comm = ApplicationCommunicator(echo_router(), scope)
+    await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await comm.receive_output(TIMEOUT)
+    assert (start["type"], start["status"]) == ("http.response.start", 426)
+    body = await comm.receive_output(TIMEOUT)
+    assert b"Upgrade Required" in body["body"]
+    await comm.wait(TIMEOUT)
+
+
+async def test_lifespan_runs_startup_and_shutdown_hooks() -> None:
+    """Lifespan startup and shutdown run the router's hooks, sync and async."""
+    calls: list[str] = []
+    router = SocketRouter(on_startup=[lambda: calls.append("init-sync")])
+
+    @router.on_startup
+    async def start() -> None:
+        calls.append("start")
+
+    @router.on_shutdown
+    def stop() -> None:
+        calls.append("stop")
+
+    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    await comm.send_input({"type": "lifespan.startup"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
+    assert calls == ["init-sync", "start"]
+    await comm.send_input({"type": "lifespan.shutdown"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.shutdown.complete"}
+    assert calls == ["init-sync", "start", "stop"]
+    await comm.wait(TIMEOUT)
+
+
+async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing startup hook is reported as lifespan.startup.failed."""
+
+    def fail() -> None:
+        raise RuntimeError("no db")
+
+    caplog.set_level(logging.CRITICAL, logger="observable_socket_asgi")
+    comm = ApplicationCommunicator(
+        SocketRouter(on_startup=[fail]), {"type": "lifespan", "asgi": {"version": "3.0"}}
+    )
+    await comm.send_input({"type": "lifespan.startup"})
+    assert (await comm.receive_output(TIMEOUT))["type"] == "lifespan.startup.failed"
+    await comm.wait(TIMEOUT)
+
+
+async def test_disconnect_before_accept() -> None:
+    """A client that leaves before the handshake completes ends the app quietly."""
+    comm = ApplicationCommunicator(echo_router(), ws_scope())
+    await comm.send_input({"type": "websocket.disconnect", "code": 1006})
+    await comm.wait(TIMEOUT)
+    assert await comm.receive_nothing()
+
+
+async def test_connection_attributes() -> None:
+    """`ws` has Starlette's names: scope, headers, query_params, cookies, client, state, path."""
+    router = SocketRouter()
+    seen: dict[str, Any] = {}
+
+    @router.route("inspect")
+    async def inspect_ws(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        seen["is_connection"] = isinstance(ws, Connection)
+        seen["user"] = ws.scope["user"]
+        seen["ua"] = ws.headers["user-agent"]
+        seen["ua_upper"] = ws.headers.get("User-Agent")
+        seen["q"] = ws.query_params["q"]
+        seen["q_all"] = ws.query_params.getlist("q")
+        seen["cookies"] = ws.cookies
+        seen["client"] = (ws.client.host, ws.client.port)
+        seen["path"] = ws.path
+        ws.state.counter = getattr(ws.state, "counter", 0) + 1
+        seen["counter"] = ws.state.counter
+        seen["db"] = ws.state.db
+        return {}
+
+    scope = ws_scope(
+        path="/socket",
+        headers=[(b"host", b"h"), (b"user-agent", b"test/1"), (b"cookie", b'a=1; b="x y"')],
+        query_string=b"q=1&q=2",
+        user="ann",
+        state={"db": "conn"},
+    )
+    async with conversation(router, scope) as conv:
+        await conv.ask(request("inspect"))
+        await conv.ask(request("inspect"))
+    assert seen == {
+        "is_connection": True,
+        "user": "ann",
+        "ua": "test/1",
+        "ua_upper": "test/1",
+        "q": "2",
+        "q_all": ["1", "2"],
+        "cookies": {"a": "1", "b": "x y"},
+        "client": ("127.0.0.1", 51000),
+        "path": "/socket",
+        "counter": 2,
+        "db": "conn",
+    }
+
+
+async def test_unknown_scope_type_raises() -> None:
+    """A scope type the router does not serve is an error for the server, not a hang."""
+    comm = ApplicationCommunicator(echo_router(), {"type": "custom"})
+    with pytest.raises(ValueError, match="custom"):
+        await comm.wait(TIMEOUT)
+
+
+async def test_max_connections_closes_1013() -> None:
+    """Past max_connections a new connection is accepted then closed with 1013."""
+    router = echo_router(max_connections=1)
+    async with conversation(router) as conv:
+        assert (await conv.ask(request("echo", 1)))["payload"] == 1
+        second = Conversation(router)
+        assert (await second.connect())["type"] == "websocket.accept"
+        assert (await second.output())["code"] == 1013
+        await second.comm.wait(TIMEOUT)
+    assert router.connections == set()
+
+
+async def test_origin_not_allowed_closes_1008() -> None:
+    """A browser origin outside allowed_origins is closed with 1008; an allowed one is served."""
+    router = echo_router(allowed_origins=["https://*.example.com"])
+    bad = Conversation(router, ws_scope(headers=[(b"origin", b"https://evil.test")]))
+    await bad.connect()
+    assert (await bad.output())["code"] == 1008
+    await bad.comm.wait(TIMEOUT)
+    good_scope = ws_scope(headers=[(b"origin", b"https://app.example.com")])
+    async with conversation(router, good_scope) as conv:
+        assert (await conv.ask(request("echo", 2)))["payload"] == 2
