@@ -1,0 +1,732 @@
+"""An asyncio client for ObservableSocket servers, on the `websockets` library.
+
+It behaves like the JS client: requests are correlated by a fresh uuid4 string, global
+headers are merged into every message (PINGs included), a PING goes out every
+`heartbeat_interval` and the socket counts as dead when no PONG answers it, and a lost
+connection is reopened with backoff unless the server closed it with 1008 or 1011.
+
+Rules of the client's life (this module alone changes them)::
+
+    CONNECTING   the first handshake; `connect()` raises `ConnectFailed` if it fails.
+    OPEN         requests are sent and answered; pushes are delivered.
+    RECONNECTING the socket closed: every pending request has already failed with
+                 `ConnectionClosed` (nothing is resent); new requests wait, within their
+                 timeout, for the next connection.
+    CLOSED       `close()` was called, the server closed with 1008/1011, or reconnecting
+                 gave up: requests raise `ConnectionClosed`, `pushes()` ends.
+
+Pushes (messages the server sends unasked) go to the `on_push` callback when one is given,
+otherwise into a bounded buffer read with `pushes()`. When the buffer is full the oldest
+push is dropped (`overflow="drop_oldest"`, the default: a listener wants what is current)
+or the new one is (`overflow="drop_newest"`); `dropped_pushes` counts them and the first
+drop of each overflow episode is logged as a warning.
+
+Only the I/O lives here: frames are built and read by `envelope.py`, and reconnection
+delays come from the pure `_backoff.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid as uuid_module
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
+
+from ._backoff import backoff, may_reconnect
+from ._concurrency import is_async_callable
+from .envelope import PING, PONG, encode_request, parse_message
+from .errors import ObservableSocketError, ProtocolError
+from .status import Status
+from .types import Header, Payload, Response, Uuid
+
+__all__ = [
+    "Client",
+    "ClientError",
+    "ConnectFailed",
+    "ConnectionClosed",
+    "Push",
+    "RequestTimeout",
+    "connect",
+    "response_from",
+]
+
+logger = logging.getLogger("observable_socket_asgi.client")
+
+_DEFAULT: Any = object()
+# uuids whose answers nobody waits for any more (sends, PINGs, timed-out requests): their
+# late replies are dropped instead of surfacing as pushes. Bounded; oldest forgotten first.
+_IGNORED_MAX = 4096
+
+
+# Exceptions
+
+
+class ClientError(ObservableSocketError):
+    """Base class of the client's exceptions."""
+
+
+class ConnectFailed(ClientError, ConnectionError):
+    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
+
+
+class ConnectionClosed(ClientError):
+    """The connection closed before the answer arrived, or the client is closed.
+
+    Attributes:
+        code: the close code (1006 when the socket died without a close frame), or None.
+        reason: the close reason, or why the client gave the socket up.
+        may_have_reached_server: False when the request was certainly not sent; True when it
+            was written to the socket and the server may have run it. It is never resent.
+        route: the request's route, when the error belongs to one.
+    """
+
+    def __init__(
+        self,
+        code: int | None,
+        reason: str,
+        *,
+        may_have_reached_server: bool = False,
+        route: str | None = None,
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.may_have_reached_server = may_have_reached_server
+        self.route = route
+        where = f"request {route!r}: " if route is not None else ""
+        detail = f"code {code}" if code is not None else "no close code"
+        if reason:
+            detail += f", {reason!r}"
+        fate = (
+            "the request may have reached the server and was not resent"
+            if may_have_reached_server
+            else "the request was not sent"
+        )
+        super().__init__(f"{where}connection closed ({detail}); {fate}")
+
+
+class RequestTimeout(ClientError, asyncio.TimeoutError):
+    """No answer to a request within its timeout (a late answer is dropped)."""
+
+    def __init__(self, route: str, uuid: str, timeout: float, sent: bool) -> None:
+        self.route = route
+        self.uuid = uuid
+        self.timeout = timeout
+        self.sent = sent
+        state = "sent" if sent else "still waiting for a connection"
+        super().__init__(
+            f"no answer to request {route!r} (uuid {uuid}) within {timeout} s ({state})"
+        )
+
+
+# Messages
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
+
+    route: str | None
+    payload: Payload
+    headers: Header
+    status: int = Status.OK
+    uuid: Uuid | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this push."""
+        return {
+            "uuid": self.uuid,
+            "route": self.route,
+            "status": self.status,
+            "headers": self.headers,
+            "payload": self.payload,
+        }
+
+
+def response_from(obj: Mapping[str, Any]) -> Response:
+    """Build a `Response` from a decoded reply; absent fields take the protocol's defaults."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    return Response(
+        obj.get("uuid"),
+        status if type(status) is int else Status.OK,
+        headers if type(headers) is dict else {},
+        obj.get("payload"),
+    )
+
+
+def push_from(obj: Mapping[str, Any]) -> Push:
+    """Build a `Push` from a decoded message."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    route = obj.get("route")
+    uuid = obj.get("uuid")
+    return Push(
+        route if type(route) is str else None,
+        obj.get("payload"),
+        headers if type(headers) is dict else {},
+        status if type(status) is int else Status.OK,
+        uuid if type(uuid) is str or type(uuid) is int else None,
+    )
+
+
+PushCallback = Callable[[Push], Awaitable[None] | None]
+
+
+class _Pending:
+    """One request waiting for its answer."""
+
+    __slots__ = ("future", "route", "sent")
+
+    def __init__(self, future: asyncio.Future[Response], route: str) -> None:
+        self.future = future
+        self.route = route
+        # set just before the frame is handed to the socket: from then on the server may
+        # have it, and a close says so
+        self.sent = False
+
+
+class Client:
+    """A connection to an ObservableSocket server that survives restarts.
+
+    Use `connect(...)` as an async context manager rather than building one directly.
+
+    Args:
+        url: the `ws://` or `wss://` URL.
+        headers: global message headers merged into every message, PINGs included (the JS
+            client's `globalHeaders`); per-call headers win.
+        timeout: the default seconds `request()` waits for its answer; None waits forever.
+        heartbeat_interval: seconds between PINGs; None disables the heartbeat.
+        heartbeat_timeout: seconds a PING may wait for its PONG before the socket counts as
+            dead; it is then closed, pending requests fail, and it is reopened.
+        reconnect: reopen a lost connection (never after close codes 1008 and 1011).
+        max_attempts: reconnection attempts before giving up; None tries forever.
+        backoff_initial, backoff_max, backoff_factor: the delays between attempts
+            (exponential with full jitter, reset after each successful connection).
+        on_push: called with every push (sync, or async: then run as a task); when given,
+            pushes are not buffered for `pushes()`.
+        max_pushes: the size of the push buffer read by `pushes()`.
+        overflow: `"drop_oldest"` or `"drop_newest"`: which push a full buffer loses.
+        open_timeout: seconds for each handshake.
+        connect_options: passed to `websockets.asyncio.client.connect` (for instance
+            `additional_headers` for handshake headers, `origin`, `ssl`, `max_size`).
+            The library's own keepalive is off and compression is off unless given here.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | None = 30.0,
+        heartbeat_interval: float | None = 30.0,
+        heartbeat_timeout: float = 20.0,
+        reconnect: bool = True,
+        max_attempts: int | None = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 10.0,
+        backoff_factor: float = 2.0,
+        on_push: PushCallback | None = None,
+        max_pushes: int = 1024,
+        overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest",
+        open_timeout: float = 10.0,
+        **connect_options: Any,
+    ) -> None:
+        if overflow not in ("drop_oldest", "drop_newest"):
+            raise ValueError(f"overflow must be 'drop_oldest' or 'drop_newest', got {overflow!r}")
+        if max_pushes < 1:
+            raise ValueError(f"max_pushes must be at least 1, got {max_pushes}")
+        if heartbeat_interval is not None and not heartbeat_interval > 0:
+            raise ValueError(
+                f"heartbeat_interval must be positive or None, got {heartbeat_interval}"
+            )
+        if not heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout}")
+        if max_attempts is not None and max_attempts < 0:
+            raise ValueError(f"max_attempts must be >= 0 or None, got {max_attempts}")
+        self.url = url
+        self.headers: dict[str, Any] = dict(headers or {})
+        self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.reconnect = reconnect
+        self.max_attempts = max_attempts
+        self.max_pushes = max_pushes
+        self.overflow = overflow
+        #: pushes lost to a full buffer since the client was created
+        self.dropped_pushes = 0
+        self._backoff = (backoff_initial, backoff_max, backoff_factor)
+        self._on_push = on_push
+        self._on_push_async = on_push is not None and is_async_callable(on_push)
+        self._connect_options: dict[str, Any] = {
+            "open_timeout": open_timeout,
+            "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
+            "compression": None,  # small JSON frames: deflate costs more than it saves
+            "close_timeout": 5.0,
+            **connect_options,
+        }
+        # the open socket, or None while (re)connecting or closed
+        self._ws: ClientConnection | None = None
+        # set while _ws is usable, and once the client is closed for good (waiters re-check)
+        self._ready = asyncio.Event()
+        # requests waiting for their answer, by uuid
+        self._pending: dict[str, _Pending] = {}
+        self._ignored: OrderedDict[Uuid, None] = OrderedDict()
+        # the PONG the heartbeat waits for
+        self._pong: asyncio.Future[None] | None = None
+        self._pushes: deque[Push] = deque()
+        self._push_waiter: asyncio.Future[None] | None = None
+        self._overflowing = False
+        self._callback_tasks: set[asyncio.Task[None]] = set()
+        # the task that owns the socket: reads it, runs the heartbeat, reconnects
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed_error: ConnectionClosed | None = None
+        self._close_done: asyncio.Future[None] | None = None
+        # why the current socket was given up by this side (heartbeat), if it was
+        self._dropped_reason: str | None = None
+        #: the last close code the server sent (or 1006), for callers that want it
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    # Public API
+
+    async def connect(self) -> Client:
+        """Open the first connection.
+
+        Raises:
+            ConnectFailed: the handshake failed (refused, unreachable, rejected, timed out).
+        """
+        if self._runner is not None:
+            raise RuntimeError("this client is already connected")
+        ws = await self._open()
+        self._attach(ws)
+        self._runner = asyncio.get_running_loop().create_task(self._run(ws))
+        return self
+
+    @property
+    def connected(self) -> bool:
+        """True while a socket is open."""
+        return self._ws is not None
+
+    @property
+    def closed(self) -> bool:
+        """True once the client is closed for good (by `close()`, 1008/1011, or giving up)."""
+        return self._closed_error is not None
+
+    async def request(
+        self,
+        route: str,
+        payload: Payload = None,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (the API the JS client has)
+    ) -> Response:
+        """Send a request and return its answer, whatever its status.
+
+        While the client is reconnecting the request waits for the next connection, within
+        its timeout. Many requests may be in flight at once.
+
+        Args:
+            route: the route name.
+            payload: any JSON value.
+            headers: merged over the global headers for this request.
+            timeout: seconds to wait (the client's default when omitted; None: no limit).
+
+        Raises:
+            RequestTimeout: no answer in time (also an `asyncio.TimeoutError`).
+            ConnectionClosed: the connection closed first, or the client is closed.
+            EncodeError: the payload or headers cannot be encoded as JSON.
+        """
+        if timeout is _DEFAULT:
+            timeout = self.timeout
+        uuid = str(uuid_module.uuid4())
+        frame = encode_request(uuid, route, self._merge(headers), payload)
+        pending = _Pending(asyncio.get_running_loop().create_future(), route)
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await self._wait_open(route)
+                self._pending[uuid] = pending
+                await self._send_frame(ws, frame, pending)
+                return await pending.future
+        except TimeoutError as exc:
+            if isinstance(exc, ClientError):
+                raise
+            assert timeout is not None
+            raise RequestTimeout(route, uuid, timeout, pending.sent) from None
+        finally:
+            if self._pending.pop(uuid, None) is not None:
+                self._ignore(uuid)
+            future = pending.future
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: no "never retrieved" warning
+            else:
+                future.cancel()
+
+    async def send(
+        self,
+        route: str,
+        payload: Payload = None,
+        *,
+        headers: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Send a message without waiting for its answer (fire and forget).
+
+        The frame still carries a fresh uuid, since the server answers every request; that
+        answer is dropped on arrival. It waits, within the default timeout, for a
+        connection if the client is reconnecting.
+
+        Raises:
+            RequestTimeout: no connection within the default timeout.
+            ConnectionClosed: the client is closed, or the socket closed while sending.
+        """
+        uuid = str(uuid_module.uuid4())
+        frame = encode_request(uuid, route, self._merge(headers), payload)
+        pending = _Pending(asyncio.get_running_loop().create_future(), route)
+        try:
+            async with asyncio.timeout(self.timeout):
+                ws = await self._wait_open(route)
+                self._ignore(uuid)
+                await self._send_frame(ws, frame, pending)
+        except TimeoutError as exc:
+            if isinstance(exc, ClientError):
+                raise
+            assert self.timeout is not None
+            raise RequestTimeout(route, uuid, self.timeout, pending.sent) from None
+        finally:
+            pending.future.cancel()
+
+    async def pushes(self) -> AsyncIterator[Push]:
+        """Yield pushes as they arrive, across reconnections, until the client is closed.
+
+        Read it from one task: several readers would share the pushes between them.
+
+        Raises:
+            RuntimeError: the client was given an `on_push` callback, which takes them all.
+        """
+        if self._on_push is not None:
+            raise RuntimeError("pushes go to the on_push callback; pushes() has none to give")
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._pushes:
+                push = self._pushes.popleft()
+                if not self._pushes:
+                    self._overflowing = False
+                yield push
+            if self._closed_error is not None:
+                return
+            waiter = self._push_waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._push_waiter = None
+
+    async def close(self) -> None:
+        """Close the connection for good; pending requests fail with `ConnectionClosed`.
+
+        Idempotent and safe from any task of the client's loop, including a push callback.
+        """
+        if self._close_done is not None:
+            if asyncio.current_task() is not self._runner:
+                await asyncio.shield(self._close_done)
+            return
+        self._close_done = asyncio.get_running_loop().create_future()
+        try:
+            self._closing = True
+            self._finish(ConnectionClosed(1000, "client closed"))
+            ws = self._ws
+            if ws is not None:
+                self._fail_pending(1000, "client closed")
+                await ws.close()
+                self._ws = None
+            runner = self._runner
+            if runner is not None and runner is not asyncio.current_task():
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+            current = asyncio.current_task()
+            tasks = [task for task in self._callback_tasks if task is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._close_done.set_result(None)
+
+    async def __aenter__(self) -> Client:
+        if self._runner is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Private methods: sending
+
+    def _merge(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not headers:
+            return self.headers
+        merged = dict(self.headers)
+        merged.update(headers)
+        return merged
+
+    async def _wait_open(self, route: str) -> ClientConnection:
+        while True:
+            if self._closed_error is not None:
+                error = self._closed_error
+                raise ConnectionClosed(error.code, error.reason, route=route)
+            ws = self._ws
+            if ws is not None:
+                return ws
+            await self._ready.wait()
+
+    async def _send_frame(self, ws: ClientConnection, frame: str, pending: _Pending) -> None:
+        if ws.state is not State.OPEN:
+            raise ConnectionClosed(ws.close_code, "connection is closing", route=pending.route)
+        pending.sent = True
+        try:
+            await ws.send(frame)
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else 1006
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            raise ConnectionClosed(
+                code, reason, may_have_reached_server=True, route=pending.route
+            ) from None
+
+    def _ignore(self, uuid: Uuid) -> None:
+        ignored = self._ignored
+        ignored[uuid] = None
+        if len(ignored) > _IGNORED_MAX:
+            ignored.popitem(last=False)
+
+    # Private methods: the socket's owner
+
+    async def _open(self) -> ClientConnection:
+        try:
+            return await websockets.connect(self.url, **self._connect_options)
+        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            raise ConnectFailed(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+
+    def _attach(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._dropped_reason = None
+        self._ready.set()
+
+    async def _run(self, ws: ClientConnection) -> None:
+        """Own the socket: read it, beat the heart, reconnect. Never raises; logs failures.
+
+        On return (the client is closed for good) nothing it started is still running.
+        """
+        try:
+            while True:
+                code, reason = await self._serve(ws)
+                self._ws = None
+                self._ready.clear()
+                self.close_code, self.close_reason = code, reason
+                self._fail_pending(code, reason)
+                if self._closing:
+                    return
+                if not self.reconnect or not may_reconnect(code):
+                    logger.info("connection to %s closed (%s %r): not reconnecting",
+                                self.url, code, reason)
+                    self._finish(ConnectionClosed(code, reason))
+                    return
+                logger.info("connection to %s closed (%s %r): reconnecting",
+                            self.url, code, reason)
+                new_ws = await self._reconnect()
+                if new_ws is None:
+                    gave_up = f"{reason or 'closed'}; gave up reconnecting"
+                    self._finish(ConnectionClosed(code, gave_up))
+                    return
+                ws = new_ws
+                self._attach(ws)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("client connection to %s failed", self.url)
+            self._fail_pending(1006, "client failure")
+            self._finish(ConnectionClosed(1006, "client failure"))
+            if self._ws is not None:
+                await self._ws.close()
+
+    async def _serve(self, ws: ClientConnection) -> tuple[int | None, str]:
+        """Read `ws` until it closes; return the close code and reason."""
+        heart: asyncio.Task[None] | None = None
+        if self.heartbeat_interval is not None:
+            heart = asyncio.get_running_loop().create_task(self._heartbeat(ws))
+        try:
+            while True:
+                data = await ws.recv()
+                self._dispatch(data)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if heart is not None:
+                heart.cancel()
+                await asyncio.gather(heart, return_exceptions=True)
+        if self._dropped_reason is not None:
+            return 1006, self._dropped_reason
+        rcvd = ws.protocol.close_rcvd
+        if rcvd is None:
+            return 1006, ""
+        return rcvd.code, rcvd.reason
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """PING every `heartbeat_interval`; give the socket up when a PONG is late."""
+        assert self.heartbeat_interval is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            uuid = str(uuid_module.uuid4())
+            self._ignore(uuid)  # a server without a heartbeat answers 404: not a push
+            pong = self._pong = loop.create_future()
+            try:
+                await ws.send(encode_request(uuid, PING, self.headers, {}))
+                async with asyncio.timeout(self.heartbeat_timeout):
+                    await pong
+            except websockets.ConnectionClosed:
+                return
+            except TimeoutError:
+                reason = f"no PONG within {self.heartbeat_timeout} s"
+                logger.warning("connection to %s is dead: %s", self.url, reason)
+                self._dropped_reason = reason
+                # Fail the waiters now: the close handshake with a dead peer may take
+                # close_timeout, and nobody should wait it out.
+                self._fail_pending(1006, reason)
+                closer = loop.create_task(ws.close(1001, "heartbeat timeout"))
+                self._callback_tasks.add(closer)
+                closer.add_done_callback(self._callback_tasks.discard)
+                return
+            finally:
+                self._pong = None
+
+    async def _reconnect(self) -> ClientConnection | None:
+        delays = backoff(*self._backoff)
+        attempt = 0
+        while self.max_attempts is None or attempt < self.max_attempts:
+            attempt += 1
+            await asyncio.sleep(next(delays))
+            try:
+                return await self._open()
+            except ConnectFailed as exc:
+                logger.info("reconnection attempt %d to %s failed: %s", attempt, self.url, exc)
+        logger.warning("gave up reconnecting to %s after %d attempts", self.url, attempt)
+        return None
+
+    # Private methods: incoming frames and endings
+
+    def _dispatch(self, data: str | bytes) -> None:
+        try:
+            obj = parse_message(data)
+        except ProtocolError as exc:
+            logger.warning("dropped a frame from %s: %s", self.url, exc.message)
+            return
+        uuid = obj.get("uuid")
+        if obj.get("route") == PONG:
+            pong = self._pong
+            if pong is not None and not pong.done():
+                pong.set_result(None)
+            return
+        if type(uuid) is str:
+            pending = self._pending.pop(uuid, None)
+            if pending is not None:
+                if not pending.future.done():
+                    pending.future.set_result(response_from(obj))
+                return
+        if (type(uuid) is str or type(uuid) is int) and uuid in self._ignored:
+            del self._ignored[uuid]
+            return
+        self._deliver(push_from(obj))
+
+    def _deliver(self, push: Push) -> None:
+        callback = self._on_push
+        if callback is not None:
+            if self._on_push_async:
+                task = asyncio.get_running_loop().create_task(
+                    self._run_callback(callback, push)
+                )
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_tasks.discard)
+                return
+            try:
+                callback(push)
+            except Exception:
+                logger.exception("on_push callback failed for route %r", push.route)
+            return
+        pushes = self._pushes
+        if len(pushes) >= self.max_pushes:
+            self.dropped_pushes += 1
+            if not self._overflowing:
+                self._overflowing = True
+                logger.warning(
+                    "push buffer full (%d): dropping the %s push(es) until it is read",
+                    self.max_pushes,
+                    "oldest" if self.overflow == "drop_oldest" else "newest",
+                )
+            if self.overflow == "drop_newest":
+                return
+            pushes.popleft()
+        pushes.append(push)
+        self._wake_pushes()
+
+    async def _run_callback(self, callback: PushCallback, push: Push) -> None:
+        """Run an async push callback; its failure is logged, never raised."""
+        try:
+            result = callback(push)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("on_push callback failed for route %r", push.route)
+
+    def _wake_pushes(self) -> None:
+        waiter = self._push_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail_pending(self, code: int | None, reason: str) -> None:
+        pending, self._pending = self._pending, {}
+        for uuid, item in pending.items():
+            self._ignore(uuid)
+            if not item.future.done():
+                item.future.set_exception(
+                    ConnectionClosed(
+                        code, reason, may_have_reached_server=item.sent, route=item.route
+                    )
+                )
+
+    def _finish(self, error: ConnectionClosed) -> None:
+        if self._closed_error is None:
+            self._closed_error = error
+        self._ready.set()  # wake request() waiters: they see the closed state
+        self._wake_pushes()
+
+
+def connect(url: str, **options: Any) -> Client:
+    """Return a client for `url`, to use as `async with connect(url) as sock:`.
+
+    The options are `Client`'s: `headers`, `timeout`, `heartbeat_interval`,
+    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `max_pushes`, `overflow`...
+
+    Raises:
+        ConnectFailed: on entering the block, if the first handshake fails.
+    """
+    return Client(url, **options)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out during the handshake"
+    if isinstance(exc, websockets.InvalidStatus):
+        return f"the server answered HTTP {exc.response.status_code} instead of a WebSocket"
+    return str(exc) or type(exc).__name__

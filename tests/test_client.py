@@ -1,0 +1,340 @@
+"""The Python client against a real uvicorn server, and its pure backoff policy."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from observable_socket_asgi import SocketRouter
+from observable_socket_asgi._backoff import backoff, may_reconnect
+from observable_socket_asgi.client import (
+    ConnectFailed,
+    ConnectionClosed,
+    Push,
+    RequestTimeout,
+    connect,
+)
+from tests.helpers import MS, TIMEOUT, Server, running
+
+pytestmark = pytest.mark.e2e
+
+
+def make_router(**options: Any) -> SocketRouter:
+    router = SocketRouter(**options)
+
+    @router.route("math/sum")
+    async def total(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": {"sum": sum(payload)}}
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"headers": headers, "payload": payload}
+
+    @router.route("slow")
+    async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await asyncio.sleep(payload)
+        return {"payload": "done"}
+
+    @router.route("subscribe")
+    async def subscribe(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        for n in range(payload):
+            await ws.push("ticks", {"n": n})
+        return {"status": 201}
+
+    return router
+
+
+async def until(predicate: Any, timeout: float = TIMEOUT) -> None:
+    """Poll `predicate()` until it is true, within `timeout`."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(5 * MS)
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return int(port)
+
+
+# The pure policy
+
+
+def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
+    """With the jitter at its top the delays double from `initial` and stop at the cap."""
+    delays = backoff(0.5, 3.0, 2.0, rand=lambda: 1.0)
+    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    zero = backoff(0.5, 3.0, 2.0, rand=lambda: 0.0)
+    assert next(zero) == 0.0
+    real = backoff(0.5, 3.0)
+    assert all(0.0 <= next(real) <= 3.0 for _ in range(50))
+
+
+def test_backoff_rejects_nonsense() -> None:
+    """A shrinking factor is a mistake, reported when the generator starts."""
+    with pytest.raises(ValueError, match="factor"):
+        next(backoff(1.0, 2.0, 0.5))
+
+
+def test_reconnect_policy_by_close_code() -> None:
+    """Never after 1008/1011; after 1001, 1012, 1013 and an abnormal 1006, yes."""
+    assert not may_reconnect(1008)
+    assert not may_reconnect(1011)
+    for code in (1000, 1001, 1006, 1012, 1013, None):
+        assert may_reconnect(code)
+
+
+# Request / response
+
+
+async def test_request_response_and_header_merging() -> None:
+    """A request gets its answer; global headers reach the server, per-call headers win."""
+    with running(make_router()) as server:
+        async with connect(server.url, headers={"token": "abc", "lang": "en"}) as sock:
+            res = await sock.request("math/sum", [1, 2, 3, 4])
+            assert res.ok and res.status == 200 and res.payload == {"sum": 10}
+            assert isinstance(res.uuid, str) and len(res.uuid) == 36
+
+            res = await sock.request("echo", 0, headers={"lang": "fr"})
+            assert res.headers == {"token": "abc", "lang": "fr"}
+            assert res.payload == 0
+            assert sock.headers == {"token": "abc", "lang": "en"}
+
+            res = await sock.request("nope")
+            assert res.status == 404 and not res.ok
+            assert res.payload == {"message": "route not found: nope"}
+
+
+async def test_hundred_concurrent_requests_on_one_socket() -> None:
+    """100 requests in flight at once each get their own answer, matched by uuid."""
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            results = await asyncio.gather(*(sock.request("echo", n) for n in range(100)))
+            assert [r.payload for r in results] == list(range(100))
+            assert len({r.uuid for r in results}) == 100
+            assert sock._pending == {}
+
+
+async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
+    """send() returns without an answer; the answer the server still sends is dropped."""
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            await sock.send("echo", {"x": 1})
+            await sock.request("subscribe", 1)  # its push comes after send's answer
+            push = await anext(aiter(sock.pushes()))
+            assert push.route == "ticks" and push.payload == {"n": 0}
+
+
+async def test_request_timeout_per_call_and_default() -> None:
+    """A slow answer raises the client's timeout, an asyncio.TimeoutError; the socket lives on."""
+    with running(make_router()) as server:
+        async with connect(server.url, timeout=50 * MS) as sock:
+            with pytest.raises(RequestTimeout) as info:
+                await sock.request("slow", 10.0)
+            assert isinstance(info.value, asyncio.TimeoutError)
+            assert info.value.route == "slow" and info.value.sent
+            assert "within 0.05 s" in str(info.value)
+
+            with pytest.raises(asyncio.TimeoutError):
+                await sock.request("slow", 10.0, timeout=30 * MS)
+
+            res = await sock.request("slow", 0, timeout=TIMEOUT)
+            assert res.payload == "done"
+            assert sock._pending == {}
+
+
+# Heartbeat
+
+
+async def test_heartbeat_keeps_a_quiet_socket_alive() -> None:
+    """With a server that answers PONG, a request longer than several heartbeats succeeds."""
+    with running(make_router()) as server:
+        async with connect(
+            server.url, heartbeat_interval=20 * MS, heartbeat_timeout=200 * MS
+        ) as sock:
+            res = await sock.request("slow", 0.15, timeout=TIMEOUT)
+            assert res.payload == "done"
+            assert sock.connected
+
+
+async def test_heartbeat_without_pong_fails_pending_requests_at_once() -> None:
+    """A server that stops answering PONG: the socket is declared dead, pending requests fail."""
+    with running(make_router(heartbeat=False)) as server:
+        async with connect(
+            server.url,
+            heartbeat_interval=20 * MS,
+            heartbeat_timeout=60 * MS,
+            reconnect=False,
+            timeout=TIMEOUT,
+        ) as sock:
+            with pytest.raises(ConnectionClosed) as info:
+                await sock.request("slow", 10.0)
+            assert "no PONG" in info.value.reason
+            assert info.value.may_have_reached_server
+            assert "may have reached the server" in str(info.value)
+            await until(lambda: sock.closed)
+            with pytest.raises(ConnectionClosed) as after:
+                await sock.request("math/sum", [1])
+            assert not after.value.may_have_reached_server
+
+
+# Closing, reconnecting
+
+
+async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
+    """Server restart: pending requests fail with 1012 at once, nothing is resent, and the
+    client reconnects to the new server on the same port, where the next request works."""
+    router = make_router()
+    first = Server(router)
+    first.start()
+    port = first.port
+    try:
+        async with connect(
+            first.url,
+            timeout=TIMEOUT,
+            backoff_initial=10 * MS,
+            backoff_max=50 * MS,
+            max_attempts=None,
+        ) as sock:
+            assert (await sock.request("math/sum", [1, 2])).payload == {"sum": 3}
+            pending = [asyncio.ensure_future(sock.request("slow", 10.0)) for _ in range(3)]
+            await until(lambda: len(sock._pending) == 3)
+
+            stopping = asyncio.ensure_future(asyncio.to_thread(first.stop))
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            for error in results:
+                assert isinstance(error, ConnectionClosed), error
+                assert error.code == 1012
+                assert error.may_have_reached_server
+            await stopping
+            assert not sock.closed
+
+            second = Server(router)
+            second.sock.close()
+            second.sock = socket.socket()
+            second.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            second.sock.bind(("127.0.0.1", port))
+            second.sock.listen(128)
+            await asyncio.to_thread(second.start)
+            try:
+                res = await sock.request("math/sum", [4, 5])
+                assert res.payload == {"sum": 9}
+                assert sock.connected
+            finally:
+                await sock.close()
+                await asyncio.to_thread(second.stop)
+    finally:
+        if first.thread.is_alive():
+            await asyncio.to_thread(first.stop)
+
+
+async def test_close_1008_is_never_retried() -> None:
+    """Refused by access_logic (1008): requests fail and the client does not reconnect."""
+    attempts = []
+
+    def refuse(ws: Any) -> bool:
+        attempts.append(ws)
+        return False
+
+    with running(make_router(access_logic=refuse)) as server:
+        async with connect(server.url, backoff_initial=1 * MS, timeout=TIMEOUT) as sock:
+            await until(lambda: sock.closed)
+            assert sock.close_code == 1008
+            with pytest.raises(ConnectionClosed) as info:
+                await sock.request("math/sum", [1])
+            assert info.value.code == 1008
+            assert not info.value.may_have_reached_server
+            assert len(attempts) == 1
+
+
+async def test_connect_refused_raises_connect_failed() -> None:
+    """Nobody listening: entering the block raises ConnectFailed with a clear message."""
+    url = f"ws://127.0.0.1:{closed_port()}"
+    with pytest.raises(ConnectFailed, match="connection refused"):
+        async with connect(url):
+            pass
+
+
+async def test_close_is_idempotent_and_fails_pending() -> None:
+    """close() from several tasks at once ends everything; later requests fail unsent."""
+    with running(make_router()) as server:
+        sock = await connect(server.url, timeout=TIMEOUT).connect()
+        waiting = asyncio.ensure_future(sock.request("slow", 10.0))
+        await until(lambda: len(sock._pending) == 1)
+        await asyncio.gather(sock.close(), sock.close())
+        await sock.close()
+        error = (await asyncio.gather(waiting, return_exceptions=True))[0]
+        assert isinstance(error, ConnectionClosed) and error.may_have_reached_server
+        assert sock.closed and not sock.connected
+        with pytest.raises(ConnectionClosed) as info:
+            await sock.send("echo", 1)
+        assert not info.value.may_have_reached_server
+
+
+# Pushes
+
+
+async def test_pushes_iterator_and_end_on_close() -> None:
+    """Pushes arrive in order through pushes(); the iterator ends when the client closes."""
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            res = await sock.request("subscribe", 3)
+            assert res.status == 201
+            seen: list[Push] = []
+            async for push in sock.pushes():
+                seen.append(push)
+                if len(seen) == 3:
+                    break
+            assert [p.payload for p in seen] == [{"n": 0}, {"n": 1}, {"n": 2}]
+            assert all(p.route == "ticks" and p.ok and isinstance(p.uuid, str) for p in seen)
+
+            async def drain() -> int:
+                return len([p async for p in sock.pushes()])
+
+            reader = asyncio.ensure_future(drain())
+            await asyncio.sleep(0)
+            await sock.close()
+            assert await asyncio.wait_for(reader, TIMEOUT) == 0
+
+
+async def test_push_buffer_drops_oldest_when_full() -> None:
+    """A full buffer keeps the newest pushes and counts the dropped ones."""
+    with running(make_router()) as server:
+        async with connect(server.url, max_pushes=2) as sock:
+            await sock.request("subscribe", 5)
+            assert sock.dropped_pushes == 3
+            assert [p.payload["n"] for p in sock._pushes] == [3, 4]
+
+        async with connect(server.url, max_pushes=2, overflow="drop_newest") as sock:
+            await sock.request("subscribe", 5)
+            assert sock.dropped_pushes == 3
+            assert [p.payload["n"] for p in sock._pushes] == [0, 1]
+
+
+async def test_push_callbacks_sync_and_async() -> None:
+    """on_push receives every push, sync or async; pushes() is then unavailable."""
+    got: list[Any] = []
+    with running(make_router()) as server:
+        async with connect(server.url, on_push=got.append) as sock:
+            await sock.request("subscribe", 2)
+            assert [p.payload for p in got] == [{"n": 0}, {"n": 1}]
+            with pytest.raises(RuntimeError, match="on_push"):
+                await anext(aiter(sock.pushes()))
+
+        done = asyncio.Event()
+        seen: list[Push] = []
+
+        async def collect(push: Push) -> None:
+            seen.append(push)
+            if len(seen) == 2:
+                done.set()
+
+        async with connect(server.url, on_push=collect) as sock:
+            await sock.request("subscribe", 2)
+            await asyncio.wait_for(done.wait(), TIMEOUT)
+            assert [p.payload for p in seen] == [{"n": 0}, {"n": 1}]
