@@ -47,10 +47,10 @@ def make_router(**options: Any) -> SocketRouter:
     return router
 
 
-async def until(predicate: Any, timeout: float = TIMEOUT) -> None:
-    """Poll `predicate()` until it is true, within `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def until(predicate: Any, within: float = TIMEOUT) -> None:
+    """Poll `predicate()` until it is true, within a bounded time."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 (state of another task, no event to wait on)
             await asyncio.sleep(5 * MS)
 
 
