@@ -1,0 +1,184 @@
+"""The adapter's `SocketRouter`: the core router, with Starlette's `WebSocket` as `ws`.
+
+Only translation lives here. The core runs the handshake checks, the receive loop, the
+pipeline and the writer; it reads and writes through the `WebSocket`'s own `receive`/`send`,
+so Starlette's connection state stays true for code that looks at it. The core `Connection`
+(push, close) is put in `ws.state.observable`, the one name the README documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import warnings
+from collections.abc import Coroutine, Generator
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from observable_socket_asgi import Connection
+from observable_socket_asgi import SocketRouter as _CoreRouter
+from observable_socket_asgi.asgi import serve_connection
+from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ["SocketRouter", "observable"]
+
+logger = logging.getLogger("observable_socket_asgi.fastapi_adapter")
+
+#: the key under `ws.state` (that is, `ws.scope["state"]`) holding the core `Connection`
+STATE_KEY = "observable"
+
+# The WebSocket being served by this task: `serve_connection` asks `socket_for(conn)` for the
+# object handlers receive, and this hands it the caller's own WebSocket, not a second one.
+_serving: contextvars.ContextVar[WebSocket] = contextvars.ContextVar("fastapi_adapter_ws")
+
+# What FastAPI reads to inject arguments (`add_api_websocket_route("/ws", router)`): one
+# parameter typed WebSocket, so FastAPI calls `router(scope=<WebSocket>)`.
+_ENDPOINT_SIGNATURE = inspect.Signature(
+    [inspect.Parameter("scope", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=WebSocket)]
+)
+
+
+class _EndpointSignature:
+    """The signature instances show; the class keeps its constructor's for `inspect`."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> inspect.Signature | None:
+        return None if obj is None else _ENDPOINT_SIGNATURE
+
+
+def observable(ws: WebSocket) -> Connection:
+    """Return the core `Connection` behind `ws` (`ws.state.observable`, typed).
+
+    Raises:
+        LookupError: `ws` is not being served by a `SocketRouter`.
+    """
+    try:
+        connection = ws.scope["state"][STATE_KEY]
+    except (KeyError, TypeError):
+        raise LookupError("this WebSocket is not served by a SocketRouter") from None
+    if not isinstance(connection, Connection):
+        raise LookupError(f"ws.state.{STATE_KEY} is {connection!r}, not a Connection")
+    return connection
+
+
+class SocketRouter(_CoreRouter):
+    """The core `SocketRouter` (same constructor, `route()`, hooks and limits), whose hooks,
+    handlers and `access_logic` receive Starlette's `WebSocket` as `ws`.
+
+    Call it as `await router(websocket)` inside an endpoint, or use it as an ASGI app
+    (`router(scope, receive, send)`): `WebSocketRoute`, `Mount`, `add_api_websocket_route`.
+    """
+
+    __signature__ = _EndpointSignature()
+
+    def __call__(
+        self,
+        scope: Scope | WebSocket,
+        receive: ASGIReceiveCallable | None = None,
+        send: ASGISendCallable | None = None,
+    ) -> _Serving:
+        """Serve one connection: `await router(websocket)` or `await router(scope, receive, send)`.
+
+        The result must be awaited; one that is dropped unawaited logs an error and warns,
+        since the connection it was given is never served.
+        """
+        if isinstance(scope, WebSocket):
+            if receive is not None or send is not None:
+                raise TypeError("call router(websocket) or router(scope, receive, send)")
+            return _Serving(self._serve(scope))
+        if receive is None or send is None:
+            raise TypeError(
+                f"call router(websocket) or router(scope, receive, send), got {type(scope)!r}"
+            )
+        if scope["type"] == "websocket":
+            return _Serving(self._serve(WebSocket(scope, receive, send)))  # type: ignore[arg-type]
+        return _Serving(_CoreRouter.__call__(self, scope, receive, send))
+
+    def socket_for(self, connection: Any) -> Any:
+        """Hand out the WebSocket being served, with `ws.state.observable` set."""
+        ws = _serving.get(None)
+        if ws is None or ws.scope is not connection.scope:
+            raise RuntimeError("fastapi_adapter.SocketRouter serves Starlette WebSockets only")
+        ws.state.observable = connection
+        return ws
+
+    # Private methods
+
+    async def _serve(self, ws: WebSocket) -> None:
+        if ws.application_state is WebSocketState.DISCONNECTED:
+            logger.warning("router(ws) was given a WebSocket that is already closed")
+            return
+        if ws.client_state is WebSocketState.CONNECTING:
+            await ws.receive()  # websocket.connect; Starlette raises on anything else
+        send: Any = ws.send
+        if ws.application_state is WebSocketState.CONNECTED:
+            # The endpoint already called `ws.accept()`: the core's accept must not go out.
+            send = _skip_accept(ws.send)
+        token = _serving.set(ws)
+        try:
+            await serve_connection(self, ws.scope, ws.receive, send)  # type: ignore[arg-type]
+        finally:
+            _serving.reset(token)
+
+
+def _skip_accept(send: Any) -> Any:
+    async def sender(message: Any) -> None:
+        if message["type"] != "websocket.accept":
+            await send(message)
+
+    return sender
+
+
+class _Serving(Coroutine[Any, None, None]):
+    """What `router(...)` returns: a coroutine that says so loudly if it is never awaited.
+
+    `router(ws)` without `await` (as the original package's README wrote it) returns at once
+    and the endpoint ends, so the socket closes unserved. Python's own "never awaited"
+    warning is easy to miss; this logs an error naming the fix and warns.
+    """
+
+    __slots__ = ("_coro", "_started")
+
+    def __init__(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._coro = coro
+        self._started = False
+
+    def __await__(self) -> Generator[Any, None, None]:
+        self._started = True
+        return self._coro.__await__()
+
+    def send(self, value: None) -> Any:
+        self._started = True
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._started = True
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._started = True
+        self._coro.close()
+
+    def __del__(self) -> None:
+        if self._started:
+            return
+        self._coro.close()  # silences the inner coroutine's own, vaguer warning
+        message = (
+            "SocketRouter was called but never awaited, so the connection was not served: "
+            "write `await router(ws)`"
+        )
+        logger.error(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+# uvicorn tells ASGI 3 from ASGI 2 apps by `iscoroutinefunction(app.__call__)`; `__call__`
+# returns a coroutine but is a plain function, so mark it (3.12+: inspect, 3.11: asyncio).
+_mark = getattr(inspect, "markcoroutinefunction", None)
+if _mark is not None:
+    _mark(SocketRouter.__call__)
+else:
+    SocketRouter.__call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
