@@ -39,10 +39,10 @@ def chat_router(**options: Any) -> SocketRouter:
     return router
 
 
-async def poll(predicate: Any, timeout: float = TIMEOUT) -> None:
-    """Wait until `predicate()` is true, or fail after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def poll(predicate: Any) -> None:
+    """Wait until `predicate()` is true (state owned by another thread), or fail in TIMEOUT."""
+    async with asyncio.timeout(TIMEOUT):
+        while not predicate():  # noqa: ASYNC110 - the state lives on another thread's loop
             await asyncio.sleep(0.005)
 
 
@@ -299,7 +299,7 @@ async def test_slow_consumer_is_closed_1013_while_others_keep_receiving(serve: A
             assert published < 400, "the slow consumer was never closed"
             await _publish_on(server, router, "feed", [published, big])
             published += 1
-            await poll(lambda: len(received) == published)
+            await poll(lambda n=published: len(received) == n)
         assert [p[0] for p in received] == list(range(published))
 
         # The slow client reads again: the pushes that left before the close, then 1013.
