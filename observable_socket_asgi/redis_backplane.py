@@ -184,9 +184,15 @@ class RedisBackplane(Backplane):
             self.dropped += 1
             logger.warning("Redis is down: push to %r reached this worker only", topic)
             return
+        channel, body = self._channel(topic), self._origin + frame.encode()
         try:
             async with asyncio.timeout(self.publish_timeout):
-                await self._redis.publish(self._channel(topic), self._origin + frame.encode())
+                try:
+                    await self._redis.publish(channel, body)
+                except aioredis.ConnectionError:
+                    # A pooled connection that died with a Redis restart fails once; redis-py
+                    # has dropped it, so a second attempt runs on a fresh connection.
+                    await self._redis.publish(channel, body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
