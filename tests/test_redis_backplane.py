@@ -157,7 +157,7 @@ async def test_publish_while_redis_is_down_stays_local(redis_server: RedisServer
         await conv.ask(request("join", "t"))
         redis_server.kill()
         async with asyncio.timeout(TIMEOUT):
-            while backplane.connected:
+            while backplane.connected:  # noqa: ASYNC110 - polled state, bounded
                 await asyncio.sleep(0.01)
         await router.publish("t", "local only")
         assert (await conv.reply())["payload"] == "local only"
