@@ -1,0 +1,72 @@
+"""The public API: names exported, and a core free of web frameworks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import observable_socket_asgi
+
+REQUIRED = {
+    "SocketRouter",
+    "Status",
+    "Request",
+    "Response",
+    "MessageData",
+    "Header",
+    "Payload",
+    "HandlerResult",
+    "RouteOptions",
+    "AccessCheck",
+    "HydrateFunction",
+    "DehydrateFunction",
+    "Handler",
+    "SocketAccess",
+}
+
+
+CORE_MODULES = [
+    "_concurrency",
+    "asgi",
+    "connection",
+    "datastructures",
+    "envelope",
+    "errors",
+    "pipeline",
+    "routing",
+    "status",
+    "types",
+]
+
+
+def test_all_holds_the_original_public_names() -> None:
+    """Every name the original package exported is in __all__."""
+    assert REQUIRED <= set(observable_socket_asgi.__all__)
+
+
+def test_every_name_in_all_exists() -> None:
+    """Each name in __all__ can be imported, and none is listed twice."""
+    names = observable_socket_asgi.__all__
+    assert len(names) == len(set(names))
+    for name in names:
+        assert hasattr(observable_socket_asgi, name), name
+
+
+def test_version_is_a_string() -> None:
+    """The package carries its version."""
+    assert isinstance(observable_socket_asgi.__version__, str)
+
+
+def test_core_imports_no_web_framework() -> None:
+    """Importing the core loads neither FastAPI, Starlette nor pydantic."""
+    modules = ", ".join(f"observable_socket_asgi.{name}" for name in CORE_MODULES)
+    code = (
+        f"import sys, observable_socket_asgi, {modules}; "
+        "bad = sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('fastapi', 'starlette', 'pydantic')); "
+        "print(','.join(bad))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == ""
