@@ -50,7 +50,7 @@ async def test_access_logic_reads_handshake() -> None:
         seen["token"] = ws.query_params.get("token")
         seen["cookie"] = ws.cookies.get("sid")
         seen["header"] = ws.headers.get("X-Auth")
-        return seen["token"] == "t"
+        return bool(seen["token"] == "t")
 
     scope = ws_scope(
         headers=[(b"host", b"h"), (b"cookie", b"sid=42; other=1"), (b"x-auth", b"yes")],

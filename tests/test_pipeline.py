@@ -94,12 +94,12 @@ async def test_access(sync: bool, with_local: bool) -> None:
         def access(ws: Any, message: Any, local: dict[str, Any]) -> bool:
             assert ws is WS
             local["user"] = "ann"
-            return message.headers.get("token") == "ok"
+            return bool(message.headers.get("token") == "ok")
     else:
 
         def access(ws: Any, message: Any) -> bool:  # type: ignore[misc]
             assert ws is WS
-            return message.headers.get("token") == "ok"
+            return bool(message.headers.get("token") == "ok")
 
     def handler(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
         calls.append(payload)

@@ -126,7 +126,7 @@ def test_each_frame_gets_at_most_one_answer(sent: list[str]) -> None:
             # every route here answers without suspending, so answers come in order and the
             # sentinel's answer comes last
             await conv.send(request("echo", uuid="sentinel-0"))
-            replies = []
+            replies: list[dict[str, Any]] = []
             while True:
                 reply = await conv.reply()
                 if reply["uuid"] == "sentinel-0":

@@ -38,7 +38,7 @@ def test_unknown_option_refused() -> None:
     """A misspelt option key is a ValueError naming the route and the key."""
     router = SocketRouter()
     with pytest.raises(ValueError, match=r"'r'.*datacheck"):
-        router.route("r", {"datacheck": lambda m: True})(handler3)  # type: ignore[typeddict-unknown-key]
+        router.route("r", {"datacheck": lambda m: True})(handler3)  # type: ignore[arg-type]
     assert issubclass(ConfigurationError, ValueError)
 
 
@@ -66,13 +66,13 @@ def test_impossible_hook_arity_refused(option: str, hook: Any) -> None:
     """A hook that cannot take the arguments it will be given is a TypeError naming the route."""
     router = SocketRouter()
     with pytest.raises(TypeError, match=rf"'r'.*{option}"):
-        router.route("r", {option: hook})(handler3)  # type: ignore[misc]
+        router.route("r", {option: hook})(handler3)  # type: ignore[arg-type]
 
 
 def test_non_callable_hook_refused() -> None:
     """A hook that is not callable is a TypeError."""
     with pytest.raises(TypeError, match="'r'"):
-        SocketRouter().route("r", {"access": 3})(handler3)  # type: ignore[typeddict-item]
+        SocketRouter().route("r", {"access": 3})(handler3)  # type: ignore[arg-type]
 
 
 def test_handler_with_impossible_arity_refused() -> None:
