@@ -590,8 +590,10 @@ class Client:
             self._ignore(uuid)  # a server without a heartbeat answers 404: not a push
             pong = self._pong = loop.create_future()
             try:
-                await ws.send(encode_request(uuid, PING, self.headers, {}))
+                # the send is inside the deadline too: a peer that stops reading is as
+                # dead as one that stops answering
                 async with asyncio.timeout(self.heartbeat_timeout):
+                    await ws.send(encode_request(uuid, PING, self.headers, {}))
                     await pong
             except websockets.ConnectionClosed:
                 return
