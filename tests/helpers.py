@@ -28,8 +28,12 @@ JS_PING = (
 )
 
 
-def ws_scope(path: str = "/ws", headers: list[tuple[bytes, bytes]] | None = None,
-             query_string: bytes = b"", **extra: Any) -> dict[str, Any]:
+def ws_scope(
+    path: str = "/ws",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    query_string: bytes = b"",
+    **extra: Any,
+) -> dict[str, Any]:
     """A websocket scope as uvicorn builds it."""
     scope = {
         "type": "websocket",
@@ -87,7 +91,7 @@ class Conversation:
         await self.send(text)
         return await self.reply()
 
-    async def nothing(self, timeout: float = 50 * MS) -> bool:
+    async def nothing(self, timeout: float = 50 * MS) -> bool:  # noqa: ASYNC109
         return await self.comm.receive_nothing(timeout)
 
     async def disconnect(self, code: int = 1000) -> None:
@@ -96,7 +100,9 @@ class Conversation:
 
 
 @contextlib.asynccontextmanager
-async def conversation(app: Any, scope: dict[str, Any] | None = None) -> AsyncIterator[Conversation]:
+async def conversation(
+    app: Any, scope: dict[str, Any] | None = None
+) -> AsyncIterator[Conversation]:
     """Connect (expecting accept), yield, then disconnect and wait for the app to return."""
     conv = Conversation(app, scope)
     accepted = await conv.connect()
