@@ -523,3 +523,43 @@ def test_e2e_connection_count_exact_under_churn() -> None:
             time.sleep(0.01)
     assert refusals > 0  # the limit was really exercised
     assert 1 <= peak <= limit
+
+
+# The auth example
+
+
+def auth_scope(
+    query: bytes = b"", cookie: str | None = None, origin: str | None = None
+) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1:8000")]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode()))
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    return ws_scope(headers=headers, query_string=query)
+
+
+async def test_auth_example_token_cookie_and_per_route_access() -> None:
+    """Query token and session cookie both authenticate; per-route access reads ws.state."""
+    from examples.auth import app
+
+    async with conversation(app, auth_scope(query=b"token=bob-token")) as conv:
+        me = await conv.ask(request("me", uuid=1))
+        assert me["payload"] == {"name": "bob", "roles": ["reader"]}
+        assert (await conv.ask(request("admin/stats", uuid=2)))["status"] == 403
+    scope = auth_scope(cookie="session=alice-token", origin="https://app.example.com")
+    async with conversation(app, scope) as conv:
+        assert (await conv.ask(request("me", uuid=1)))["payload"]["name"] == "alice"
+        assert (await conv.ask(request("admin/stats", uuid=2)))["status"] == 200
+        assert scope["user"].name == "alice"
+
+
+async def test_auth_example_refuses_missing_token_and_cross_site_cookie() -> None:
+    """No token: 1008 access denied. A cookie from a foreign page: 1008 before auth runs."""
+    from examples.auth import app
+
+    closing = await refused(app, auth_scope(query=b"token=wrong"))
+    assert (closing["code"], closing["reason"]) == (1008, "access denied")
+    hijack = auth_scope(cookie="session=alice-token", origin="https://evil.example.net")
+    closing = await refused(app, hijack)
+    assert (closing["code"], closing["reason"]) == (1008, "origin not allowed")
