@@ -17,6 +17,7 @@ from .errors import (
 )
 from .routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
+from .topics import Backplane, InMemoryBackplane
 from .types import (
     AccessCheck,
     DataCheck,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessCheck",
+    "Backplane",
     "CloseCode",
     "ConfigurationError",
     "Connection",
@@ -51,6 +53,7 @@ __all__ = [
     "HandlerResult",
     "Header",
     "HydrateFunction",
+    "InMemoryBackplane",
     "MessageData",
     "ObservableSocketError",
     "Payload",
