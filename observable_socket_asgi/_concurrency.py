@@ -12,6 +12,7 @@ so that `asyncio.current_task()`, `asyncio.timeout()` and `TaskGroup` see the ri
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import functools
 import inspect
@@ -104,35 +105,43 @@ else:  # pragma: no cover - exercised only on 3.11
             _leave_task(loop, task)
             if outer is not None:
                 _enter_task(loop, outer)
-        _Task.__init__(task, _resume(coro, yielded), loop=loop, context=context)
+        _Task.__init__(task, _Resumed(coro, yielded), loop=loop, context=context)
         return task
 
-    async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        await _Continue(coro, yielded)
+    class _Resumed(collections.abc.Coroutine[Any, Any, None]):
+        """The rest of a coroutine whose first step already ran, for a Task to drive.
 
-    class _Continue:
-        """Drive an already-started coroutine from the value it last yielded."""
+        The first `send` hands the Task what the first step yielded, so the Task waits on
+        that same future. A `throw` that comes first (the task was cancelled before it ever
+        ran, e.g. a disconnect read right behind the request) cancels that future and goes
+        into the coroutine itself, as in any task: the handler sees its CancelledError and
+        is not left suspended for the garbage collector to close.
+        """
 
-        __slots__ = ("_coro", "_yielded")
+        __slots__ = ("_coro", "_started", "_yielded")
 
         def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
             self._coro = coro
             self._yielded = yielded
+            self._started = False
+
+        def send(self, value: Any) -> Any:
+            if not self._started:
+                self._started = True
+                return self._yielded
+            return self._coro.send(value)
+
+        def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+            if not self._started:
+                self._started = True
+                if asyncio.isfuture(self._yielded):
+                    self._yielded.cancel()
+            if val is None and tb is None:
+                return self._coro.throw(typ)
+            return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
+
+        def close(self) -> None:
+            self._coro.close()
 
         def __await__(self) -> Generator[Any, Any, None]:
-            return _drive(self._coro, self._yielded)
-
-    def _drive(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-        while True:
-            try:
-                value = yield yielded
-            except BaseException as exc:
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    yielded = coro.send(value)
-                except StopIteration:
-                    return
+            raise TypeError("only a Task drives a resumed coroutine")  # pragma: no cover

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter, Status
-from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, conversation, request
+from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, Conversation, conversation, request
 
 
 def make_router(**options: Any) -> SocketRouter:
@@ -397,6 +397,33 @@ async def test_disconnect_cancels_in_flight_handlers() -> None:
         assert outcomes == ["cancelled"] * 3
         assert router.connections == set()
         assert conv.comm.future.done() and conv.comm.future.exception() is None
+
+
+async def test_disconnect_read_right_behind_a_request_cancels_it() -> None:
+    """A disconnect queued behind a request that just suspended still delivers CancelledError."""
+    outcomes: list[str] = []
+    router = make_router()
+
+    @router.route("hold")
+    async def hold(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+        finally:
+            outcomes.append("finally")
+        return {}
+
+    conv = Conversation(router)
+    await conv.connect()
+    # both messages are queued before the app runs again: the request task has taken its
+    # first step (started eagerly) but never run as a task when the loop reads the disconnect
+    await conv.comm.send_input({"type": "websocket.receive", "text": request("hold")})
+    await conv.comm.send_input({"type": "websocket.disconnect", "code": 1000})
+    await conv.comm.wait(TIMEOUT)
+    assert outcomes == ["cancelled", "finally"]
+    assert router.connections == set()
 
 
 async def test_disconnect_with_blocked_sync_handler_returns() -> None:
