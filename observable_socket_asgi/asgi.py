@@ -8,6 +8,7 @@ refused handshake as 1006 and retries it five times, but stops after 1008 and 10
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -144,8 +145,6 @@ async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
 async def _lifespan(
     router: SocketRouter, receive: ASGIReceiveCallable, send: ASGISendCallable
 ) -> None:
-    from ._concurrency import is_async_callable
-
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -153,7 +152,7 @@ async def _lifespan(
                 await router.backplane.start()
                 for fn in router._startup:
                     result = fn()
-                    if is_async_callable(fn):
+                    if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
             except Exception as exc:
                 logger.exception("startup hook failed")
@@ -164,7 +163,7 @@ async def _lifespan(
             try:
                 for fn in router._shutdown:
                     result = fn()
-                    if is_async_callable(fn):
+                    if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
                 await router.backplane.stop()
             except Exception as exc:

@@ -125,6 +125,23 @@ async def test_lifespan_runs_startup_and_shutdown_hooks() -> None:
     await comm.wait(TIMEOUT)
 
 
+async def test_lifespan_awaits_a_coroutine_returned_by_a_plain_hook() -> None:
+    """A plain hook that returns a coroutine (`lambda: engine.connect()`) has it awaited."""
+    calls: list[str] = []
+
+    async def connect() -> None:
+        calls.append("connected")
+
+    router = SocketRouter(on_startup=[lambda: connect()], on_shutdown=[lambda: connect()])
+    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    await comm.send_input({"type": "lifespan.startup"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
+    await comm.send_input({"type": "lifespan.shutdown"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.shutdown.complete"}
+    await comm.wait(TIMEOUT)
+    assert calls == ["connected", "connected"]
+
+
 async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixture) -> None:
     """A failing startup hook is reported as lifespan.startup.failed."""
 
