@@ -491,6 +491,10 @@ class Client:
 
     async def _send_frame(self, ws: ClientConnection, frame: str, pending: _Pending) -> None:
         if ws.state is not State.OPEN:
+            # closing: the server's close frame may be in already, with the code that matters
+            rcvd = ws.protocol.close_rcvd
+            if rcvd is not None:
+                raise ConnectionClosed(rcvd.code, rcvd.reason, route=pending.route)
             raise ConnectionClosed(ws.close_code, "connection is closing", route=pending.route)
         pending.sent = True
         try:
