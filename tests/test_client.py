@@ -338,3 +338,15 @@ async def test_push_callbacks_sync_and_async() -> None:
             await sock.request("subscribe", 2)
             await asyncio.wait_for(done.wait(), TIMEOUT)
             assert [p.payload for p in seen] == [{"n": 0}, {"n": 1}]
+
+
+async def test_late_answer_to_a_timed_out_request_is_not_a_push() -> None:
+    """The answer that arrives after its request timed out is dropped, not buffered as a push."""
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            with pytest.raises(RequestTimeout):
+                await sock.request("slow", 0.05, timeout=5 * MS)
+            # started later and sleeping longer, so its answer comes after the late one
+            assert (await sock.request("slow", 0.2, timeout=TIMEOUT)).payload == "done"
+            assert list(sock._pushes) == []
+            assert sock.dropped_pushes == 0
