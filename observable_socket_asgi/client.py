@@ -31,7 +31,7 @@ import asyncio
 import logging
 import uuid as uuid_module
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -213,7 +213,10 @@ class Client:
         reconnect: reopen a lost connection (never after close codes 1008 and 1011).
         max_attempts: reconnection attempts before giving up; None tries forever.
         backoff_initial, backoff_max, backoff_factor: the delays between attempts
-            (exponential with full jitter, reset after each successful connection).
+            (exponential with full jitter). They reset, and so does the attempt count, only
+            once a connection has stayed open for `backoff_max` seconds: a server that
+            accepts and closes at once (1013 "try again later") is retried ever more slowly
+            and counts against `max_attempts`, instead of being hammered.
         on_push: called with every push (sync, or async: then run as a task); when given,
             pushes are not buffered for `pushes()`.
         max_pushes: the size of the push buffer read by `pushes()`.
@@ -267,6 +270,11 @@ class Client:
         #: pushes lost to a full buffer since the client was created
         self.dropped_pushes = 0
         self._backoff = (backoff_initial, backoff_max, backoff_factor)
+        # Reconnection state that outlives a short-lived connection: the delay generator and
+        # the attempts made since the last connection that stayed up for backoff_max seconds.
+        self._delays: Iterator[float] | None = None
+        self._attempts = 0
+        self._opened_at = 0.0
         self._on_push = on_push
         self._on_push_async = on_push is not None and is_async_callable(on_push)
         self._connect_options: dict[str, Any] = {
@@ -530,9 +538,14 @@ class Client:
 
         On return (the client is closed for good) nothing it started is still running.
         """
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                self._opened_at = loop.time()
                 code, reason = await self._serve(ws)
+                if loop.time() - self._opened_at >= self._backoff[1]:
+                    self._delays = None  # it was a healthy connection: start afresh
+                    self._attempts = 0
                 self._ws = None
                 self._ready.clear()
                 self.close_code, self.close_reason = code, reason
@@ -540,12 +553,12 @@ class Client:
                 if self._closing:
                     return
                 if not self.reconnect or not may_reconnect(code):
-                    logger.info("connection to %s closed (%s %r): not reconnecting",
-                                self.url, code, reason)
+                    logger.info(
+                        "connection to %s closed (%s %r): not reconnecting", self.url, code, reason
+                    )
                     self._finish(ConnectionClosed(code, reason))
                     return
-                logger.info("connection to %s closed (%s %r): reconnecting",
-                            self.url, code, reason)
+                logger.info("connection to %s closed (%s %r): reconnecting", self.url, code, reason)
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     gave_up = f"{reason or 'closed'}; gave up reconnecting"
@@ -616,16 +629,18 @@ class Client:
                 self._pong = None
 
     async def _reconnect(self) -> ClientConnection | None:
-        delays = backoff(*self._backoff)
-        attempt = 0
-        while self.max_attempts is None or attempt < self.max_attempts:
-            attempt += 1
-            await asyncio.sleep(next(delays))
+        if self._delays is None:
+            self._delays = backoff(*self._backoff)
+        while self.max_attempts is None or self._attempts < self.max_attempts:
+            self._attempts += 1
+            await asyncio.sleep(next(self._delays))
             try:
                 return await self._open()
             except ConnectFailed as exc:
-                logger.info("reconnection attempt %d to %s failed: %s", attempt, self.url, exc)
-        logger.warning("gave up reconnecting to %s after %d attempts", self.url, attempt)
+                logger.info(
+                    "reconnection attempt %d to %s failed: %s", self._attempts, self.url, exc
+                )
+        logger.warning("gave up reconnecting to %s after %d attempts", self.url, self._attempts)
         return None
 
     # Private methods: incoming frames and endings
@@ -657,9 +672,7 @@ class Client:
         callback = self._on_push
         if callback is not None:
             if self._on_push_async:
-                task = asyncio.get_running_loop().create_task(
-                    self._run_callback(callback, push)
-                )
+                task = asyncio.get_running_loop().create_task(self._run_callback(callback, push))
                 self._callback_tasks.add(task)
                 task.add_done_callback(self._callback_tasks.discard)
                 return

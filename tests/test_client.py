@@ -350,3 +350,18 @@ async def test_late_answer_to_a_timed_out_request_is_not_a_push() -> None:
             assert (await sock.request("slow", 0.2, timeout=TIMEOUT)).payload == "done"
             assert list(sock._pushes) == []
             assert sock.dropped_pushes == 0
+
+
+async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
+    """Accepted then closed at once (1013): attempts count until max_attempts, then it gives up."""
+    with running(make_router(max_connections=1)) as server:
+        async with connect(server.url, timeout=TIMEOUT) as holder:
+            assert (await holder.request("math/sum", [1])).payload == {"sum": 1}
+            async with connect(
+                server.url, backoff_initial=1 * MS, backoff_max=0.5, max_attempts=3
+            ) as refused:
+                await until(lambda: refused.closed)
+                assert refused.close_code == 1013
+                with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
+                    await refused.request("math/sum", [1])
+                assert info.value.code == 1013
