@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     call = commands.add_parser(
-        "call", help="send one request and print its answer as JSON",
+        "call",
+        help="send one request and print its answer as JSON",
         description="Send one request and print its answer. Exit status: 0 for 2xx, 1 for "
         "another status, 2 for a usage error, 3 if the connection is refused or closed, "
         "4 on timeout.",
@@ -69,9 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
 
     listen = commands.add_parser(
-        "listen", help="print pushes as JSON lines until interrupted",
-        description="Print every push as one JSON line, reconnecting when allowed, until "
-        "Ctrl-C.",
+        "listen",
+        help="print pushes as JSON lines until interrupted",
+        description="Print every push as one JSON line, reconnecting when allowed, until Ctrl-C.",
     )
     listen.add_argument("url", help="ws:// or wss:// URL")
     _common(listen)
@@ -87,11 +88,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-H", "--header", action="append", default=[], metavar="KEY=VALUE",
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="a message header merged into every message (repeatable)",
     )
     parser.add_argument(
-        "--handshake-header", action="append", default=[], metavar="KEY=VALUE",
+        "--handshake-header",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="an HTTP header of the WebSocket handshake (repeatable)",
     )
 

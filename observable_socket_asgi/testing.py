@@ -106,8 +106,10 @@ class TestClient:
         self._ignored: set[str] = set()
         self._pushes: deque[Push] = deque()
         self._changed: asyncio.Event = asyncio.Event()
-        self._lifespan: tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]],
-                              asyncio.Queue[dict[str, Any]]] | None = None
+        self._lifespan: (
+            tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], asyncio.Queue[dict[str, Any]]]
+            | None
+        ) = None
 
     # Public API
 
@@ -312,9 +314,11 @@ class TestClient:
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(ConnectionClosed(
-                    self.close_code, self.close_reason, may_have_reached_server=True
-                ))
+                future.set_exception(
+                    ConnectionClosed(
+                        self.close_code, self.close_reason, may_have_reached_server=True
+                    )
+                )
         self._changed.set()
 
     def _raise_app_error(self) -> None:
@@ -327,8 +331,11 @@ class TestClient:
     async def _startup(self) -> None:
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
-                 "state": self._state}
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self._state,
+        }
 
         async def run() -> None:
             try:

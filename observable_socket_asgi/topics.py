@@ -226,7 +226,5 @@ def make_backplane(spec: Backplane | str | None) -> Backplane:
             from .redis_backplane import RedisBackplane
 
             return RedisBackplane(spec)
-        raise ValueError(
-            f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}"
-        )
+        raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
     raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")
