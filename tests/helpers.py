@@ -130,7 +130,8 @@ class Server:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, ws=ws, log_level="warning", lifespan="auto", **options)
+        options.setdefault("lifespan", "auto")
+        config = uvicorn.Config(app, ws=ws, log_level="warning", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
