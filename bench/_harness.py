@@ -1,0 +1,216 @@
+"""What every scenario shares: pinned server processes, the load generator, RSS and medians.
+
+The server of each contender runs in its own process on core 0 (`taskset`), the load
+generator on core 1; on a one-core machine both run unpinned and the report says so.
+Results go to `bench/results/<scenario>.json` (git-ignored); `bench/report.py` turns them
+into tables and the plot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SEED = 20250101
+SERVER_CORE, CLIENT_CORE = "0", "1"
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pinning() -> bool:
+    """True when the server and the client can each have a core of their own."""
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def _pin(core: str) -> list[str]:
+    return ["taskset", "-c", core] if pinning() else []
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def available(name: str) -> str | None:
+    """None if contender `name` can be built here, else why not (checked in a subprocess)."""
+    code = f"from bench.apps import build; build({name!r})"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or ["failed to build"])[-1]
+
+
+class Server:
+    """A contender served by uvicorn in a child process pinned to the server core."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.proc = subprocess.Popen(
+            [*_pin(SERVER_CORE), sys.executable, "-m", "bench.server", name, str(self.port)],
+            cwd=ROOT,
+            # the original package prints every close code on stdout
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server {name} exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"server {name} did not listen within 30 s") from None
+                time.sleep(0.05)
+
+    def rss_kib(self) -> int:
+        """Resident set size of the server process, KiB."""
+        with open(f"/proc/{self.proc.pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_KIB
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def servers(names: list[str]) -> Iterator[dict[str, Server]]:
+    """Start every contender at once (idle ones cost nothing) so runs can alternate."""
+    started: dict[str, Server] = {}
+    try:
+        for name in names:
+            started[name] = Server(name)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def loadgen(spec: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """Run the load generator once on the client core and return its result."""
+    proc = subprocess.run(
+        [*_pin(CLIENT_CORE), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed: {proc.stderr.strip()[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def loadgen_interactive(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """Start the load generator for a stepwise mode (`idle`, `slow`); talk over its pipes."""
+    return subprocess.Popen(
+        [*_pin(CLIENT_CORE), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def order(names: list[T], repeat: int) -> list[T]:
+    """The contenders in a seeded order that changes every repeat, so drift and warm-up
+    do not always favour the same one."""
+    shuffled = list(names)
+    random.Random(SEED + repeat).shuffle(shuffled)
+    return shuffled
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in (
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "websockets",
+        "picows",
+        "orjson",
+        "fastapi",
+        "starlette",
+        "fastapi-observable-socket",
+        "observable-socket-asgi",
+    ):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[dist] = version(dist)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "pinned": pinning(),
+        "versions": versions,
+    }
+
+
+def save(scenario: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{scenario}.json"
+    data = {"scenario": scenario, "machine": machine(), **data}
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def contenders(requested: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The contenders that can run here, and why the others cannot."""
+    from bench.apps import CONTENDERS
+
+    names = list(requested or CONTENDERS)
+    missing = {name: why for name in names if (why := available(name)) is not None}
+    return [name for name in names if name not in missing], missing
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))

@@ -1,0 +1,347 @@
+"""The contenders: one ASGI app per name, all answering the same three routes.
+
+Every contender serves the same wire contract so the load generator cannot tell them apart:
+`echo` answers the request's payload, `slow` does the same after awaiting 50 ms, `hooks`
+runs data_check + access + hydrate + dehydrate around the echo, and `push` starts pushing
+frames at the client (the slow-consumer scenario). The bare apps ignore `route` except
+where a scenario needs it; they are the ceilings, not routers.
+
+`build(name)` returns the app; `CONTENDERS` lists the names in report order. An app that
+cannot be built (the FastAPI adapter before it exists) raises `Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: report order; `bare` is the baseline every figure is divided by
+CONTENDERS = ("bare", "bare_task", "fastapi", "original", "router", "adapter")
+
+LABELS = {
+    "bare": "bare ASGI echo (inline)",
+    "bare_task": "bare ASGI echo (task per request)",
+    "fastapi": "FastAPI @app.websocket receive_json/send_json",
+    "original": "fastapi-observable-socket 1.1.1",
+    "router": "observable-socket-asgi (standalone)",
+    "adapter": "observable-socket-asgi via fastapi_adapter",
+    "router_drop": "observable-socket-asgi, slow_consumer='drop_oldest'",
+}
+
+SLOW_SECONDS = 0.05
+#: push frames per batch, and the pause between batches, of the slow-consumer pusher
+PUSH_BATCH = 64
+PUSH_PAUSE = 0.001
+PUSH_PAYLOAD = "x" * 1024
+
+
+class Unavailable(Exception):
+    """The contender cannot be built in this environment; the report says why."""
+
+
+def build(name: str) -> ASGIApp:
+    """Return the ASGI app of contender `name`."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"unknown contender {name!r}; expected one of {CONTENDERS}")
+    return factory()
+
+
+def _reply(request: dict[str, Any]) -> str:
+    return orjson.dumps(
+        {
+            "uuid": request.get("uuid"),
+            "status": 200,
+            "headers": {},
+            "payload": request.get("payload"),
+        }
+    ).decode()
+
+
+# Bare ASGI baselines
+
+
+async def _accept(receive: Receive, send: Send) -> bool:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return False
+    await send({"type": "websocket.accept"})
+    return True
+
+
+async def _naive_pusher(send: Send) -> None:
+    """Push without any bound: a task per frame, the way a naive broadcaster does it."""
+    frame = orjson.dumps(
+        {"uuid": None, "route": "tick", "status": 200, "headers": {}, "payload": PUSH_PAYLOAD}
+    ).decode()
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        try:
+            await send({"type": "websocket.send", "text": frame})
+        except Exception:  # the peer left
+            pass
+
+    while True:
+        for _ in range(PUSH_BATCH):
+            task = loop.create_task(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.sleep(PUSH_PAUSE)
+
+
+def _bare_factory() -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer each frame inline: no routing, no concurrency (the ceiling)."""
+        if scope["type"] != "websocket" or not await _accept(receive, send):
+            return
+        loads, dumps = orjson.loads, orjson.dumps
+        pusher: asyncio.Task[None] | None = None
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return
+                request = loads(message.get("text") or message.get("bytes") or b"")
+                route = request.get("route")
+                if route == "slow":
+                    await asyncio.sleep(SLOW_SECONDS)
+                elif route == "push" and pusher is None:
+                    pusher = asyncio.get_running_loop().create_task(_naive_pusher(send))
+                reply = {
+                    "uuid": request.get("uuid"),
+                    "status": 200,
+                    "headers": {},
+                    "payload": request.get("payload"),
+                }
+                await send({"type": "websocket.send", "text": dumps(reply).decode()})
+        finally:
+            if pusher is not None:
+                pusher.cancel()
+
+    return app
+
+
+def _bare_task_factory() -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        """One task per request: the ceiling for a router that serves requests concurrently."""
+        if scope["type"] != "websocket" or not await _accept(receive, send):
+            return
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def serve(request: dict[str, Any]) -> None:
+            if request.get("route") == "slow":
+                await asyncio.sleep(SLOW_SECONDS)
+            try:
+                await send({"type": "websocket.send", "text": _reply(request)})
+            except Exception:  # the peer left
+                pass
+
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return
+                request = orjson.loads(message.get("text") or message.get("bytes") or b"")
+                if request.get("route") == "push":
+                    tasks.add(loop.create_task(_naive_pusher(send)))
+                task = loop.create_task(serve(request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    return app
+
+
+# FastAPI, plain
+
+
+def _fastapi_factory() -> ASGIApp:
+    from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                request = await ws.receive_json()
+                if request.get("route") == "slow":
+                    await asyncio.sleep(SLOW_SECONDS)
+                await ws.send_json(
+                    {
+                        "uuid": request.get("uuid"),
+                        "status": 200,
+                        "headers": {},
+                        "payload": request.get("payload"),
+                    }
+                )
+        except WebSocketDisconnect:
+            pass
+
+    # This module postpones annotations, and FastAPI resolves them from the function's
+    # globals, where the locally imported WebSocket is not: give it the real class.
+    echo.__annotations__ = {"ws": WebSocket, "return": None}
+    app = FastAPI()
+    app.add_api_websocket_route("/ws", echo)
+    return app  # type: ignore[return-value]
+
+
+# The original package, 1.1.1
+
+
+def _original_factory() -> ASGIApp:
+    from fastapi import FastAPI
+    from fastapi_observable_socket import SocketRouter
+
+    router = SocketRouter()
+
+    # Without `hydrate` 1.1.1 calls every handler with its (empty) `local` dict, so each
+    # route hydrates to the message data it needs.
+    async def hydrate(ws: Any, message: dict[str, Any]) -> Any:
+        return message["payload"]
+
+    async def data_check(message: dict[str, Any], local: dict[str, Any]) -> bool:
+        return message["payload"] is not None
+
+    async def access(ws: Any, message: dict[str, Any], local: dict[str, Any]) -> bool:
+        return True
+
+    async def dehydrate(payload: Any) -> Any:
+        return payload
+
+    @router.route("echo", {"hydrate": hydrate})
+    async def echo(payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    @router.route("slow", {"hydrate": hydrate})
+    async def slow(payload: Any) -> dict[str, Any]:
+        await asyncio.sleep(SLOW_SECONDS)
+        return {"payload": payload}
+
+    @router.route(
+        "hooks",
+        {"data_check": data_check, "access": access, "hydrate": hydrate, "dehydrate": dehydrate},
+    )
+    async def hooks(payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    app = FastAPI()
+    app.websocket("/ws")(router)
+    return app  # type: ignore[return-value]
+
+
+# This project
+
+
+def _register(router: Any) -> None:
+    """The router's routes, shared by the standalone and the adapter contenders."""
+
+    async def data_check(message: Any) -> bool:
+        return message.payload is not None
+
+    async def access(ws: Any, message: Any) -> bool:
+        return True
+
+    async def hydrate(ws: Any, message: Any) -> Any:
+        return message.payload
+
+    async def dehydrate(payload: Any) -> Any:
+        return payload
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    @router.route("slow")
+    async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await asyncio.sleep(SLOW_SECONDS)
+        return {"payload": payload}
+
+    @router.route(
+        "hooks",
+        {"data_check": data_check, "access": access, "hydrate": hydrate, "dehydrate": dehydrate},
+    )
+    async def hooks(value: Any) -> dict[str, Any]:
+        return {"payload": value}
+
+    @router.route("push")
+    async def push(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        asyncio.get_running_loop().create_task(_router_pusher(ws))
+        return {"payload": None}
+
+
+async def _router_pusher(ws: Any) -> None:
+    """Push through the router's bounded queue, a task per frame like `_naive_pusher`."""
+    # The core hands handlers its Connection; the adapter hands Starlette's WebSocket and
+    # keeps the core connection in `ws.state.observable`.
+    conn = ws if hasattr(ws, "push") else ws.state.observable
+    push = conn.push
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    stop = asyncio.Event()
+
+    async def one() -> None:
+        try:
+            await push("tick", PUSH_PAYLOAD)
+        except Exception:  # ConnectionClosed: the slow-consumer policy closed it
+            stop.set()
+
+    while not stop.is_set() and not conn.closed:
+        for _ in range(PUSH_BATCH):
+            task = loop.create_task(one())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.sleep(PUSH_PAUSE)
+
+
+def _router_factory() -> ASGIApp:
+    from observable_socket_asgi import SocketRouter
+
+    router = SocketRouter()
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
+def _router_drop_factory() -> ASGIApp:
+    from observable_socket_asgi import SocketRouter
+
+    router = SocketRouter(slow_consumer="drop_oldest")
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
+def _adapter_factory() -> ASGIApp:
+    try:
+        from fastapi import FastAPI
+
+        import fastapi_adapter
+
+        router = fastapi_adapter.SocketRouter()  # type: ignore[attr-defined]
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise Unavailable(f"fastapi_adapter.SocketRouter is not importable: {exc!r}") from exc
+    _register(router)
+    app = FastAPI()
+    app.websocket("/ws")(router)
+    return app  # type: ignore[return-value]
+
+
+_FACTORIES: dict[str, Callable[[], ASGIApp]] = {
+    "bare": _bare_factory,
+    "bare_task": _bare_task_factory,
+    "fastapi": _fastapi_factory,
+    "original": _original_factory,
+    "router": _router_factory,
+    "adapter": _adapter_factory,
+    "router_drop": _router_drop_factory,
+}
