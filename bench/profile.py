@@ -10,6 +10,7 @@ spent in each function (self time) and under each package (inclusive time).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from bench._harness import RESULTS, Server, loadgen
 
 SECONDS = 6
+#: BENCH_PROFILE_NATIVE=1 adds C frames (uvloop, the kernel write) to the stacks
+NATIVE = ["--native"] if os.environ.get("BENCH_PROFILE_NATIVE") else []
 
 
 def _py_spy() -> str:
@@ -30,15 +33,11 @@ def _py_spy() -> str:
 
 
 def _package(frame: str) -> str:
-    """A frame `func (path/to/module.py:line)` -> the package or module it belongs to."""
-    path = frame.rsplit("(", 1)[-1]
-    for marker in ("site-packages/", "observable_socket_asgi/", "fastapi_adapter/", "bench/"):
-        if marker in path:
-            rest = path.split(marker, 1)[1]
-            if marker == "site-packages/":
-                return rest.split("/", 1)[0].split(".", 1)[0]
-            return marker.rstrip("/") + "/" + rest.split(":", 1)[0]
-    return "python/" + path.rsplit("/", 1)[-1].split(":", 1)[0]
+    """A frame `func (pkg/module.py:line)` -> `pkg`, or `pkg/module.py` for this project."""
+    path = frame.rsplit("(", 1)[-1].rstrip(")").split(":", 1)[0]
+    if path.startswith(("observable_socket_asgi/", "fastapi_adapter/", "bench/")):
+        return path
+    return path.split("/", 1)[0]
 
 
 def profile(name: str) -> Path:
@@ -47,8 +46,22 @@ def profile(name: str) -> Path:
     server = Server(name)
     try:
         spy = subprocess.Popen(
-            [_py_spy(), "record", "--pid", str(server.proc.pid), "--duration", str(SECONDS),
-             "--rate", "400", "--format", "raw", "--output", str(out), "--nonblocking"],
+            [
+                _py_spy(),
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--duration",
+                str(SECONDS),
+                "--rate",
+                "400",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                *([] if NATIVE else ["--nonblocking"]),
+                *NATIVE,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -60,6 +60,16 @@ def _medians(runs: list[dict[str, Any]], key: Any, group: Any) -> dict[Any, dict
     return defaultdict(dict, {g: {n: median(v) for n, v in row.items()} for g, row in out.items()})
 
 
+def _versus(runs: list[dict[str, Any]], cfg: str, a: str, b: str, key: str) -> float:
+    """Median over repeats of a's `key` / b's `key` at configuration `cfg`."""
+    by: dict[tuple[str, int], float] = {
+        (r["contender"], r["repeat"]): r.get(key) or float("nan") for r in runs if _config(r) == cfg
+    }
+    repeats = {r["repeat"] for r in runs}
+    ratios = [by[(a, i)] / by[(b, i)] for i in repeats if (a, i) in by and (b, i) in by]
+    return median(ratios)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -98,6 +108,22 @@ def throughput_section(data: dict[str, Any], plot: dict[str, dict[str, float]]) 
         for n in names:
             plot.setdefault(n, {})[cfg] = rate[cfg].get(n, float("nan"))
     out += _table(["N x K", "bare msg/s", *[n for n in names if n != "bare"]], rows)
+    out += [
+        "",
+        "**This project over the original package** (msg/s ratio per repeat, median; "
+        "in brackets: the original's server CPU per message over ours)",
+        "",
+    ]
+    rows = []
+    for cfg in configs:
+        row = [cfg]
+        for name in ("router", "adapter"):
+            row.append(
+                f"{_fmt(_versus(runs, cfg, name, 'original', 'rate'))} "
+                f"({_fmt(_versus(runs, cfg, 'original', name, 'server_us_per_msg'))})"
+            )
+        rows.append(row)
+    out += _table(["N x K", "router / original", "adapter / original"], rows)
     out += [
         "",
         "**Server CPU per message, ratio to bare echo** (lower is better; robust to "
