@@ -292,7 +292,8 @@ def draw(plot: dict[str, dict[str, float]], path: Path) -> None:
     ax.set_title(
         "Messages per second as a ratio to the bare ASGI echo app (dashed: 0.8 target)", fontsize=9
     )
-    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    ax.set_ylim(0, 1.3)
+    ax.legend(fontsize=7, ncol=len(names), loc="upper center", frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
