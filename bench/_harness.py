@@ -182,6 +182,11 @@ def machine() -> dict[str, Any]:
         with contextlib.suppress(PackageNotFoundError):
             versions[dist] = version(dist)
     return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        # the bench imports the working tree (editable install): say if the code differed
+        "core_modified": bool(
+            _git("status", "--porcelain", "observable_socket_asgi", "fastapi_adapter")
+        ),
         "cpu": model,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -189,6 +194,16 @@ def machine() -> dict[str, Any]:
         "pinned": pinning(),
         "versions": versions,
     }
+
+
+def _git(*args: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.strip()
 
 
 def save(scenario: str, data: dict[str, Any]) -> Path:
