@@ -118,7 +118,9 @@ class Connection:
         self.on_close: list[Any] = []
         self._router = router
         self._receive = receive
-        self._send = send
+        # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
+        # the writer sends `text` alone. Typed loosely once here, not per frame.
+        self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
         self._loop = asyncio.get_running_loop()
         self._status = _OPEN
         # requests read whose reply has not yet been handed to the server
@@ -381,8 +383,7 @@ class Connection:
             self._sent(is_reply)
             return
         self._writing = True
-        # asgiref types `websocket.send` with both `bytes` and `text`; servers read either.
-        send = cast("Callable[[dict[str, Any]], Awaitable[None]]", self._send)
+        send = self._send
         try:
             await send({"type": "websocket.send", "text": frame})
             self._sent(is_reply)

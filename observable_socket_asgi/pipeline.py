@@ -35,26 +35,32 @@ async def run(route: Route, ws: Any, request: Request) -> str:
     """Serve one request through `route`'s hooks and handler; return the reply frame."""
     uuid = request.uuid
     try:
-        local: dict[str, Any] = {}
-        check = route.data_check
-        if check is not None:
-            ok = await (check(request, local) if route.data_check_local else check(request))
-            if not ok:
-                return encode_error(
-                    Status.BAD_REQUEST, uuid, f"data check failed for route {route.name}"
-                )
-        access = route.access
-        if access is not None:
-            ok = await (access(ws, request, local) if route.access_local else access(ws, request))
-            if not ok:
-                return encode_error(Status.FORBIDDEN, uuid, f"access denied to route {route.name}")
-
-        if route.hydrate is not None:
-            result = await route.handler(await route.hydrate(ws, request))
-        elif route.call_mode is _SINGLE or (route.call_mode is _EITHER and local):
-            result = await route.handler(local)
-        else:
+        if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
+        else:
+            local: dict[str, Any] = {}
+            check = route.data_check
+            if check is not None:
+                ok = await (check(request, local) if route.data_check_local else check(request))
+                if not ok:
+                    return encode_error(
+                        Status.BAD_REQUEST, uuid, f"data check failed for route {route.name}"
+                    )
+            access = route.access
+            if access is not None:
+                ok = await (
+                    access(ws, request, local) if route.access_local else access(ws, request)
+                )
+                if not ok:
+                    return encode_error(
+                        Status.FORBIDDEN, uuid, f"access denied to route {route.name}"
+                    )
+            if route.hydrate is not None:
+                result = await route.handler(await route.hydrate(ws, request))
+            elif route.call_mode is _SINGLE or (route.call_mode is _EITHER and local):
+                result = await route.handler(local)
+            else:
+                result = await route.handler(ws, request.headers, request.payload)
 
         status, headers, payload = _unpack(result)
         if route.dehydrate is not None and 200 <= status < 300:
@@ -72,16 +78,17 @@ async def run(route: Route, ws: Any, request: Request) -> str:
 
 
 def _unpack(result: Any) -> tuple[int, Any, Any]:
-    if not isinstance(result, Mapping):
+    if type(result) is not dict and not isinstance(result, Mapping):
         raise _BadResult(
             f"handler returned {type(result).__name__}, expected a mapping "
             "like {'status': 200, 'headers': {}, 'payload': ...}"
         )
     status = result.get("status", 200)
-    if status is None:
-        status = 200
-    elif not isinstance(status, int) or isinstance(status, bool):
-        raise _BadResult(f"handler returned status {status!r}, expected an integer")
+    if type(status) is not int:  # Status members and other int subclasses, None, junk
+        if status is None:
+            status = 200
+        elif not isinstance(status, int) or isinstance(status, bool):
+            raise _BadResult(f"handler returned status {status!r}, expected an integer")
     if not 100 <= status <= 599:
         raise _BadResult(f"handler returned status {status}, expected 100-599")
     headers = result.get("headers")

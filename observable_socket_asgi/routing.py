@@ -68,6 +68,9 @@ class Route:
     timeout: float | None = None
     #: (messages, per_seconds) for a bucket of this route's own; None: the router's bucket
     rate_limit: tuple[int, float] | None = None
+    #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
+    #: pipeline calls it straight away (the common case, kept short)
+    direct: bool = False
 
 
 class SocketRouter:
@@ -321,6 +324,10 @@ class SocketRouter:
             dehydrate=None if dehydrate is None else ensure_async(dehydrate, executor),
             timeout=timeout,
             rate_limit=rate_limit,
+            direct=data_check is None
+            and access is None
+            and hydrate is None
+            and call_mode != CallMode.SINGLE,
         )
 
 

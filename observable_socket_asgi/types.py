@@ -100,8 +100,13 @@ class Request(MessageData):
         track_id: Uuid = _MISSING,
         path: str = _MISSING,
     ) -> None:
-        self.uuid = _pick("uuid", uuid, "track_id", track_id)
-        self.route = _pick("route", route, "path", path)
+        # the parser always passes the wire names: only aliases take the slow path
+        if uuid is _MISSING or track_id is not _MISSING:
+            uuid = _pick("uuid", uuid, "track_id", track_id)
+        if route is _MISSING or path is not _MISSING:
+            route = _pick("route", route, "path", path)
+        self.uuid = uuid
+        self.route = route
         self.headers = {} if headers is None else headers
         self.payload = payload
 
