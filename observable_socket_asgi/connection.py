@@ -259,7 +259,7 @@ class Connection:
         heartbeat = router.heartbeat
         rate_limit = router.rate_limit
         loop = self._loop
-        start = self._start
+        serve = self._serve
         self._main_task = asyncio.current_task()
         if router.idle_timeout is not None:
             self._last_seen = loop.time()
@@ -310,7 +310,9 @@ class Connection:
                             True,
                         )
                         continue
-                    start(route, request)
+                    task = start_eagerly(serve(route, request), loop)
+                    if task is not None:  # it suspended: keep it to cancel on disconnect
+                        self._track(task)
                 elif mtype == "websocket.disconnect":
                     break
         except asyncio.CancelledError:
@@ -326,14 +328,12 @@ class Connection:
 
     # Private methods
 
-    def _start(self, route: Route, request: Request) -> None:
-        task = start_eagerly(self._serve(route, request), self._loop)
-        if task is not None:
-            tasks = self._tasks
-            if tasks is None:
-                tasks = self._tasks = set()
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _serve(self, route: Route, request: Request) -> None:
         """Run one request and write its reply. Never raises but CancelledError."""
@@ -354,7 +354,20 @@ class Connection:
                 frame = encode_error(
                     Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
                 )
-        await self._write(frame, True)
+        if self._writing or self._status != _OPEN:
+            await self._write(frame, True)
+            return
+        # `_write`'s own path, inlined: one coroutine less per message (about 5 % of it).
+        self._writing = True
+        try:
+            await self._send({"type": "websocket.send", "text": frame})
+            self._sent(True)
+            if self._out:
+                await self._drain()
+        except Exception as exc:
+            self._write_failed(exc)
+        finally:
+            self._release_writer()
 
     def _allow(self, route: Route) -> bool:
         now = self._loop.time()
@@ -372,40 +385,54 @@ class Connection:
     async def _write(self, frame: str, is_reply: bool) -> None:
         """Hand `frame` to the server, or queue it behind the write in progress."""
         if self._writing:
-            out = self._out
-            if out is None:
-                out = self._out = deque()
-            out.append((frame, is_reply))
-            if not is_reply:
-                self._queued_pushes += 1
+            self._enqueue(frame, is_reply)
             return
         if self._status != _OPEN:
             self._sent(is_reply)
             return
         self._writing = True
-        send = self._send
         try:
+            await self._send({"type": "websocket.send", "text": frame})
+            self._sent(is_reply)
+            if self._out:
+                await self._drain()
+        except Exception as exc:
+            self._write_failed(exc)
+        finally:
+            self._release_writer()
+
+    def _enqueue(self, frame: str, is_reply: bool) -> None:
+        out = self._out
+        if out is None:
+            out = self._out = deque()
+        out.append((frame, is_reply))
+        if not is_reply:
+            self._queued_pushes += 1
+
+    async def _drain(self) -> None:
+        """Send what queued up behind the current write; the caller holds the writer."""
+        out = self._out
+        send = self._send
+        while out:
+            frame, is_reply = out.popleft()
+            if not is_reply:
+                self._queued_pushes -= 1
             await send({"type": "websocket.send", "text": frame})
             self._sent(is_reply)
-            out = self._out
-            while out:
-                frame, is_reply = out.popleft()
-                if not is_reply:
-                    self._queued_pushes -= 1
-                await send({"type": "websocket.send", "text": frame})
-                self._sent(is_reply)
-        except Exception as exc:
-            # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
-            # loop hears the disconnect and cleans up; nothing queued can be delivered.
-            logger.debug("write failed, peer gone: %r", exc)
-            self._status = max(self._status, _CLOSING)
-            self._drop_queue()
-        finally:
-            self._writing = False
-            if self._out and self._status == _OPEN:
-                # This writer was cancelled (its request timed out or was cancelled) with
-                # frames queued behind it: hand them to a task so no reply is stranded.
-                self._spawn(self._write_queued())
+
+    def _write_failed(self, exc: Exception) -> None:
+        # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
+        # loop hears the disconnect and cleans up; nothing queued can be delivered.
+        logger.debug("write failed, peer gone: %r", exc)
+        self._status = max(self._status, _CLOSING)
+        self._drop_queue()
+
+    def _release_writer(self) -> None:
+        self._writing = False
+        if self._out and self._status == _OPEN:
+            # This writer was cancelled (its request timed out or was cancelled) with
+            # frames queued behind it: hand them to a task so no reply is stranded.
+            self._spawn(self._write_queued())
 
     async def _write_queued(self) -> None:
         out = self._out
@@ -501,12 +528,7 @@ class Connection:
             self._idle_handle = self._loop.call_later(timeout - idle, self._check_idle)
 
     def _spawn(self, coro: Any) -> None:
-        task = self._loop.create_task(coro)
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = set()
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self._track(self._loop.create_task(coro))
 
     async def _cleanup(self) -> None:
         self._status = _CLOSED
