@@ -1,8 +1,8 @@
 """The adapter's `SocketRouter`: the core router, with Starlette's `WebSocket` as `ws`.
 
 Only translation lives here. The core runs the handshake checks, the receive loop, the
-pipeline and the writer; it reads and writes through the `WebSocket`'s own `receive`/`send`,
-so Starlette's connection state stays true for code that looks at it. The core `Connection`
+pipeline and the writer, on the connection's raw ASGI `receive`/`send`; Starlette's
+connection state is set to match around it. The core `Connection`
 (push, close) is put in `ws.state.observable`, the one name the README documents.
 """
 
@@ -112,15 +112,21 @@ class SocketRouter(_CoreRouter):
             return
         if ws.client_state is WebSocketState.CONNECTING:
             await ws.receive()  # websocket.connect; Starlette raises on anything else
-        send: Any = ws.send
+        # From here the core owns the connection and talks to the raw ASGI callables:
+        # Starlette's `ws.receive`/`ws.send` check and update its state on every frame, a
+        # measurable cost per message. Its state is set to match instead: connected while
+        # the router serves (so a handler may still use `ws.send_json`), closed after.
+        send: Any = ws._send
         if ws.application_state is WebSocketState.CONNECTED:
             # The endpoint already called `ws.accept()`: the core's accept must not go out.
-            send = _skip_accept(ws.send)
+            send = _skip_accept(send)
+        ws.application_state = ws.client_state = WebSocketState.CONNECTED
         token = _serving.set(ws)
         try:
-            await serve_connection(self, ws.scope, ws.receive, send)  # type: ignore[arg-type]
+            await serve_connection(self, ws.scope, ws._receive, send)  # type: ignore[arg-type]
         finally:
             _serving.reset(token)
+            ws.application_state = ws.client_state = WebSocketState.DISCONNECTED
 
 
 def _skip_accept(send: Any) -> Any:

@@ -319,6 +319,39 @@ def test_close_through_observable() -> None:
         wait_for_no_connections(server, router)
 
 
+def test_starlette_state_and_send_json_while_served() -> None:
+    """A handler may write through Starlette's own ws.send_json; after the router returns,
+    the endpoint sees the WebSocket as disconnected."""
+    router = SocketRouter()
+    states: list[Any] = []
+
+    @router.route("note")
+    async def note(ws: WebSocket, headers: Any, payload: Any) -> dict[str, Any]:
+        states.append(ws.application_state)
+        await ws.send_json({"route": "aside", "payload": payload})
+        return {"payload": "noted"}
+
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(ws: WebSocket) -> None:
+        await router(ws)
+        states.append((ws.client_state, ws.application_state))
+
+    with running(app) as server:
+        answers = ask(f"{server.url}/ws", request("note", 7), request("note", 8))
+        assert answers[0] == {"route": "aside", "payload": 7}
+        wait_for_no_connections(server, router)
+        for _ in range(500):
+            if len(states) == 3:
+                break
+            threading_wait(0.01)
+    from starlette.websockets import WebSocketState
+
+    assert states[0] == WebSocketState.CONNECTED
+    assert states[-1] == (WebSocketState.DISCONNECTED, WebSocketState.DISCONNECTED)
+
+
 def test_bare_mount_path_is_not_the_router() -> None:
     """`app.mount("/ws4", router)` serves below `/ws4/`; `/ws4` itself is not routed there."""
     router = inspecting_router()
