@@ -205,14 +205,20 @@ class SocketRouter:
     def include_router(self, other: SocketRouter, prefix: str = "") -> None:
         """Serve every route of `other` here too, under `prefix + name`.
 
+        `other` is served through this router: from now on it publishes through this
+        router's backplane, so `other.publish()` in its handlers reaches this router's
+        subscribers.
+
         Raises:
             ValueError: a name is reserved or already registered here.
         """
-        for name, route in other._routes.items():
+        for name in other._routes:
             full = prefix + name
             if full in RESERVED_ROUTES or full in self._routes:
                 raise ValueError(f"route {full!r} is reserved or already registered")
-            self._routes[full] = replace(route, name=full)
+        other.backplane = self.backplane
+        for name, route in other._routes.items():
+            self._routes[prefix + name] = replace(route, name=prefix + name)
 
     @property
     def routes(self) -> dict[str, Route]:

@@ -151,3 +151,37 @@ def test_bad_route_timeout_refused() -> None:
     """A route's own timeout must be positive."""
     with pytest.raises(ValueError, match="'r'"):
         SocketRouter().route("r", {"timeout": 0})(handler3)
+
+
+
+def _sum_router() -> SocketRouter:
+    sub = SocketRouter()
+
+    @sub.route("sum")
+    async def total(ws: Any, headers: Any, payload: Any) -> Any:
+        return {"payload": sum(payload)}
+
+    return sub
+
+
+def test_include_router_serves_routes_under_a_prefix() -> None:
+    """include_router serves the other router's routes under prefix + name, on this backplane."""
+    main, sub = SocketRouter(), _sum_router()
+    main.include_router(sub, prefix="math/")
+    assert main.routes["math/sum"].name == "math/sum"
+    assert sub.backplane is main.backplane
+
+
+def test_include_router_refuses_a_clash_and_changes_nothing() -> None:
+    """A clashing name raises ValueError naming it, before anything is changed."""
+    main, sub = SocketRouter(), _sum_router()
+
+    @main.route("math/sum")
+    async def mine(ws: Any, headers: Any, payload: Any) -> Any:
+        return {}
+
+    backplane = sub.backplane
+    with pytest.raises(ValueError, match="math/sum"):
+        main.include_router(sub, prefix="math/")
+    assert sub.backplane is backplane
+    assert main.routes["math/sum"].handler is mine

@@ -341,3 +341,31 @@ async def _drop_oldest(server: Server, router: SocketRouter, big: str) -> None:
         numbers = seen[:-1]
         assert numbers == sorted(numbers)  # what remains keeps its order
         assert _closed_flags(server, router) == [False]
+
+
+async def test_included_router_publishes_to_the_including_routers_subscribers() -> None:
+    """A handler of an included router publishing through its own router reaches clients
+    subscribed through the router that serves it."""
+    main = SocketRouter()
+    sub = SocketRouter()
+
+    @main.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.subscribe("news")
+        return {}
+
+    @sub.route("say")
+    async def say(ws: Any, headers: Any, payload: Any) -> Any:
+        await sub.publish("news", payload)
+        return {"status": Status.ACCEPTED}
+
+    main.include_router(sub, prefix="chat/")
+    conv = Conversation(main)
+    assert (await conv.connect())["type"] == "websocket.accept"
+    assert (await conv.ask(request("join", uuid=1)))["status"] == 200
+    await conv.send(request("chat/say", "hello", uuid=2))
+    frames = [await conv.reply(), await conv.reply()]
+    push = next(f for f in frames if f.get("route") == "news")
+    assert push["payload"] == "hello"
+    assert any(f.get("uuid") == 2 and f["status"] == 202 for f in frames)
+    await conv.disconnect()
