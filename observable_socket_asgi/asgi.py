@@ -7,6 +7,7 @@ refused handshake as 1006 and retries it five times, but stops after 1008 and 10
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -65,7 +66,16 @@ async def serve_connection(
     try:
         if router._access_logic is not None:
             try:
-                allowed = await router._access_logic(conn.socket)
+                async with asyncio.timeout(router.handshake_timeout):
+                    allowed = await router._access_logic(conn.socket)
+            except TimeoutError:
+                logger.warning(
+                    "access_logic for %s took over %s s: refused, try again later",
+                    conn.client,
+                    router.handshake_timeout,
+                )
+                await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
+                return
             except Exception:
                 logger.exception("access_logic raised for %s", scope.get("path"))
                 await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")

@@ -90,6 +90,8 @@ class SocketRouter:
         slow_consumer: `"close"` (close 1013, the JS client reconnects) or `"drop_oldest"`.
         handler_timeout: seconds before a request is cancelled and answered 504; None: none.
         rate_limit: `(messages, per_seconds)` token bucket per connection; over it, 429.
+        handshake_timeout: seconds `access_logic` may take; past it the connection is
+            closed with 1013 (try again later). None: no limit.
         idle_timeout: seconds without any frame (PING included) before closing with 1001;
             None: never. The default outlasts the JS client's 60 s heartbeat.
         max_connections: connections served at once by this router; past it, new ones are
@@ -114,6 +116,7 @@ class SocketRouter:
         slow_consumer: Literal["close", "drop_oldest"] = "close",
         handler_timeout: float | None = None,
         rate_limit: tuple[int, float] | None = None,
+        handshake_timeout: float | None = 10.0,
         idle_timeout: float | None = 120.0,
         max_connections: int | None = None,
         allowed_origins: Iterable[str] | None = None,
@@ -134,6 +137,7 @@ class SocketRouter:
                 f"slow_consumer must be 'close' or 'drop_oldest', got {slow_consumer!r}"
             )
         _check_positive("handler_timeout", handler_timeout)
+        _check_positive("handshake_timeout", handshake_timeout)
         _check_positive("idle_timeout", idle_timeout)
         _check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
@@ -146,6 +150,7 @@ class SocketRouter:
         self.slow_consumer = slow_consumer
         self.handler_timeout = handler_timeout
         self.rate_limit = rate_limit
+        self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)

@@ -146,6 +146,29 @@ async def test_origin_refused_before_access_logic() -> None:
     assert calls == []
 
 
+async def test_slow_access_logic_is_closed_1013_after_handshake_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """access_logic past handshake_timeout: closed 1013 "handshake timed out", logged."""
+    async def access_logic(ws: Any) -> bool:
+        await asyncio.sleep(10 * TIMEOUT)
+        return True
+
+    app = echo_router(access_logic=access_logic, handshake_timeout=0.05)
+    with caplog.at_level(logging.WARNING, logger="observable_socket_asgi"):
+        closing = await refused(app, ws_scope())
+    assert (closing["code"], closing["reason"]) == (1013, "handshake timed out")
+    assert any("access_logic" in r.getMessage() for r in caplog.records)
+
+
+def test_handshake_timeout_default_and_validation() -> None:
+    """handshake_timeout defaults to 10 s, accepts None, and refuses nonsense."""
+    assert SocketRouter().handshake_timeout == 10.0
+    assert SocketRouter(handshake_timeout=None).handshake_timeout is None
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        SocketRouter(handshake_timeout=0)
+
+
 # Connection limit: in-process
 
 
@@ -383,6 +406,23 @@ def test_e2e_origin_check() -> None:
         async with connect(url, origin="https://app.example.com") as ws:  # type: ignore[arg-type]
             await ws.send(request("echo", 1, uuid="e"))
             assert orjson.loads(await ws.recv())["payload"] == 1
+
+    with running(app) as server:
+        asyncio.run(scenario(server.url))
+
+
+@pytest.mark.e2e
+def test_e2e_handshake_timeout() -> None:
+    """Over uvicorn, an access_logic slower than handshake_timeout ends in close 1013."""
+    async def access_logic(ws: Any) -> bool:
+        await asyncio.sleep(10 * TIMEOUT)
+        return True
+
+    app = echo_router(access_logic=access_logic, handshake_timeout=0.05)
+
+    async def scenario(url: str) -> None:
+        async with connect(url) as ws:
+            assert await _close_of(ws) == (1013, "handshake timed out")
 
     with running(app) as server:
         asyncio.run(scenario(server.url))
