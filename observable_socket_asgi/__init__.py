@@ -7,9 +7,10 @@ complete ASGI application: `uvicorn module:router`.
 
 from __future__ import annotations
 
-from .connection import Connection, ConnectionClosed
+from .connection import Connection
 from .errors import (
     ConfigurationError,
+    ConnectionClosed,
     EncodeError,
     FrameTooLarge,
     ObservableSocketError,

@@ -39,6 +39,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
+from . import errors
 from ._backoff import backoff, may_reconnect
 from ._concurrency import is_async_callable
 from .envelope import PING, PONG, encode_request, parse_message
@@ -76,7 +77,7 @@ class ConnectFailed(ClientError, ConnectionError):
     """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
 
 
-class ConnectionClosed(ClientError):
+class ConnectionClosed(ClientError, errors.ConnectionClosed):
     """The connection closed before the answer arrived, or the client is closed.
 
     Attributes:

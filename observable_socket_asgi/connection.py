@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._concurrency import start_eagerly
 from .datastructures import Address, Headers, QueryParams, State, parse_cookies
 from .envelope import PING, encode_error, encode_pong, encode_push, parse_request
-from .errors import ProtocolError
+from .errors import ConnectionClosed, ProtocolError
 from .pipeline import run as run_pipeline
 from .status import CloseCode, Status
 
@@ -41,10 +41,6 @@ __all__ = ["Connection", "ConnectionClosed"]
 logger = logging.getLogger("observable_socket_asgi.connection")
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
-
-
-class ConnectionClosed(Exception):
-    """Raised by `push()` on a connection that is closing or closed."""
 
 
 class _Bucket:

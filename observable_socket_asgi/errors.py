@@ -7,6 +7,9 @@ The tree::
      │    ├── FrameTooLarge       413
      │    └── (400 cases)         not JSON, not an object, bad uuid/route/headers types
      ├── EncodeError              also a TypeError: a reply or push JSON cannot express
+     ├── ConnectionClosed         a push or request on a connection that is closing or gone
+     │    └── client.ConnectionClosed   the client's: with close code and request fate
+     ├── client.ClientError       the client's other errors (ConnectFailed, RequestTimeout)
      └── ConfigurationError       also a ValueError: a route or router set up wrongly
 
 Registration mistakes raise `TypeError`/`ValueError` (or `ConfigurationError`, which is a
@@ -20,6 +23,7 @@ from .status import Status
 
 __all__ = [
     "ConfigurationError",
+    "ConnectionClosed",
     "EncodeError",
     "FrameTooLarge",
     "ObservableSocketError",
@@ -67,3 +71,7 @@ class ConfigurationError(ObservableSocketError, ValueError):
 
 class EncodeError(ObservableSocketError, TypeError):
     """A reply or push holds a value JSON cannot express (a set, a custom object...)."""
+
+
+class ConnectionClosed(ObservableSocketError):
+    """The connection is closing or closed: `ws.push()` refuses, a client request fails."""

@@ -28,8 +28,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from ._concurrency import start_eagerly
-from .connection import ConnectionClosed
 from .envelope import encode_push
+from .errors import ConnectionClosed
 
 if TYPE_CHECKING:
     from .connection import Connection
