@@ -209,10 +209,8 @@ def parse_message(data: str | bytes) -> dict[str, Any]:
 def _uuid_of(data: str | bytes) -> Uuid | None:
     """Best effort: the uuid of an oversized frame, so its 413 can be correlated."""
     try:
-        obj = _loads(data)
-    except _JSONDecodeError:
-        return None
-    if type(obj) is not dict:
+        obj = parse_message(data)
+    except ProtocolError:
         return None
     uuid = obj.get("uuid")
     if uuid is None:
