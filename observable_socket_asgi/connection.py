@@ -494,7 +494,7 @@ class Connection:
         if self._status == _OPEN:
             self._status = _CLOSING
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(self._router.close_timeout):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except TimeoutError:
             pass

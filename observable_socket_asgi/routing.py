@@ -88,6 +88,8 @@ class SocketRouter:
         max_message_bytes: the largest frame served; larger ones are answered 413.
         max_queued_pushes: pushes waiting for a slow client before `slow_consumer` applies.
         slow_consumer: `"close"` (close 1013, the JS client reconnects) or `"drop_oldest"`.
+        close_timeout: seconds a close the router decides on (slow consumer, idle) may wait
+            for the peer to take the close frame before the socket is dropped without it.
         handler_timeout: seconds before a request is cancelled and answered 504; None: none.
         rate_limit: `(messages, per_seconds)` token bucket per connection; over it, 429.
         handshake_timeout: seconds `access_logic` may take; past it the connection is
@@ -114,6 +116,7 @@ class SocketRouter:
         max_message_bytes: int | None = 1024 * 1024,
         max_queued_pushes: int = 1024,
         slow_consumer: Literal["close", "drop_oldest"] = "close",
+        close_timeout: float = 5.0,
         handler_timeout: float | None = None,
         rate_limit: tuple[int, float] | None = None,
         handshake_timeout: float | None = 10.0,
@@ -138,6 +141,7 @@ class SocketRouter:
             )
         _check_positive("handler_timeout", handler_timeout)
         _check_positive("handshake_timeout", handshake_timeout)
+        _check_positive("close_timeout", close_timeout)
         _check_positive("idle_timeout", idle_timeout)
         _check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
@@ -148,6 +152,7 @@ class SocketRouter:
         self.max_message_bytes = max_message_bytes
         self.max_queued_pushes = max_queued_pushes
         self.slow_consumer = slow_consumer
+        self.close_timeout = close_timeout
         self.handler_timeout = handler_timeout
         self.rate_limit = rate_limit
         self.handshake_timeout = handshake_timeout

@@ -543,3 +543,47 @@ async def test_sync_handler_does_not_block_others() -> None:
         assert (await conv.ask(request("echo", 1, uuid="f")))["uuid"] == "f"
         gate.set()
         assert (await conv.reply())["payload"] == "unblocked"
+
+
+async def test_peer_that_takes_no_frame_is_dropped_after_close_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A slow consumer whose transport never drains, not even for the 1013 close frame, is
+    dropped once close_timeout has passed: the app returns and the registry is empty."""
+    from observable_socket_asgi import ConnectionClosed
+    from tests.helpers import ws_scope
+
+    router = SocketRouter(max_queued_pushes=2, close_timeout=50 * MS)
+    never = asyncio.Event()  # the peer never takes a frame: every send blocks
+    attempted: list[str] = []
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    pushes: list[asyncio.Task[None]] = []
+
+    @router.route("flood")
+    async def flood(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        async def one(n: int) -> None:
+            try:
+                await ws.push("tick", n)
+            except ConnectionClosed:
+                pass
+
+        pushes.extend(asyncio.get_running_loop().create_task(one(n)) for n in range(10))
+        return {}
+
+    async def receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        attempted.append(message["type"])
+        if message["type"] in ("websocket.send", "websocket.close"):
+            await never.wait()
+
+    await inbox.put({"type": "websocket.connect"})
+    await inbox.put({"type": "websocket.receive", "text": request("flood")})
+    with caplog.at_level(logging.WARNING, logger="observable_socket_asgi"):
+        async with asyncio.timeout(TIMEOUT):
+            await router(ws_scope(), receive, send)  # type: ignore[arg-type]
+    await asyncio.gather(*pushes)
+    assert "websocket.close" in attempted
+    assert router.connections == set()
+    assert any("slow consumer" in r.getMessage() for r in caplog.records)
