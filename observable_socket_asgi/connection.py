@@ -9,8 +9,9 @@ Rules of a connection's life (this module alone changes them):
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
 if it suspends (`_concurrency.start_eagerly`). At most `max_in_flight` requests are between
-"read" and "reply handed to the server"; at the limit the loop stops reading, so TCP
-backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
+"read" and "reply handed to the server"; at the limit the loop reads one message ahead, only
+to hear a disconnect, then stops reading, so TCP backpressure, not memory, absorbs a client
+that sends faster than it reads. Every frame
 leaves through `_write`: whoever finds the writer idle writes, others queue their frame
 behind it, so frames are whole and never interleaved, and the common case costs no task
 switch. Pushes queue behind a separate bound (`max_queued_pushes`) with a slow-consumer
@@ -73,6 +74,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_ahead",
         "_bucket",
         "_cookies",
         "_headers",
@@ -123,6 +125,9 @@ class Connection:
         self._in_flight = 0
         # a future the receive loop awaits while at max_in_flight
         self._slot_waiter: asyncio.Future[None] | None = None
+        # the one receive() the loop keeps pending while at max_in_flight, so that a client
+        # that leaves is noticed (and its requests cancelled) even while no slot is free
+        self._ahead: asyncio.Task[dict[str, Any]] | None = None
         # request tasks that suspended (those that finished eagerly never appear here)
         self._tasks: set[asyncio.Task[None]] | None = None
         # frames waiting for the writer: (frame, is_reply); created on first contention
@@ -265,9 +270,13 @@ class Connection:
         try:
             while self._status == _OPEN:
                 if self._in_flight >= max_in_flight:
-                    await self._wait_for_slot()
-                    continue
-                message = await receive()
+                    await self._wait_for_slot(receive)  # a slot is free, or the client left
+                ahead = self._ahead
+                if ahead is None:
+                    message = await receive()
+                else:
+                    self._ahead = None
+                    message = await ahead
                 mtype = message["type"]
                 if mtype == "websocket.receive":
                     self._last_seen = loop.time()
@@ -454,9 +463,25 @@ class Connection:
             self._sent(is_reply)
         self._queued_pushes = 0
 
-    async def _wait_for_slot(self) -> None:
+    async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """Wait until a reply has been handed to the server, reading at most one message ahead.
+
+        That one message is read only to hear a disconnect: if it is one, the slot wait ends
+        at once and the loop handles it; a frame waits, unparsed, for its turn. Reading stops
+        there, so TCP backpressure still holds the rest.
+        """
         waiter = self._slot_waiter = self._loop.create_future()
-        await waiter
+        ahead = self._ahead
+        if ahead is None:
+            ahead = self._ahead = asyncio.ensure_future(receive())
+        if not ahead.done():
+            await asyncio.wait((waiter, ahead), return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            return
+        if ahead.exception() is None and ahead.result()["type"] == "websocket.disconnect":
+            self._slot_waiter = None
+            return  # the loop reads the disconnect from `_ahead` next
+        await waiter  # a frame was read ahead: it waits, unparsed, for this slot
 
     def _slow_consumer(self) -> bool:
         """Apply the slow-consumer policy; return True if the new push may still be queued."""
@@ -528,6 +553,9 @@ class Connection:
 
     async def _cleanup(self) -> None:
         self._status = _CLOSED
+        if self._ahead is not None:
+            self._ahead.cancel()  # the connection is over: nothing more will be read
+            self._ahead = None
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None

@@ -298,7 +298,8 @@ async def test_slow_request_overtaken_by_fast_one() -> None:
 
 
 async def test_max_in_flight_backpressure() -> None:
-    """At max_in_flight the router stops reading until a slot frees; nothing is dropped."""
+    """At max_in_flight the router reads one message ahead (to hear a disconnect) and then
+    stops reading until a slot frees; nothing is dropped or answered early."""
     release = [asyncio.Event(), asyncio.Event()]
     router = make_router(max_in_flight=2)
 
@@ -311,16 +312,47 @@ async def test_max_in_flight_backpressure() -> None:
         await conv.send(request("wait", 0, uuid="a"))
         await conv.send(request("wait", 1, uuid="b"))
         await conv.send(request("echo", "third", uuid="c"))
-        assert await conv.nothing()
-        # the third frame is still waiting in the server's hands, unread
+        await conv.send(request("echo", "fourth", uuid="d"))
+        assert await conv.nothing()  # "c" was read ahead but is not served yet
+        # the fourth frame is still waiting in the server's hands, unread
         assert conv.comm.input_queue.qsize() == 1
         release[1].set()
         assert (await conv.reply())["uuid"] == "b"
         assert (await conv.reply())["uuid"] == "c"
+        assert (await conv.reply())["uuid"] == "d"
         assert conv.comm.input_queue.qsize() == 0
         release[0].set()
         assert (await conv.reply())["uuid"] == "a"
         assert await conv.nothing()
+
+
+async def test_disconnect_at_max_in_flight_cancels_at_once() -> None:
+    """A client that leaves while every slot is held by a handler that never finishes is
+    heard anyway: its handlers are cancelled and the app returns."""
+    cancelled: list[int] = []
+    router = make_router(max_in_flight=2)
+
+    @router.route("stuck")
+    async def stuck(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(payload)
+            raise
+        return {}
+
+    conv = Conversation(router)
+    assert (await conv.connect())["type"] == "websocket.accept"
+    await conv.send(request("stuck", 1, uuid=1))
+    await conv.send(request("stuck", 2, uuid=2))
+    assert await conv.nothing()
+    await conv.comm.send_input({"type": "websocket.disconnect", "code": 1001})
+    async with asyncio.timeout(TIMEOUT / 5):  # well before the communicator would cancel it
+        while len(cancelled) < 2:  # noqa: ASYNC110 (the handlers' state, no event to wait on)
+            await asyncio.sleep(5 * MS)
+    await conv.comm.wait(TIMEOUT)
+    assert sorted(cancelled) == [1, 2]
+    assert router.connections == set()
 
 
 async def test_errors_and_pongs_count_against_nothing_lost() -> None:
