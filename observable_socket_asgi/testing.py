@@ -28,9 +28,37 @@ from .envelope import PONG, encode_request, parse_message
 from .errors import ObservableSocketError
 from .types import Payload, Response
 
-__all__ = ["HandshakeRejected", "TestClient"]
+__all__ = ["HandshakeRejected", "TestClient", "websocket_scope"]
 
 _DEFAULT: Any = object()
+
+
+def websocket_scope(
+    path: str = "/ws",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    query_string: bytes = b"",
+    *,
+    subprotocols: Sequence[str] = (),
+    state: dict[str, Any] | None = None,
+    server: tuple[str, int] = ("testserver", 80),
+    client: tuple[str, int] = ("testclient", 50000),
+) -> dict[str, Any]:
+    """A `websocket` ASGI scope as a server builds it, for driving an app in-process."""
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": server,
+        "client": client,
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "headers": [(b"host", b"testserver")] if headers is None else headers,
+        "subprotocols": list(subprotocols),
+        "state": {} if state is None else state,
+    }
 
 
 class HandshakeRejected(ObservableSocketError):
@@ -80,21 +108,13 @@ class TestClient:
         ]
         self._lifespan_enabled = lifespan
         self._state: dict[str, Any] = {}
-        self.scope: dict[str, Any] = {
-            "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "scheme": "ws",
-            "server": ("testserver", 80),
-            "client": ("testclient", 50000),
-            "root_path": "",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query_string.encode(),
-            "headers": raw_headers,
-            "subprotocols": list(subprotocols),
-            "state": self._state,
-        }
+        self.scope = websocket_scope(
+            path,
+            raw_headers,
+            query_string.encode(),
+            subprotocols=subprotocols,
+            state=self._state,
+        )
         #: the close code the app sent, once it closed the socket
         self.close_code: int | None = None
         self.close_reason = ""

@@ -14,6 +14,8 @@ import orjson
 import uvicorn
 from asgiref.testing import ApplicationCommunicator
 
+from observable_socket_asgi.testing import websocket_scope
+
 #: one time unit for every wait in the suite; scale it up on a slow machine
 MS = float(os.environ.get("OBSERVABLE_SOCKET_TEST_MS", "1")) / 1000
 TIMEOUT = 5000 * MS
@@ -35,21 +37,13 @@ def ws_scope(
     **extra: Any,
 ) -> dict[str, Any]:
     """A websocket scope as uvicorn builds it."""
-    scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 51000),
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query_string,
-        "headers": headers or [(b"host", b"127.0.0.1:8000")],
-        "subprotocols": [],
-        "state": {},
-    }
+    scope = websocket_scope(
+        path,
+        headers or [(b"host", b"127.0.0.1:8000")],
+        query_string,
+        server=("127.0.0.1", 8000),
+        client=("127.0.0.1", 51000),
+    )
     scope.update(extra)
     return scope
 
