@@ -18,7 +18,9 @@ How a block is run depends on its language and on an HTML comment on the line be
   exist. `<!-- serve: ... -->` works as for python.
 - `js`: checked by `node --check` (the JS client package is not installable here).
 - `nginx`: the page's server configuration, checked by `nginx -t` and then run in front of a
-  real uvicorn with the Python client going through it (needs nginx; `.ci/run` installs it).
+  real uvicorn with the Python client going through it over TLS.
+- Blocks that need redis-server, nginx, node or openssl are skipped with the package to install
+  on a machine without them, and fail in CI (`CI` set), where `.ci/run` installs them.
 - `json`: parsed. `text`: a file tree whose every path must exist in the repository.
 - `<!-- partial -->` marks a deliberately incomplete block: python is compiled, shell is
   checked by `bash -n`; nothing else is accepted as partial.
@@ -35,6 +37,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -397,10 +400,20 @@ def start_server(command: str, box: Sandbox) -> None:
     wait_for_pong(f"ws://127.0.0.1:{port}/ws", proc)
 
 
+def need(tool: str, package: str) -> str:
+    """The path of `tool`; skipped on a developer's machine without it, failed in CI."""
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/local/sbin")
+    if path is None:
+        message = f"{tool} is needed for this block: apt-get install {package}"
+        if os.environ.get("CI") or os.environ.get("OBSERVABLE_SOCKET_REQUIRE_REDIS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 def start_redis(box: Sandbox, number: str) -> None:
     """A real redis-server on the port mapped from `number`."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is needed for this block (apt-get install redis-server)"
+    server = need("redis-server", "redis-server")
     port = box.ports.port(number)
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     box.start(args, box.directory, box.env())
@@ -412,8 +425,7 @@ def start_redis(box: Sandbox, number: str) -> None:
 
 
 def run_js(block: Block, box: Sandbox) -> None:
-    node = shutil.which("node")
-    assert node, "node is needed to check the JS snippets (apt-get install nodejs)"
+    node = need("node", "nodejs")
     path = box.directory / "snippet.mjs"
     path.write_text(block.code, encoding="utf-8")
     box.run([node, "--check", str(path)], box.directory)
@@ -434,10 +446,83 @@ def run_text(block: Block, box: Sandbox) -> None:
                 assert (current / part).exists(), f"{current.name}/{part} does not exist"
 
 
-def run_nginx(block: Block, box: Sandbox) -> None:
-    from tests.nginx_proxy import run_nginx_block
+NGINX_MAIN = """daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    fastcgi_temp_path {dir}/nginx-fastcgi;
+    uwsgi_temp_path {dir}/nginx-uwsgi;
+    scgi_temp_path {dir}/nginx-scgi;
+{config}
+}}
+"""
 
-    run_nginx_block(block.code, box)
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    return cert, key
+
+
+def run_nginx(block: Block, box: Sandbox) -> None:
+    """The page's nginx configuration in front of the demo on uvicorn, with a real certificate
+    made for the test; the Python client talks to the demo through it, over TLS."""
+    nginx = need("nginx", "nginx")
+    need("openssl", "openssl")
+    upstream = box.serve("examples.app:app", "8000")
+    cert, key = self_signed_certificate(box.directory)
+    listen = box.ports.port("443")
+    config = box.ports.rewrite(block.code)
+    config = re.sub(r"listen\s+443\s+ssl", f"listen 127.0.0.1:{listen} ssl", config)
+    config = re.sub(r"listen\s+80;", f"listen 127.0.0.1:{box.ports.port('80')};", config)
+    config = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};", config)
+    config = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", config)
+    assert upstream.split("/")[2] in config, "the configuration does not proxy to the app"
+    conf = box.directory / "nginx.conf"
+    conf.write_text(NGINX_MAIN.format(dir=box.directory, config=config), encoding="utf-8")
+    box.run([nginx, "-t", "-p", str(box.directory), "-c", str(conf)], box.directory)
+    proc = box.start([nginx, "-p", str(box.directory), "-c", str(conf)], box.directory, box.env())
+    context = ssl.create_default_context(cafile=str(cert))
+    url = f"wss://127.0.0.1:{listen}/ws"
+    asyncio.run(talk_through_proxy(url, context, proc))
+
+
+async def talk_through_proxy(
+    url: str, context: ssl.SSLContext, proc: subprocess.Popen[bytes]
+) -> None:
+    from observable_socket_asgi.client import ConnectFailed
+    from observable_socket_asgi.client import connect as client_connect
+
+    for _ in range(int(RUN_TIMEOUT / (100 * MS))):
+        assert proc.poll() is None, f"nginx exited: {output(proc)}"
+        try:
+            sock = client_connect(url, ssl=context, timeout=TIMEOUT, reconnect=False)
+            await sock.connect()
+            break
+        except ConnectFailed:
+            await asyncio.sleep(100 * MS)
+    else:
+        raise AssertionError(f"no connection through nginx at {url}")
+    async with sock:
+        res = await sock.request("math/sum", [1, 2, 3, 4])
+        assert res.payload == {"sum": 10}
+        assert (await sock.request("clock/ticks", 2)).status == 202
+        ticks = []
+        async for push in sock.pushes():
+            ticks.append(push.payload["n"])
+            if len(ticks) == 2:
+                break
+        assert ticks == [1, 2]
 
 
 def run_partial(block: Block, box: Sandbox) -> None:
