@@ -442,8 +442,7 @@ def run_text(block: Block, box: Sandbox) -> None:
             current = ROOT / name.rstrip("/")
             assert current.exists(), f"{name} does not exist"
         else:
-            for part in name.split():
-                assert (current / part).exists(), f"{current.name}/{part} does not exist"
+            assert (current / name).exists(), f"{current.name}/{name} does not exist"
 
 
 NGINX_MAIN = """daemon off;
