@@ -380,9 +380,15 @@ def run_shell(block: Block, box: Sandbox) -> None:
             proc = box.start(["bash", "-c", box.ports.rewrite(command)], box.directory, box.env())
             listeners.append(proc)
         else:
-            box.run(box.ports.rewrite(command), box.directory, shell=True)
+            box.run(at_root(box.ports.rewrite(command)), box.directory, shell=True)
     for proc in listeners:
         assert proc.poll() is None, f"listen exited early: {output(proc)}"
+
+
+def at_root(command: str) -> str:
+    """Run the repository's scripts from the real root, never from the sandbox's links: a
+    stale `scripts/install` would otherwise install the package from the temporary directory."""
+    return re.sub(r"(^|\s)scripts/", lambda m: f"{m.group(1)}{ROOT}/scripts/", command)
 
 
 def start_server(command: str, box: Sandbox) -> None:
@@ -392,7 +398,7 @@ def start_server(command: str, box: Sandbox) -> None:
         command += " --port 8000"
     if ("scripts/serve" in command or "examples.app" in command) and "PORT=" not in command:
         command = "PORT=8000 " + command
-    command = box.ports.rewrite(command)
+    command = at_root(box.ports.rewrite(command))
     if "--workers" in command:
         command = command.replace("--workers", "--timeout-graceful-shutdown 1 --workers")
     proc = box.start(["bash", "-c", command], box.directory, box.env())
