@@ -39,11 +39,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
-from . import errors
 from ._backoff import backoff, may_reconnect
 from ._concurrency import is_async_callable
 from .envelope import PING, PONG, encode_request, parse_message
-from .errors import ObservableSocketError, ProtocolError
+from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
 from .status import Status
 from .types import Header, Payload, Response, Uuid
 
@@ -64,66 +63,6 @@ _DEFAULT: Any = object()
 # uuids whose answers nobody waits for any more (sends, PINGs, timed-out requests): their
 # late replies are dropped instead of surfacing as pushes. Bounded; oldest forgotten first.
 _IGNORED_MAX = 4096
-
-
-# Exceptions
-
-
-class ClientError(ObservableSocketError):
-    """Base class of the client's exceptions."""
-
-
-class ConnectFailed(ClientError, ConnectionError):
-    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
-
-
-class ConnectionClosed(ClientError, errors.ConnectionClosed):
-    """The connection closed before the answer arrived, or the client is closed.
-
-    Attributes:
-        code: the close code (1006 when the socket died without a close frame), or None.
-        reason: the close reason, or why the client gave the socket up.
-        may_have_reached_server: False when the request was certainly not sent; True when it
-            was written to the socket and the server may have run it. It is never resent.
-        route: the request's route, when the error belongs to one.
-    """
-
-    def __init__(
-        self,
-        code: int | None,
-        reason: str,
-        *,
-        may_have_reached_server: bool = False,
-        route: str | None = None,
-    ) -> None:
-        self.code = code
-        self.reason = reason
-        self.may_have_reached_server = may_have_reached_server
-        self.route = route
-        where = f"request {route!r}: " if route is not None else ""
-        detail = f"code {code}" if code is not None else "no close code"
-        if reason:
-            detail += f", {reason!r}"
-        fate = (
-            "the request may have reached the server and was not resent"
-            if may_have_reached_server
-            else "the request was not sent"
-        )
-        super().__init__(f"{where}connection closed ({detail}); {fate}")
-
-
-class RequestTimeout(ClientError, asyncio.TimeoutError):
-    """No answer to a request within its timeout (a late answer is dropped)."""
-
-    def __init__(self, route: str, uuid: str, timeout: float, sent: bool) -> None:
-        self.route = route
-        self.uuid = uuid
-        self.timeout = timeout
-        self.sent = sent
-        state = "sent" if sent else "still waiting for a connection"
-        super().__init__(
-            f"no answer to request {route!r} (uuid {uuid}) within {timeout} s ({state})"
-        )
 
 
 # Messages
@@ -453,7 +392,7 @@ class Client:
         self._close_done = asyncio.get_running_loop().create_future()
         try:
             self._closing = True
-            self._finish(ConnectionClosed(1000, "client closed"))
+            self._finish(ConnectionClosed("client closed", code=1000))
             ws = self._ws
             if ws is not None:
                 self._fail_pending(1000, "client closed")
@@ -492,7 +431,7 @@ class Client:
         while True:
             if self._closed_error is not None:
                 error = self._closed_error
-                raise ConnectionClosed(error.code, error.reason, route=route)
+                raise ConnectionClosed(error.reason, code=error.code, route=route)
             ws = self._ws
             if ws is not None:
                 return ws
@@ -503,8 +442,8 @@ class Client:
             # closing: the server's close frame may be in already, with the code that matters
             rcvd = ws.protocol.close_rcvd
             if rcvd is not None:
-                raise ConnectionClosed(rcvd.code, rcvd.reason, route=pending.route)
-            raise ConnectionClosed(ws.close_code, "connection is closing", route=pending.route)
+                raise ConnectionClosed(rcvd.reason, code=rcvd.code, route=pending.route)
+            raise ConnectionClosed("connection is closing", code=ws.close_code, route=pending.route)
         pending.sent = True
         try:
             await ws.send(frame)
@@ -512,7 +451,7 @@ class Client:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
             raise ConnectionClosed(
-                code, reason, may_have_reached_server=True, route=pending.route
+                reason, code=code, may_have_reached_server=True, route=pending.route
             ) from None
 
     def _ignore(self, uuid: Uuid) -> None:
@@ -557,13 +496,13 @@ class Client:
                     logger.info(
                         "connection to %s closed (%s %r): not reconnecting", self.url, code, reason
                     )
-                    self._finish(ConnectionClosed(code, reason))
+                    self._finish(ConnectionClosed(reason, code=code))
                     return
                 logger.info("connection to %s closed (%s %r): reconnecting", self.url, code, reason)
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     gave_up = f"{reason or 'closed'}; gave up reconnecting"
-                    self._finish(ConnectionClosed(code, gave_up))
+                    self._finish(ConnectionClosed(gave_up, code=code))
                     return
                 ws = new_ws
                 self._attach(ws)
@@ -572,7 +511,7 @@ class Client:
         except Exception:
             logger.exception("client connection to %s failed", self.url)
             self._fail_pending(1006, "client failure")
-            self._finish(ConnectionClosed(1006, "client failure"))
+            self._finish(ConnectionClosed("client failure", code=1006))
             if self._ws is not None:
                 await self._ws.close()
 
@@ -719,7 +658,7 @@ class Client:
             if not item.future.done():
                 item.future.set_exception(
                     ConnectionClosed(
-                        code, reason, may_have_reached_server=item.sent, route=item.route
+                        reason, code=code, may_have_reached_server=item.sent, route=item.route
                     )
                 )
 

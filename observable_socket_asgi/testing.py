@@ -23,12 +23,18 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from .client import ConnectionClosed, Push, RequestTimeout, push_from, response_from
+from .client import Push, push_from, response_from
 from .envelope import PONG, encode_request, parse_message
-from .errors import ObservableSocketError
+from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
 from .types import Payload, Response
 
-__all__ = ["HandshakeRejected", "TestClient", "websocket_scope"]
+__all__ = [
+    "ConnectionClosed",
+    "HandshakeRejected",
+    "RequestTimeout",
+    "TestClient",
+    "websocket_scope",
+]
 
 _DEFAULT: Any = object()
 
@@ -59,15 +65,6 @@ def websocket_scope(
         "subprotocols": list(subprotocols),
         "state": {} if state is None else state,
     }
-
-
-class HandshakeRejected(ObservableSocketError):
-    """The app closed the socket during the handshake, or accepted it and closed at once."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"the app refused the WebSocket: close code {code} {reason!r}")
 
 
 class TestClient:
@@ -214,7 +211,7 @@ class TestClient:
                 while not self._pushes:
                     self._raise_app_error()
                     if self.closed:
-                        raise ConnectionClosed(self.close_code, self.close_reason)
+                        raise ConnectionClosed(self.close_reason, code=self.close_code)
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
@@ -280,7 +277,7 @@ class TestClient:
             raise RuntimeError("use the TestClient as `async with TestClient(app) as client:`")
         self._raise_app_error()
         if self.closed:
-            raise ConnectionClosed(self.close_code, self.close_reason, route=route)
+            raise ConnectionClosed(self.close_reason, code=self.close_code, route=route)
 
     async def _wait(self, awaitable: asyncio.Future[Any], what: str) -> None:
         try:
@@ -336,7 +333,7 @@ class TestClient:
             if not future.done():
                 future.set_exception(
                     ConnectionClosed(
-                        self.close_code, self.close_reason, may_have_reached_server=True
+                        self.close_reason, code=self.close_code, may_have_reached_server=True
                     )
                 )
         self._changed.set()
