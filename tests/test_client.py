@@ -117,7 +117,7 @@ async def test_hundred_concurrent_requests_on_one_socket() -> None:
             results = await asyncio.gather(*(sock.request("echo", n) for n in range(100)))
             assert [r.payload for r in results] == list(range(100))
             assert len({r.uuid for r in results}) == 100
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
@@ -145,7 +145,7 @@ async def test_request_timeout_per_call_and_default() -> None:
 
             res = await sock.request("slow", 0, timeout=TIMEOUT)
             assert res.payload == "done"
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 # Heartbeat
@@ -203,7 +203,7 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
         ) as sock:
             assert (await sock.request("math/sum", [1, 2])).payload == {"sum": 3}
             pending = [asyncio.ensure_future(sock.request("slow", 10.0)) for _ in range(3)]
-            await until(lambda: len(sock._pending) == 3)
+            await until(lambda: sock._protocol.in_flight == 3)
 
             stopping = asyncio.ensure_future(asyncio.to_thread(first.stop))
             results = await asyncio.gather(*pending, return_exceptions=True)
@@ -265,7 +265,7 @@ async def test_close_is_idempotent_and_fails_pending() -> None:
     with running(make_router()) as server:
         sock = await connect(server.url, timeout=TIMEOUT).connect()
         waiting = asyncio.ensure_future(sock.request("slow", 10.0))
-        await until(lambda: len(sock._pending) == 1)
+        await until(lambda: sock._protocol.in_flight == 1)
         await asyncio.gather(sock.close(), sock.close())
         await sock.close()
         error = (await asyncio.gather(waiting, return_exceptions=True))[0]
