@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from observable_socket_asgi import SocketRouter, Status
-from observable_socket_asgi.redis_backplane import RedisBackplane, backoff
+from observable_socket_asgi.redis_backplane import RedisBackplane
 from tests.helpers import MS, TIMEOUT, Conversation, free_socket, request
 
 pytestmark = pytest.mark.redis
@@ -99,12 +99,14 @@ def redis_server() -> Iterator[RedisServer]:
         server.kill()
 
 
-def test_backoff_grows_caps_and_jitters() -> None:
-    """Delays double up to the cap, each within 50-150 % of its nominal value."""
-    delays = backoff(initial=0.1, factor=2.0, maximum=1.0)
-    nominal = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
-    for expected in nominal:
-        assert 0.5 * expected <= next(delays) <= 1.5 * expected
+def test_reconnect_delays_grow_to_max_backoff_with_jitter() -> None:
+    """Reconnect delays stay under a ceiling that doubles from 0.1 s up to `max_backoff`."""
+    delays = RedisBackplane("redis://127.0.0.1:1", max_backoff=1.0)._delays()
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    seen = [next(delays) for _ in ceilings]
+    for delay, ceiling in zip(seen, ceilings, strict=True):
+        assert 0.0 <= delay <= ceiling
+    assert len(set(seen)) > 1  # jittered, not a fixed schedule
 
 
 def chat(url: str) -> SocketRouter:
