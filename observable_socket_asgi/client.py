@@ -34,9 +34,15 @@ import uuid as uuid_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.protocol import State
+try:
+    import websockets
+    from websockets.asyncio.client import ClientConnection
+    from websockets.protocol import State
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "the client needs websockets; install the extra: "
+        'pip install "observable-socket-asgi[client]"'
+    ) from exc
 
 from ._backoff import backoff, may_reconnect
 from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed

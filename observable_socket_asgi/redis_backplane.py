@@ -1,6 +1,7 @@
 """The Redis backplane: topics across workers and hosts through Redis pub/sub.
 
-Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API).
+Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API);
+without it, importing this module raises an `ImportError` that names the extra.
 
 Rules of the listener (this module alone changes them):
 
@@ -40,9 +41,10 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "the Redis backplane needs redis-py: pip install 'observable-socket-asgi[redis]'"
+        "the Redis backplane needs redis-py; install the extra: "
+        'pip install "observable-socket-asgi[redis]"'
     ) from exc
 
 __all__ = ["RedisBackplane"]
