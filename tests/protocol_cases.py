@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection
 
+from observable_socket_asgi import SocketRouter
 from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, request
 
 __all__ = ["CASES", "Connect", "install_routes"]
@@ -23,7 +24,9 @@ __all__ = ["CASES", "Connect", "install_routes"]
 Connect = Callable[..., AbstractAsyncContextManager[ClientConnection]]
 
 
-def install_routes(router: Any, connection_of: Callable[[Any], Any] = lambda ws: ws) -> None:
+def install_routes(
+    router: SocketRouter, connection_of: Callable[[Any], Any] = lambda ws: ws
+) -> None:
     """Register the routes the cases call.
 
     Args:
@@ -138,7 +141,8 @@ async def case_integer_uuid_and_aliases(connect: Connect) -> None:
 async def case_falsy_payloads_arrive_as_sent(connect: Connect) -> None:
     """0, false, "", [] and {} reach the handler unchanged; an absent payload is null."""
     async with connect() as ws:
-        for value in (0, False, "", [], {}):
+        values: tuple[object, ...] = (0, False, "", [], {})
+        for value in values:
             reply = await _ask(ws, request("echo", value))
             assert reply["payload"] == value and type(reply["payload"]) is type(value)
         reply = await _ask(ws, '{"uuid": 1, "route": "echo"}')

@@ -18,12 +18,11 @@ import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.envelope import encode_push
-from tests.helpers import TIMEOUT, running
+from tests.helpers import PROCESS_TIMEOUT, running
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESS_TIMEOUT = max(TIMEOUT * 3, 30.0)
 
 router = SocketRouter()
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PROCESS_TIMEOUT
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,11 @@ def run_hidden(hidden: tuple[str, ...], body: str) -> subprocess.CompletedProces
     code += "".join(f"sys.modules[{name!r}] = None\n" for name in hidden)
     code += textwrap.dedent(body)
     return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        cwd=ROOT,
     )
 
 
@@ -115,3 +121,13 @@ def test_core_dependencies_are_only_orjson_and_asgiref() -> None:
     extras = project["optional-dependencies"]
     assert set(extras["standard"]) == set(extras["uvicorn"]) | set(extras["client"])
     assert {"uvicorn", "client", "standard", "fastapi", "redis", "test", "examples"} <= set(extras)
+
+
+def test_wheel_metadata_names_license_authors_and_the_running_python() -> None:
+    """License expression and file, authors, and a classifier for the Python running the suite."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert project["authors"] and project["urls"]
+    running = "Programming Language :: Python :: {}.{}".format(*sys.version_info[:2])
+    assert running in project["classifiers"]

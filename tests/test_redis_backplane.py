@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from observable_socket_asgi import SocketRouter, Status
 from observable_socket_asgi.redis_backplane import RedisBackplane
-from tests.helpers import MS, TIMEOUT, Conversation, free_socket, request
+from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, free_socket, pause, request
 
 pytestmark = pytest.mark.redis
 
@@ -50,7 +50,7 @@ class RedisServer:
         deadline = _deadline()
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), 500 * MS) as sock:
                     sock.sendall(b"PING\r\n")
                     if sock.recv(16).startswith(b"+PONG"):
                         return
@@ -63,7 +63,7 @@ class RedisServer:
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
             self.proc = None
 
 
@@ -78,9 +78,7 @@ def _deadline() -> float:
 
 
 def _pause() -> None:
-    import threading
-
-    threading.Event().wait(0.02)
+    pause(20 * MS)
 
 
 @pytest.fixture
@@ -160,7 +158,7 @@ async def test_publish_while_redis_is_down_stays_local(redis_server: RedisServer
         redis_server.kill()
         async with asyncio.timeout(TIMEOUT):
             while backplane.connected:  # noqa: ASYNC110 - polled state, bounded
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(10 * MS)
         await router.publish("t", "local only")
         assert (await conv.reply())["payload"] == "local only"
         assert backplane.dropped == 1
@@ -191,10 +189,10 @@ class Worker:
     def stop(self) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
         self.sock.close()
 
 
@@ -215,7 +213,7 @@ async def open_ws(worker: Worker) -> ClientConnection:
             try:
                 return await connect(worker.url, compression=None)
             except OSError:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(20 * MS)
 
 
 async def wait_connected(ws: ClientConnection, expected: bool) -> None:
@@ -226,7 +224,7 @@ async def wait_connected(ws: ClientConnection, expected: bool) -> None:
             answer = await ask(ws, "chat/status", None, uuid)
             if answer["payload"]["backplane_connected"] is expected:
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(20 * MS)
 
 
 async def next_push(ws: ClientConnection, topic: str) -> Any:
