@@ -59,22 +59,27 @@ def install_routes(
     async def not_a_result(ws: Any, headers: Any, payload: Any) -> Any:
         return "nope"
 
-    @router.route("guarded", options={
-        "data_check": lambda message: message.payload != "bad",
-        "access": lambda ws, message: message.headers.get("token") == "abc",
-        "dehydrate": lambda payload: {"dehydrated": payload},
-    })
+    @router.route(
+        "guarded",
+        options={
+            "data_check": lambda message: message.payload != "bad",
+            "access": lambda ws, message: message.headers.get("token") == "abc",
+            "dehydrate": lambda payload: {"dehydrated": payload},
+        },
+    )
     async def guarded(local: dict[str, Any]) -> Any:
         return {"status": 201, "payload": "ok"}
 
     @router.route("handshake")
     async def handshake(ws: Any, headers: Any, payload: Any) -> Any:
-        return {"payload": {
-            "header": ws.headers.get("x-test"),
-            "query": dict(ws.query_params),
-            "cookies": dict(ws.cookies),
-            "user": ws.scope.get("user"),
-        }}
+        return {
+            "payload": {
+                "header": ws.headers.get("x-test"),
+                "query": dict(ws.query_params),
+                "cookies": dict(ws.cookies),
+                "user": ws.scope.get("user"),
+            }
+        }
 
     @router.route("push-me")
     async def push_me(ws: Any, headers: Any, payload: Any) -> Any:
@@ -163,7 +168,9 @@ async def case_bad_frames_are_answered(connect: Connect) -> None:
         assert (reply["status"], reply["uuid"]) == (400, "u1")
         reply = await _ask(ws, request("nowhere", uuid="u2"))
         assert reply == {
-            "uuid": "u2", "status": 404, "headers": {},
+            "uuid": "u2",
+            "status": 404,
+            "headers": {},
             "payload": {"message": "route not found: nowhere"},
         }
         assert (await _ask(ws, request("math/sum", [1])))["payload"] == {"sum": 1}
@@ -185,7 +192,9 @@ async def case_failures_are_500_without_detail(connect: Connect) -> None:
         for route in ("boom", "not-a-result"):
             reply = await _ask(ws, request(route, uuid=route))
             assert reply == {
-                "uuid": route, "status": 500, "headers": {},
+                "uuid": route,
+                "status": 500,
+                "headers": {},
                 "payload": {"message": "internal server error"},
             }
         assert (await _ask(ws, request("echo", 1)))["payload"] == 1

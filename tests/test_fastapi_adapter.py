@@ -51,15 +51,17 @@ def inspecting_router(**options: Any) -> SocketRouter:
 
     @router.route("inspect")
     async def inspect_ws(ws: Any, headers: Any, payload: Any) -> Any:
-        return {"payload": {
-            "starlette": isinstance(ws, WebSocket),
-            "same_scope": observable(ws).scope is ws.scope,
-            "user": ws.scope.get("user"),
-            "header": ws.headers.get("x-test"),
-            "cookie": ws.cookies.get("theme"),
-            "query": ws.query_params.get("q"),
-            "path": ws.url.path,
-        }}
+        return {
+            "payload": {
+                "starlette": isinstance(ws, WebSocket),
+                "same_scope": observable(ws).scope is ws.scope,
+                "user": ws.scope.get("user"),
+                "header": ws.headers.get("x-test"),
+                "cookie": ws.cookies.get("theme"),
+                "query": ws.query_params.get("q"),
+                "path": ws.url.path,
+            }
+        }
 
     @router.route("push-me")
     async def push_me(ws: Any, headers: Any, payload: Any) -> Any:

@@ -135,6 +135,7 @@ async def test_slow_access_logic_is_closed_1013_after_handshake_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """access_logic past handshake_timeout: closed 1013 "handshake timed out", logged."""
+
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
         return True
@@ -399,6 +400,7 @@ def test_e2e_origin_check() -> None:
 @pytest.mark.e2e
 def test_e2e_handshake_timeout() -> None:
     """Over uvicorn, an access_logic slower than handshake_timeout ends in close 1013."""
+
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
         return True
@@ -444,8 +446,9 @@ def test_e2e_rate_limit_and_ping() -> None:
         async with connect(url) as ws:
             for n in range(3):
                 await ws.send(request("echo", n, uuid=f"r{n}"))
-            replies = {r["uuid"]: r["status"] for r in [orjson.loads(await ws.recv())
-                                                        for _ in range(3)]}
+            replies = {
+                r["uuid"]: r["status"] for r in [orjson.loads(await ws.recv()) for _ in range(3)]
+            }
             assert replies == {"r0": 200, "r1": 200, "r2": 429}
             await ws.send(JS_PING)
             assert orjson.loads(await ws.recv())["route"] == "PONG"

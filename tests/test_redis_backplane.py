@@ -42,8 +42,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
+            [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -179,8 +188,16 @@ class Worker:
         fd = self.sock.fileno()
         env = {**os.environ, "CHAT_REDIS_URL": redis_url}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.chat:app", "--fd", str(fd),
-             "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "examples.chat:app",
+                "--fd",
+                str(fd),
+                "--log-level",
+                "warning",
+            ],
             cwd=ROOT,
             env=env,
             pass_fds=[fd],
