@@ -34,7 +34,8 @@ from .pipeline import run as run_pipeline
 from .status import CloseCode, Status
 
 if TYPE_CHECKING:
-    from .routing import Route, SocketRouter
+    from ._route import Route
+    from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload, Request
 
 __all__ = ["Connection", "ConnectionClosed"]

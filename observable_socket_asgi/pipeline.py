@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ._route import CallMode, Route
 from .envelope import encode_error, encode_reply
 from .errors import EncodeError
-from .routing import CallMode, Route
 from .status import Status
 from .types import Request
 
