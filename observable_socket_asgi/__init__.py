@@ -21,6 +21,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
 from __future__ import annotations
 
 from .connection import Connection
+from .envelope import MessageData, Request, Response
 from .errors import (
     ConfigurationError,
     ConnectionClosed,
@@ -41,10 +42,7 @@ from .types import (
     HandlerResult,
     Header,
     HydrateFunction,
-    MessageData,
     Payload,
-    Request,
-    Response,
     RouteOptions,
     SocketAccess,
 )

@@ -42,10 +42,10 @@ from websockets.protocol import State
 from . import errors
 from ._backoff import backoff, may_reconnect
 from ._concurrency import is_async_callable
-from .envelope import PING, PONG, encode_request, parse_message
+from .envelope import PING, PONG, Response, encode_request, parse_message
 from .errors import ObservableSocketError, ProtocolError
 from .status import Status
-from .types import Header, Payload, Response, Uuid
+from .types import Header, Payload, Uuid
 
 __all__ = [
     "Client",

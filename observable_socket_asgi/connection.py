@@ -35,8 +35,9 @@ from .status import CloseCode, Status
 
 if TYPE_CHECKING:
     from ._route import Route
+    from .envelope import Request
     from .routing import SocketRouter
-    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload, Request
+    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
 
 __all__ = ["Connection", "ConnectionClosed"]
 

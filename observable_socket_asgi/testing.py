@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .client import ConnectionClosed, Push, RequestTimeout, push_from, response_from
-from .envelope import PONG, encode_request, parse_message
+from .envelope import PONG, Response, encode_request, parse_message
 from .errors import ObservableSocketError
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = ["HandshakeRejected", "TestClient", "websocket_scope"]
 
