@@ -10,6 +10,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
     status types datastructures _concurrency  wire codes; aliases; handshake views; threads
     errors _backoff _route                    exceptions; reconnect delays; a frozen Route
     envelope                                  pure wire format: parse and encode frames
+    _protocol                                 pure per-connection rules; router settings
     pipeline topics                           hooks and handler -> reply; push fan-out
     connection redis_backplane                the per-connection I/O shell; Redis fan-out
     asgi                                      scope dispatch, handshake checks, lifespan

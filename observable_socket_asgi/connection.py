@@ -24,12 +24,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, assert_never, cast
 
 from ._concurrency import start_eagerly
+from ._protocol import Protocol, PushAction
 from .datastructures import Address, Headers, QueryParams, State, parse_cookies
-from .envelope import PING, encode_error, encode_pong, encode_push, parse_request
-from .errors import ConnectionClosed, ProtocolError
+from .envelope import encode_error, encode_push
+from .errors import ConnectionClosed
 from .pipeline import run as run_pipeline
 from .status import CloseCode, Status
 
@@ -46,27 +47,6 @@ logger = logging.getLogger("observable_socket_asgi.connection")
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
 
-class _Bucket:
-    """A token bucket: `rate` messages per `per` seconds, bursts up to `rate`."""
-
-    __slots__ = ("capacity", "refill", "stamp", "tokens")
-
-    def __init__(self, rate: int, per: float, now: float) -> None:
-        self.capacity = float(rate)
-        self.refill = rate / per
-        self.tokens = float(rate)
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
-        self.stamp = now
-        if tokens < 1.0:
-            self.tokens = tokens
-            return False
-        self.tokens = tokens - 1.0
-        return True
-
-
 class Connection:
     """A served WebSocket, and the `ws` that hooks and handlers receive in the core.
 
@@ -77,19 +57,15 @@ class Connection:
 
     __slots__ = (
         "_ahead",
-        "_bucket",
         "_cookies",
         "_headers",
         "_idle_handle",
-        "_in_flight",
-        "_last_seen",
         "_loop",
         "_main_task",
         "_out",
+        "_protocol",
         "_query_params",
-        "_queued_pushes",
         "_receive",
-        "_route_buckets",
         "_router",
         "_send",
         "_slot_waiter",
@@ -123,8 +99,8 @@ class Connection:
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
         self._loop = asyncio.get_running_loop()
         self._status = _OPEN
-        # requests read whose reply has not yet been handed to the server
-        self._in_flight = 0
+        # the rules: what to do with each frame and push; in-flight and push counts, buckets
+        self._protocol = Protocol(router.settings, router._routes, self._loop.time())
         # a future the receive loop awaits while at max_in_flight
         self._slot_waiter: asyncio.Future[None] | None = None
         # the one receive() the loop keeps pending while at max_in_flight, so that a client
@@ -135,12 +111,8 @@ class Connection:
         # frames waiting for the writer: (frame, is_reply); created on first contention
         self._out: deque[tuple[str, bool]] | None = None
         self._writing = False
-        self._queued_pushes = 0
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_seen = 0.0
-        self._bucket: _Bucket | None = None
-        self._route_buckets: dict[str, _Bucket] | None = None
         # lazily built views of the handshake
         self._headers: Headers | None = None
         self._query_params: QueryParams | None = None
@@ -219,9 +191,16 @@ class Connection:
         """
         if self._status != _OPEN:
             raise ConnectionClosed("connection is closed")
-        if self._writing and self._queued_pushes >= self._router.max_queued_pushes:
-            if not self._slow_consumer():
-                return
+        action = self._protocol.push(self._writing)
+        if action is PushAction.SEND:
+            pass
+        elif action is PushAction.DROP_OLDEST:
+            self._drop_oldest_push()
+        elif action is PushAction.CLOSE:
+            self._close_slow_consumer()
+            return
+        else:
+            assert_never(action)
         await self._write(frame, False)
 
     async def subscribe(self, topic: str) -> None:
@@ -254,24 +233,21 @@ class Connection:
         The request tasks it starts are its own: on return every one of them has been
         cancelled and awaited, and `on_close` callbacks have run.
         """
-        router = self._router
-        routes = router._routes
+        protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
-        max_in_flight = router.max_in_flight
-        max_bytes = router.max_message_bytes
-        heartbeat = router.heartbeat
-        rate_limit = router.rate_limit
         loop = self._loop
         serve = self._serve
+        write = self._write
         self._main_task = asyncio.current_task()
-        if router.idle_timeout is not None:
-            self._last_seen = loop.time()
-            self._idle_handle = loop.call_later(router.idle_timeout, self._check_idle)
-        if rate_limit is not None:
-            self._bucket = _Bucket(rate_limit[0], rate_limit[1], loop.time())
+        # the idle clock starts when serving starts, not when the handshake began
+        protocol.last_seen = loop.time()
+        idle_timeout = self._router.settings.idle_timeout
+        if idle_timeout is not None:
+            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
         try:
             while self._status == _OPEN:
-                if self._in_flight >= max_in_flight:
+                # `protocol.paused()`, inlined: it is asked once per frame
+                if protocol.in_flight >= protocol.max_in_flight:
                     await self._wait_for_slot(receive)  # a slot is free, or the client left
                 ahead = self._ahead
                 if ahead is None:
@@ -281,42 +257,14 @@ class Connection:
                     message = await ahead
                 mtype = message["type"]
                 if mtype == "websocket.receive":
-                    self._last_seen = loop.time()
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
-                    self._in_flight += 1
-                    try:
-                        request = parse_request(data, max_bytes)
-                    except ProtocolError as exc:
-                        logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
-                        await self._write(encode_error(exc.status, exc.uuid, exc.message), True)
+                    decision = protocol.receive(data, loop.time())
+                    if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
+                        await write(decision, True)
                         continue
-                    name = request.route
-                    route = routes.get(name)
-                    if route is None:
-                        if name == PING and heartbeat:
-                            await self._write(encode_pong(request.uuid), True)
-                        else:
-                            await self._write(
-                                encode_error(
-                                    Status.NOT_FOUND, request.uuid, f"route not found: {name}"
-                                ),
-                                True,
-                            )
-                        continue
-                    if (rate_limit is not None or route.rate_limit is not None) and not self._allow(
-                        route
-                    ):
-                        await self._write(
-                            encode_error(
-                                Status.TOO_MANY_REQUESTS,
-                                request.uuid,
-                                "rate limit exceeded, slow down",
-                            ),
-                            True,
-                        )
-                        continue
+                    route, request = decision
                     task = start_eagerly(serve(route, request), loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
@@ -376,19 +324,6 @@ class Connection:
         finally:
             self._release_writer()
 
-    def _allow(self, route: Route) -> bool:
-        now = self._loop.time()
-        if route.rate_limit is not None:
-            buckets = self._route_buckets
-            if buckets is None:
-                buckets = self._route_buckets = {}
-            bucket = buckets.get(route.name)
-            if bucket is None:
-                bucket = buckets[route.name] = _Bucket(*route.rate_limit, now)
-            return bucket.take(now)
-        assert self._bucket is not None
-        return self._bucket.take(now)
-
     async def _write(self, frame: str, is_reply: bool) -> None:
         """Hand `frame` to the server, or queue it behind the write in progress."""
         if self._writing:
@@ -414,7 +349,7 @@ class Connection:
             out = self._out = deque()
         out.append((frame, is_reply))
         if not is_reply:
-            self._queued_pushes += 1
+            self._protocol.push_queued()
 
     async def _drain(self) -> None:
         """Send what queued up behind the current write; the caller holds the writer."""
@@ -423,7 +358,7 @@ class Connection:
         while out:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._queued_pushes -= 1
+                self._protocol.push_dequeued()
             await send({"type": "websocket.send", "text": frame})
             self._sent(is_reply)
 
@@ -446,12 +381,12 @@ class Connection:
         if out and not self._writing:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._queued_pushes -= 1
+                self._protocol.push_dequeued()
             await self._write(frame, is_reply)
 
     def _sent(self, is_reply: bool) -> None:
         if is_reply:
-            self._in_flight -= 1
+            self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
             waiter = self._slot_waiter
             if waiter is not None:
                 self._slot_waiter = None
@@ -463,7 +398,7 @@ class Connection:
         while out:
             _, is_reply = out.popleft()
             self._sent(is_reply)
-        self._queued_pushes = 0
+        self._protocol.queue_dropped()
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         """Wait until a reply has been handed to the server, reading at most one message ahead.
@@ -485,21 +420,21 @@ class Connection:
             return  # the loop reads the disconnect from `_ahead` next
         await waiter  # a frame was read ahead: it waits, unparsed, for this slot
 
-    def _slow_consumer(self) -> bool:
-        """Apply the slow-consumer policy; return True if the new push may still be queued."""
-        if self._router.slow_consumer == "drop_oldest":
-            out = self._out
-            assert out is not None
-            for index, (_, is_reply) in enumerate(out):
-                if not is_reply:
-                    del out[index]
-                    self._queued_pushes -= 1
-                    break
-            return True
+    def _drop_oldest_push(self) -> None:
+        """Drop the oldest queued push (the protocol has already uncounted it)."""
+        out = self._out
+        assert out is not None
+        for index, (_, is_reply) in enumerate(out):
+            if not is_reply:
+                del out[index]
+                break
+
+    def _close_slow_consumer(self) -> None:
+        """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
             "slow consumer %s: %d pushes queued, closing with 1013",
             self.client,
-            self._queued_pushes,
+            self._router.settings.max_queued_pushes,
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
         # In place: the writer in progress holds this same deque.
@@ -508,12 +443,10 @@ class Connection:
             replies = [item for item in out if item[1]]
             out.clear()
             out.extend(replies)
-        self._queued_pushes = 0
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._status = _CLOSING
         self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
-        return False
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),
@@ -521,7 +454,7 @@ class Connection:
         if self._status == _OPEN:
             self._status = _CLOSING
         try:
-            async with asyncio.timeout(self._router.close_timeout):
+            async with asyncio.timeout(self._router.settings.close_timeout):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except TimeoutError:
             pass
@@ -539,16 +472,16 @@ class Connection:
             task.cancel()
 
     def _check_idle(self) -> None:
-        timeout = self._router.idle_timeout
-        assert timeout is not None
-        idle = self._loop.time() - self._last_seen
         if self._status != _OPEN:
             return
-        if idle >= timeout:
-            logger.info("closing %s: idle for %.0f s", self.client, idle)
+        wait = self._protocol.idle_wait(self._loop.time())
+        if wait is None:
+            logger.info(
+                "closing %s: idle for %.0f s", self.client, self._router.settings.idle_timeout
+            )
             self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:
-            self._idle_handle = self._loop.call_later(timeout - idle, self._check_idle)
+            self._idle_handle = self._loop.call_later(wait, self._check_idle)
 
     def _spawn(self, coro: Any) -> None:
         self._track(self._loop.create_task(coro))

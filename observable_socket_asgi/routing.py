@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from ._concurrency import ensure_async
+from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from .asgi import handle
 from .envelope import RESERVED_ROUTES
@@ -111,19 +112,22 @@ class SocketRouter:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
 
-        self.heartbeat = heartbeat
-        self.max_in_flight = max_in_flight
-        self.max_message_bytes = max_message_bytes
-        self.max_queued_pushes = max_queued_pushes
-        self.slow_consumer = slow_consumer
-        self.close_timeout = close_timeout
-        self.handler_timeout = handler_timeout
-        self.rate_limit = rate_limit
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
-        self.require_origin = require_origin
+        #: the options above, checked and frozen: what connections and the handshake read
+        self.settings = Settings(
+            heartbeat=heartbeat,
+            max_in_flight=max_in_flight,
+            max_message_bytes=max_message_bytes,
+            max_queued_pushes=max_queued_pushes,
+            slow_consumer=slow_consumer,
+            close_timeout=close_timeout,
+            handler_timeout=handler_timeout,
+            rate_limit=rate_limit,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
+            require_origin=require_origin,
+        )
 
         # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
         # instead of spawning threads without limit.
@@ -226,6 +230,73 @@ class SocketRouter:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
         await handle(self, scope, receive, send)
 
+    # Options, read-only (see the class docstring)
+
+    @property
+    def heartbeat(self) -> bool:
+        """Whether `PING` is answered with `PONG`."""
+        return self.settings.heartbeat
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests of one connection in flight before reading stops."""
+        return self.settings.max_in_flight
+
+    @property
+    def max_message_bytes(self) -> int | None:
+        """The largest frame served, in bytes."""
+        return self.settings.max_message_bytes
+
+    @property
+    def max_queued_pushes(self) -> int:
+        """Pushes waiting for a slow client before `slow_consumer` applies."""
+        return self.settings.max_queued_pushes
+
+    @property
+    def slow_consumer(self) -> Literal["close", "drop_oldest"]:
+        """The slow-consumer policy."""
+        return self.settings.slow_consumer
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a close decided by the router may wait for the peer."""
+        return self.settings.close_timeout
+
+    @property
+    def handler_timeout(self) -> float | None:
+        """Seconds before a request is answered 504."""
+        return self.settings.handler_timeout
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """`(messages, per_seconds)` per connection."""
+        return self.settings.rate_limit
+
+    @property
+    def handshake_timeout(self) -> float | None:
+        """Seconds `access_logic` may take."""
+        return self.settings.handshake_timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without a frame before closing with 1001."""
+        return self.settings.idle_timeout
+
+    @property
+    def max_connections(self) -> int | None:
+        """Connections served at once by this router."""
+        return self.settings.max_connections
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...] | None:
+        """Origins admitted; None: every origin."""
+        return self.settings.allowed_origins
+
+    @property
+    def require_origin(self) -> bool:
+        """Whether handshakes without an `Origin` header are refused."""
+        return self.settings.require_origin
+
     # Seams for adapters
 
     def socket_for(self, connection: Any) -> Any:
@@ -239,7 +310,7 @@ class SocketRouter:
     # Private methods
 
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        return build_route(name, handler, options, self._executor, self.handler_timeout)
+        return build_route(name, handler, options, self._executor, self.settings.handler_timeout)
 
 
 def make_backplane(spec: Backplane | str | None) -> Backplane:

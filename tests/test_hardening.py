@@ -150,6 +150,7 @@ async def test_slow_access_logic_is_closed_1013_after_handshake_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """access_logic past handshake_timeout: closed 1013 "handshake timed out", logged."""
+
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
         return True
@@ -235,16 +236,6 @@ async def test_rate_limit_answers_429_with_uuid_and_never_limits_ping() -> None:
             pong = await conv.ask(JS_PING)
             assert pong["route"] == "PONG" and pong["status"] == 200
         assert (await conv.ask(request("echo", 1, uuid=7)))["status"] == 429
-
-
-async def test_rate_limit_bucket_refills() -> None:
-    """Tokens come back at `messages / per_seconds`; a burst up to `messages` is allowed."""
-    app = echo_router(rate_limit=(2, 40 * MS))
-    async with conversation(app) as conv:
-        statuses = [(await conv.ask(request("echo", n, uuid=n)))["status"] for n in range(3)]
-        assert statuses == [200, 200, 429]
-        await asyncio.sleep(60 * MS)  # at least one token refilled (20 ms each)
-        assert (await conv.ask(request("echo", 1, uuid="later")))["status"] == 200
 
 
 async def test_rate_limit_per_route_override() -> None:
@@ -414,6 +405,7 @@ def test_e2e_origin_check() -> None:
 @pytest.mark.e2e
 def test_e2e_handshake_timeout() -> None:
     """Over uvicorn, an access_logic slower than handshake_timeout ends in close 1013."""
+
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
         return True
@@ -462,8 +454,9 @@ def test_e2e_rate_limit_and_ping() -> None:
         async with connect(url) as ws:
             for n in range(3):
                 await ws.send(request("echo", n, uuid=f"r{n}"))
-            replies = {r["uuid"]: r["status"] for r in [orjson.loads(await ws.recv())
-                                                        for _ in range(3)]}
+            replies = {
+                r["uuid"]: r["status"] for r in [orjson.loads(await ws.recv()) for _ in range(3)]
+            }
             assert replies == {"r0": 200, "r1": 200, "r2": 429}
             await ws.send(JS_PING)
             assert orjson.loads(await ws.recv())["route"] == "PONG"
