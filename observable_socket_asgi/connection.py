@@ -110,7 +110,7 @@ class Connection(ScopeViews):
         # where the connection is in its life; changed only through `_set_lifecycle`
         self._lifecycle = _OPEN
         # the rules: what to do with each frame and push; in-flight and push counts, buckets
-        self._protocol = Protocol(router.settings, router._routes, self._loop.time())
+        self._protocol = Protocol(router.settings, router.route_table, self._loop.time())
         # a future the receive loop awaits while at max_in_flight
         self._slot_waiter: asyncio.Future[None] | None = None
         # the one receive() the loop keeps pending while at max_in_flight, so that a client

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._concurrency import ensure_async
 from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
-from .asgi import handle
+from .asgi import ConnectionRegistry, handle
 from .envelope import RESERVED_ROUTES
 from .topics import Backplane, InMemoryBackplane
 from .types import (
@@ -30,6 +31,9 @@ from .types import (
     Scope,
     SocketAccess,
 )
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 __all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
@@ -134,16 +138,15 @@ class SocketRouter:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=sync_workers, thread_name_prefix="observable-socket"
         )
+        # access_logic, made awaitable once; read by the handshake through `access_logic`
         self._access_logic: AsyncFn | None = (
             None if access_logic is None else ensure_async(access_logic, self._executor)
         )
+        # the routes by name: changed only by add_route and include_router, read by every
+        # connection's protocol through `route_table`
         self._routes: dict[str, Route] = {}
-        # Live connections of this router: the registry that max_connections counts and that
-        # tests check for leaks. Owned by asgi.py, which adds and removes entries.
-        self.connections: set[Any] = set()
-        # Connections past the max_connections check and not yet ended, handshakes included:
-        # what the limit counts. Owned by asgi.py.
-        self._slots_taken = 0
+        #: live connections and the slots max_connections counts; asgi.py changes it
+        self.registry = ConnectionRegistry(self.settings.max_connections)
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
@@ -201,6 +204,11 @@ class SocketRouter:
         """The registered routes by name (a copy)."""
         return dict(self._routes)
 
+    @property
+    def connections(self) -> AbstractSet[Connection]:
+        """The connections this router serves now (read-only)."""
+        return self.registry.connections
+
     async def publish(
         self, topic: str, payload: Payload = None, headers: Header | None = None
     ) -> None:
@@ -229,6 +237,28 @@ class SocketRouter:
     ) -> None:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
         await handle(self, scope, receive, send)
+
+    # For the layers below: read-only views of the router's state
+
+    @property
+    def route_table(self) -> Mapping[str, Route]:
+        """The live routes by name, not a copy: what each connection's protocol looks up."""
+        return self._routes
+
+    @property
+    def access_logic(self) -> AsyncFn | None:
+        """The router's `access_logic`, awaitable, or None."""
+        return self._access_logic
+
+    @property
+    def startup_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at startup, in order."""
+        return tuple(self._startup)
+
+    @property
+    def shutdown_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at shutdown, in order."""
+        return tuple(self._shutdown)
 
     # Options, read-only (see the class docstring)
 

@@ -217,7 +217,7 @@ async def test_max_connections_exact_with_concurrent_handshakes() -> None:
     assert len(app.connections) == 2
     for conv in convs:
         await conv.disconnect()
-    assert (len(app.connections), app._slots_taken) == (0, 0)
+    assert (len(app.connections), app.registry.slots_taken) == (0, 0)
 
 
 # Rate limit: in-process
@@ -551,7 +551,7 @@ def test_e2e_connection_count_exact_under_churn() -> None:
     with running(app) as server:
         asyncio.run(scenario(server.url))
         deadline = time.monotonic() + TIMEOUT
-        while server.call(lambda: (len(app.connections), app._slots_taken)) != (0, 0):
+        while server.call(lambda: (len(app.connections), app.registry.slots_taken)) != (0, 0):
             assert time.monotonic() < deadline, "registry did not drain"
             time.sleep(0.01)
     assert refusals > 0  # the limit was really exercised
