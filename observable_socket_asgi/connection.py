@@ -251,7 +251,8 @@ class Connection(ScopeViews):
         old = self._lifecycle
         if new <= old:
             raise RuntimeError(f"connection cannot go from {old.name} to {new.name}")
-        logger.debug("connection %s: %s -> %s", self.client, old.name, new.name)
+        if logger.isEnabledFor(logging.DEBUG):  # `self.client` builds an Address
+            logger.debug("connection %s: %s -> %s", self.client, old.name, new.name)
         self._lifecycle = new
 
     async def _send_close(self, code: int, reason: str) -> None:
