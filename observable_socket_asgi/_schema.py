@@ -10,9 +10,12 @@ are already in the wire shape `{"loc", "msg", "type"}` and bounded in count and 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from .asyncapi import topic_regex
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -24,9 +27,11 @@ __all__ = [
     "MAX_MSG_TEXT",
     "Invalid",
     "Schema",
+    "TopicType",
     "annotated_payload_type",
     "declares_type",
     "json_schemas",
+    "route_schemas",
 ]
 
 INSTALL_HINT = "typed routes need pydantic v2: pip install 'observable-socket-asgi[schema]'"
@@ -124,6 +129,55 @@ class Schema:
         except PydanticSerializationError as exc:
             error = {"loc": [], "msg": _clip(str(exc), MAX_MSG_TEXT), "type": "serialization"}
             raise Invalid([error], 1, str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TopicType:
+    """A declared push topic: a name or a `{placeholder}` pattern, and its payload type."""
+
+    pattern: str
+    schema: Schema | None
+    description: str | None
+    #: what topics the pattern covers; an exact name matches itself only
+    regex: re.Pattern[str]
+
+    @classmethod
+    def build(
+        cls, pattern: str, payload: Any, description: str | None, max_errors: int
+    ) -> TopicType:
+        """Declare `pattern`; `payload` None (or `Any`) documents the topic without a type.
+
+        Raises:
+            ValueError: `pattern` is not a non-empty string.
+            ImportError, TypeError: as `Schema.build`.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"push topic must be a non-empty string, got {pattern!r}")
+        what = f"push topic {pattern!r}"
+        schema = Schema.build(payload, max_errors, what) if declares_type(payload) else None
+        return cls(pattern, schema, description, topic_regex(pattern))
+
+
+def route_schemas(
+    name: str, handler: Callable[..., Any], options: Mapping[str, Any], max_errors: int
+) -> tuple[Schema | None, Schema | None]:
+    """Return the payload and response schemas a route declares (None where it declares none).
+
+    The `payload` option wins over the annotation of the handler's payload parameter.
+
+    Raises:
+        ImportError: a type is declared and pydantic v2 is not installed.
+        TypeError: a declared type cannot be validated, or an annotation cannot be resolved.
+    """
+    what = f"route {name!r}"
+    payload = options.get("payload")
+    if not declares_type(payload):
+        payload = annotated_payload_type(handler, what)
+    response = options.get("response")
+    return (
+        Schema.build(payload, max_errors, what) if declares_type(payload) else None,
+        Schema.build(response, max_errors, f"{what} response") if declares_type(response) else None,
+    )
 
 
 def annotated_payload_type(handler: Callable[..., Any], what: str) -> Any:
