@@ -222,11 +222,11 @@ def json_schemas(
             `"serialization"` for what the router sends.
         ref_template: where the definitions will live, e.g. `"#/components/schemas/{model}"`.
     """
+    inputs = [(key, mode, schema.adapter) for key, mode, schema in items]
+    if not inputs:  # an untyped router: no pydantic
+        return {}, {}
     from pydantic import TypeAdapter
 
-    inputs = [(key, mode, schema.adapter) for key, mode, schema in items]
-    if not inputs:
-        return {}, {}
     by_key, definitions = TypeAdapter.json_schemas(inputs, ref_template=ref_template)
     return dict(by_key), dict(definitions.get("$defs", {}))
 
