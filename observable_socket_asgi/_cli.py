@@ -2,8 +2,11 @@
 print a router's `asyncapi` document or its `typescript` declarations.
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status,
-2 for a usage error (bad JSON payload, bad `-H`), 3 when the connection is refused or
-closed, 4 when no answer arrives within `--timeout`.
+2 for a usage error (bad JSON payload, bad `-H`) or a missing extra, 3 when the connection
+is refused or closed, 4 when no answer arrives within `--timeout`.
+
+`call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
+is imported only by the command that needs it, so one extra is enough for its commands.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .client import ConnectFailed, ConnectionClosed, RequestTimeout, connect
+from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "typescript":
             return _typescript(args)
         return _serve(args)
-    except _UsageError as exc:
+    except (_UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectFailed as exc:
@@ -161,6 +164,8 @@ async def _call(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
     options = _options(args)
+    from .client import connect
+
     async with connect(
         args.url, reconnect=False, heartbeat_interval=None, timeout=args.timeout, **options
     ) as sock:
@@ -178,6 +183,8 @@ async def _call(args: argparse.Namespace) -> int:
 
 async def _listen(args: argparse.Namespace) -> int:
     options = _options(args)
+    from .client import connect
+
     async with connect(args.url, **options) as sock:
         async for push in sock.pushes():
             _dump(push.to_dict(), sys.stdout, False)
@@ -234,7 +241,12 @@ def _typescript(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError(
+            'serve needs uvicorn; install the extra: pip install "observable-socket-asgi[uvicorn]"'
+        ) from exc
 
     if ":" not in args.app:
         raise _UsageError(f"expected module:attribute, got {args.app!r}")

@@ -19,13 +19,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from websockets.asyncio.client import connect
 
 from observable_socket_asgi import EncodeError, SocketRouter, Status
 from observable_socket_asgi.testing import TestClient
 from tests import npm
-from tests.helpers import TIMEOUT, request, running
+from tests.helpers import TIMEOUT, Communicator, request, running
 from tests.typed_types import Item, Move, Order, SumIn, SumOut
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +91,7 @@ def test_readme_usage_block_runs(readme_app: ModuleType) -> None:
 
 def test_readme_command_lines_and_typescript(readme_app: ModuleType, tmp_path: Path) -> None:
     """The README's command lines run, and the TypeScript it shows is what they generate."""
+    assert readme_app.__file__ is not None
     folder = Path(readme_app.__file__).parent
     (folder / "src").mkdir(exist_ok=True)
     (commands,) = [b for b in readme_blocks("bash") if b.startswith("observable-socket ")]
@@ -233,6 +233,7 @@ async def test_option_wins_over_annotation_and_any_is_untyped() -> None:
         assert (await client.request("opt", ["1", 2])).payload == [1, 2]
         assert (await client.request("opt", {"numbers": [1]})).status == 400
         for route in ("any", "bare"):
+            payload: Any
             for payload in (0, "", [], {}, None, {"numbers": "x"}):
                 assert (await client.request(route, payload)).payload == payload
 
@@ -445,7 +446,7 @@ async def http_get(app: Any, path: str, method: str = "GET", root_path: str = ""
         "query_string": b"",
         "headers": [(b"host", b"testserver")],
     }
-    comm = ApplicationCommunicator(app, scope)
+    comm = Communicator(app, scope)
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await comm.receive_output(TIMEOUT)
     body = await comm.receive_output(TIMEOUT)
