@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .asyncapi import topic_regex
-
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
 
@@ -25,6 +23,7 @@ __all__ = [
     "MAX_LOC_ITEMS",
     "MAX_LOC_TEXT",
     "MAX_MSG_TEXT",
+    "PLACEHOLDER",
     "Invalid",
     "Schema",
     "TopicType",
@@ -32,6 +31,7 @@ __all__ = [
     "declares_type",
     "json_schemas",
     "route_schemas",
+    "topic_regex",
 ]
 
 INSTALL_HINT = "typed routes need pydantic v2: pip install 'observable-socket-asgi[schema]'"
@@ -42,6 +42,9 @@ MAX_LOC_ITEMS = 16
 MAX_LOC_TEXT = 64
 
 Mode = Literal["validation", "serialization"]
+
+#: a `{name}` in a push topic pattern: one or more characters of the topic
+PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 class Invalid(Exception):
@@ -156,6 +159,11 @@ class TopicType:
         what = f"push topic {pattern!r}"
         schema = Schema.build(payload, max_errors, what) if declares_type(payload) else None
         return cls(pattern, schema, description, topic_regex(pattern))
+
+
+def topic_regex(pattern: str) -> re.Pattern[str]:
+    """Return the regex a topic matches: each `{name}` stands for one or more characters."""
+    return re.compile(".+".join(re.escape(part) for part in PLACEHOLDER.split(pattern)))
 
 
 def route_schemas(

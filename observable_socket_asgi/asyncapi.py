@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._schema import PLACEHOLDER
 from .envelope import PING, PONG
 from .status import Status
 
@@ -34,7 +35,6 @@ __all__ = [
     "build_document",
     "error_schemas",
     "identifier",
-    "topic_regex",
 ]
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -84,15 +84,6 @@ class TopicDoc:
     pattern: str
     payload: dict[str, Any] | None = None
     description: str | None = None
-
-
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
-
-
-def topic_regex(pattern: str) -> re.Pattern[str]:
-    """Return the regex a topic matches: each `{name}` stands for one or more characters."""
-    parts = _PLACEHOLDER.split(pattern)
-    return re.compile(".+".join(re.escape(part) for part in parts))
 
 
 def identifier(name: str, taken: set[str]) -> str:
@@ -379,14 +370,14 @@ def _error_message(status: int) -> dict[str, Any]:
 def _ecma_pattern(pattern: str) -> str:
     # Python's re.escape escapes characters (`-`, `:`...) that a JavaScript regex with the
     # `u` flag (how JSON Schema validators compile `pattern`) refuses to see escaped.
-    parts = _PLACEHOLDER.split(pattern)
+    parts = PLACEHOLDER.split(pattern)
     escaped = [re.sub(r"([.^$*+?()[\]{}|\\/])", r"\\\1", part) for part in parts]
     return "^" + ".+".join(escaped) + "$"
 
 
 def _push_message(topic: TopicDoc) -> dict[str, Any]:
     route: dict[str, Any]
-    if _PLACEHOLDER.search(topic.pattern):
+    if PLACEHOLDER.search(topic.pattern):
         route = {"type": "string", "pattern": _ecma_pattern(topic.pattern)}
     else:
         route = {"const": topic.pattern}

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi._schema import Schema, json_schemas
+from observable_socket_asgi._schema import Schema, json_schemas, topic_regex
 from observable_socket_asgi.asyncapi import (
     SCHEMA_REF,
     RouteDoc,
     TopicDoc,
     build_document,
     identifier,
-    topic_regex,
 )
 from tests import npm
 from tests.typed_types import Basket, Move, Order, SumIn, SumOut
