@@ -32,9 +32,14 @@ class _RouteLike(Protocol):
 
 
 class _RouterLike(Protocol):
-    heartbeat: bool
-    max_message_bytes: int | None
-    rate_limit: tuple[int, float] | None
+    @property
+    def heartbeat(self) -> bool: ...
+
+    @property
+    def max_message_bytes(self) -> int | None: ...
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None: ...
 
     @property
     def routes(self) -> dict[str, Any]: ...

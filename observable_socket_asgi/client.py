@@ -47,9 +47,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from ._backoff import backoff, may_reconnect
 from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed
 from ._concurrency import is_async_callable
-from .envelope import PING, Push, encode_request, push_from, response_from
+from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = [
     "Client",

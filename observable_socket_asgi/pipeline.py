@@ -13,12 +13,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ._route import CallMode, Route
 from ._schema import Invalid
-from .envelope import encode_error, encode_reply
+from .envelope import Request, encode_error, encode_reply
 from .errors import EncodeError
-from .routing import CallMode, Route
-from .status import Status
-from .types import Request
+from .status import Status, is_success
 
 __all__ = ["run"]
 
@@ -80,9 +79,9 @@ async def run(route: Route, ws: Any, request: Request) -> str:
                 result = await route.handler(ws, request.headers, request.payload)
 
         status, headers, payload = _unpack(result)
-        if route.dehydrate is not None and 200 <= status < 300:
+        if route.dehydrate is not None and is_success(status):
             payload = await route.dehydrate(payload)
-        if route.response_schema is not None and 200 <= status < 300:
+        if route.response_schema is not None and is_success(status):
             payload = route.response_schema.serialise(payload)
         return encode_reply(uuid, status, headers, payload)
     except Invalid as exc:
