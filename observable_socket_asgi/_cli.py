@@ -7,6 +7,8 @@ is refused or closed, 4 when no answer arrives within `--timeout`.
 
 `call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
 is imported only by the command that needs it, so one extra is enough for its commands.
+`asyncapi` and `typescript` need no extra beyond what the router itself imports (`schema`
+for typed routes).
 """
 
 from __future__ import annotations
