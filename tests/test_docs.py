@@ -16,7 +16,8 @@ How a block is run depends on its language and on an HTML comment on the line be
   `listen` must still be running at the end. `pip install` lines are checked, not run: the
   extras they name must exist in pyproject.toml. `scripts/test` is this suite: it is checked to
   exist. `<!-- serve: ... -->` works as for python.
-- `js`: checked by `node --check` (the JS client package is not installable here).
+- `js`: checked by `node --check` (the JS client package is not installable here);
+  `typescript`: parsed by the TypeScript compiler of tests/js.
 - `nginx`: the page's server configuration, checked by `nginx -t` and then run in front of a
   real uvicorn with the Python client going through it over TLS.
 - Blocks that need redis-server, nginx, node or openssl are skipped with the package to install
@@ -437,6 +438,26 @@ def run_js(block: Block, box: Sandbox) -> None:
     box.run([node, "--check", str(path)], box.directory)
 
 
+def run_typescript(block: Block, box: Sandbox) -> None:
+    """Parsed by the TypeScript compiler installed in tests/js (syntax only: the block may
+    name types that the generated file declares elsewhere)."""
+    from tests import npm
+
+    npm.require(npm.TSC, "typescript")
+    path = box.directory / "snippet.ts"
+    path.write_text(block.code, encoding="utf-8")
+    script = (
+        "const ts = require(process.argv[1]);"
+        "const src = require('fs').readFileSync(process.argv[2], 'utf8');"
+        "const out = ts.transpileModule(src, {reportDiagnostics: true});"
+        "for (const d of out.diagnostics)"
+        " console.error(ts.flattenDiagnosticMessageText(d.messageText, ' '));"
+        "process.exit(out.diagnostics.length ? 1 : 0);"
+    )
+    typescript = npm.JS / "node_modules" / "typescript"
+    box.run([need("node", "nodejs"), "-e", script, str(typescript), str(path)], box.directory)
+
+
 def run_text(block: Block, box: Sandbox) -> None:
     """A file tree: `dir/` lines open a directory, indented names below it must exist."""
     current = ROOT
@@ -545,6 +566,7 @@ RUNNERS = {
     "bash": run_shell,
     "console": run_shell,
     "js": run_js,
+    "typescript": run_typescript,
     "json": lambda block, box: orjson.loads(block.code),
     "text": run_text,
     "nginx": run_nginx,
