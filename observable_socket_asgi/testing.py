@@ -26,11 +26,12 @@ never comes fails the test with a message that says what was awaited, instead of
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid as uuid_module
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from ._client_protocol import Answer, Correlator, PushBuffer, Pushed
+from ._client_protocol import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
 from ._portal import Portal
 from .envelope import Push, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 _DEFAULT: Any = object()
+
+logger = logging.getLogger("observable_socket_asgi.testing")
 
 
 def websocket_scope(
@@ -214,10 +217,14 @@ class TestClient:
     async def send(
         self, route: str, payload: Payload = None, *, headers: Mapping[str, Any] | None = None
     ) -> None:
-        """Send a message without waiting for its answer (which is dropped when it comes)."""
+        """Send a message without waiting for its answer (which is dropped when it comes).
+
+        An error answer (not 2xx) is logged as a warning on `observable_socket_asgi.testing`,
+        as the real client does; use `request()` to assert on it.
+        """
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
-        self._protocol.ignore(uuid)
+        self._protocol.ignore(uuid, route)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -347,7 +354,9 @@ class TestClient:
                 incoming.waiter.set_result(incoming.response)
         elif isinstance(incoming, Pushed):
             self._pushes.add(incoming.push)
-        # a PONG, or a late answer nobody waits for: dropped
+        elif isinstance(incoming, Dropped):
+            report_failed_send(logger, incoming)
+        # a PONG: dropped
 
     def _fail_pending(self) -> None:
         for future in self._protocol.take_all():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -70,6 +71,18 @@ async def test_concurrent_requests_and_send() -> None:
         await client.request("subscribe", 1)
         push = await client.next_push()
         assert push.payload == {"n": 0}
+
+
+async def test_ping_and_a_failing_send(caplog: pytest.LogCaptureFixture) -> None:
+    """request("PING") returns the PONG; send()'s 404 is logged as a warning, not lost."""
+    async with TestClient(make_router()) as client:
+        res = await client.request("PING")
+        assert res.ok and res.payload is None
+        await client.send("log/event", {"x": 1})
+        await client.request("echo", 1)  # answered after the send's 404
+    [record] = [r for r in caplog.records if r.name == "observable_socket_asgi.testing"]
+    assert record.levelno == logging.WARNING and "'log/event' was answered 404" in record.message
+    assert record.route == "log/event"  # type: ignore[attr-defined]
 
 
 async def test_pushes_iterate_in_order() -> None:
