@@ -16,6 +16,7 @@ from .errors import (
     ObservableSocketError,
     ProtocolError,
 )
+from .logs import logging_config
 from .routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
 from .topics import Backplane, InMemoryBackplane
@@ -68,4 +69,5 @@ __all__ = [
     "Status",
     "__version__",
     "is_success",
+    "logging_config",
 ]

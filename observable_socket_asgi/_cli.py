@@ -143,7 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", help="for uvicorn and the router")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines with time and level, or one JSON object per line (default text)",
+    )
     return parser
 
 
@@ -276,7 +282,15 @@ def _serve(args: argparse.Namespace) -> int:
     # `uvicorn module:app` imports from the working directory; do the same for the script.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    from .logs import logging_config
+
     uvicorn.run(
-        args.app, host=args.host, port=args.port, reload=args.reload, log_level=args.log_level
+        args.app,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        log_level=args.log_level,
+        # uvicorn's lines and the router's in one format, with time and level
+        log_config=logging_config(args.log_level, format=args.log_format),
     )
     return EXIT_OK
