@@ -56,9 +56,9 @@ from ._client_protocol import (
     report_failed_send,
 )
 from ._concurrency import is_async_callable
-from .envelope import PING, Push, encode_request, push_from, response_from
+from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = [
     "Client",

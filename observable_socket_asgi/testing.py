@@ -33,9 +33,9 @@ from typing import Any
 
 from ._client_protocol import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
 from ._portal import Portal
-from .envelope import Push, encode_request
+from .envelope import Push, Response, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = [
     "BlockingTestClient",
