@@ -18,11 +18,12 @@ pass it to `uvicorn.run(..., log_config=logging_config())` or write it to a JSON
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
 
-__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter", "logging_config"]
+__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter", "logging_config", "peer"]
 
 #: the `extra` attributes the library sets on its records, in the order they are shown
 CONTEXT_FIELDS = ("route", "uuid", "client")
@@ -34,6 +35,16 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "taskName",
     "color_message",
 }
+
+
+def peer(client: Sequence[Any] | None) -> str:
+    """A scope's `client` (`(host, port)` or None) as log lines show it: `"host:port"`."""
+    if not client:
+        return "unknown"
+    host = str(client[0])
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{host}:{client[1]}" if len(client) > 1 else host
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
