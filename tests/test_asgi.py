@@ -251,14 +251,14 @@ def refusing_router(case: str) -> SocketRouter:
     def boom(ws: Any) -> bool:
         raise RuntimeError("database down")
 
-    options: dict[str, Any] = {
+    cases: dict[str, dict[str, Any]] = {
         "origin": {"allowed_origins": ["https://app.example.com"]},
         "no origin": {"require_origin": True},
         "access": {"access_logic": lambda ws: False},
         "raised": {"access_logic": boom},
         "slow": {"access_logic": slow, "handshake_timeout": 50 * MS},
-    }[case]
-    return echo_router(**options)
+    }
+    return echo_router(**cases[case])
 
 
 @pytest.mark.parametrize(
