@@ -39,6 +39,11 @@ async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
     return {"headers": headers, "payload": payload}
 
 
+@router.route("boom")
+async def boom(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+    raise RuntimeError("boom")
+
+
 @router.route("slow")
 async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
     import asyncio
@@ -255,20 +260,62 @@ def test_listen_payload_usage_errors() -> None:
         assert "--payload" in done.stderr
 
 
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+
+
+def next_line(lines: queue.Queue[str], pattern: str) -> re.Match[str]:
+    """The first line read that matches `pattern` (earlier lines are skipped)."""
+    while True:
+        found = re.search(pattern, lines.get(timeout=PROCESS_TIMEOUT))
+        if found:
+            return found
+
+
 def test_serve_runs_a_router_with_uvicorn() -> None:
-    """serve module:router starts uvicorn; the call command gets an answer from it."""
+    """serve module:router starts uvicorn; the call command gets an answer from it; uvicorn's
+    lines and the router's share one format, with time and level."""
     with popen("serve", "tests.test_cli:router", "--port", "0") as proc:
         try:
             assert proc.stderr is not None
             lines = lines_of(proc.stderr)
-            port = None
-            while port is None:
-                line = lines.get(timeout=PROCESS_TIMEOUT)
-                found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-                if found:
-                    port = int(found.group(1))
-            done = cli("call", f"ws://127.0.0.1:{port}/ws", "math/sum", "[2, 3]")
+            found = next_line(lines, r"running on http://127\.0\.0\.1:(\d+)")
+            assert re.match(f"{STAMP} INFO    uvicorn.error: Uvicorn running", found.string)
+            url = f"ws://127.0.0.1:{found.group(1)}/ws"
+            done = cli("call", url, "math/sum", "[2, 3]")
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["payload"] == {"sum": 5}
+            assert cli("call", url, "boom").returncode == 1
+            line = next_line(lines, "observable_socket_asgi").string
+            assert re.match(
+                f"{STAMP} ERROR   observable_socket_asgi.pipeline: "
+                r"route 'boom' \(uuid '[-0-9a-f]+'\) raised "
+                r"\[route=boom uuid=[-0-9a-f]+ client=127\.0\.0\.1:\d+\]$",
+                line,
+            ), line
+            assert next_line(lines, "Traceback").string.startswith("Traceback")
         finally:
             assert stop(proc) == 0
+
+
+def test_serve_logs_json_lines() -> None:
+    """--log-format json: uvicorn's lines and the router's are JSON objects, the router's
+    with route, uuid and client as fields."""
+    with popen("serve", "tests.test_cli:router", "--port=0", "--log-format=json") as proc:
+        try:
+            assert proc.stderr is not None
+            lines = lines_of(proc.stderr)
+            started = json.loads(next_line(lines, "Uvicorn running on").string)
+            assert (started["logger"], started["level"]) == ("uvicorn.error", "INFO")
+            port = re.search(r":(\d+)", started["message"].rsplit("127.0.0.1", 1)[1])
+            assert port is not None
+            assert cli("call", f"ws://127.0.0.1:{port.group(1)}/ws", "boom").returncode == 1
+            entry = json.loads(next_line(lines, "observable_socket_asgi").string)
+        finally:
+            assert stop(proc) == 0
+    assert (entry["logger"], entry["level"], entry["route"]) == (
+        "observable_socket_asgi.pipeline",
+        "ERROR",
+        "boom",
+    )
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", entry["client"]) and entry["uuid"]
+    assert entry["exc_info"].endswith("RuntimeError: boom") and entry["time"]
