@@ -7,6 +7,7 @@ complete ASGI application: `uvicorn module:router`.
 Layers, lowest first: a module imports only modules of the lines above its own, lazy imports
 included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types only):
 
+    logs _portal                              log formats and set-up; a loop on a thread
     status types datastructures _concurrency  wire codes; aliases; handshake views; threads
     errors _backoff _route                    exceptions; reconnect delays; a frozen Route
     envelope                                  pure wire format: parse and encode frames
@@ -16,7 +17,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
     asgi                                      scope dispatch, handshake checks, lifespan
     routing client                            SocketRouter, the ASGI app; the Python client
     testing _cli __init__                     in-process test client; command line; exports
-    __main__                                  `python -m observable_socket_asgi`
+    __main__ _pytest_plugin                   `python -m observable_socket_asgi`; pytest marker
 """
 
 from __future__ import annotations

@@ -17,11 +17,10 @@ pass it to `uvicorn.run(..., log_config=logging_config())` or write it to a JSON
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
-
-import orjson
 
 __all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter", "logging_config", "peer"]
 
@@ -98,7 +97,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = record.exc_text
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 def logging_config(
