@@ -113,8 +113,7 @@ def parse_since(since: object) -> tuple[int, str] | None:
         if type(offset) is int and offset >= 0 and type(epoch) is str:
             return offset, epoch
     raise ValueError(
-        'since must be None or {"offset": <integer >= 0>, "epoch": <string>}, '
-        f"got {since!r:.200}"
+        f'since must be None or {{"offset": <integer >= 0>, "epoch": <string>}}, got {since!r:.200}'
     )
 
 
@@ -139,7 +138,7 @@ _HOLE = f'"offset":0,"epoch":"{_MARK}"'
 class _Log:
     """One topic's kept pushes: `(offset, published_at, frame)`, oldest first."""
 
-    __slots__ = ("bytes", "entries", "epoch", "touched", "top")
+    __slots__ = ("bytes", "entries", "epoch", "top", "touched")
 
     def __init__(self, epoch: str, now: float) -> None:
         self.epoch = epoch

@@ -66,8 +66,11 @@ def test_up_to_date_position_recovers_with_nothing_to_replay() -> None:
 
 @pytest.mark.parametrize(
     ("since", "why"),
-    [((0, "e1"), "older than the kept pushes"), ((1, "other"), "another epoch"),
-     ((99, "e1"), "ahead of the topic")],
+    [
+        ((0, "e1"), "older than the kept pushes"),
+        ((1, "other"), "another epoch"),
+        ((99, "e1"), "ahead of the topic"),
+    ],
 )
 def test_unrecoverable_positions_are_reported(since: tuple[int, str], why: str) -> None:
     """A gap the history cannot fill says recovered=False with the current position."""
@@ -126,8 +129,14 @@ def test_quiet_topic_is_forgotten_and_starts_a_new_epoch() -> None:
 
 @pytest.mark.parametrize(
     "since",
-    [{"offset": -1, "epoch": "e"}, {"offset": "1", "epoch": "e"}, {"offset": 1}, [1, "e"], 3,
-     {"offset": True, "epoch": "e"}],
+    [
+        {"offset": -1, "epoch": "e"},
+        {"offset": "1", "epoch": "e"},
+        {"offset": 1},
+        [1, "e"],
+        3,
+        {"offset": True, "epoch": "e"},
+    ],
 )
 def test_bad_since_is_refused_with_what_was_expected(since: object) -> None:
     """A malformed position raises ValueError naming the expected shape."""
