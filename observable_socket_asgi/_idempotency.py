@@ -153,22 +153,28 @@ class MemoryIdempotencyStore(IdempotencyStore):
         self._clock = clock
         # key -> (fingerprint, frame, expires at); insertion order is age order
         self._answers: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
+        # key -> fingerprint of the run in progress (this process's, so no lease is needed)
+        self._claims: dict[str, str] = {}
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._answers)
 
     async def claim(self, key: str, fp: str, lease: float) -> Claim | None:
-        now = self._now()
+        running = self._claims.get(key)
+        if running is not None:
+            return Claim(running, None)
         entry = self._answers.get(key)
-        if entry is None:
-            return None
-        if entry[2] <= now:
+        if entry is not None:
+            if entry[2] > self._now():
+                return Claim(entry[0], entry[1])
             self._drop(key)
-            return None
-        return Claim(entry[0], entry[1])
+        self._claims[key] = fp
+        return None
 
     async def finish(self, key: str, fp: str, frame: str | None, ttl: float) -> None:
+        if self._claims.get(key) == fp:
+            del self._claims[key]
         if frame is None:
             return
         if len(frame) > self.max_bytes:
@@ -216,8 +222,8 @@ class Idempotency:
         self.store = store
         self.ttl = ttl
         self.lease = lease
-        # key -> (fingerprint, the task resolving it): duplicates on this worker await it
-        self._running: dict[str, tuple[str, asyncio.Task[str]]] = {}
+        # (key, fingerprint) -> the task resolving it: twins on this worker await it
+        self._running: dict[tuple[str, str], asyncio.Task[str]] = {}
         #: how many times a route actually ran (not answered from the store)
         self.runs = 0
 
@@ -230,27 +236,26 @@ class Idempotency:
 
         Cancelling this call (the client left) does not cancel the run: its answer is stored.
         """
-        running = self._running.get(key)
-        if running is None:
+        # Twins share one task; a request with another payload resolves on its own and the
+        # store, which knows who claimed the key first, answers it 409.
+        task = self._running.get((key, fp))
+        if task is None:
             task = asyncio.get_running_loop().create_task(self._resolve(key, fp, uuid, compute))
-            running = self._running[key] = (fp, task)
-            task.add_done_callback(lambda _: self._forget(key, task))
-        elif running[0] != fp:
-            return _conflict(uuid)
-        return await asyncio.shield(running[1])
+            self._running[key, fp] = task
+            task.add_done_callback(lambda _: self._forget((key, fp), task))
+        return await asyncio.shield(task)
 
     async def close(self) -> None:
         """Cancel the runs still going (server shutdown) and wait for them."""
-        tasks = [task for _, task in self._running.values()]
+        tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # Private methods
 
-    def _forget(self, key: str, task: asyncio.Task[str]) -> None:
-        running = self._running.get(key)
-        if running is not None and running[1] is task:
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[str]) -> None:
+        if self._running.get(key) is task:
             del self._running[key]
 
     async def _resolve(
