@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from ._history import PushTemplate, Recovery, new_epoch
 from ._idempotency import Claim, IdempotencyStore
@@ -116,22 +119,49 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+Client = Callable[[], Any]
+"""Returns the backplane's current `redis.asyncio.Redis` (it is replaced on restart)."""
+
+
+class _Script:
+    """A Lua script run by its digest, loaded again when Redis has lost it (a restart)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def __call__(self, client: Client, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        redis = client()
+        if redis is None:
+            raise ConnectionError("the Redis backplane is not started")
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await redis.eval(self.text, len(keys), *keys, *args)
+
+
+_PUBLISH_SCRIPT = _Script(_PUBLISH)
+_SINCE_SCRIPT = _Script(_SINCE)
+_CLAIM_SCRIPT = _Script(_CLAIM)
+_FINISH_SCRIPT = _Script(_FINISH)
+_RENEW_SCRIPT = _Script(_RENEW)
+
+
 class RedisHistory:
     """Topic history in Redis streams, shared by every worker on the same Redis.
 
     Args:
-        redis: a `redis.asyncio.Redis` client.
+        client: returns the `redis.asyncio.Redis` client to use.
         prefix: key prefix, the backplane's.
         size: pushes kept per topic.
         ttl: seconds a push is kept; the topic's keys expire this long after its last publish.
     """
 
-    def __init__(self, redis: Any, prefix: str, size: int, ttl: float) -> None:
+    def __init__(self, client: Client, prefix: str, size: int, ttl: float) -> None:
         self.prefix = prefix
         self.size = size
         self.ttl = ttl
-        self._publish = redis.register_script(_PUBLISH)
-        self._since = redis.register_script(_SINCE)
+        self._client = client
 
     def _keys(self, topic: str) -> list[str]:
         base = f"{self.prefix}h:{topic}"
@@ -144,9 +174,10 @@ class RedisHistory:
 
         The PUBLISH body is `origin`, the offset, a space, then the frame.
         """
-        offset, epoch = await self._publish(
-            keys=self._keys(topic),
-            args=[
+        offset, epoch = await _PUBLISH_SCRIPT(
+            self._client,
+            self._keys(topic),
+            [
                 template.head,
                 template.tail,
                 self.size,
@@ -163,9 +194,10 @@ class RedisHistory:
     async def since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
         """What a client at `since` missed on `topic`, read atomically with the position."""
         offset, epoch = since if since is not None else (-1, "")
-        reply = await self._since(
-            keys=self._keys(topic),
-            args=[offset, epoch, _ms(self.ttl), new_epoch(), self.size],
+        reply = await _SINCE_SCRIPT(
+            self._client,
+            self._keys(topic),
+            [offset, epoch, _ms(self.ttl), new_epoch(), self.size],
         )
         current = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         frames = tuple(f.decode() if isinstance(f, bytes) else str(f) for f in reply[3:])
@@ -175,14 +207,14 @@ class RedisHistory:
 class RedisIdempotencyStore(IdempotencyStore):
     """Idempotent answers in Redis, so a retry on another worker gets the first answer."""
 
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, client: Client, prefix: str) -> None:
         self.prefix = prefix
-        self._claim = redis.register_script(_CLAIM)
-        self._finish = redis.register_script(_FINISH)
-        self._renew = redis.register_script(_RENEW)
+        self._client = client
 
     async def claim(self, key: str, fp: str, lease: float) -> Claim | None:
-        held = await self._claim(keys=[self.prefix + "i:" + key], args=[f"R{fp}:", _ms(lease)])
+        held = await _CLAIM_SCRIPT(
+            self._client, [self.prefix + "i:" + key], [f"R{fp}:", _ms(lease)]
+        )
         if held is None:
             return None
         text = held.decode() if isinstance(held, bytes) else str(held)
@@ -191,10 +223,12 @@ class RedisIdempotencyStore(IdempotencyStore):
 
     async def finish(self, key: str, fp: str, frame: str | None, ttl: float) -> None:
         answer = "" if frame is None else f"D{fp}:{frame}"
-        await self._finish(keys=[self.prefix + "i:" + key], args=[f"R{fp}:", answer, _ms(ttl)])
+        await _FINISH_SCRIPT(
+            self._client, [self.prefix + "i:" + key], [f"R{fp}:", answer, _ms(ttl)]
+        )
 
     async def renew(self, key: str, fp: str, lease: float) -> None:
-        await self._renew(keys=[self.prefix + "i:" + key], args=[f"R{fp}:", _ms(lease)])
+        await _RENEW_SCRIPT(self._client, [self.prefix + "i:" + key], [f"R{fp}:", _ms(lease)])
 
 
 class RedisPresence(Presence):
@@ -206,7 +240,7 @@ class RedisPresence(Presence):
 
     def __init__(
         self,
-        redis: Any,
+        client: Client,
         prefix: str,
         ttl: float = 15.0,
         max_info_bytes: int = 4096,
@@ -214,7 +248,7 @@ class RedisPresence(Presence):
     ) -> None:
         super().__init__(ttl, max_info_bytes)
         self.prefix = prefix
-        self._redis = redis
+        self._client = client
         self._alive_key = f"{prefix}alive:{worker}"
         self._renewer: asyncio.Task[None] | None = None
 
@@ -235,7 +269,7 @@ class RedisPresence(Presence):
         # a clean stop says goodbye at once instead of waiting for the ttl
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                pipe = self._redis.pipeline(transaction=False)
+                pipe = self._redis().pipeline(transaction=False)
                 for topic, members in self._local.items():
                     pipe.hdel(self._key(topic), *members)
                 pipe.delete(self._alive_key)
@@ -243,37 +277,43 @@ class RedisPresence(Presence):
 
     async def members(self, topic: str) -> dict[str, Any]:
         key = self._key(topic)
-        raw: dict[bytes, bytes] = await self._redis.hgetall(key)
+        raw: dict[bytes, bytes] = await self._redis().hgetall(key)
         if not raw:
             return {}
         workers = sorted({field.split(b".", 1)[0] for field in raw})
-        alive = await self._redis.mget([f"{self.prefix}alive:{w.decode()}" for w in workers])
+        alive = await self._redis().mget([f"{self.prefix}alive:{w.decode()}" for w in workers])
         live = {w for w, flag in zip(workers, alive, strict=True) if flag is not None}
         dead = [field for field in raw if field.split(b".", 1)[0] not in live]
         if dead:
-            await self._redis.hdel(key, *dead)
+            await self._redis().hdel(key, *dead)
         return {f.decode(): orjson.loads(v) for f, v in raw.items() if f not in dead}
 
     # Hooks
 
     async def _remote_join(self, topic: str, member: str, data: bytes) -> None:
         key = self._key(topic)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._redis().pipeline(transaction=False)
         pipe.set(self._alive_key, b"1", px=_ms(self.ttl))
         pipe.hset(key, member, data)
         pipe.pexpire(key, _ms(self.ttl))
         await pipe.execute()
 
     async def _remote_leave(self, topic: str, member: str) -> None:
-        await self._redis.hdel(self._key(topic), member)
+        await self._redis().hdel(self._key(topic), member)
 
     # Private methods
 
     def _key(self, topic: str) -> str:
         return f"{self.prefix}p:{topic}"
 
+    def _redis(self) -> Any:
+        redis = self._client()
+        if redis is None:
+            raise ConnectionError("the Redis backplane is not started")
+        return redis
+
     async def _renew_once(self) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._redis().pipeline(transaction=False)
         pipe.set(self._alive_key, b"1", px=_ms(self.ttl))
         for topic, members in self._local.items():
             # members may have been lost with a Redis restart: write them again

@@ -41,7 +41,7 @@ async def test_history_numbers_publishes_and_replays_them(redis_server: RedisSer
     pubsub = r.pubsub()
     await pubsub.subscribe(b"ch")
     try:
-        history = RedisHistory(r, "x:", size=3, ttl=60)
+        history = RedisHistory(lambda: r, "x:", size=3, ttl=60)
         published = [await publish(history, n) for n in range(5)]
         assert [p[0] for p in published] == [1, 2, 3, 4, 5]
         epoch = published[0][1]
@@ -73,9 +73,10 @@ async def test_history_lost_with_redis_starts_a_new_epoch(redis_server: RedisSer
     """Redis emptied: the old position is not recovered, and numbering starts over."""
     r = await client(redis_server)
     try:
-        history = RedisHistory(r, "x:", size=10, ttl=60)
+        history = RedisHistory(lambda: r, "x:", size=10, ttl=60)
         _, epoch, _ = await publish(history, 1)
         await r.flushall()
+        await r.script_flush()  # a restarted Redis has lost the scripts too
         got = await history.since("t", (1, epoch))
         assert not got.recovered and got.offset == 0 and got.epoch != epoch
         offset, new_epoch, _ = await publish(history, 2)
@@ -88,8 +89,8 @@ async def test_idempotent_run_once_across_two_workers(redis_server: RedisServer)
     """Two workers sharing Redis: twins wait for the first, and a retry gets its answer."""
     r1, r2 = await client(redis_server), await client(redis_server)
     try:
-        a = Idempotency(RedisIdempotencyStore(r1, "x:"), ttl=60, lease=1.0)
-        b = Idempotency(RedisIdempotencyStore(r2, "x:"), ttl=60, lease=1.0)
+        a = Idempotency(RedisIdempotencyStore(lambda: r1, "x:"), ttl=60, lease=1.0)
+        b = Idempotency(RedisIdempotencyStore(lambda: r2, "x:"), ttl=60, lease=1.0)
         gate = asyncio.Event()
         runs: list[str] = []
 
@@ -119,7 +120,7 @@ async def test_claim_of_a_dead_worker_lapses(redis_server: RedisServer) -> None:
     """A claim nobody renews expires after its lease, and a retry runs the route."""
     r = await client(redis_server)
     try:
-        store = RedisIdempotencyStore(r, "x:")
+        store = RedisIdempotencyStore(lambda: r, "x:")
         assert await store.claim("k", "fp", 50 * MS) is None  # a worker claims, then dies
         idem = Idempotency(store, ttl=60, lease=1.0)
 
@@ -142,8 +143,8 @@ async def test_presence_across_workers_and_a_dead_worker_expires(
     """Members of both workers are listed; a worker that stops renewing is dropped."""
     r1, r2 = await client(redis_server), await client(redis_server)
     ttl = 300 * MS
-    one = RedisPresence(r1, "x:", ttl=ttl, worker="aaaa")
-    two = RedisPresence(r2, "x:", ttl=ttl, worker="bbbb")
+    one = RedisPresence(lambda: r1, "x:", ttl=ttl, worker="aaaa")
+    two = RedisPresence(lambda: r2, "x:", ttl=ttl, worker="bbbb")
     try:
         await one.start()
         await two.start()
