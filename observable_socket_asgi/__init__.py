@@ -7,6 +7,7 @@ complete ASGI application: `uvicorn module:router`.
 
 from __future__ import annotations
 
+from ._history import Subscription
 from .connection import Connection
 from .errors import (
     ConfigurationError,
@@ -66,6 +67,7 @@ __all__ = [
     "SocketAccess",
     "SocketRouter",
     "Status",
+    "Subscription",
     "__version__",
     "is_success",
 ]

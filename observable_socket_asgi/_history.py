@@ -28,14 +28,16 @@ from .envelope import encode_push
 from .types import Header, Payload
 
 __all__ = [
-    "Recovery",
     "MemoryHistory",
+    "Recovery",
+    "Subscription",
     "PushTemplate",
     "check_history_options",
     "fill",
     "new_epoch",
     "parse_since",
     "split_push",
+    "unnumbered",
 ]
 
 # Header names the router owns on topics with history; a publisher's own values are replaced.
@@ -74,6 +76,24 @@ class Recovery:
     frames: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What `ws.subscribe()` returns: whether the gap was filled, and the topic's position.
+
+    Attributes:
+        recovered: True when every push after the given `since` was delivered before the
+            live ones; False without `since`, when the epoch differs, when the gap is older
+            than the history, when the history is off or unreachable (reload the state).
+        offset: the topic's newest offset when the subscription started (0 before any
+            publish), or None when the history is off or unreachable.
+        epoch: the topic's epoch, or None when the history is off or unreachable.
+    """
+
+    recovered: bool
+    offset: int | None
+    epoch: str | None
+
+
 def new_epoch() -> str:
     """A fresh epoch: 12 hex characters, safe to paste into JSON unescaped."""
     return secrets.token_hex(6)
@@ -97,6 +117,13 @@ def split_push(topic: str, payload: Payload, headers: Header | None) -> PushTemp
 def fill(template: PushTemplate, offset: int, epoch: str) -> str:
     """The push frame of `template` at position (`offset`, `epoch`)."""
     return f'{template.head}"offset":{offset},"epoch":"{epoch}"{template.tail}'
+
+
+def unnumbered(template: PushTemplate) -> str:
+    """The push of `template` without a position (its history could not be reached)."""
+    head = template.head
+    # the hole follows the headers' `{` or the comma after the publisher's own headers
+    return (head[:-1] if head.endswith(",") else head) + template.tail
 
 
 def parse_since(since: object) -> tuple[int, str] | None:

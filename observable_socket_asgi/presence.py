@@ -27,9 +27,12 @@ import orjson
 
 from .errors import EncodeError
 
-__all__ = ["MemoryPresence", "Presence", "check_info", "member_id"]
+__all__ = ["NO_PRESENCE", "MemoryPresence", "Presence", "check_info", "member_id"]
 
 logger = logging.getLogger("observable_socket_asgi.presence")
+
+#: `subscribe(..., presence=...)` left out: the connection is not a member
+NO_PRESENCE: Any = object()
 
 # where a connection's member id lives (the ASGI scope is per connection)
 _MEMBER = "observable_socket.member"
@@ -107,9 +110,21 @@ class Presence:
             del self._local[topic]
         self._chore(self._remote_leave(topic, member))
 
+    async def forget(self, topic: str, member: str) -> None:
+        """Remove `member` from the shared store, whatever this worker thinks; logs failures."""
+        try:
+            await self._remote_leave(topic, member)
+        except Exception as exc:
+            logger.error("presence leave failed: %r", exc)
+
     def has(self, topic: str, member: str) -> bool:
         """True if `member` of this worker is in `topic`."""
         return member in self._local.get(topic, ())
+
+    def info(self, topic: str, member: str) -> Any:
+        """The info of `member` of this worker in `topic`, or None."""
+        data = self._local.get(topic, {}).get(member)
+        return None if data is None else orjson.loads(data)
 
     async def members(self, topic: str) -> dict[str, Any]:
         """`{member_id: info}` of `topic` on every worker sharing this store."""

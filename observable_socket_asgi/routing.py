@@ -15,6 +15,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._concurrency import arity_accepts, ensure_async
+from ._idempotency import (
+    Idempotency,
+    connection_identity,
+    default_identity,
+    fingerprint,
+    storage_key,
+)
 from .envelope import RESERVED_ROUTES
 from .types import (
     ASGIReceiveCallable,
@@ -22,6 +29,7 @@ from .types import (
     Handler,
     Header,
     Payload,
+    Request,
     RouteOptions,
     Scope,
     SocketAccess,
@@ -37,7 +45,9 @@ logger = logging.getLogger("observable_socket_asgi.routing")
 F = TypeVar("F", bound=Callable[..., Any])
 AsyncFn = Callable[..., Awaitable[Any]]
 
-_OPTION_KEYS = frozenset({"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit"})
+_OPTION_KEYS = frozenset(
+    {"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit", "idempotent"}
+)
 
 
 class CallMode:
@@ -71,6 +81,8 @@ class Route:
     #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
     #: pipeline calls it straight away (the common case, kept short)
     direct: bool = False
+    #: run once per (identity, uuid) within the router's idempotency_ttl
+    idempotent: bool = False
 
 
 class SocketRouter:
@@ -105,6 +117,23 @@ class SocketRouter:
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
+        history_size: pushes kept per topic so that `ws.subscribe(topic, since=...)` can
+            replay what a client missed; every push then carries `headers.offset` and
+            `headers.epoch`. 0 (the default): no history, no positions.
+        history_ttl: seconds a push is kept; a topic without a publish for this long starts
+            a new epoch.
+        history_max_bytes: characters of pushes kept per topic in memory (the in-memory
+            backplane); the oldest go first.
+        idempotency_ttl: seconds the answer of an idempotent route is kept for retries.
+        idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
+            default the user `access_logic` put in `scope["user"]`. None from it: the
+            guarantee holds per connection only.
+        idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
+            store (the Redis one is bounded by the ttl).
+        presence_ttl: seconds within which the members of a worker that died disappear.
+        presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
+            topic's subscribers when a member joins or leaves it.
+        presence_max_info_bytes: the largest encoded info a member may carry.
     """
 
     def __init__(
@@ -128,6 +157,16 @@ class SocketRouter:
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         backplane: Backplane | str | None = None,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        idempotency_ttl: float = 300.0,
+        idempotency_identity: Callable[[Any], str | None] | None = None,
+        idempotency_max_entries: int = 10_000,
+        idempotency_max_bytes: int = 16 * 1024 * 1024,
+        presence_ttl: float = 15.0,
+        presence_events: bool = False,
+        presence_max_info_bytes: int = 4096,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -182,6 +221,21 @@ class SocketRouter:
         from .topics import make_backplane  # topics needs connection, which needs us
 
         self.backplane: Backplane = make_backplane(backplane)
+        self.backplane.configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        if idempotency_identity is not None and not callable(idempotency_identity):
+            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
+        self._identity = idempotency_identity or default_identity
+        self._idempotency = Idempotency(
+            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
+            idempotency_ttl,
+        )
 
     # Public API
 
@@ -248,6 +302,13 @@ class SocketRouter:
         """
         await self.backplane.publish(topic, payload, headers)
 
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """The members of `topic` on every worker: `{member_id: info}`.
+
+        A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
+        """
+        return await self.backplane.members(topic)
+
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
         self._startup.append(fn)
@@ -278,6 +339,21 @@ class SocketRouter:
 
     # Private methods
 
+    async def _run_idempotent(
+        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
+    ) -> str:
+        """Answer an idempotent request once per (identity, route, uuid)."""
+        try:
+            identity = self._identity(ws)
+        except Exception:
+            logger.exception("idempotency_identity raised: keyed to the connection")
+            identity = None
+        if identity is None:
+            identity = connection_identity(ws)
+        key = storage_key(str(identity), route.name, request.uuid)
+        await self.backplane.start()
+        return await self._idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
+
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
         unknown = set(options) - _OPTION_KEYS
         if unknown:
@@ -293,6 +369,9 @@ class SocketRouter:
         dehydrate = options.get("dehydrate")
         timeout = options.get("timeout", self.handler_timeout)
         rate_limit = options.get("rate_limit")
+        idempotent = options.get("idempotent", False)
+        if type(idempotent) is not bool:
+            raise TypeError(f"route {name!r}: idempotent must be True or False, got {idempotent!r}")
         _check_positive(f"route {name!r}: timeout", timeout)
         _check_rate(f"route {name!r}: rate_limit", rate_limit)
 
@@ -344,6 +423,7 @@ class SocketRouter:
             and access is None
             and hydrate is None
             and call_mode != CallMode.SINGLE,
+            idempotent=idempotent,
         )
 
 

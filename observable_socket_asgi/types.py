@@ -223,8 +223,10 @@ SocketAccess = Callable[[Any], Awaitable[bool] | bool]
 class RouteOptions(TypedDict, total=False):
     """The `options` of `@router.route(name, options=...)`.
 
-    `timeout` (seconds) overrides the router's `handler_timeout` for this route, and
-    `rate_limit` (`(messages, per_seconds)`) counts this route's requests in a bucket of its own.
+    `timeout` (seconds) overrides the router's `handler_timeout` for this route,
+    `rate_limit` (`(messages, per_seconds)`) counts this route's requests in a bucket of its
+    own, and `idempotent` runs the route once per uuid (and identity) within the router's
+    `idempotency_ttl`, answering retries with the first answer.
     """
 
     data_check: DataCheck | None
@@ -233,6 +235,7 @@ class RouteOptions(TypedDict, total=False):
     dehydrate: DehydrateFunction | None
     timeout: float | None
     rate_limit: tuple[int, float] | None
+    idempotent: bool
 
 
 ScopeMapping = Mapping[str, Any]

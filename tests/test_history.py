@@ -13,6 +13,7 @@ from observable_socket_asgi._history import (
     fill,
     parse_since,
     split_push,
+    unnumbered,
 )
 
 
@@ -36,6 +37,14 @@ def test_template_fills_to_the_push_with_its_position() -> None:
     assert frame["route"] == "room:1"
     assert frame["headers"] == {"a": 1, "offset": 42, "epoch": "abc"}
     assert frame["payload"] == {"text": '"offset":0,"epoch":"'}
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"a": 1}, {"a": 1, "epoch": "x"}])
+def test_template_without_a_position_is_the_plain_push(headers: dict[str, int] | None) -> None:
+    """A push whose history is unreachable goes out with the publisher's headers only."""
+    frame = orjson.loads(unnumbered(split_push("t", [1], headers)))
+    assert frame["headers"] == {k: v for k, v in (headers or {}).items() if k != "epoch"}
+    assert frame["payload"] == [1] and frame["route"] == "t"
 
 
 def test_offsets_increase_by_one_per_topic() -> None:
