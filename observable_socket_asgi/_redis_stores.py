@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from ._history import PushTemplate, Recovery, new_epoch
@@ -135,7 +136,12 @@ class _Script:
         if redis is None:
             raise ConnectionError("the Redis backplane is not started")
         try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            try:
+                return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            except RedisConnectionError:
+                # A pooled connection that died with a Redis restart fails once; redis-py
+                # has dropped it, so a second attempt runs on a fresh connection.
+                return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await redis.eval(self.text, len(keys), *keys, *args)
 
