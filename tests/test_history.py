@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 import orjson
 import pytest
 
+from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._history import (
     MemoryHistory,
     check_history_options,
@@ -15,6 +18,8 @@ from observable_socket_asgi._history import (
     split_push,
     unnumbered,
 )
+from observable_socket_asgi.topics import InMemoryBackplane
+from tests.helpers import TIMEOUT, Conversation, request
 
 
 def epochs() -> object:
@@ -166,3 +171,113 @@ def test_bad_options_are_refused(size: object, ttl: object, max_bytes: object) -
     """Invalid history options raise ValueError."""
     with pytest.raises(ValueError):
         check_history_options(size, ttl, max_bytes)  # type: ignore[arg-type]
+
+
+# Through the router, in memory
+
+
+def rooms(**options: Any) -> SocketRouter:
+    """A router whose `join` subscribes with the client's position and reports the result."""
+    router = SocketRouter(**options)
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        try:
+            got = await ws.subscribe("t", since=payload)
+        except ValueError as exc:
+            return {"status": 400, "payload": str(exc)}
+        return {"payload": [got.recovered, got.offset, got.epoch]}
+
+    return router
+
+
+async def test_resume_replays_then_goes_live() -> None:
+    """A subscriber resuming from offset 1 gets 2 and 3, its answer, then 4 live."""
+    router = rooms(history_size=10)
+    first, again = Conversation(router), Conversation(router)
+    await first.connect()
+    assert (await first.ask(request("join", None)))["payload"][:2] == [False, 0]
+    for n in range(3):
+        await router.publish("t", n, {"kind": "n"})
+    pushes = [await first.reply() for _ in range(3)]
+    assert [p["headers"]["offset"] for p in pushes] == [1, 2, 3]
+    assert pushes[0]["headers"]["kind"] == "n"
+    epoch = pushes[0]["headers"]["epoch"]
+
+    await again.connect()
+    await again.send(request("join", {"offset": 1, "epoch": epoch}))
+    replayed = [await again.reply() for _ in range(2)]
+    assert replayed == pushes[1:]
+    assert (await again.reply())["payload"] == [True, 3, epoch]
+    await router.publish("t", "live")
+    assert (await again.reply())["headers"] == {"offset": 4, "epoch": epoch}
+    assert await again.nothing()
+    await first.disconnect()
+    await again.disconnect()
+
+
+async def test_history_off_subscribes_without_positions() -> None:
+    """Without history a subscribe is not recovered and pushes carry no position."""
+    router = rooms()
+    conv = Conversation(router)
+    await conv.connect()
+    assert (await conv.ask(request("join", {"offset": 1, "epoch": "e"})))["payload"] == [
+        False,
+        None,
+        None,
+    ]
+    await router.publish("t", 1)
+    assert (await conv.reply())["headers"] == {}
+    await conv.disconnect()
+
+
+async def test_bad_position_reaches_the_handler_as_value_error() -> None:
+    """A malformed `since` raises ValueError in the handler, before subscribing."""
+    router = rooms(history_size=10)
+    conv = Conversation(router)
+    await conv.connect()
+    answer = await conv.ask(request("join", {"offset": "x"}))
+    assert answer["status"] == 400 and "since must be" in answer["payload"]
+    assert router.backplane.subscribers("t") == 0
+    await conv.disconnect()
+
+
+class SlowConnection:
+    """Stands for a connection whose socket takes a while: the first send waits."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.on_close: list[Any] = []
+        self.scope: dict[str, Any] = {}
+        self.client = None
+        self.frames: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def send_frame(self, frame: str) -> None:
+        if not self.frames:
+            self.frames.append(frame)
+            await self.gate.wait()
+        else:
+            self.frames.append(frame)
+
+
+async def test_pushes_published_during_a_replay_follow_it() -> None:
+    """Live pushes arriving while a replay is being sent wait for it: no gap, no reorder."""
+    plane = InMemoryBackplane()
+    plane.configure(history_size=10)
+    for n in range(3):
+        await plane.publish("t", n)
+    epoch = plane.history.position("t", 0.0)[1] if plane.history else ""
+    conn = SlowConnection()
+    subscribing = asyncio.create_task(plane.subscribe(conn, "t", {"offset": 1, "epoch": epoch}))  # type: ignore[arg-type]
+    while not conn.frames:  # noqa: ASYNC110 (the replay's first send, no event to wait on)
+        await asyncio.sleep(0)
+    await plane.publish("t", 3)
+    await plane.publish("t", 4)
+    conn.gate.set()
+    result = await asyncio.wait_for(subscribing, TIMEOUT)
+    assert (result.recovered, result.offset) == (True, 3)
+    await plane.publish("t", 5)
+    await asyncio.sleep(0)
+    offsets = [orjson.loads(f)["headers"]["offset"] for f in conn.frames]
+    assert offsets == [2, 3, 4, 5, 6]
