@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._idempotency import (
     Idempotency,
     MemoryIdempotencyStore,
@@ -17,7 +18,7 @@ from observable_socket_asgi._idempotency import (
     storage_key,
 )
 from observable_socket_asgi.envelope import encode_error, encode_reply
-from tests.helpers import TIMEOUT
+from tests.helpers import MS, TIMEOUT, Conversation, request, ws_scope
 
 
 class Clock:
@@ -183,3 +184,116 @@ def test_default_identity_reads_the_scope_user(user: Any, expected: str | None) 
     """The authenticated user in the scope names the key; anything else gives None."""
     ws = SimpleNamespace(scope={} if user is None else {"user": user})
     assert default_identity(ws) == expected
+
+
+# Through the router, in memory
+
+
+def orders(**options: Any) -> tuple[SocketRouter, list[Any], asyncio.Event]:
+    router = SocketRouter(**options)
+    runs: list[Any] = []
+    gate = asyncio.Event()
+    gate.set()
+
+    @router.route("create", options={"idempotent": True})
+    async def create(ws: Any, headers: Any, payload: Any) -> Any:
+        runs.append(payload)
+        await gate.wait()
+        return {"status": 201, "payload": {"n": len(runs)}}
+
+    return router, runs, gate
+
+
+async def test_retry_on_a_new_connection_of_the_same_user_is_answered_from_the_store() -> None:
+    """Keyed by the scope's user: a reconnect's retry gets the first answer."""
+    router, runs, _ = orders()
+    first = Conversation(router, ws_scope(user="ada"))
+    await first.connect()
+    answer = await first.ask(request("create", {"item": 1}, uuid="u1"))
+    await first.disconnect()
+    again = Conversation(router, ws_scope(user="ada"))
+    await again.connect()
+    assert await again.ask(request("create", {"item": 1}, uuid="u1")) == answer
+    other = await again.ask(request("create", {"item": 2}, uuid="u1"))
+    assert other["status"] == 409 and other["uuid"] == "u1"
+    await again.disconnect()
+    assert len(runs) == 1
+
+
+async def test_another_user_never_gets_the_answer() -> None:
+    """The same uuid from another user runs the route for that user."""
+    router, runs, _ = orders()
+    for user in ("ada", "bob"):
+        conv = Conversation(router, ws_scope(user=user))
+        await conv.connect()
+        assert (await conv.ask(request("create", {}, uuid="u1")))["payload"]["n"] == len(runs)
+        await conv.disconnect()
+    assert len(runs) == 2
+
+
+async def test_without_identity_the_guarantee_is_per_connection() -> None:
+    """No user in the scope: a retry on the same connection is deduplicated, a new one is not."""
+    router, runs, _ = orders()
+    for _ in range(2):
+        conv = Conversation(router)
+        await conv.connect()
+        await conv.ask(request("create", {}, uuid="u1"))
+        await conv.ask(request("create", {}, uuid="u1"))
+        await conv.disconnect()
+    assert len(runs) == 2
+
+
+async def test_identity_is_configurable() -> None:
+    """idempotency_identity picks the key: here a header of the handshake."""
+    router, runs, _ = orders(idempotency_identity=lambda ws: ws.headers.get("x-device"))
+    for _ in range(2):
+        conv = Conversation(router, ws_scope(headers=[(b"x-device", b"d1")]))
+        await conv.connect()
+        await conv.ask(request("create", {}, uuid="u1"))
+        await conv.disconnect()
+    assert len(runs) == 1
+
+
+async def test_disconnect_does_not_cancel_the_run_and_twins_wait() -> None:
+    """The client leaves mid-run; the run finishes and a concurrent twin and a retry share it."""
+    router, runs, gate = orders()
+    gate.clear()
+    leaving = Conversation(router, ws_scope(user="ada"))
+    await leaving.connect()
+    await leaving.send(request("create", {}, uuid="u1"))
+    await leaving.disconnect()
+    twin = Conversation(router, ws_scope(user="ada"))
+    await twin.connect()
+    await twin.send(request("create", {}, uuid="u1"))
+    assert await twin.nothing()
+    gate.set()
+    answer = await twin.reply()
+    assert answer["status"] == 201 and runs == [{}]
+    await twin.disconnect()
+
+
+async def test_timeouts_are_not_stored() -> None:
+    """A 504 leaves the key free: the retry runs the route again."""
+    router = SocketRouter()
+    runs: list[int] = []
+
+    @router.route("slow", options={"idempotent": True, "timeout": 50 * MS})
+    async def slow(ws: Any, headers: Any, payload: Any) -> Any:
+        runs.append(1)
+        if len(runs) == 1:
+            await asyncio.Event().wait()
+        return {"payload": "done"}
+
+    conv = Conversation(router)
+    await conv.connect()
+    assert (await conv.ask(request("slow", None, uuid="u")))["status"] == 504
+    assert (await conv.ask(request("slow", None, uuid="u")))["payload"] == "done"
+    assert len(runs) == 2
+    await conv.disconnect()
+
+
+def test_idempotent_option_must_be_a_bool() -> None:
+    """A misspelt option value fails at registration, naming the route."""
+    router = SocketRouter()
+    with pytest.raises(TypeError, match="'create'"):
+        router.add_route("create", lambda ws, h, p: {}, {"idempotent": "yes"})  # type: ignore[typeddict-item]
