@@ -10,11 +10,13 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._history import split_push
 from observable_socket_asgi._idempotency import Idempotency
 from observable_socket_asgi._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 from observable_socket_asgi.envelope import encode_reply
-from tests.helpers import MS, TIMEOUT
+from observable_socket_asgi.redis_backplane import RedisBackplane
+from tests.helpers import MS, TIMEOUT, Conversation, request
 from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis
@@ -173,3 +175,67 @@ async def test_presence_across_workers_and_a_dead_worker_expires(
         await two.stop()
         await r1.aclose()
         await r2.aclose()
+
+
+# Two routers in one process, sharing a Redis
+
+
+def numbered(url: str) -> SocketRouter:
+    router = SocketRouter(
+        backplane=RedisBackplane(url, ping_interval=1.0, max_backoff=0.5), history_size=100
+    )
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        got = await ws.subscribe("t", since=payload)
+        return {"payload": [got.recovered, got.offset, got.epoch]}
+
+    return router
+
+
+async def test_every_worker_delivers_numbered_pushes_once_in_order(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Pushes published on both workers reach a subscriber once each, in offset order."""
+    a, b = numbered(redis_server.url), numbered(redis_server.url)
+    await a.backplane.start()
+    await b.backplane.start()
+    conv = Conversation(a)
+    try:
+        await conv.connect()
+        assert (await conv.ask(request("join", None)))["payload"][:2] == [False, 0]
+        for n in range(10):
+            await (a if n % 2 else b).publish("t", n)
+        pushes = [await conv.reply() for _ in range(10)]
+        assert [p["headers"]["offset"] for p in pushes] == list(range(1, 11))
+        assert sorted(p["payload"] for p in pushes) == list(range(10))
+        assert await conv.nothing(100 * MS)
+    finally:
+        await conv.disconnect()
+        await a.backplane.stop()
+        await b.backplane.stop()
+
+
+async def test_publish_while_redis_is_down_stays_local_and_unnumbered(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """No Redis: the push reaches this worker's subscribers without a position, counted."""
+    router = numbered(redis_server.url)
+    await router.backplane.start()
+    conv = Conversation(router)
+    try:
+        await conv.connect()
+        await conv.ask(request("join", None))
+        redis_server.kill()
+        async with asyncio.timeout(TIMEOUT):
+            while router.backplane.connected:  # noqa: ASYNC110 (the listener's state)
+                await asyncio.sleep(10 * MS)
+        await router.publish("t", "alone", {"kind": "x"})
+        push = await conv.reply()
+        assert push["payload"] == "alone" and push["headers"] == {"kind": "x"}
+        assert router.backplane.dropped == 1  # type: ignore[attr-defined]
+        answer = await conv.ask(request("join", {"offset": 0, "epoch": "e"}))
+        assert answer["payload"] == [False, None, None]
+    finally:
+        await conv.disconnect()
+        await router.backplane.stop()
