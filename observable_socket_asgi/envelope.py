@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .errors import EncodeError, FrameTooLarge, ProtocolError
-from .status import Status
-from .types import Header, Payload, Request, Uuid
+from .status import Status, is_success
+from .types import Header, Payload, Request, Response, Uuid
 
 __all__ = [
     "PING",
     "PONG",
     "RESERVED_ROUTES",
+    "Push",
     "encode_error",
     "encode_pong",
     "encode_push",
@@ -30,6 +33,8 @@ __all__ = [
     "new_push_uuid",
     "parse_message",
     "parse_request",
+    "push_from",
+    "response_from",
 ]
 
 PING = "PING"
@@ -230,3 +235,62 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+# Frames from the server, as a client reads them: replies and pushes
+#
+# A client must not refuse what a server sends, so these decoders are lenient: a field of the
+# wrong type takes the protocol's default instead of raising.
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
+
+    route: str | None
+    payload: Payload
+    headers: Header
+    status: int = Status.OK
+    uuid: Uuid | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return is_success(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this push."""
+        return {
+            "uuid": self.uuid,
+            "route": self.route,
+            "status": self.status,
+            "headers": self.headers,
+            "payload": self.payload,
+        }
+
+
+def response_from(obj: Mapping[str, Any]) -> Response:
+    """Build a `Response` from a decoded reply; absent fields take the protocol's defaults."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    return Response(
+        obj.get("uuid"),
+        status if type(status) is int else Status.OK,
+        headers if type(headers) is dict else {},
+        obj.get("payload"),
+    )
+
+
+def push_from(obj: Mapping[str, Any]) -> Push:
+    """Build a `Push` from a decoded message."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    route = obj.get("route")
+    uuid = obj.get("uuid")
+    return Push(
+        route if type(route) is str else None,
+        obj.get("payload"),
+        headers if type(headers) is dict else {},
+        status if type(status) is int else Status.OK,
+        uuid if type(uuid) is str or type(uuid) is int else None,
+    )

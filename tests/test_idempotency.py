@@ -296,4 +296,4 @@ def test_idempotent_option_must_be_a_bool() -> None:
     """A misspelt option value fails at registration, naming the route."""
     router = SocketRouter()
     with pytest.raises(TypeError, match="'create'"):
-        router.add_route("create", lambda ws, h, p: {}, {"idempotent": "yes"})  # type: ignore[typeddict-item]
+        router.add_route("create", lambda ws, h, p: {}, {"idempotent": "yes"})  # type: ignore[arg-type]

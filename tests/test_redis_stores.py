@@ -59,7 +59,7 @@ async def test_history_numbers_publishes_and_replays_them(redis_server: RedisSer
         fresh = await history.since("t", None)
         assert (fresh.recovered, fresh.offset, fresh.epoch) == (False, 5, epoch)
 
-        bodies = []
+        bodies: list[bytes] = []
         async with asyncio.timeout(TIMEOUT):
             while len(bodies) < 5:
                 message = await pubsub.get_message(timeout=TIMEOUT)

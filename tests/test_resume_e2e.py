@@ -88,7 +88,8 @@ class Peer:
                 if "route" in frame:
                     self.pushes.append(frame)
                 elif frame.get("uuid") == uuid:
-                    return frame
+                    answer: dict[str, Any] = frame
+                    return answer
 
     async def wait_pushes(self, count: int) -> list[dict[str, Any]]:
         """Read until `count` pushes with a position have arrived; return those."""
