@@ -188,6 +188,8 @@ class MemoryHistory:
         ttl: seconds a push is kept; a topic without a publish for this long is forgotten
             (a later publish starts a new epoch).
         max_bytes: characters of frames kept per topic; the oldest go first.
+        max_topics: topics with a log; past it the least recently published is forgotten
+            (its subscribers' next resume is not recovered).
         epochs: makes a new epoch; injectable for tests.
     """
 
@@ -197,11 +199,15 @@ class MemoryHistory:
         ttl: float,
         max_bytes: int = 1024 * 1024,
         epochs: Callable[[], str] = new_epoch,
+        max_topics: int = 10_000,
     ) -> None:
         check_history_options(size, ttl, max_bytes)
+        if type(max_topics) is not int or max_topics < 1:
+            raise ValueError(f"history_max_topics must be an integer >= 1, got {max_topics!r}")
         self.size = size
         self.ttl = ttl
         self.max_bytes = max_bytes
+        self.max_topics = max_topics
         self._epochs = epochs
         # topic -> its log; insertion order is touch order, so expired logs are at the front
         self._logs: dict[str, _Log] = {}
@@ -225,6 +231,7 @@ class MemoryHistory:
         if log is None:
             log = _Log(self._epochs(), now)
         self._logs[topic] = log  # moved to the back: the most recently touched
+        self._bound()
         log.touched = now
         log.top += 1
         frame = fill(template, log.top, log.epoch)
@@ -267,7 +274,13 @@ class MemoryHistory:
         log = self._logs.get(topic)
         if log is None:
             log = self._logs[topic] = _Log(self._epochs(), now)
+            self._bound()
         return log
+
+    def _bound(self) -> None:
+        logs = self._logs
+        while len(logs) > self.max_topics:
+            del logs[next(iter(logs))]
 
     def _sweep(self, now: float) -> None:
         """Forget the logs untouched for `ttl`: they are at the front of the dict."""

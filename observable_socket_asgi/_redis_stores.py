@@ -213,8 +213,9 @@ class RedisHistory:
 class RedisIdempotencyStore(IdempotencyStore):
     """Idempotent answers in Redis, so a retry on another worker gets the first answer."""
 
-    def __init__(self, client: Client, prefix: str) -> None:
+    def __init__(self, client: Client, prefix: str, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.prefix = prefix
+        self.max_bytes = max_bytes
         self._client = client
 
     async def claim(self, key: str, fp: str, lease: float) -> Claim | None:
@@ -228,6 +229,11 @@ class RedisIdempotencyStore(IdempotencyStore):
         return Claim(held_fp, frame if text[0] == "D" else None)
 
     async def finish(self, key: str, fp: str, frame: str | None, ttl: float) -> None:
+        if frame is not None and len(frame) > self.max_bytes:
+            logger.warning(
+                "answer of %d characters not kept: over idempotency_max_bytes", len(frame)
+            )
+            frame = None
         answer = "" if frame is None else f"D{fp}:{frame}"
         await _FINISH_SCRIPT(
             self._client, [self.prefix + "i:" + key], [f"R{fp}:", answer, _ms(ttl)]

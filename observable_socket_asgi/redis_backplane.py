@@ -214,6 +214,7 @@ class RedisBackplane(Backplane):
         history_size: int = 0,
         history_ttl: float = 300.0,
         history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
         presence_ttl: float = 15.0,
         presence_max_info_bytes: int = 4096,
         presence_events: bool = False,
@@ -222,6 +223,7 @@ class RedisBackplane(Backplane):
             history_size=history_size,
             history_ttl=history_ttl,
             history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
             presence_ttl=presence_ttl,
             presence_max_info_bytes=presence_max_info_bytes,
             presence_events=presence_events,
@@ -235,7 +237,7 @@ class RedisBackplane(Backplane):
         )
 
     def idempotency_store(self, max_entries: int, max_bytes: int) -> IdempotencyStore:
-        return RedisIdempotencyStore(self._client, self.prefix)
+        return RedisIdempotencyStore(self._client, self.prefix, max_bytes)
 
     def _make_presence(self, ttl: float, max_info_bytes: int) -> Presence:
         return RedisPresence(self._client, self.prefix, ttl, max_info_bytes)

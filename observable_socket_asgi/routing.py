@@ -124,12 +124,14 @@ class SocketRouter:
             a new epoch.
         history_max_bytes: characters of pushes kept per topic in memory (the in-memory
             backplane); the oldest go first.
+        history_max_topics: topics with a history in memory; past it the one published to
+            longest ago is forgotten.
         idempotency_ttl: seconds the answer of an idempotent route is kept for retries.
         idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
             default the user `access_logic` put in `scope["user"]`. None from it: the
             guarantee holds per connection only.
         idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
-            store (the Redis one is bounded by the ttl).
+            store; in Redis an answer longer than `idempotency_max_bytes` is not kept.
         presence_ttl: seconds within which the members of a worker that died disappear.
         presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
             topic's subscribers when a member joins or leaves it.
@@ -160,6 +162,7 @@ class SocketRouter:
         history_size: int = 0,
         history_ttl: float = 300.0,
         history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
         idempotency_ttl: float = 300.0,
         idempotency_identity: Callable[[Any], str | None] | None = None,
         idempotency_max_entries: int = 10_000,
@@ -225,6 +228,7 @@ class SocketRouter:
             history_size=history_size,
             history_ttl=history_ttl,
             history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
             presence_ttl=presence_ttl,
             presence_max_info_bytes=presence_max_info_bytes,
             presence_events=presence_events,

@@ -104,6 +104,7 @@ class Backplane:
         history_size: int = 0,
         history_ttl: float = 300.0,
         history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
         presence_ttl: float = 15.0,
         presence_max_info_bytes: int = 4096,
         presence_events: bool = False,
@@ -113,7 +114,9 @@ class Backplane:
         Raises:
             ValueError: an option out of range, naming it.
         """
-        history = MemoryHistory(max(history_size, 1), history_ttl, history_max_bytes)
+        history = MemoryHistory(
+            max(history_size, 1), history_ttl, history_max_bytes, max_topics=history_max_topics
+        )
         self.history = history if history_size > 0 else None
         self.presence = self._make_presence(presence_ttl, presence_max_info_bytes)
         self.presence_events = bool(presence_events)

@@ -141,6 +141,18 @@ def test_quiet_topic_is_forgotten_and_starts_a_new_epoch() -> None:
     assert not h.since("a", (1, "e1"), 11.0).recovered
 
 
+def test_topics_are_bounded_least_recently_published_first() -> None:
+    """Past max_topics the topic published to longest ago loses its log (and epoch)."""
+    h = MemoryHistory(10, 60.0, epochs=epochs(), max_topics=2)  # type: ignore[arg-type]
+    publish(h, "a", 1)
+    publish(h, "b", 1)
+    publish(h, "a", 2)
+    publish(h, "c", 1)
+    assert h.topics == 2
+    assert h.since("a", (2, "e1"), 0.0).recovered
+    assert not h.since("b", (1, "e2"), 0.0).recovered
+
+
 @pytest.mark.parametrize(
     "since",
     [
