@@ -50,9 +50,9 @@ from ._backoff import backoff, may_reconnect
 from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed
 from ._concurrency import is_async_callable
 from ._resume import Position, Positions
-from .envelope import PING, Push, encode_request, push_from, response_from
+from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = [
     "Client",

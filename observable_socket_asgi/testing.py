@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ._client_protocol import Answer, Correlator, PushBuffer, Pushed
-from .envelope import Push, encode_request
+from .envelope import Push, Response, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
-from .types import Payload, Response
+from .types import Payload
 
 __all__ = [
     "ConnectionClosed",

@@ -18,7 +18,7 @@ from observable_socket_asgi.client import (
     RequestTimeout,
     connect,
 )
-from observable_socket_asgi.types import Response
+from observable_socket_asgi.envelope import Response
 from tests.helpers import MS, TIMEOUT, Server, running, wait_until
 
 pytestmark = pytest.mark.e2e

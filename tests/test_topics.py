@@ -14,7 +14,8 @@ from websockets.asyncio.client import connect
 
 import observable_socket_asgi.topics as topics_module
 from observable_socket_asgi import ConnectionClosed, SocketRouter, Status, envelope
-from observable_socket_asgi.topics import Backplane, InMemoryBackplane, make_backplane
+from observable_socket_asgi.routing import make_backplane
+from observable_socket_asgi.topics import Backplane, InMemoryBackplane
 from tests.helpers import (
     TIMEOUT,
     Communicator,
