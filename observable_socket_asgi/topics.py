@@ -57,7 +57,11 @@ class Backplane:
     """The local subscriber registry, and the base of every backplane.
 
     This base carries nothing between processes; subclasses override `_start`, `_stop`,
-    `_remote_subscribe`, `_remote_unsubscribe` and `_remote_publish`.
+    `_remote_subscribe`, `_remote_unsubscribe` and `_remote_publish`. One that keeps the
+    topics' history itself, so that every worker numbers pushes alike, also overrides
+    `_shares_history`, `_publish_positioned` and `_history_since` (without them the history
+    is this process's own); `_make_presence` and `idempotency_store` share presence and
+    idempotent answers between workers.
     """
 
     def __init__(self) -> None:
