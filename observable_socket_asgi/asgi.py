@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,10 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        await _upgrade_required(send)
+        if router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+            await _asyncapi(router, scope, send)
+        else:
+            await _upgrade_required(send)
     else:
         raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -237,6 +241,65 @@ async def _lifespan(
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _is_asyncapi_path(url: str, scope: Scope) -> bool:
+    # Mounted under a prefix, `path` may or may not include the `root_path` (servers and
+    # frameworks differ): accept both.
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    return path == url or (bool(root) and path == root + url)
+
+
+async def _asyncapi(router: SocketRouter, scope: Scope, send: ASGISendCallable) -> None:
+    """Answer GET (and HEAD) with the router's AsyncAPI document; other methods 405."""
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        await _plain(send, 405, b"405 Method Not Allowed: GET only.\n", [(b"allow", b"GET, HEAD")])
+        return
+    try:
+        # stdlib json: a rare request, and envelope.py stays the one orjson edge of the wire
+        body = json.dumps(router.asyncapi(), ensure_ascii=False).encode()
+    except Exception:
+        logger.exception("building the AsyncAPI document failed")
+        await _plain(send, 500, b"500 Internal Server Error\n", [])
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "trailers": False,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+    )
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _upgrade_required(send: ASGISendCallable) -> None:

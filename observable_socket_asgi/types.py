@@ -95,9 +95,12 @@ SocketAccess = Callable[[Any], Awaitable[bool] | bool]
 class RouteOptions(TypedDict, total=False):
     """The `options` of `@router.route(name, options=...)`.
 
-    `timeout` (seconds) overrides the router's `handler_timeout` for this route,
-    `rate_limit` (`(messages, per_seconds)`) counts this route's requests in a bucket of its
-    own, and `idempotent` runs the route once per uuid (and identity) within the router's
+    `timeout` (seconds) overrides the router's `handler_timeout` for this route, and
+    `rate_limit` (`(messages, per_seconds)`) counts this route's requests in a bucket of its own.
+    `payload` and `response` declare types (anything pydantic v2's `TypeAdapter` accepts):
+    the payload is validated as it enters the pipeline (400 with field errors), a 2xx
+    response payload is checked and serialised after `dehydrate` (500 when it does not fit).
+    `idempotent` runs the route once per uuid (and identity) within the router's
     `idempotency_ttl`, answering retries with the first answer.
     """
 
@@ -108,6 +111,8 @@ class RouteOptions(TypedDict, total=False):
     timeout: float | None
     rate_limit: tuple[int, float] | None
     idempotent: bool
+    payload: Any
+    response: Any
 
 
 ScopeMapping = Mapping[str, Any]
