@@ -246,6 +246,7 @@ async def _lifespan(
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
+                await router.idempotency.close()
                 await router.backplane.stop()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
