@@ -1,9 +1,12 @@
 """The demo server: `scripts/serve` (or `python -m examples.app`), run from the clone's root.
 
-It serves the quickstart route (`math/sum`), an echo, a push demo and the "fetch once, use
-twice" article route on a real SQLite database, created and seeded on first start. A small
-ASGI middleware (`examples.db.DatabaseMiddleware`) puts a database session and the user (from
-`?user=...`) into the scope of each connection, which is where the article hooks look for them.
+It serves the quickstart route (`math/sum`), an echo, two push demos (`clock/ticks` answers
+then pushes to the caller; `clock/subscribe` subscribes the caller to the topic "clock",
+published every second: `observable-socket listen URL --call clock/subscribe`), and the "fetch
+once, use twice" article route on a real SQLite database, created and seeded on first start. A
+small ASGI middleware (`examples.db.DatabaseMiddleware`) puts a database session and the user
+(from `?user=...`) into the scope of each connection, which is where the article hooks look for
+them.
 
 `python -m examples.app` takes its address from `--host`/`--port`, else from the `HOST` and
 `PORT` environment variables, else 127.0.0.1:8000; port 0 picks a free one. It prints the
@@ -16,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,34 @@ from observable_socket_asgi import SocketRouter, Status
 from .articles import router as articles
 from .db import DatabaseMiddleware, dispose, init_db
 
-router = SocketRouter(on_startup=[init_db], on_shutdown=[dispose])
+log = logging.getLogger("uvicorn.error")
+
+
+async def start_clock() -> None:
+    clock_task.append(asyncio.get_running_loop().create_task(publish_clock()))
+
+
+async def stop_clock() -> None:
+    for task in clock_task:
+        task.cancel()
+    await asyncio.gather(*clock_task, return_exceptions=True)
+    clock_task.clear()
+
+
+async def publish_clock() -> None:
+    """Publish the time on topic "clock" every second, for the `clock/subscribe` callers."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await router.publish("clock", {"time": time.strftime("%H:%M:%S")})
+        except Exception:  # a broker hiccup must not stop the clock
+            log.exception("publishing the clock failed")
+
+
+# the clock's task, while the app runs (a list, so the hooks need no global statement)
+clock_task: list[asyncio.Task[None]] = []
+
+router = SocketRouter(on_startup=[init_db, start_clock], on_shutdown=[stop_clock, dispose])
 
 
 @router.route("math/sum")
@@ -56,6 +88,13 @@ async def ticks(ws: Any, headers: dict[str, Any], payload: Any) -> dict[str, Any
     return {"status": Status.ACCEPTED, "payload": {"ticks": count}}
 
 
+@router.route("clock/subscribe")
+async def subscribe_clock(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+    """Subscribe the caller to the topic "clock": a push (route "clock") every second."""
+    await ws.subscribe("clock")
+    return {"payload": {"topic": "clock"}}
+
+
 # The article route lives in its own module, written as the README writes it.
 router.include_router(articles)
 
@@ -72,6 +111,7 @@ def banner(url: str) -> str:
         f"ObservableSocket demo listening on {url}. Try:\n"
         f"  {cli} call {url} math/sum '[1, 2, 3, 4]'\n"
         f"  {cli} call {url} get-article -H article=1\n"
+        f"  {cli} listen {url} --call clock/subscribe\n"
         f"  or point the ObservableSocket JS client at {url}"
     )
 
