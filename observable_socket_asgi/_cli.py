@@ -1,8 +1,9 @@
-"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn.
+"""The command line: `call` a route, `listen` to pushes, `serve` a router, `top` to watch one.
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status,
 2 for a usage error (bad JSON payload, bad `-H`), 3 when the connection is refused or
-closed, 4 when no answer arrives within `--timeout`.
+closed, 4 when no answer arrives within `--timeout`. `top --count N` exits 0 if its last
+scrape succeeded, else 3.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_call(args))
         if args.command == "listen":
             return asyncio.run(_listen(args))
+        if args.command == "top":
+            return _top(args)
         return _serve(args)
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
     serve.add_argument("--log-level", default="info")
+
+    top = commands.add_parser(
+        "top",
+        help="a live view of a router's metrics",
+        description="Scrape a router's metrics_url every interval and show connections, "
+        "requests per second and p50/p99 per route, in-flight, queued pushes and the "
+        "backplane. Needs prometheus_client (the metrics extra).",
+    )
+    top.add_argument("url", help="http:// URL of the router's metrics_url")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
+    top.add_argument("--count", type=int, default=None, help="stop after this many screens")
+    top.add_argument("--timeout", type=float, default=5.0, help="seconds per scrape (default 5)")
     return parser
 
 
@@ -158,6 +173,40 @@ async def _listen(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_CLOSED
+
+
+def _top(args: argparse.Namespace) -> int:
+    import time
+    import urllib.request
+
+    from . import _top
+
+    if args.interval <= 0:
+        raise _UsageError(f"--interval must be positive, got {args.interval}")
+    if not args.url.startswith(("http://", "https://")):
+        raise _UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    previous: _top.Snapshot | None = None
+    shown = 0
+    ok = False
+    while args.count is None or shown < args.count:
+        if shown:
+            time.sleep(args.interval)
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as answer:
+                text = answer.read().decode("utf-8")
+            current = _top.parse(text, time.monotonic())
+        except (OSError, ValueError) as exc:
+            screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
+            ok = False
+        else:
+            screen = _top.render(previous, current, args.url)
+            previous = current
+            ok = True
+        sys.stdout.write(clear + screen + ("" if clear else "\n"))
+        sys.stdout.flush()
+        shown += 1
+    return EXIT_OK if ok else EXIT_CLOSED
 
 
 def _serve(args: argparse.Namespace) -> int:
