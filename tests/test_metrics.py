@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+import websockets
+from websockets.asyncio.client import connect
 
-pytest.importorskip("prometheus_client")
-
+from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
-from tests.metrics_helpers import Scrape
+from tests.helpers import MS, TIMEOUT, Server, free_socket, request, running
+from tests.metrics_helpers import Scrape, scrape
+from tests.test_redis_backplane import RedisServer
 
 
 def scrape_of(metrics: PrometheusMetrics) -> Scrape:
@@ -105,3 +120,380 @@ def test_openmetrics_is_served_when_asked_for() -> None:
     body, content_type = PrometheusMetrics().exposition("application/openmetrics-text")
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
+
+
+# Real uvicorn, real HTTP scrapes
+
+
+def metrics_url(server: Server) -> str:
+    return f"http://127.0.0.1:{server.port}/metrics"
+
+
+async def wait_for_scrape(url: str, check: Any) -> Scrape:
+    """Scrape until `check(scrape)` holds (cleanup after a close is asynchronous)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            s = await asyncio.to_thread(scrape, url)
+            if check(s):
+                return s
+            await asyncio.sleep(10 * MS)
+
+
+def traffic_router(**options: Any) -> SocketRouter:
+    router = SocketRouter(metrics_url="/metrics", **options)
+
+    @router.route("ok")
+    async def ok(ws: Any, headers: Any, payload: Any) -> Any:
+        return {"payload": payload}
+
+    @router.route("boom")
+    async def boom(ws: Any, headers: Any, payload: Any) -> Any:
+        raise RuntimeError("handler failure")
+
+    @router.route("slow", {"timeout": 50 * MS})
+    async def slow(ws: Any, headers: Any, payload: Any) -> Any:
+        await asyncio.sleep(TIMEOUT)
+
+    @router.route("limited", {"rate_limit": (2, 3600.0)})
+    async def limited(ws: Any, headers: Any, payload: Any) -> Any:
+        return {}
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.subscribe(payload)
+        return {}
+
+    @router.route("announce")
+    async def announce(ws: Any, headers: Any, payload: Any) -> Any:
+        await router.publish("feed", payload)
+        return {}
+
+    return router
+
+
+async def exchange(ws: Any, frame: str, pushes: int = 0) -> dict[str, Any]:
+    """Send a frame, read its reply (and `pushes` pushes), return the reply."""
+    await ws.send(frame)
+    reply = None
+    for _ in range(pushes + 1):
+        message = orjson.loads(await ws.recv())
+        if message.get("route") == "feed":
+            continue
+        reply = message
+    assert reply is not None
+    return reply
+
+
+async def test_exact_counts_after_known_traffic() -> None:
+    """404s, 429s, 504s, 500s, malformed frames, PINGs, pushes and closes are counted exactly,
+    scraped over HTTP from a real uvicorn and parsed with prometheus_client's parser."""
+    router = traffic_router()
+    with running(router) as server:
+        url = metrics_url(server)
+        async with asyncio.timeout(TIMEOUT):
+            async with connect(server.url, compression=None) as ws:
+                statuses = [
+                    (await exchange(ws, request(route, 1, uuid=n)))["status"]
+                    for n, route in enumerate(
+                        ["ok", "ok", "ok", "boom", "slow", "limited", "limited", "limited",
+                         "nope", "other/missing"]
+                    )
+                ]  # fmt: skip
+                assert statuses == [200, 200, 200, 500, 504, 200, 200, 429, 404, 404]
+                assert (await exchange(ws, "not json"))["status"] == 400
+                pong = await exchange(ws, request("PING", None, uuid="p"))
+                assert pong["route"] == "PONG"
+                assert (await exchange(ws, request("join", "feed", uuid="j")))["status"] == 200
+                for n in range(2):
+                    await exchange(ws, request("announce", n, uuid=f"a{n}"), pushes=1)
+                during = await asyncio.to_thread(scrape, url)
+                assert during.value("connections_open") == 1
+            async with connect(server.url, compression=None) as ws2:
+                await ws2.close(4001, "custom")
+        s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+    expected = {
+        ("ok", 200): 3,
+        ("boom", 500): 1,
+        ("slow", 504): 1,
+        ("limited", 200): 2,
+        ("limited", 429): 1,
+        (UNKNOWN, 404): 2,
+        (MALFORMED, 400): 1,
+        (PING, 200): 1,
+        ("join", 200): 1,
+        ("announce", 200): 2,
+    }
+    for (route, status), count in expected.items():
+        assert s.value("requests_total", route=route, status=status) == count, (route, status)
+    assert sum(
+        value for (name, _), value in s.samples.items()
+        if name == "observable_socket_requests_total"
+    ) == sum(expected.values())  # fmt: skip
+    assert s.value("request_duration_seconds_count", route="ok") == 3
+    assert s.value("request_duration_seconds_count", route="slow") == 1
+    assert s.value("request_duration_seconds_sum", route="slow") >= 0.05 * MS * 1000
+    assert s.value("requests_in_flight") == 0
+    assert s.value("connections_total", outcome="accepted") == 2
+    assert s.value("disconnects_total", code=1000) == 1
+    assert s.value("disconnects_total", code="other") == 1
+    assert s.value("pushes_total", outcome="sent") == 2
+    assert s.value("pushes_total", outcome="dropped") == 0
+    assert s.value("queued_push_bytes") == 0
+    assert s.value("backplane_connected") == 1
+
+
+async def test_random_unknown_routes_add_no_series() -> None:
+    """Random route names, junk frames and odd close codes leave the set of series unchanged."""
+    import random
+
+    rng = random.Random(1234)
+    router = traffic_router()
+    with running(router) as server:
+        url = metrics_url(server)
+        # One of each fixed label first, so that the series set is complete.
+        async with asyncio.timeout(TIMEOUT), connect(server.url, compression=None) as ws:
+            await exchange(ws, request("nope"))
+            await exchange(ws, "{")
+            await exchange(ws, request("PING"))
+            await ws.close(4000)
+        before = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+        async with asyncio.timeout(TIMEOUT):
+            for code in (4001, 4999, 3000):
+                async with connect(server.url, compression=None) as ws:
+                    for n in range(40):
+                        name = "".join(rng.choice("abcxyz/:-_<>{}") for _ in range(12))
+                        await exchange(ws, request(name, n, uuid=n))
+                        await exchange(ws, f'{{"uuid":{n},"route":{n}}}')
+                    await ws.close(code)
+        after = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+    assert after.series() == before.series()
+    assert after.value("requests_total", route=UNKNOWN, status=404) == 1 + 120
+    assert after.value("requests_total", route=MALFORMED, status=400) == 1 + 120
+    assert after.value("disconnects_total", code="other") == 4
+
+
+async def test_refusals_are_counted_by_reason() -> None:
+    """Origin and capacity refusals are counted under their reason; they never count as open."""
+    router = traffic_router(allowed_origins=["https://ok.example"], max_connections=1)
+    with running(router) as server:
+        url = metrics_url(server)
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(websockets.ConnectionClosed):
+                async with connect(server.url, origin="https://evil.example") as bad:
+                    await bad.recv()
+            async with connect(server.url, origin="https://ok.example") as first:
+                assert (await exchange(first, request("ok")))["status"] == 200
+                with pytest.raises(websockets.ConnectionClosed):
+                    async with connect(server.url, origin="https://ok.example") as extra:
+                        await extra.recv()
+        s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+    assert s.value("connections_total", outcome="accepted") == 1
+    assert s.value("connections_total", outcome="refused_origin") == 1
+    assert s.value("connections_total", outcome="refused_capacity") == 1
+    assert s.value("disconnects_total", code=1000) == 1  # refusals are not disconnects
+
+
+async def test_slow_consumer_close_is_counted() -> None:
+    """A client that stops reading its pushes is closed once, its queued pushes dropped."""
+    router = traffic_router(max_queued_pushes=4)
+    big = "x" * 256 * 1024
+    with running(router) as server:
+        url = metrics_url(server)
+        async with asyncio.timeout(TIMEOUT):
+            async with connect(server.url, max_queue=1, compression=None) as slow:
+                await exchange(slow, request("join", "feed"))
+                published = 0
+                while not server.call(lambda: all(c.closed for c in router.connections)):
+                    assert published < 400, "the slow consumer was never closed"
+                    await publish_on(server, router, "feed", [published, big])
+                    published += 1
+                with pytest.raises(websockets.ConnectionClosed):
+                    while True:
+                        await slow.recv()
+        s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+    assert s.value("slow_consumer_closes_total") == 1
+    assert s.value("disconnects_total", code=1013) == 1
+    sent, dropped = (
+        s.value("pushes_total", outcome="sent"),
+        s.value("pushes_total", outcome="dropped"),
+    )
+    assert dropped >= 1
+    assert sent + dropped <= published
+    assert s.value("queued_push_bytes") == 0
+
+
+async def publish_on(server: Server, router: SocketRouter, *args: Any) -> None:
+    assert server.loop is not None
+    future = asyncio.run_coroutine_threadsafe(router.publish(*args), server.loop)
+    await asyncio.wrap_future(future)
+
+
+def test_metrics_endpoint_speaks_plain_http() -> None:
+    """GET and HEAD answer; other methods get 405; other paths stay 426 (WebSocket only)."""
+    router = traffic_router()
+    with running(router) as server:
+        url = metrics_url(server)
+        head = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(head, timeout=TIMEOUT) as answer:
+            assert answer.status == 200 and answer.read() == b""
+            assert int(answer.headers["content-length"]) > 0
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"x"), timeout=TIMEOUT)
+        assert info.value.code == 405 and info.value.headers["allow"] == "GET, HEAD"
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url + "/more", timeout=TIMEOUT)
+        assert info.value.code == 426
+        om = urllib.request.Request(url, headers={"accept": "application/openmetrics-text"})
+        with urllib.request.urlopen(om, timeout=TIMEOUT) as answer:
+            assert answer.headers["content-type"].startswith("application/openmetrics-text")
+
+
+def test_router_metrics_option_is_checked() -> None:
+    """metrics_url must be an absolute path."""
+    with pytest.raises(ValueError, match="metrics_url"):
+        SocketRouter(metrics_url="metrics")
+    assert SocketRouter().metrics is None
+    assert isinstance(SocketRouter(metrics_url="/m").metrics, PrometheusMetrics)
+
+
+def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
+    """With metrics and tracing off, serving a request imports neither library."""
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        from observable_socket_asgi import SocketRouter
+        from observable_socket_asgi.testing import TestClient
+
+        router = SocketRouter()
+
+        @router.route("r")
+        async def r(ws, headers, payload):
+            return {"payload": payload}
+
+        async def main():
+            async with TestClient(router) as client:
+                assert (await client.request("r", 1)).payload == 1
+                assert (await client.request("nope")).status == 404
+
+        asyncio.run(main())
+        bad = sorted(m for m in sys.modules
+                     if m.split(".")[0] in ("prometheus_client", "opentelemetry")
+                     or m in ("observable_socket_asgi.metrics", "observable_socket_asgi.tracing"))
+        print(bad)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# A Redis outage, with a real redis-server
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for one test; skipped (or failed in CI) when it is not installed."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        if os.environ.get("OBSERVABLE_SOCKET_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is required here (OBSERVABLE_SOCKET_REQUIRE_REDIS=1)")
+        pytest.skip("redis-server not found: apt-get install redis-server")
+    server = RedisServer(executable)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.redis
+async def test_redis_outage_is_seen_in_the_backplane_metrics(redis_server: RedisServer) -> None:
+    """Publishes are timed while Redis is up; with Redis killed the backplane reads 0 and a
+    publish counts as dropped (its local subscriber still gets it); after a restart, 1 again."""
+    from observable_socket_asgi.redis_backplane import RedisBackplane
+
+    backplane = RedisBackplane(redis_server.url, ping_interval=0.2, max_backoff=0.2)
+    router = traffic_router(backplane=backplane)
+    with running(router) as server:
+        url = metrics_url(server)
+        async with asyncio.timeout(TIMEOUT * 3), connect(server.url, compression=None) as ws:
+            await exchange(ws, request("join", "feed"))
+            await exchange(ws, request("announce", 1), pushes=1)
+            up = await asyncio.to_thread(scrape, url)
+            assert up.value("backplane_connected") == 1
+            assert up.value("backplane_publish_seconds_count") == 1
+            assert up.value("backplane_dropped_total") == 0
+
+            redis_server.kill()
+            await wait_for_scrape(url, lambda s: s.value("backplane_connected") == 0)
+            await exchange(ws, request("announce", 2), pushes=1)  # still delivered here
+            down = await asyncio.to_thread(scrape, url)
+            assert down.value("backplane_dropped_total") == 1
+            assert down.value("backplane_publish_seconds_count") == 1
+            assert down.value("pushes_total", outcome="sent") == 2
+
+            redis_server.start()
+            back = await wait_for_scrape(url, lambda s: s.value("backplane_connected") == 1)
+            assert back.value("backplane_dropped_total") == 1
+
+
+# Two uvicorn workers, one scrape
+
+
+def test_two_workers_scrape_adds_up_both(tmp_path: Any) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR, `uvicorn --workers 2` reports both workers' requests
+    and connections whichever worker answers the scrape."""
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "examples.observed:app", "--fd", str(fd),
+         "--workers", "2", "--log-level", "warning"],
+        cwd=root,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+        pass_fds=[fd],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        asyncio.run(_two_workers(f"ws://127.0.0.1:{port}/ws", url))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        sock.close()
+
+
+async def _two_workers(ws_url: str, url: str) -> None:
+    async with asyncio.timeout(TIMEOUT * 6):
+        while True:  # both workers import the app and start; any scrape answering will do
+            try:
+                await asyncio.to_thread(scrape, url)
+                break
+            except OSError:
+                await asyncio.sleep(50 * MS)
+        pids: dict[int, int] = {}
+        connections = 0
+        # The kernel spreads connections between the workers; stop once both served some.
+        while len(pids) < 2 or min(pids.values()) < 2:
+            assert connections < 200, f"one worker served every connection: {pids}"
+            async with connect(ws_url, compression=None) as ws:
+                connections += 1
+                for n in range(3):
+                    reply = await exchange(ws, request("whoami", None, uuid=n))
+                    pid = reply["payload"]["pid"]
+                    pids[pid] = pids.get(pid, 0) + 1
+        total = sum(pids.values())
+        for _ in range(6):  # several scrapes, answered by either worker: the same sums
+            s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
+            assert s.value("requests_total", route="whoami", status=200) == total, pids
+            assert s.value("connections_total", outcome="accepted") == connections
+            assert s.value("disconnects_total", code=1000) == connections
+            assert s.value("request_duration_seconds_count", route="whoami") == total
+            assert s.value("requests_in_flight") == 0

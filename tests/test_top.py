@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import subprocess
+import sys
 import time
 
+import orjson
 import pytest
+from websockets.asyncio.client import connect
 
 pytest.importorskip("prometheus_client")
 
 from observable_socket_asgi import _top
 from observable_socket_asgi._observe import UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
+from tests.helpers import MS, TIMEOUT, free_socket, request, running
 
 
 def text_of(metrics: PrometheusMetrics) -> str:
@@ -96,3 +102,56 @@ def test_render_first_screen_and_empty_router() -> None:
     row = next(line for line in first.splitlines() if line.startswith("r "))
     assert row.split()[1] == "-"
     assert _top.render(None, _top.Snapshot(at=0.0)).rstrip().endswith("(no requests yet)")
+
+
+# The command against a real server
+
+
+def run_top(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "observable_socket_asgi", "top", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _traffic(url: str) -> None:
+    async with asyncio.timeout(TIMEOUT), connect(url, compression=None) as ws:
+        for n in range(5):
+            await ws.send(request("math/sum", [1, n], uuid=n))
+            assert orjson.loads(await ws.recv())["status"] == 200
+        await ws.send(request("nope"))
+        await ws.recv()
+
+
+def test_top_shows_a_live_router() -> None:
+    """`observable-socket top URL` scrapes the router and shows its routes and connections."""
+    from examples.observed import app
+
+    with running(app) as server:
+        asyncio.run(_traffic(server.url))
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        done = run_top(url, "--count", "2", "--interval", str(20 * MS))
+    assert done.returncode == 0, done.stderr
+    screens = done.stdout.split("observable-socket top")
+    assert len(screens) == 3  # two screens (no terminal: no clearing, one after the other)
+    last = screens[-1]
+    row = next(line for line in last.splitlines() if line.startswith("math/sum"))
+    assert row.split()[1] == "0.0"  # no traffic between the two scrapes
+    assert row.split()[-1] == "5"
+    assert "connections 0 open" in last
+    unknown = next(line for line in last.splitlines() if line.startswith(UNKNOWN))
+    assert unknown.split()[-1] == "1"
+
+
+def test_top_reports_an_unreachable_server() -> None:
+    """No server: the screen says why, and --count ends with exit status 3."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    done = run_top(f"http://127.0.0.1:{port}/metrics", "--count", "1", "--timeout", "2")
+    assert done.returncode == 3
+    assert "cannot read the metrics" in done.stdout
+    bad = run_top("ws://127.0.0.1:1/metrics", "--count", "1")
+    assert bad.returncode == 2 and "http://" in bad.stderr
