@@ -29,6 +29,7 @@ __all__ = [
     "Observer",
     "close_code_label",
     "note_failure",
+    "status_of",
 ]
 
 #: the route label of a request naming a route that is not registered (answered 404)
@@ -49,6 +50,16 @@ _KNOWN_CODES = frozenset(range(1000, 1016))
 _failure_sink: contextvars.ContextVar[Callable[[BaseException], None] | None] = (
     contextvars.ContextVar("observable_socket_failure_sink", default=None)
 )
+
+
+def status_of(frame: str) -> int:
+    """The status of a reply frame the router encoded (`{"uuid":...,"status":NNN,...}`).
+
+    Only observers need it, so the pipeline does not carry the status beside every frame.
+    The first `,"status":` is the envelope's own: inside a JSON string a quote is escaped.
+    """
+    at = frame.find(',"status":') + 10
+    return int(frame[at : at + 3])
 
 
 def close_code_label(code: int | None) -> str:
@@ -104,8 +115,12 @@ class Observer:
         """
         return started
 
-    def request_finished(self, token: Any, route: str, status: int) -> None:
-        """The reply to a started request was handed to the server (or the request ended)."""
+    def request_finished(self, token: Any, route: str, status: int | None) -> None:
+        """The reply to a started request was handed to the server (or queued behind a write).
+
+        `status` is None when the request ended without a reply (cancelled: the connection
+        closed first).
+        """
 
     def answered(self, route: str, status: int, started: float) -> None:
         """The router answered a frame itself: PING, unknown route, malformed, rate limited."""
@@ -162,7 +177,7 @@ class Fanout(Observer):
     def request_started(self, route: str, headers: Mapping[str, Any], started: float) -> Any:
         return [observer.request_started(route, headers, started) for observer in self.observers]
 
-    def request_finished(self, token: Any, route: str, status: int) -> None:
+    def request_finished(self, token: Any, route: str, status: int | None) -> None:
         # Finished in reverse order of start: a tracing context attached last is detached first.
         for observer, each in zip(reversed(self.observers), reversed(token), strict=True):
             observer.request_finished(each, route, status)

@@ -18,6 +18,7 @@ from .connection import Connection
 from .status import CloseCode
 
 if TYPE_CHECKING:
+    from ._observe import Observer
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
@@ -36,7 +37,11 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        await _upgrade_required(send)
+        metrics = router.metrics
+        if metrics is not None and _path(scope) == router.metrics_url:
+            await metrics.scrape(scope, send)
+        else:
+            await _upgrade_required(send)
     else:
         raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -55,10 +60,11 @@ async def serve_connection(
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
+    observer = router._observer
     refusal = _refusal(router, conn)
     if refusal is not None:
-        code, reason = refusal
-        await _refuse(send, code, reason)
+        code, reason, why = refusal
+        await _refuse(send, code, reason, observer, why)
         return
     # The slot is taken in the same step as the check, before any await: handshakes that
     # overlap (a slow access_logic, a slow accept) would otherwise all pass the check.
@@ -74,21 +80,33 @@ async def serve_connection(
                     conn.client,
                     router.handshake_timeout,
                 )
-                await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
+                await _refuse(
+                    send,
+                    CloseCode.TRY_AGAIN_LATER,
+                    "handshake timed out",
+                    observer,
+                    "handshake_timeout",
+                )
                 return
             except Exception:
                 logger.exception("access_logic raised for %s", scope.get("path"))
-                await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
+                await _refuse(
+                    send, CloseCode.INTERNAL_ERROR, "internal server error", observer, "error"
+                )
                 return
             if not allowed:
-                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied", observer, "access")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         router.connections.add(conn)
+        if observer is not None:
+            observer.connection_accepted()
         try:
             await conn.run()
         finally:
             router.connections.discard(conn)
+            if observer is not None:
+                observer.connection_closed(conn.close_code)
     finally:
         router._slots_taken -= 1
 
@@ -129,25 +147,39 @@ async def _websocket(
     await serve_connection(router, scope, receive, send)
 
 
-def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str] | None:
+def _path(scope: Scope) -> str:
+    """The request path below the application's mount point (`root_path`)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str, str] | None:
+    """Why a handshake is refused before access_logic: (close code, reason, observer's why)."""
     if router.allowed_origins is not None or router.require_origin:
         origin = conn.headers.get("origin")
         if origin is None:
             if router.require_origin:
                 logger.warning("refused %s: no Origin header", conn.client)
-                return CloseCode.POLICY_VIOLATION, "origin required"
+                return CloseCode.POLICY_VIOLATION, "origin required", "origin"
         elif router.allowed_origins is not None and not origin_allowed(
             origin, router.allowed_origins
         ):
             logger.warning("refused %s: origin %r not allowed", conn.client, origin)
-            return CloseCode.POLICY_VIOLATION, "origin not allowed"
+            return CloseCode.POLICY_VIOLATION, "origin not allowed", "origin"
     if router.max_connections is not None and router._slots_taken >= router.max_connections:
         logger.warning("refused %s: %d connections open", conn.client, router._slots_taken)
-        return CloseCode.TRY_AGAIN_LATER, "try again later"
+        return CloseCode.TRY_AGAIN_LATER, "try again later", "capacity"
     return None
 
 
-async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
+async def _refuse(
+    send: ASGISendCallable, code: int, reason: str, observer: Observer | None, why: str
+) -> None:
+    if observer is not None:
+        observer.connection_refused(why)
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -176,6 +208,8 @@ async def _lifespan(
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
                 await router.backplane.stop()
+                if router._observer is not None:
+                    router._observer.shutdown()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

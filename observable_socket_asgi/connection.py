@@ -24,9 +24,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from ._concurrency import start_eagerly
+from ._observe import MALFORMED, UNKNOWN, status_of
+from ._observe import PING as PING_LABEL
 from .datastructures import Address, Headers, QueryParams, State, parse_cookies
 from .envelope import PING, encode_error, encode_pong, encode_push, parse_request
 from .errors import ConnectionClosed, ProtocolError
@@ -76,6 +79,7 @@ class Connection:
     __slots__ = (
         "_ahead",
         "_bucket",
+        "_close_code",
         "_cookies",
         "_headers",
         "_idle_handle",
@@ -83,6 +87,7 @@ class Connection:
         "_last_seen",
         "_loop",
         "_main_task",
+        "_observer",
         "_out",
         "_query_params",
         "_queued_pushes",
@@ -144,6 +149,10 @@ class Connection:
         self._query_params: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
         self._state: State | None = None
+        # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
+        self._observer = router._observer
+        # the first close code sent or received; reported when the connection ends
+        self._close_code: int | None = None
 
     # Public API: the Starlette-compatible view
 
@@ -185,6 +194,11 @@ class Connection:
         if self._state is None:
             self._state = State(self.scope.setdefault("state", {}))
         return self._state
+
+    @property
+    def close_code(self) -> int | None:
+        """The first close code sent or received, None while open or if none was exchanged."""
+        return self._close_code
 
     @property
     def closed(self) -> bool:
@@ -239,6 +253,8 @@ class Connection:
         if self._status != _OPEN:
             return
         self._status = _CLOSING
+        if self._close_code is None:
+            self._close_code = code
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:  # the peer is already gone: nothing to tell it
@@ -261,6 +277,8 @@ class Connection:
         rate_limit = router.rate_limit
         loop = self._loop
         serve = self._serve
+        observer = self._observer
+        started = 0.0
         self._main_task = asyncio.current_task()
         if router.idle_timeout is not None:
             self._last_seen = loop.time()
@@ -280,6 +298,8 @@ class Connection:
                 mtype = message["type"]
                 if mtype == "websocket.receive":
                     self._last_seen = loop.time()
+                    if observer is not None:
+                        started = perf_counter()
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
@@ -289,12 +309,16 @@ class Connection:
                     except ProtocolError as exc:
                         logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
                         await self._write(encode_error(exc.status, exc.uuid, exc.message), True)
+                        if observer is not None:
+                            observer.answered(MALFORMED, exc.status, started)
                         continue
                     name = request.route
                     route = routes.get(name)
                     if route is None:
                         if name == PING and heartbeat:
                             await self._write(encode_pong(request.uuid), True)
+                            if observer is not None:
+                                observer.answered(PING_LABEL, Status.OK, started)
                         else:
                             await self._write(
                                 encode_error(
@@ -302,6 +326,8 @@ class Connection:
                                 ),
                                 True,
                             )
+                            if observer is not None:
+                                observer.answered(UNKNOWN, Status.NOT_FOUND, started)
                         continue
                     if (rate_limit is not None or route.rate_limit is not None) and not self._allow(
                         route
@@ -314,11 +340,18 @@ class Connection:
                             ),
                             True,
                         )
+                        if observer is not None:
+                            observer.answered(route.name, Status.TOO_MANY_REQUESTS, started)
                         continue
-                    task = start_eagerly(serve(route, request), loop)
+                    if observer is None:
+                        task = start_eagerly(serve(route, request), loop)
+                    else:
+                        task = start_eagerly(self._serve_observed(route, request, started), loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
                 elif mtype == "websocket.disconnect":
+                    if self._close_code is None:
+                        self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
                     break
         except asyncio.CancelledError:
             # _abort() cancels this task to stop a connection whose peer does not read; any
@@ -346,19 +379,7 @@ class Connection:
         if timeout is None:
             frame = await run_pipeline(route, self.socket, request)
         else:
-            try:
-                async with asyncio.timeout(timeout):
-                    frame = await run_pipeline(route, self.socket, request)
-            except TimeoutError:
-                logger.warning(
-                    "route %r (uuid %r) timed out after %s s and was cancelled",
-                    route.name,
-                    request.uuid,
-                    timeout,
-                )
-                frame = encode_error(
-                    Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
-                )
+            frame = await self._run_with_timeout(route, request, timeout)
         if self._writing or self._status != _OPEN:
             await self._write(frame, True)
             return
@@ -373,6 +394,38 @@ class Connection:
             self._write_failed(exc)
         finally:
             self._release_writer()
+
+    async def _run_with_timeout(self, route: Route, request: Request, seconds: float) -> str:
+        try:
+            async with asyncio.timeout(seconds):
+                return await run_pipeline(route, self.socket, request)
+        except TimeoutError:
+            logger.warning(
+                "route %r (uuid %r) timed out after %s s and was cancelled",
+                route.name,
+                request.uuid,
+                seconds,
+            )
+            return encode_error(
+                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {seconds} s"
+            )
+
+    async def _serve_observed(self, route: Route, request: Request, started: float) -> None:
+        """`_serve`, reported to the observer; used only when one is configured."""
+        observer = self._observer
+        assert observer is not None
+        token = observer.request_started(route.name, request.headers, started)
+        status: int | None = None  # stays None if cancelled before a reply exists
+        try:
+            timeout = route.timeout
+            if timeout is None:
+                frame = await run_pipeline(route, self.socket, request)
+            else:
+                frame = await self._run_with_timeout(route, request, timeout)
+            status = status_of(frame)
+            await self._write(frame, True)
+        finally:
+            observer.request_finished(token, route.name, status)
 
     def _allow(self, route: Route) -> bool:
         now = self._loop.time()
@@ -393,7 +446,10 @@ class Connection:
             self._enqueue(frame, is_reply)
             return
         if self._status != _OPEN:
-            self._sent(is_reply)
+            if is_reply:
+                self._sent(is_reply)
+            elif self._observer is not None:
+                self._observer.pushes_dropped(1)
             return
         self._writing = True
         try:
@@ -413,6 +469,8 @@ class Connection:
         out.append((frame, is_reply))
         if not is_reply:
             self._queued_pushes += 1
+            if self._observer is not None:
+                self._observer.queued_push_bytes(len(frame))
 
     async def _drain(self) -> None:
         """Send what queued up behind the current write; the caller holds the writer."""
@@ -421,7 +479,7 @@ class Connection:
         while out:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._queued_pushes -= 1
+                self._unqueued(frame)
             await send({"type": "websocket.send", "text": frame})
             self._sent(is_reply)
 
@@ -444,7 +502,7 @@ class Connection:
         if out and not self._writing:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._queued_pushes -= 1
+                self._unqueued(frame)
             await self._write(frame, is_reply)
 
     def _sent(self, is_reply: bool) -> None:
@@ -455,13 +513,33 @@ class Connection:
                 self._slot_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
+        elif self._observer is not None:
+            self._observer.push_sent()
+
+    def _unqueued(self, frame: str) -> None:
+        """A push left the queue (sent or dropped)."""
+        self._queued_pushes -= 1
+        if self._observer is not None:
+            self._observer.queued_push_bytes(-len(frame))
+
+    def _dropped(self, frames: list[str]) -> None:
+        """Pushes taken out of the queue and never sent."""
+        observer = self._observer
+        if observer is not None and frames:
+            observer.queued_push_bytes(-sum(len(frame) for frame in frames))
+            observer.pushes_dropped(len(frames))
 
     def _drop_queue(self) -> None:
         out = self._out
+        dropped: list[str] = []
         while out:
-            _, is_reply = out.popleft()
-            self._sent(is_reply)
+            frame, is_reply = out.popleft()
+            if is_reply:
+                self._sent(is_reply)
+            else:
+                dropped.append(frame)
         self._queued_pushes = 0
+        self._dropped(dropped)
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         """Wait until a reply has been handed to the server, reading at most one message ahead.
@@ -488,10 +566,11 @@ class Connection:
         if self._router.slow_consumer == "drop_oldest":
             out = self._out
             assert out is not None
-            for index, (_, is_reply) in enumerate(out):
+            for index, (frame, is_reply) in enumerate(out):
                 if not is_reply:
                     del out[index]
                     self._queued_pushes -= 1
+                    self._dropped([frame])
                     break
             return True
         logger.warning(
@@ -504,9 +583,14 @@ class Connection:
         out = self._out
         if out:
             replies = [item for item in out if item[1]]
+            self._dropped([frame for frame, is_reply in out if not is_reply])
             out.clear()
             out.extend(replies)
         self._queued_pushes = 0
+        if self._observer is not None:
+            self._observer.slow_consumer_closed()
+        if self._close_code is None:
+            self._close_code = CloseCode.TRY_AGAIN_LATER
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._status = _CLOSING
@@ -518,6 +602,8 @@ class Connection:
         stop serving anyway so the server drops the socket."""
         if self._status == _OPEN:
             self._status = _CLOSING
+        if self._close_code is None:
+            self._close_code = code
         try:
             async with asyncio.timeout(self._router.close_timeout):
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})

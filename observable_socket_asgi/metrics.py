@@ -155,9 +155,10 @@ class PrometheusMetrics(Observer):
         self.requests_in_flight.inc()
         return started
 
-    def request_finished(self, token: Any, route: str, status: int) -> None:
+    def request_finished(self, token: Any, route: str, status: int | None) -> None:
         self.requests_in_flight.dec()
-        self.answered(route, status, token)
+        if status is not None:  # None: cancelled, no reply to count
+            self.answered(route, status, token)
 
     def answered(self, route: str, status: int, started: float) -> None:
         key = (route, status)

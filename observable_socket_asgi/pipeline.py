@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ._observe import note_failure
 from .envelope import encode_error, encode_reply
 from .errors import EncodeError
 from .routing import CallMode, Route
@@ -72,8 +73,9 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         logger.error(
             "route %r (uuid %r): reply is not JSON-serialisable: %s", route.name, uuid, exc
         )
-    except Exception:
+    except Exception as exc:
         logger.exception("route %r (uuid %r) raised", route.name, uuid)
+        note_failure(exc)  # to the request's span, when tracing
     return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
 
 

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,11 +181,15 @@ class RedisBackplane(Backplane):
         task.add_done_callback(self._chores.discard)
 
     async def _remote_publish(self, topic: str, frame: str) -> None:
+        observer = self._observer
         if not self._connected or self._redis is None:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.warning("Redis is down: push to %r reached this worker only", topic)
             return
         channel, body = self._channel(topic), self._origin + frame.encode()
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             async with asyncio.timeout(self.publish_timeout):
                 try:
@@ -197,7 +202,12 @@ class RedisBackplane(Backplane):
             raise
         except Exception as exc:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.error("PUBLISH to %r failed, push reached this worker only: %r", topic, exc)
+            return
+        if observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
 
     # Private methods
 
@@ -264,6 +274,8 @@ class RedisBackplane(Backplane):
                                 break
                     self._pubsub = pubsub
                     self._connected = True
+                    if self._observer is not None:
+                        self._observer.backplane_connected(True)
                 self.connects += 1
                 if down_since is not None:
                     logger.warning(
@@ -333,6 +345,8 @@ class RedisBackplane(Backplane):
                     waiter.set_result(None)
 
     def _disconnected(self) -> None:
+        if self._connected and self._observer is not None:
+            self._observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:

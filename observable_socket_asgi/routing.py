@@ -28,6 +28,8 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ._observe import Observer
+    from .metrics import PrometheusMetrics
     from .topics import Backplane
 
 __all__ = ["CallMode", "Route", "SocketRouter"]
@@ -105,6 +107,10 @@ class SocketRouter:
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
+        metrics_url: a path (`"/metrics"`) where a plain HTTP GET answers Prometheus
+            metrics; needs the `metrics` extra. None: no metrics, nothing recorded.
+        tracing: True for an OpenTelemetry span per request from the global tracer
+            provider, or a `TracerProvider` to use; needs the `otel` extra.
     """
 
     def __init__(
@@ -128,6 +134,8 @@ class SocketRouter:
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         backplane: Backplane | str | None = None,
+        metrics_url: str | None = None,
+        tracing: Any = False,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -146,6 +154,10 @@ class SocketRouter:
         _check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if metrics_url is not None and (
+            not isinstance(metrics_url, str) or not metrics_url.startswith("/")
+        ):
+            raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
 
         self.heartbeat = heartbeat
         self.max_in_flight = max_in_flight
@@ -182,6 +194,28 @@ class SocketRouter:
         from .topics import make_backplane  # topics needs connection, which needs us
 
         self.backplane: Backplane = make_backplane(backplane)
+
+        self.metrics_url = metrics_url
+        #: the Prometheus metrics when `metrics_url` is set (its `registry` can be scraped
+        #: elsewhere too), else None
+        self.metrics: PrometheusMetrics | None = None
+        # Whoever watches the router; None (the default) keeps every call site to one test.
+        self._observer: Observer | None = None
+        observers: list[Observer] = []
+        if metrics_url is not None:
+            from .metrics import PrometheusMetrics
+
+            self.metrics = PrometheusMetrics()
+            observers.append(self.metrics)
+        if tracing is not False and tracing is not None:
+            from .tracing import Tracing
+
+            observers.append(Tracing(None if tracing is True else tracing))
+        if observers:
+            from ._observe import Fanout
+
+            self._observer = observers[0] if len(observers) == 1 else Fanout(observers)
+            self.backplane.observe(self._observer)
 
     # Public API
 

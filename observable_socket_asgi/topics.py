@@ -32,6 +32,7 @@ from .envelope import encode_push
 from .errors import ConnectionClosed
 
 if TYPE_CHECKING:
+    from ._observe import Observer
     from .connection import Connection
     from .types import Header, Payload
 
@@ -56,6 +57,8 @@ class Backplane:
         self._sending: set[asyncio.Task[None]] = set()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
+        # the router's observer, told of connection state, drops and publish times
+        self._observer: Observer | None = None
 
     # Public API
 
@@ -73,6 +76,12 @@ class Backplane:
         """How many local connections are subscribed to `topic`."""
         subs = self._subscribers.get(topic)
         return 0 if subs is None else len(subs)
+
+    def observe(self, observer: Observer | None) -> None:
+        """Report to `observer` from now on (the router calls this when metrics are on)."""
+        self._observer = observer
+        if observer is not None:
+            observer.backplane_connected(self.connected)
 
     async def start(self) -> None:
         """Start carrying publishes (idempotent); the router's lifespan startup calls it."""

@@ -89,11 +89,15 @@ class Tracing(Observer):
         observation.sink_token = set_failure_sink(observation.failed)
         return observation
 
-    def request_finished(self, token: Any, route: str, status: int) -> None:
+    def request_finished(self, token: Any, route: str, status: int | None) -> None:
         observation: _Observation = token
         reset_failure_sink(observation.sink_token)
         otel_context.detach(observation.context_token)
         span = observation.span
+        if status is None:  # the connection closed first: no reply, not a server error
+            span.set_attribute("observable_socket.cancelled", True)
+            span.end()
+            return
         span.set_attribute("rpc.response.status_code", str(status))
         if status >= 500:
             span.set_status(StatusCode.ERROR, f"status {status}")

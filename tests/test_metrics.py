@@ -339,9 +339,11 @@ def test_metrics_endpoint_speaks_plain_http() -> None:
             assert int(answer.headers["content-length"]) > 0
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(urllib.request.Request(url, data=b"x"), timeout=TIMEOUT)
+        info.value.close()
         assert info.value.code == 405 and info.value.headers["allow"] == "GET, HEAD"
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(url + "/more", timeout=TIMEOUT)
+        info.value.close()
         assert info.value.code == 426
         om = urllib.request.Request(url, headers={"accept": "application/openmetrics-text"})
         with urllib.request.urlopen(om, timeout=TIMEOUT) as answer:
