@@ -203,9 +203,9 @@ class SocketRouter:
         self._observer: Observer | None = None
         observers: list[Observer] = []
         if metrics_url is not None:
-            from .metrics import PrometheusMetrics
+            from .metrics import build_metrics
 
-            self.metrics = PrometheusMetrics()
+            self.metrics = build_metrics()
             observers.append(self.metrics)
         if tracing is not False and tracing is not None:
             from .tracing import Tracing

@@ -499,3 +499,44 @@ async def _two_workers(ws_url: str, url: str) -> None:
             assert s.value("disconnects_total", code=1000) == connections
             assert s.value("request_duration_seconds_count", route="whoami") == total
             assert s.value("requests_in_flight") == 0
+
+
+def test_multiprocess_variant_records_the_same_figures() -> None:
+    """The same events give the same series through prometheus_client's own metric objects
+    (what multiprocess mode writes to its files) as through the plain figures."""
+    from prometheus_client import generate_latest
+
+    from observable_socket_asgi.metrics import MultiprocessMetrics
+
+    plain, files = PrometheusMetrics(), MultiprocessMetrics()
+    for m in (plain, files):
+        m.connection_accepted()
+        m.connection_accepted()
+        m.connection_refused("capacity")
+        m.connection_refused("unheard-of")
+        m.connection_closed(1001)
+        m.connection_closed(4444)
+        m.request_finished(m.request_started("r", {}, time.perf_counter()), "r", 201)
+        m.request_finished(m.request_started("r", {}, time.perf_counter()), "r", None)
+        m.answered(UNKNOWN, 404, time.perf_counter())
+        m.push_sent()
+        m.pushes_dropped(2)
+        m.queued_push_bytes(7)
+        m.slow_consumer_closed()
+        m.backplane_connected(False)
+        m.backplane_dropped()
+        m.backplane_published(0.01)
+    a = Scrape(plain.exposition()[0].decode())
+    b = Scrape(generate_latest(files.registry).decode())
+
+    # Durations differ by nature; compare every count and every other value.
+    def comparable(s: Scrape) -> dict[Any, float]:
+        return {
+            key: value
+            for key, value in s.samples.items()
+            if not key[0].endswith(("_sum", "_created")) and "_bucket" not in key[0]
+        }
+
+    assert comparable(a) == comparable(b)
+    assert a.value("requests_total", route="r", status=201) == 1
+    assert a.value("requests_in_flight") == 0
