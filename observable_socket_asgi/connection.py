@@ -233,6 +233,8 @@ class Connection:
             raise ConnectionClosed("connection is closed")
         if self._writing and self._queued_pushes >= self._router.max_queued_pushes:
             if not self._slow_consumer():
+                if self._observer is not None:
+                    self._observer.pushes_dropped(1)  # this push too
                 return
         await self._write(frame, False)
 
