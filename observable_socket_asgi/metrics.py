@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._observe import MALFORMED, PING, REFUSAL_REASONS, UNKNOWN, Observer, close_code_label
-from .types import ASGISendCallable, Scope
+from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -282,6 +282,15 @@ class PrometheusMetrics(Observer):
         """Return the metrics as `(body, content_type)`, in the format `accept` prefers."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Serve the metrics as an ASGI app of its own, at any path it is mounted on
+        (`app.mount("/metrics", router.metrics)` in FastAPI or Starlette)."""
+        if scope["type"] != "http":
+            raise ValueError(f"the metrics app serves http only, got {scope['type']!r}")
+        await self.scrape(scope, send)
 
     async def scrape(self, scope: Scope, send: ASGISendCallable) -> None:
         """Answer one HTTP request for the metrics: GET or HEAD, else 405."""

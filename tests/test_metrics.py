@@ -540,3 +540,63 @@ def test_multiprocess_variant_records_the_same_figures() -> None:
     assert comparable(a) == comparable(b)
     assert a.value("requests_total", route="r", status=201) == 1
     assert a.value("requests_in_flight") == 0
+
+
+def test_metrics_mounted_in_fastapi_with_the_adapter() -> None:
+    """Through fastapi_adapter the router records too; `router.metrics` mounts as an app."""
+    from fastapi import FastAPI
+
+    import fastapi_adapter
+
+    router = fastapi_adapter.SocketRouter(metrics_url="/metrics")
+
+    @router.route("ok")
+    async def ok(ws: Any, headers: Any, payload: Any) -> Any:
+        return {"payload": payload}
+
+    app = FastAPI()
+    app.websocket("/ws")(router)
+    assert router.metrics is not None
+    app.mount("/metrics", router.metrics)
+
+    async def talk(url: str) -> None:
+        async with asyncio.timeout(TIMEOUT), connect(url, compression=None) as ws:
+            assert (await exchange(ws, request("ok", 1)))["status"] == 200
+            assert (await exchange(ws, request("missing")))["status"] == 404
+
+    with running(app) as server:
+        asyncio.run(talk(f"{server.url}/ws"))
+        s = scrape(f"http://127.0.0.1:{server.port}/metrics/")
+        assert s.value("requests_total", route="ok", status=200) == 1
+        assert s.value("requests_total", route=UNKNOWN, status=404) == 1
+        assert s.value("connections_total", outcome="accepted") == 1
+
+
+async def test_request_cancelled_by_a_disconnect_is_not_counted() -> None:
+    """A client that leaves mid-request: in-flight returns to 0, the request has no reply to
+    count, and the connection's close code is counted."""
+    from tests.helpers import Conversation
+
+    router = SocketRouter(metrics_url="/metrics")
+    entered = asyncio.Event()
+
+    @router.route("hang")
+    async def hang(ws: Any, headers: Any, payload: Any) -> Any:
+        entered.set()
+        await asyncio.sleep(TIMEOUT * 10)
+
+    conv = Conversation(router)
+    await conv.connect()
+    await conv.send(request("hang"))
+    async with asyncio.timeout(TIMEOUT):
+        await entered.wait()
+    assert router.metrics is not None
+    during = Scrape(router.metrics.exposition()[0].decode())
+    assert during.value("requests_in_flight") == 1
+    await conv.disconnect(1001)
+    s = Scrape(router.metrics.exposition()[0].decode())
+    assert s.value("requests_in_flight") == 0
+    assert not s.has("requests_total", route="hang", status=200)
+    assert s.label_values("requests_total", "route") == set()
+    assert s.value("disconnects_total", code=1001) == 1
+    assert s.value("connections_open") == 0
