@@ -64,11 +64,7 @@ class Tracing(Observer):
     """
 
     def __init__(self, tracer_provider: Any = None) -> None:
-        from . import __version__
-
-        self.tracer = trace.get_tracer(
-            "observable_socket_asgi", __version__, tracer_provider=tracer_provider
-        )
+        self.tracer = trace.get_tracer("observable_socket_asgi", tracer_provider=tracer_provider)
 
     def request_started(self, route: str, headers: Mapping[str, Any], started: float) -> Any:
         parent = propagate.extract(headers, getter=_GETTER) if headers else None
