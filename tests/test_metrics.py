@@ -13,12 +13,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 import websockets
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
@@ -180,7 +181,7 @@ async def exchange(ws: Any, frame: str, pushes: int = 0) -> dict[str, Any]:
         if message.get("route") == "feed":
             continue
         reply = message
-    assert reply is not None
+    assert isinstance(reply, dict)
     return reply
 
 
@@ -279,12 +280,12 @@ async def test_refusals_are_counted_by_reason() -> None:
         url = metrics_url(server)
         async with asyncio.timeout(TIMEOUT):
             with pytest.raises(websockets.ConnectionClosed):
-                async with connect(server.url, origin="https://evil.example") as bad:
+                async with connect(server.url, origin=Origin("https://evil.example")) as bad:
                     await bad.recv()
-            async with connect(server.url, origin="https://ok.example") as first:
+            async with connect(server.url, origin=Origin("https://ok.example")) as first:
                 assert (await exchange(first, request("ok")))["status"] == 200
                 with pytest.raises(websockets.ConnectionClosed):
-                    async with connect(server.url, origin="https://ok.example") as extra:
+                    async with connect(server.url, origin=Origin("https://ok.example")) as extra:
                         await extra.recv()
         s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
     assert s.value("connections_total", outcome="accepted") == 1
@@ -557,7 +558,7 @@ def test_metrics_mounted_in_fastapi_with_the_adapter() -> None:
     app = FastAPI()
     app.websocket("/ws")(router)
     assert router.metrics is not None
-    app.mount("/metrics", router.metrics)
+    app.mount("/metrics", cast(Any, router.metrics))
 
     async def talk(url: str) -> None:
         async with asyncio.timeout(TIMEOUT), connect(url, compression=None) as ws:

@@ -60,7 +60,7 @@ class Recorder(Observer):
         self.log.append((self.name, "start", route))
         return self.name + "-token"
 
-    def request_finished(self, token: Any, route: str, status: int) -> None:
+    def request_finished(self, token: Any, route: str, status: int | None) -> None:
         self.log.append((self.name, "finish", token, status))
 
     def connection_closed(self, code: int | None) -> None:

@@ -52,7 +52,7 @@ def test_span_continues_the_messages_trace() -> None:
     "headers",
     [{}, {"traceparent": "not a traceparent"}, {"traceparent": 12}, {"traceparent": None}],
 )
-def test_without_a_usable_traceparent_the_span_is_a_root(headers: dict) -> None:
+def test_without_a_usable_traceparent_the_span_is_a_root(headers: dict[str, Any]) -> None:
     """No traceparent, a malformed one or a non-string one: a new trace, no error."""
     provider, exporter = memory_provider()
     tracing = Tracing(provider)
