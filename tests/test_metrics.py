@@ -601,3 +601,99 @@ async def test_request_cancelled_by_a_disconnect_is_not_counted() -> None:
     assert s.label_values("requests_total", "route") == set()
     assert s.value("disconnects_total", code=1001) == 1
     assert s.value("connections_open") == 0
+
+
+# Push accounting, with a writer held busy
+
+
+class HeldWriter:
+    """An ASGI connection whose `websocket.send` waits until released: pushes queue up."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.gate = asyncio.Event()
+        self.sent: list[Any] = []
+        self.closes: list[int] = []
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await self.gate.wait()
+            self.sent.append(orjson.loads(message["text"])["payload"])
+        elif message["type"] == "websocket.close":
+            self.closes.append(message["code"])
+
+
+async def serve_held(router: SocketRouter, peer: HeldWriter) -> tuple[asyncio.Task[None], Any]:
+    from tests.helpers import wait_until, ws_scope
+
+    await peer.inbox.put({"type": "websocket.connect"})
+    task = asyncio.create_task(router(ws_scope(), peer.receive, peer.send))  # type: ignore[arg-type]
+    await wait_until(lambda: len(router.connections) == 1)
+    (conn,) = router.connections
+    return task, conn
+
+
+def metrics_of(router: SocketRouter) -> Scrape:
+    assert router.metrics is not None
+    return Scrape(router.metrics.exposition()[0].decode())
+
+
+async def test_drop_oldest_and_queued_bytes_are_counted() -> None:
+    """Behind a busy writer, pushes are queued (their bytes counted), the oldest dropped past
+    the bound; once the writer moves, the rest are sent and the queue reads 0 bytes."""
+    from observable_socket_asgi.envelope import encode_push
+    from tests.helpers import wait_until
+
+    router = SocketRouter(metrics_url="/m", max_queued_pushes=2, slow_consumer="drop_oldest")
+    peer = HeldWriter()
+    task, conn = await serve_held(router, peer)
+    frames = [encode_push("t", n) for n in range(5)]
+    first = asyncio.create_task(conn.send_frame(frames[0]))  # becomes the writer, held
+    await asyncio.sleep(0)
+    for frame in frames[1:]:
+        await conn.send_frame(frame)  # queued behind it; past 2, the oldest goes
+    held = metrics_of(router)
+    assert held.value("pushes_total", outcome="dropped") == 2
+    assert held.value("pushes_total", outcome="sent") == 0
+    assert held.value("queued_push_bytes") == len(frames[3]) + len(frames[4])
+    peer.gate.set()
+    await first
+    await wait_until(lambda: len(peer.sent) == 3)
+    assert peer.sent == [0, 3, 4]
+    done = metrics_of(router)
+    assert done.value("pushes_total", outcome="sent") == 3
+    assert done.value("queued_push_bytes") == 0
+    await peer.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await task
+
+
+async def test_slow_consumer_close_drops_the_queue_and_the_new_push() -> None:
+    """Past the bound with the close policy: every queued push and the new one count as
+    dropped, one slow-consumer close is counted, and the connection ends with 1013."""
+    from observable_socket_asgi.envelope import encode_push
+    from tests.helpers import wait_until
+
+    router = SocketRouter(metrics_url="/m", max_queued_pushes=2, close_timeout=50 * MS)
+    peer = HeldWriter()
+    task, conn = await serve_held(router, peer)
+    frames = [encode_push("t", n) for n in range(4)]
+    first = asyncio.create_task(conn.send_frame(frames[0]))
+    await asyncio.sleep(0)
+    for frame in frames[1:]:
+        await conn.send_frame(frame)
+    s = metrics_of(router)
+    assert s.value("slow_consumer_closes_total") == 1
+    assert s.value("pushes_total", outcome="dropped") == 3  # two queued, and the fourth
+    assert s.value("queued_push_bytes") == 0
+    await wait_until(lambda: peer.closes == [1013])
+    peer.gate.set()
+    await first
+    await peer.inbox.put({"type": "websocket.disconnect", "code": 1013})
+    await task
+    end = metrics_of(router)
+    assert end.value("pushes_total", outcome="sent") == 1
+    assert end.value("disconnects_total", code=1013) == 1
+    assert end.value("connections_open") == 0
