@@ -7,18 +7,18 @@ complete ASGI application: `uvicorn module:router`.
 Layers, lowest first: a module imports only modules of the lines above its own, lazy imports
 included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types only):
 
-    status types datastructures _concurrency  wire codes; aliases; handshake views; threads
-    _observe _top                             the observer interface; the live view's screen
-    errors _backoff _route                    exceptions; reconnect delays; a frozen Route
-    metrics tracing                           Prometheus, OpenTelemetry observers (extras)
-    envelope                                  pure wire format: parse and encode frames
-    _protocol _client_protocol                pure per-connection rules; request correlation
-    pipeline topics                           hooks and handler -> reply; push fan-out
-    connection redis_backplane                the per-connection I/O shell; Redis fan-out
-    asgi                                      scope dispatch, handshake checks, lifespan
-    routing client                            SocketRouter, the ASGI app; the Python client
-    testing _cli __init__                     in-process test client; command line; exports
-    __main__                                  `python -m observable_socket_asgi`
+    status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
+    _observe _top                                     the observer interface; the live view
+    errors _backoff _route                            exceptions; reconnect delays; a frozen Route
+    metrics tracing                                   Prometheus, OpenTelemetry observers
+    envelope                                          pure wire format: parse and encode frames
+    _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
+    pipeline topics _typescript                       hooks -> reply; push fan-out; TypeScript
+    connection redis_backplane _apidoc                I/O shell; Redis fan-out; a router described
+    asgi                                              scope dispatch, handshake checks, lifespan
+    routing client                                    SocketRouter, the ASGI app; the Python client
+    testing _cli __init__                             in-process test client; command line; exports
+    __main__                                          `python -m observable_socket_asgi`
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The command line: `call` a route, `listen` to pushes, `serve` a router, `top` to watch one.
+"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn,
+print a router's `asyncapi` document or its `typescript` declarations, `top` to watch one.
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status,
 2 for a usage error (bad JSON payload, bad `-H`) or a missing extra, 3 when the connection
@@ -6,14 +7,16 @@ is refused or closed, 4 when no answer arrives within `--timeout`. `top --count 
 if its last scrape succeeded, else 3.
 
 `call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
-is imported only by the command that needs it, so one extra is enough for its commands;
-`top` needs the `metrics` extra (prometheus_client's parser).
+is imported only by the command that needs it, so one extra is enough for its commands.
+`asyncapi` and `typescript` need no extra beyond what the router itself imports (`schema`
+for typed routes); `top` needs the `metrics` extra (prometheus_client's parser).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -43,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_call(args))
         if args.command == "listen":
             return asyncio.run(_listen(args))
+        if args.command == "asyncapi":
+            return _asyncapi(args)
+        if args.command == "typescript":
+            return _typescript(args)
         if args.command == "top":
             return _top(args)
         return _serve(args)
@@ -90,6 +97,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
     serve.add_argument("--log-level", default="info")
+
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="print a router's AsyncAPI 3.0 document as JSON",
+        description="Import module:attribute (a SocketRouter) and print its AsyncAPI 3.0 "
+        "document: every route, its payload and response types and error answers, and the "
+        "declared push topics.",
+    )
+    asyncapi.add_argument("app", help="module:attribute of the SocketRouter")
+    asyncapi.add_argument("--title", default="ObservableSocket API", help="info.title")
+    asyncapi.add_argument("--api-version", default="0.1.0", help="info.version (default 0.1.0)")
+    asyncapi.add_argument("--address", default=None, help="the socket's path, e.g. /ws")
+    asyncapi.add_argument("-o", "--output", default=None, help="write to this file")
+
+    typescript = commands.add_parser(
+        "typescript",
+        help="print TypeScript declarations of a router's payload types",
+        description="Import module:attribute (a SocketRouter) and print TypeScript "
+        "declarations: an interface per model, and the Routes and Topics maps.",
+    )
+    typescript.add_argument("app", help="module:attribute of the SocketRouter")
+    typescript.add_argument("-o", "--output", default=None, help="write to this file")
 
     top = commands.add_parser(
         "top",
@@ -181,6 +210,51 @@ async def _listen(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_CLOSED
+
+
+def _load_router(spec: str) -> Any:
+    """Import `module:attribute` (dots allowed after the colon) and check it is a router."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise _UsageError(f"expected module:attribute, got {spec!r}")
+    # the same rule as `uvicorn module:app`: the working directory is importable
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _UsageError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _UsageError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not (
+        callable(getattr(obj, "asyncapi", None)) and callable(getattr(obj, "typescript", None))
+    ):
+        raise _UsageError(f"{spec} is {type(obj).__name__}, not a SocketRouter")
+    return obj
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    router = _load_router(args.app)
+    document = router.asyncapi(title=args.title, version=args.api_version, address=args.address)
+    _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n", args.output)
+    return EXIT_OK
+
+
+def _typescript(args: argparse.Namespace) -> int:
+    _write(_load_router(args.app).typescript(), args.output)
+    return EXIT_OK
 
 
 def _top(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -92,8 +93,11 @@ async def handle(
         await _lifespan(router, receive, send)
     elif kind == "http":
         metrics = router.metrics
-        if metrics is not None and _path(scope) == router.metrics_url:
+        # the same path rule as the AsyncAPI document's, with or without the root_path
+        if metrics is not None and _is_asyncapi_path(router.metrics_url or "", scope):
             await metrics.scrape(scope, send)
+        elif router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+            await _asyncapi(router, scope, send)
         else:
             await _upgrade_required(send)
     else:
@@ -219,15 +223,6 @@ def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
     return None
 
 
-def _path(scope: Scope) -> str:
-    """The request path below the application's mount point (`root_path`)."""
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", ""))
-    if root and path.startswith(root):
-        return path[len(root) :] or "/"
-    return path
-
-
 async def _refuse(
     send: ASGISendCallable,
     code: int,
@@ -274,6 +269,65 @@ async def _lifespan(
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _is_asyncapi_path(url: str, scope: Scope) -> bool:
+    # Mounted under a prefix, `path` may or may not include the `root_path` (servers and
+    # frameworks differ): accept both.
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    return path == url or (bool(root) and path == root + url)
+
+
+async def _asyncapi(router: SocketRouter, scope: Scope, send: ASGISendCallable) -> None:
+    """Answer GET (and HEAD) with the router's AsyncAPI document; other methods 405."""
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        await _plain(send, 405, b"405 Method Not Allowed: GET only.\n", [(b"allow", b"GET, HEAD")])
+        return
+    try:
+        # stdlib json: a rare request, and envelope.py stays the one orjson edge of the wire
+        body = json.dumps(router.asyncapi(), ensure_ascii=False).encode()
+    except Exception:
+        logger.exception("building the AsyncAPI document failed")
+        await _plain(send, 500, b"500 Internal Server Error\n", [])
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "trailers": False,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+    )
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _upgrade_required(send: ASGISendCallable) -> None:

@@ -1,4 +1,5 @@
-"""The route pipeline: data_check -> access -> handler arguments -> handler -> dehydrate.
+"""The route pipeline: [payload type] -> data_check -> access -> handler arguments -> handler
+-> dehydrate -> [response type].
 
 `run()` awaits user code only and returns the encoded reply frame: the value is built here
 and written by exactly one place, the connection's writer. Every failure of user code ends
@@ -14,6 +15,7 @@ from typing import Any
 
 from ._observe import note_failure
 from ._route import CallMode, Route
+from ._schema import Invalid
 from .envelope import Request, encode_error, encode_reply
 from .errors import EncodeError
 from .status import Status, is_success
@@ -38,6 +40,21 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
         else:
+            schema = route.payload_schema
+            if schema is not None:  # first: every hook sees the validated value
+                try:
+                    request.payload = schema.validate(request.payload)
+                except Invalid as exc:
+                    return encode_reply(
+                        uuid,
+                        Status.BAD_REQUEST,
+                        {},
+                        {
+                            "message": "invalid payload",
+                            "errors": exc.errors,
+                            "error_count": exc.count,
+                        },
+                    )
             local: dict[str, Any] = {}
             check = route.data_check
             if check is not None:
@@ -65,7 +82,13 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         status, headers, payload = _unpack(result)
         if route.dehydrate is not None and is_success(status):
             payload = await route.dehydrate(payload)
+        if route.response_schema is not None and is_success(status):
+            payload = route.response_schema.serialise(payload)
         return encode_reply(uuid, status, headers, payload)
+    except Invalid as exc:
+        logger.error(
+            "route %r (uuid %r): response does not fit its declared type: %s", route.name, uuid, exc
+        )
     except _BadResult as exc:
         logger.error("route %r (uuid %r): %s", route.name, uuid, exc)
     except EncodeError as exc:

@@ -19,8 +19,10 @@ from ._concurrency import ensure_async
 from ._observe import Fanout, Observer
 from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from ._schema import TopicType
 from .asgi import ConnectionRegistry, handle
 from .envelope import RESERVED_ROUTES
+from .errors import EncodeError
 from .topics import Backplane, InMemoryBackplane
 from .types import (
     ASGIReceiveCallable,
@@ -80,6 +82,10 @@ class SocketRouter:
             metrics; needs the `metrics` extra. None: no metrics, nothing recorded.
         tracing: True for an OpenTelemetry span per request from the global tracer
             provider, or a `TracerProvider` to use; needs the `otel` extra.
+        asyncapi_url: answer a plain HTTP GET at this path with `asyncapi()` as JSON;
+            None: every HTTP request is answered 426, as without it.
+        max_validation_errors: field errors listed in the 400 of a payload that does not fit
+            its declared type (the answer also counts them all).
     """
 
     def __init__(
@@ -105,6 +111,8 @@ class SocketRouter:
         backplane: Backplane | str | None = None,
         metrics_url: str | None = None,
         tracing: Any = False,
+        asyncapi_url: str | None = None,
+        max_validation_errors: int = 10,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -127,6 +135,12 @@ class SocketRouter:
             not isinstance(metrics_url, str) or not metrics_url.startswith("/")
         ):
             raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
+        if asyncapi_url is not None and not asyncapi_url.startswith("/"):
+            raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
+        if max_validation_errors < 1:
+            raise ValueError(
+                f"max_validation_errors must be at least 1, got {max_validation_errors}"
+            )
 
         #: the options above, checked and frozen: what connections and the handshake read
         self.settings = Settings(
@@ -144,6 +158,11 @@ class SocketRouter:
             allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
             require_origin=require_origin,
         )
+        self._asyncapi_url = asyncapi_url
+        self._max_validation_errors = max_validation_errors
+        # Declared push topics, in declaration order: documented, and publish() serialises
+        # payloads of typed ones. Empty for most routers, so publish() pays one test.
+        self._topic_types: list[TopicType] = []
 
         # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
         # instead of spawning threads without limit.
@@ -231,6 +250,8 @@ class SocketRouter:
         other.backplane = self.backplane
         for name, route in other._routes.items():
             self._routes[prefix + name] = replace(route, name=prefix + name)
+        known = {t.pattern for t in self._topic_types}
+        self._topic_types += [t for t in other._topic_types if t.pattern not in known]
 
     @property
     def routes(self) -> dict[str, Route]:
@@ -250,10 +271,72 @@ class SocketRouter:
         The frame is encoded once; its `route` is the topic and its uuid a fresh server
         uuid. Delivery is at most once, in publish order per publisher.
 
+        A topic declared with `push_topic(..., payload=T)` has its payload checked and
+        serialised as `T` first (a model becomes its JSON form).
+
         Raises:
-            EncodeError: the payload or headers cannot be encoded as JSON.
+            EncodeError: the payload or headers cannot be encoded as JSON, or the payload
+                does not fit the type declared for the topic.
         """
+        if self._topic_types:
+            payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
+
+    def push_topic(
+        self, pattern: str, *, payload: Any = None, description: str | None = None
+    ) -> None:
+        """Declare a push topic: documented in `asyncapi()` and `typescript()`.
+
+        Args:
+            pattern: a topic name (`"news"`), or a pattern whose `{placeholders}` stand for
+                any text (`"room:{room}"`).
+            payload: the payload's type (anything pydantic's `TypeAdapter` accepts);
+                `publish()` to a matching topic checks and serialises it.
+            description: what a subscriber receives, for the document's readers.
+
+        Raises:
+            ValueError: the pattern is empty or already declared.
+            ImportError: a type is given and pydantic v2 is not installed.
+        """
+        if any(t.pattern == pattern for t in self._topic_types):
+            raise ValueError(f"push topic {pattern!r} is already declared")
+        self._topic_types.append(
+            TopicType.build(pattern, payload, description, self.max_validation_errors)
+        )
+
+    @property
+    def push_topics(self) -> list[TopicType]:
+        """The declared push topics, in declaration order (a copy)."""
+        return list(self._topic_types)
+
+    def asyncapi(
+        self,
+        title: str = "ObservableSocket API",
+        version: str = "0.1.0",
+        *,
+        description: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        """Return this router's AsyncAPI 3.0 document, as a JSON-ready dict.
+
+        Args:
+            address: the socket's path (`"/ws"`), when it is fixed.
+        """
+        from ._apidoc import asyncapi_document
+
+        return asyncapi_document(
+            self, title=title, version=version, description=description, address=address
+        )
+
+    def typescript(self) -> str:
+        """Return TypeScript declarations of this router's payload types.
+
+        An interface per model, `Routes` (route name -> `{request; response}`) and `Topics`
+        (push topic -> payload), for `Message<Routes["math/sum"]["request"]>`.
+        """
+        from ._apidoc import typescript_module
+
+        return typescript_module(self)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
@@ -366,6 +449,16 @@ class SocketRouter:
         """Whether handshakes without an `Origin` header are refused."""
         return self.settings.require_origin
 
+    @property
+    def asyncapi_url(self) -> str | None:
+        """The path a plain HTTP GET gets the AsyncAPI document at; None: not served."""
+        return self._asyncapi_url
+
+    @property
+    def max_validation_errors(self) -> int:
+        """Field errors listed in the 400 of a payload that does not fit its type."""
+        return self._max_validation_errors
+
     # Seams for adapters
 
     def socket_for(self, connection: Any) -> Any:
@@ -378,8 +471,31 @@ class SocketRouter:
 
     # Private methods
 
+    def _serialise_push(self, topic: str, payload: Any) -> Any:
+        from ._schema import Invalid
+
+        for declared in self._topic_types:
+            if declared.regex.fullmatch(topic):
+                if declared.schema is None:
+                    return payload
+                try:
+                    return declared.schema.serialise(payload)
+                except Invalid as exc:
+                    raise EncodeError(
+                        f"payload for topic {topic!r} does not fit the type declared for "
+                        f"{declared.pattern!r}: {exc}"
+                    ) from None
+        return payload
+
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        return build_route(name, handler, options, self._executor, self.settings.handler_timeout)
+        return build_route(
+            name,
+            handler,
+            options,
+            self._executor,
+            self.settings.handler_timeout,
+            self._max_validation_errors,
+        )
 
 
 def make_backplane(spec: Backplane | str | None) -> Backplane:
