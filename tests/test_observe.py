@@ -102,3 +102,38 @@ def test_base_observer_is_a_no_op() -> None:
     obs.backplane_dropped()
     obs.backplane_published(0.1)
     obs.shutdown()
+
+
+def test_fanout_forwards_every_event() -> None:
+    """Each event method of a Fanout reaches every observer it holds."""
+    calls: list[list[str]] = [[], []]
+
+    def recorder(log: list[str]) -> Observer:
+        class Each(Observer):
+            pass
+
+        obs = Each()
+        for name in dir(Observer):
+            if not name.startswith("_") and name not in ("request_started", "request_finished"):
+                setattr(obs, name, lambda *args, name=name: log.append(name))
+        return obs
+
+    both = Fanout([recorder(calls[0]), recorder(calls[1])])
+    both.connection_accepted()
+    both.connection_refused("origin")
+    both.connection_closed(1000)
+    both.answered("r", 200, 0.0)
+    both.push_sent()
+    both.pushes_dropped(1)
+    both.queued_push_bytes(1)
+    both.slow_consumer_closed()
+    both.backplane_connected(True)
+    both.backplane_dropped()
+    both.backplane_published(0.1)
+    both.shutdown()
+    expected = [
+        "connection_accepted", "connection_refused", "connection_closed", "answered",
+        "push_sent", "pushes_dropped", "queued_push_bytes", "slow_consumer_closed",
+        "backplane_connected", "backplane_dropped", "backplane_published", "shutdown",
+    ]  # fmt: skip
+    assert calls == [expected, expected]
