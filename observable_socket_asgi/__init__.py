@@ -7,6 +7,7 @@ complete ASGI application: `uvicorn module:router`.
 Layers, lowest first: a module imports only modules of the lines above its own, lazy imports
 included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types only):
 
+    logs _portal                                      log formats and set-up; a loop on a thread
     status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
     _observe _top                                     the observer interface; the live view
     errors _backoff _route                            exceptions; reconnect delays; a frozen Route
@@ -18,7 +19,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
     asgi                                              scope dispatch, handshake checks, lifespan
     routing client                                    SocketRouter, the ASGI app; the Python client
     testing _cli __init__                             in-process test client; command line; exports
-    __main__                                          `python -m observable_socket_asgi`
+    __main__ _pytest_plugin                           `python -m ...`; the pytest marker
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .errors import (
     ObservableSocketError,
     ProtocolError,
 )
+from .logs import logging_config
 from .routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
 from .topics import Backplane, InMemoryBackplane
@@ -82,4 +84,5 @@ __all__ = [
     "Status",
     "__version__",
     "is_success",
+    "logging_config",
 ]

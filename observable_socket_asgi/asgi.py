@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
+from .logs import peer
 from .status import CloseCode
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ async def serve_connection(
         return
     registry = router.registry
     if not registry.reserve():
-        logger.warning("refused %s: %d connections open", conn.client, registry.slots_taken)
+        _log_refusal(conn, "%d connections open", registry.slots_taken)
         await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later", observer, "capacity")
         return
     try:
@@ -137,11 +138,7 @@ async def serve_connection(
                 async with asyncio.timeout(timeout):
                     allowed = await access_logic(conn.socket)
             except TimeoutError:
-                logger.warning(
-                    "access_logic for %s took over %s s: refused, try again later",
-                    conn.client,
-                    timeout,
-                )
+                _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
                 await _refuse(
                     send,
                     CloseCode.TRY_AGAIN_LATER,
@@ -151,12 +148,13 @@ async def serve_connection(
                 )
                 return
             except Exception:
-                logger.exception("access_logic raised for %s", scope.get("path"))
+                _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
                 await _refuse(
                     send, CloseCode.INTERNAL_ERROR, "internal server error", observer, "error"
                 )
                 return
             if not allowed:
+                _log_refusal(conn, "access_logic said no")
                 await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied", observer, "access")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
@@ -215,12 +213,27 @@ def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
         origin = conn.headers.get("origin")
         if origin is None:
             if settings.require_origin:
-                logger.warning("refused %s: no Origin header", conn.client)
+                _log_refusal(conn, "no Origin header")
                 return CloseCode.POLICY_VIOLATION, "origin required"
         elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
-            logger.warning("refused %s: origin %r not allowed", conn.client, origin)
+            _log_refusal(conn, "origin %r not allowed", origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
     return None
+
+
+def _log_refusal(
+    conn: Connection, why: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False
+) -> None:
+    """Log a refused handshake, once: its client address (text and `client` field), why."""
+    client = peer(conn.scope.get("client"))
+    logger.log(
+        level,
+        "refused %s: " + why,
+        client,
+        *args,
+        exc_info=exc_info,
+        extra={"client": client, "path": conn.scope.get("path")},
+    )
 
 
 async def _refuse(

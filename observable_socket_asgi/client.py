@@ -45,7 +45,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._backoff import backoff, may_reconnect
-from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed
+from ._client_protocol import (
+    Answer,
+    Correlator,
+    Dropped,
+    Overflow,
+    Pong,
+    PushBuffer,
+    Pushed,
+    report_failed_send,
+)
 from ._concurrency import is_async_callable
 from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
@@ -69,6 +78,7 @@ _DEFAULT: Any = object()
 
 
 PushCallback = Callable[[Push], Awaitable[None] | None]
+OpenCallback = Callable[["Client"], Awaitable[None] | None]
 
 
 class _Pending:
@@ -106,6 +116,10 @@ class Client:
             and counts against `max_attempts`, instead of being hammered.
         on_push: called with every push (sync, or async: then run as a task); when given,
             pushes are not buffered for `pushes()`.
+        on_open: called with the client after every successful handshake, the first and each
+            reconnection (sync, or async: then run as a task that may make requests). The
+            server forgets a connection's subscriptions when it closes: renew them here.
+            Its failure is logged, never raised.
         max_pushes: the size of the push buffer read by `pushes()`.
         overflow: `"drop_oldest"` or `"drop_newest"`: which push a full buffer loses.
         open_timeout: seconds for each handshake.
@@ -131,6 +145,7 @@ class Client:
         backoff_max: float = 10.0,
         backoff_factor: float = 2.0,
         on_push: PushCallback | None = None,
+        on_open: OpenCallback | None = None,
         max_pushes: int = 1024,
         overflow: Overflow = "drop_oldest",
         open_timeout: float = 10.0,
@@ -169,6 +184,7 @@ class Client:
         self._opened_at = 0.0
         self._on_push = on_push
         self._on_push_async = on_push is not None and is_async_callable(on_push)
+        self._on_open = on_open
         self._connect_options: dict[str, Any] = {
             "open_timeout": open_timeout,
             "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
@@ -294,8 +310,10 @@ class Client:
         """Send a message without waiting for its answer (fire and forget).
 
         The frame still carries a fresh uuid, since the server answers every request; that
-        answer is dropped on arrival. It waits, within the default timeout, for a
-        connection if the client is reconnecting.
+        answer is dropped on arrival, but an error answer (not 2xx: a route that does not
+        exist, a refused check) is logged as a warning on the
+        `observable_socket_asgi.client` logger with its route, uuid, status and payload. It
+        waits, within the default timeout, for a connection if the client is reconnecting.
 
         Raises:
             RequestTimeout: no connection within the default timeout.
@@ -307,7 +325,7 @@ class Client:
         try:
             async with asyncio.timeout(self.timeout):
                 ws = await self._wait_open(route)
-                self._protocol.ignore(uuid)
+                self._protocol.ignore(uuid, route)
                 await self._send_frame(ws, frame, pending)
         except TimeoutError as exc:
             if isinstance(exc, ClientError):
@@ -430,6 +448,20 @@ class Client:
         self._ws = ws
         self._dropped_reason = None
         self._ready.set()
+        if self._on_open is not None:
+            # a task: the callback may make requests, which need the reader running
+            task = asyncio.get_running_loop().create_task(self._run_on_open(self._on_open))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    async def _run_on_open(self, callback: OpenCallback) -> None:
+        """Run the on_open callback; its failure is logged, never raised."""
+        try:
+            result = callback(self)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("on_open callback failed for %s", self.url)
 
     async def _run(self, ws: ClientConnection) -> None:
         """Own the socket: read it, beat the heart, reconnect. Never raises; logs failures.
@@ -559,7 +591,9 @@ class Client:
             pong = self._pong
             if pong is not None and not pong.done():
                 pong.set_result(None)
-        # Dropped: a late answer nobody waits for
+        elif isinstance(incoming, Dropped):
+            # nobody waits for it; but a send() that failed must not fail silently
+            report_failed_send(logger, incoming)
 
     def _deliver(self, push: Push) -> None:
         callback = self._on_push
@@ -616,7 +650,8 @@ def connect(url: str, **options: Any) -> Client:
     """Return a client for `url`, to use as `async with connect(url) as sock:`.
 
     The options are `Client`'s: `headers`, `timeout`, `heartbeat_interval`,
-    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `max_pushes`, `overflow`...
+    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `on_open`, `max_pushes`,
+    `overflow`...
 
     Raises:
         ConnectFailed: on entering the block, if the first handshake fails.

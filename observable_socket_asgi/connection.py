@@ -39,6 +39,7 @@ from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
 from .envelope import encode_error, encode_push, parse_request
 from .errors import ConnectionClosed
+from .logs import peer
 from .pipeline import run as run_pipeline
 from .status import CloseCode, Status
 
@@ -299,6 +300,10 @@ class Connection(ScopeViews):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _peer(self) -> str:
+        """The client's address for log lines, `"host:port"` (only built when logging)."""
+        return peer(self.scope.get("client"))
+
     async def _serve(self, route: Route, request: Request) -> None:
         """Run one request and write its reply. Never raises but CancelledError."""
         timeout = route.timeout
@@ -318,6 +323,7 @@ class Connection(ScopeViews):
                 route.name,
                 request.uuid,
                 seconds,
+                extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
             )
             return encode_error(
                 Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {seconds} s"
@@ -497,8 +503,9 @@ class Connection(ScopeViews):
         """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
             "slow consumer %s: %d pushes queued, closing with 1013",
-            self.client,
+            self._peer(),
             self._router.settings.max_queued_pushes,
+            extra={"client": self._peer()},
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
         # In place: the writer in progress holds this same deque.
@@ -544,7 +551,10 @@ class Connection(ScopeViews):
         wait = self._protocol.idle_wait(self._loop.time())
         if wait is None:
             logger.info(
-                "closing %s: idle for %.0f s", self.client, self._router.settings.idle_timeout
+                "closing %s: idle for %.0f s",
+                self._peer(),
+                self._router.settings.idle_timeout,
+                extra={"client": self._peer()},
             )
             self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:

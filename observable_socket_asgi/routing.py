@@ -212,8 +212,16 @@ class SocketRouter:
         Raises:
             ValueError: `name` is reserved (`PING`, `PONG`) or already registered, or an
                 option key is unknown.
-            TypeError: a hook or the handler cannot take the arguments it will be given.
+            TypeError: used bare (`@router.route` without the name), or a hook or the
+                handler cannot take the arguments it will be given.
         """
+        if callable(name):
+            # `@router.route` with no parentheses hands us the handler as the name; the
+            # decorator it would return replaces the handler and registers nothing
+            raise TypeError(
+                f'@router.route needs the route name: write @router.route("name") above '
+                f"{getattr(name, '__qualname__', None) or name!r}, not a bare @router.route"
+            )
 
         def decorator(fn: F) -> F:
             self.add_route(name, fn, options)

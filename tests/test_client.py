@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -16,7 +17,7 @@ from observable_socket_asgi.client import (
     RequestTimeout,
     connect,
 )
-from tests.helpers import MS, TIMEOUT, Server, running, wait_until
+from tests.helpers import MS, TIMEOUT, Server, eventually, on_server, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +97,39 @@ async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
             await sock.request("subscribe", 1)  # its push comes after send's answer
             push = await anext(aiter(sock.pushes()))
             assert push.route == "ticks" and push.payload == {"n": 0}
+
+
+async def test_request_ping_returns_the_pong() -> None:
+    """request("PING") is answered by the server's PONG, not timed out."""
+    with running(make_router()) as server:
+        async with connect(server.url, timeout=TIMEOUT, heartbeat_interval=None) as sock:
+            res = await sock.request("PING")
+            assert res.ok and res.payload is None and isinstance(res.uuid, str)
+            assert sock._protocol.in_flight == 0
+            # and a route after it still correlates
+            assert (await sock.request("echo", 1)).payload == 1
+
+
+async def test_send_to_a_failing_route_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """send()'s error answer (a 404) is logged with route, uuid and status; a 2xx is not."""
+    caplog.set_level(logging.WARNING, "observable_socket_asgi.client")
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            await sock.send("echo", 1)
+            await sock.send("log/event", {"x": 1})
+            await sock.request("echo", 2)  # answered after both sends' answers
+
+            def warned() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if r.name == "observable_socket_asgi.client"]
+
+            await wait_until(warned, what="the warning")
+    [record] = warned()
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "send() to route 'log/event' was answered 404: {'message': 'route not found: log/event'}"
+    )
+    assert record.route == "log/event" and record.status == 404  # type: ignore[attr-defined]
+    assert isinstance(record.uuid, str)  # type: ignore[attr-defined]
 
 
 async def test_request_timeout_per_call_and_default() -> None:
@@ -199,6 +233,54 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
     finally:
         if first.thread.is_alive():
             await asyncio.to_thread(first.stop)
+
+
+async def test_on_open_runs_on_every_connection_and_renews_a_subscription() -> None:
+    """on_open runs after the first handshake and each reconnection, and may make requests."""
+    router = make_router()
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.subscribe("news")
+        return {}
+
+    @router.route("leave")
+    async def leave(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.close(1001, "going away")
+        return {}
+
+    answers: list[int] = []
+
+    async def on_open(sock: Any) -> None:
+        answers.append((await sock.request("join")).status)
+
+    with running(router) as server:
+        async with connect(
+            server.url, on_open=on_open, timeout=TIMEOUT, backoff_initial=10 * MS
+        ) as sock:
+            await wait_until(lambda: answers == [200], what="the first on_open")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await sock.send("leave")  # the server closes with 1001: the client reconnects
+            await wait_until(lambda: answers == [200, 200], what="on_open after reconnecting")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await on_server(server, lambda: asyncio.ensure_future(router.publish("news", 7)))
+            push = await anext(aiter(sock.pushes()))
+            assert (push.route, push.payload) == ("news", 7)
+
+
+async def test_failing_on_open_is_logged_and_the_client_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An on_open that raises is logged with its traceback; the connection stays usable."""
+
+    def on_open(sock: Any) -> None:
+        raise ValueError("boom")
+
+    with running(make_router()) as server:
+        async with connect(server.url, on_open=on_open) as sock:
+            assert (await sock.request("echo", 1)).payload == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("on_open callback failed")]
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
 
 
 async def test_close_1008_is_never_retried() -> None:
