@@ -12,6 +12,7 @@ import time
 
 from bench import (
     head_of_line,
+    history_cost,
     hooks_cost,
     idle_memory,
     observability,
@@ -29,6 +30,7 @@ def main() -> None:
         hooks_cost,
         idle_memory,
         slow_consumer,
+        history_cost,
         observability,
     ):
         print(f"== {scenario.__name__} ({time.monotonic() - start:.0f} s)", flush=True)

@@ -14,7 +14,8 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
     metrics tracing                                   Prometheus, OpenTelemetry observers
     envelope                                          pure wire format: parse and encode frames
     _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
-    pipeline topics _typescript                       hooks -> reply; push fan-out; TypeScript
+    _history _idempotency _resume presence            positions; run-once; client positions; members
+    pipeline topics _typescript _redis_stores         hooks -> reply; push fan-out; TS; Redis keys
     connection redis_backplane _apidoc                I/O shell; Redis fan-out; a router described
     asgi                                              scope dispatch, handshake checks, lifespan
     routing client                                    SocketRouter, the ASGI app; the Python client
@@ -24,6 +25,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
 
 from __future__ import annotations
 
+from ._history import Subscription
 from .connection import Connection
 from .envelope import MessageData, Request, Response
 from .errors import (
@@ -82,6 +84,7 @@ __all__ = [
     "SocketAccess",
     "SocketRouter",
     "Status",
+    "Subscription",
     "__version__",
     "is_success",
     "logging_config",

@@ -114,6 +114,10 @@ class Correlator(Generic[W]):
         """The number of requests waiting for their answer."""
         return len(self._pending)
 
+    def waits_for(self, uuid: str) -> bool:
+        """True while a request `uuid` is waiting for its answer."""
+        return uuid in self._pending
+
     def expect(self, uuid: str, waiter: W) -> None:
         """Register `waiter` for the answer to the request `uuid`."""
         self._pending[uuid] = waiter

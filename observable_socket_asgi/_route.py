@@ -23,7 +23,17 @@ AsyncFn = Callable[..., Awaitable[Any]]
 
 #: the keys a route's `options` may hold
 OPTION_KEYS = frozenset(
-    {"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit", "payload", "response"}
+    {
+        "data_check",
+        "access",
+        "hydrate",
+        "dehydrate",
+        "timeout",
+        "rate_limit",
+        "payload",
+        "response",
+        "idempotent",
+    }
 )
 
 
@@ -58,6 +68,8 @@ class Route:
     #: no data_check, access, hydrate or declared type, and a handler taking (ws, headers,
     #: payload): the pipeline calls it straight away (the common case, kept short)
     direct: bool = False
+    #: run once per (identity, uuid) within the router's idempotency_ttl
+    idempotent: bool = False
     #: the declared payload type: validated as the payload enters the pipeline
     payload_schema: Schema | None = None
     #: the declared 2xx response type: checked and serialised after dehydrate
@@ -98,6 +110,9 @@ def build_route(
     dehydrate = options.get("dehydrate")
     timeout = options.get("timeout", default_timeout)
     rate_limit = options.get("rate_limit")
+    idempotent = options.get("idempotent", False)
+    if type(idempotent) is not bool:
+        raise TypeError(f"route {name!r}: idempotent must be True or False, got {idempotent!r}")
     check_positive(f"route {name!r}: timeout", timeout)
     check_rate(f"route {name!r}: rate_limit", rate_limit)
     payload_schema, response_schema = route_schemas(name, handler, options, max_validation_errors)
@@ -149,6 +164,7 @@ def build_route(
         and payload_schema is None
         and response_schema is None
         and call_mode is not CallMode.SINGLE,
+        idempotent=idempotent,
         payload_schema=payload_schema,
         response_schema=response_schema,
     )

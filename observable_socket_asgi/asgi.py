@@ -273,6 +273,7 @@ async def _lifespan(
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
+                await router.idempotency.close()
                 await router.backplane.stop()
                 if router.observer is not None:
                     router.observer.shutdown()

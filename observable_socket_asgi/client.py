@@ -11,7 +11,8 @@ Rules of the client's life (this module alone changes them)::
     OPEN         requests are sent and answered; pushes are delivered.
     RECONNECTING the socket closed: every pending request has already failed with
                  `ConnectionClosed` (nothing is resent); new requests wait, within their
-                 timeout, for the next connection.
+                 timeout, for the next connection. Once reconnected, the calls made with
+                 `subscribe()` are sent again with the last position seen on their topic.
     CLOSED       `close()` was called, the server closed with 1008/1011, or reconnecting
                  gave up: requests raise `ConnectionClosed`, `pushes()` ends.
 
@@ -32,6 +33,7 @@ import asyncio
 import logging
 import uuid as uuid_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -56,12 +58,14 @@ from ._client_protocol import (
     report_failed_send,
 )
 from ._concurrency import is_async_callable
+from ._resume import Position, Positions
 from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
 from .types import Payload
 
 __all__ = [
     "Client",
+    "Position",
     "ClientError",
     "ConnectFailed",
     "ConnectionClosed",
@@ -92,6 +96,18 @@ class _Pending:
         # set just before the frame is handed to the socket: from then on the server may
         # have it, and a close says so
         self.sent = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribe:
+    """A subscribe call the client sends again, with its position, after every reconnect."""
+
+    route: str
+    payload: dict[str, Any]
+    topic: str
+    since_field: str
+    headers: Mapping[str, Any] | None
+    on_answer: Callable[[Response], Awaitable[None] | None] | None
 
 
 class Client:
@@ -207,6 +223,10 @@ class Client:
         self._close_done: asyncio.Future[None] | None = None
         # why the current socket was given up by this side (heartbeat), if it was
         self._dropped_reason: str | None = None
+        #: the last position (`headers.offset`, `headers.epoch`) seen per topic
+        self.positions = Positions()
+        # topic -> the subscribe call to send again, with `since`, after every reconnect
+        self._subscriptions: dict[str, _Subscribe] = {}
         #: the last close code the server sent (or 1006), for callers that want it
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -259,6 +279,7 @@ class Client:
         *,
         headers: Mapping[str, Any] | None = None,
         timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (the API the JS client has)
+        uuid: str | None = None,
     ) -> Response:
         """Send a request and return its answer, whatever its status.
 
@@ -270,15 +291,22 @@ class Client:
             payload: any JSON value.
             headers: merged over the global headers for this request.
             timeout: seconds to wait (the client's default when omitted; None: no limit).
+            uuid: the request's uuid; a fresh one when omitted. Give the same uuid to retry
+                a request to an idempotent route after `ConnectionClosed` with
+                `may_have_reached_server`: it runs at most once.
 
         Raises:
             RequestTimeout: no answer in time (also an `asyncio.TimeoutError`).
             ConnectionClosed: the connection closed first, or the client is closed.
             EncodeError: the payload or headers cannot be encoded as JSON.
+            ValueError: `uuid` is the uuid of a request still waiting for its answer.
         """
         if timeout is _DEFAULT:
             timeout = self.timeout
-        uuid = str(uuid_module.uuid4())
+        if uuid is None:
+            uuid = str(uuid_module.uuid4())
+        elif self._protocol.waits_for(uuid):
+            raise ValueError(f"uuid {uuid!r} is already waiting for an answer")
         frame = encode_request(uuid, route, self._merge(headers), payload)
         pending = _Pending(asyncio.get_running_loop().create_future(), route)
         try:
@@ -299,6 +327,54 @@ class Client:
                 future.exception()  # retrieved: no "never retrieved" warning
             else:
                 future.cancel()
+
+    async def subscribe(
+        self,
+        route: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        topic: str,
+        since_field: str = "since",
+        headers: Mapping[str, Any] | None = None,
+        on_answer: Callable[[Response], Awaitable[None] | None] | None = None,
+    ) -> Response:
+        """Call a subscribe route now, and again after every reconnect, resuming `topic`.
+
+        The payload is sent with `since_field` set to the last position seen on `topic`
+        (`{"offset": n, "epoch": e}` from the pushes' headers, or None), so a route that
+        passes it to `ws.subscribe(topic, since=...)` replays what was missed. An answer
+        whose payload holds `offset` and `epoch` counts as a position too.
+
+        Args:
+            route: the app's subscribe route.
+            payload: the route's payload (a mapping); `since_field` is added to it.
+            topic: the topic the route subscribes to, as the server names it.
+            since_field: the payload key the route reads the position from.
+            headers: merged over the global headers.
+            on_answer: called (sync or async) with the answer of every re-run after a
+                reconnect, e.g. to reload state when `recovered` is false; a failure or a
+                lost connection is logged.
+
+        Returns:
+            The answer of the first call.
+
+        Raises:
+            As `request()`; TypeError: `payload` is not a mapping.
+        """
+        if payload is not None and not isinstance(payload, Mapping):
+            raise TypeError(f"subscribe payload must be a mapping, got {type(payload).__name__}")
+        call = _Subscribe(route, dict(payload or {}), topic, since_field, headers, on_answer)
+        self._subscriptions[topic] = call
+        return await self._subscribe(call)
+
+    def forget_subscription(self, topic: str) -> None:
+        """Stop re-running the subscribe call of `topic` after reconnects; forget its position."""
+        self._subscriptions.pop(topic, None)
+        self.positions.forget(topic)
+
+    def position(self, topic: str) -> Position | None:
+        """The last position seen on `topic` (from pushes or a subscribe answer), or None."""
+        return self.positions.get(topic)
 
     async def send(
         self,
@@ -396,6 +472,31 @@ class Client:
         await self.close()
 
     # Private methods: sending
+
+    async def _subscribe(self, call: _Subscribe) -> Response:
+        position = self.positions.get(call.topic)
+        payload = {
+            **call.payload,
+            call.since_field: None if position is None else position.to_dict(),
+        }
+        answer = await self.request(call.route, payload, headers=call.headers)
+        if answer.ok:
+            self.positions.observe(call.topic, answer.payload)
+        return answer
+
+    async def _resubscribe(self) -> None:
+        """Re-run every subscribe call after a reconnect; failures are logged, not raised."""
+        for call in list(self._subscriptions.values()):
+            try:
+                answer = await self._subscribe(call)
+                if call.on_answer is not None:
+                    result = call.on_answer(answer)
+                    if result is not None:
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("resubscribing %r through %r failed", call.topic, call.route)
 
     def _merge(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
         inject = self._inject
@@ -496,6 +597,10 @@ class Client:
                     return
                 ws = new_ws
                 self._attach(ws)
+                if self._subscriptions:
+                    task = loop.create_task(self._resubscribe())
+                    self._callback_tasks.add(task)
+                    task.add_done_callback(self._callback_tasks.discard)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -586,7 +691,9 @@ class Client:
             if not future.done():
                 future.set_result(incoming.response)
         elif isinstance(incoming, Pushed):
-            self._deliver(incoming.push)
+            push = incoming.push
+            self.positions.observe(push.route, push.headers)
+            self._deliver(push)
         elif isinstance(incoming, Pong):
             pong = self._pong
             if pong is not None and not pong.done():

@@ -41,9 +41,11 @@ from .envelope import encode_error, encode_push, parse_request
 from .errors import ConnectionClosed
 from .logs import peer
 from .pipeline import run as run_pipeline
+from .presence import NO_PRESENCE
 from .status import CloseCode, Status
 
 if TYPE_CHECKING:
+    from ._history import Subscription
     from ._observe import Observer
     from ._route import Route
     from .envelope import Request
@@ -187,13 +189,29 @@ class Connection(ScopeViews):
             assert_never(action)
         await self._write(frame, False)
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(
+        self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
+    ) -> Subscription:
         """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
+
+        Args:
+            topic: the topic.
+            since: the client's last position, `{"offset": n, "epoch": e}` (from the
+                `headers` of the last push it received), or None. With the router's history
+                on, every push after it that is still kept is sent first, in order, then the
+                live ones, with no duplicate and no gap.
+            presence: any JSON value: the connection becomes a member of the topic with this
+                info (`router.presence(topic)`) until it unsubscribes or disconnects.
+
+        Returns:
+            A `Subscription`: `recovered` (False: the gap could not be filled; reload the
+            state), and the topic's `offset` and `epoch` (None without history).
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            ValueError: `since` is not a position, or `presence` is too large.
         """
-        await self._router.backplane.subscribe(self, topic)
+        return await self._router.backplane.subscribe(self, topic, since, presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving `topic`; a topic this connection does not hold is ignored."""
@@ -306,27 +324,35 @@ class Connection(ScopeViews):
 
     async def _serve(self, route: Route, request: Request) -> None:
         """Run one request and write its reply. Never raises but CancelledError."""
-        timeout = route.timeout
-        if timeout is None:
+        if route.idempotent:
+            # run in a task of its own that this connection's end does not cancel
+            frame = await self._router.answer_once(
+                route, self.socket, request, lambda: self._answer(route, request)
+            )
+        elif route.timeout is None:  # the common case: no coroutine more than needed
             frame = await run_pipeline(route, self.socket, request)
         else:
-            frame = await self._run_with_timeout(route, request, timeout)
+            frame = await self._answer(route, request)
         await self._write(frame, True)
 
-    async def _run_with_timeout(self, route: Route, request: Request, seconds: float) -> str:
+    async def _answer(self, route: Route, request: Request) -> str:
+        """The reply frame of one request, a 504 past the route's timeout."""
+        timeout = route.timeout
+        if timeout is None:
+            return await run_pipeline(route, self.socket, request)
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(timeout):
                 return await run_pipeline(route, self.socket, request)
         except TimeoutError:
             logger.warning(
                 "route %r (uuid %r) timed out after %s s and was cancelled",
                 route.name,
                 request.uuid,
-                seconds,
+                timeout,
                 extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
             )
             return encode_error(
-                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {seconds} s"
+                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
             )
 
     # Reports to the observer, when there is one
@@ -338,11 +364,13 @@ class Connection(ScopeViews):
         token = observer.request_started(route.name, request.headers, started)
         status: int | None = None  # stays None if cancelled before a reply exists
         try:
-            timeout = route.timeout
-            if timeout is None:
-                frame = await run_pipeline(route, self.socket, request)
+            # as `_serve` decides: an idempotent route runs once per key
+            if route.idempotent:
+                frame = await self._router.answer_once(
+                    route, self.socket, request, lambda: self._answer(route, request)
+                )
             else:
-                frame = await self._run_with_timeout(route, request, timeout)
+                frame = await self._answer(route, request)
             status = status_of(frame)
             await self._write(frame, True)
         finally:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._concurrency import ensure_async
+from ._idempotency import (
+    Idempotency,
+    connection_identity,
+    default_identity,
+    fingerprint,
+    storage_key,
+)
 from ._observe import Fanout, Observer
 from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from ._schema import TopicType
 from .asgi import ConnectionRegistry, handle
-from .envelope import RESERVED_ROUTES
+from .envelope import RESERVED_ROUTES, Request
 from .errors import EncodeError
 from .topics import Backplane, InMemoryBackplane
 from .types import (
@@ -82,6 +89,25 @@ class SocketRouter:
             metrics; needs the `metrics` extra. None: no metrics, nothing recorded.
         tracing: True for an OpenTelemetry span per request from the global tracer
             provider, or a `TracerProvider` to use; needs the `otel` extra.
+        history_size: pushes kept per topic so that `ws.subscribe(topic, since=...)` can
+            replay what a client missed; every push then carries `headers.offset` and
+            `headers.epoch`. 0 (the default): no history, no positions.
+        history_ttl: seconds a push is kept; a topic without a publish for this long starts
+            a new epoch.
+        history_max_bytes: characters of pushes kept per topic in memory (the in-memory
+            backplane); the oldest go first.
+        history_max_topics: topics with a history in memory; past it the one published to
+            longest ago is forgotten.
+        idempotency_ttl: seconds the answer of an idempotent route is kept for retries.
+        idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
+            default the user `access_logic` put in `scope["user"]`. None from it: the
+            guarantee holds per connection only.
+        idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
+            store; in Redis an answer longer than `idempotency_max_bytes` is not kept.
+        presence_ttl: seconds within which the members of a worker that died disappear.
+        presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
+            topic's subscribers when a member joins or leaves it.
+        presence_max_info_bytes: the largest encoded info a member may carry.
         asyncapi_url: answer a plain HTTP GET at this path with `asyncapi()` as JSON;
             None: every HTTP request is answered 426, as without it.
         max_validation_errors: field errors listed in the 400 of a payload that does not fit
@@ -111,6 +137,17 @@ class SocketRouter:
         backplane: Backplane | str | None = None,
         metrics_url: str | None = None,
         tracing: Any = False,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
+        idempotency_ttl: float = 300.0,
+        idempotency_identity: Callable[[Any], str | None] | None = None,
+        idempotency_max_entries: int = 10_000,
+        idempotency_max_bytes: int = 16 * 1024 * 1024,
+        presence_ttl: float = 15.0,
+        presence_events: bool = False,
+        presence_max_info_bytes: int = 4096,
         asyncapi_url: str | None = None,
         max_validation_errors: int = 10,
     ) -> None:
@@ -182,6 +219,24 @@ class SocketRouter:
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
         self.backplane: Backplane = make_backplane(backplane)
+        self.backplane.configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        if idempotency_identity is not None and not callable(idempotency_identity):
+            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
+        # whose answers an idempotent retry may receive
+        self._identity = idempotency_identity or default_identity
+        #: runs idempotent routes once per key; the lifespan shutdown closes it
+        self.idempotency = Idempotency(
+            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
+            idempotency_ttl,
+        )
 
         #: the path answering Prometheus metrics, or None
         self.metrics_url = metrics_url
@@ -290,6 +345,13 @@ class SocketRouter:
             payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
 
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """The members of `topic` on every worker: `{member_id: info}`.
+
+        A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
+        """
+        return await self.backplane.members(topic)
+
     def push_topic(
         self, pattern: str, *, payload: Any = None, description: str | None = None
     ) -> None:
@@ -363,6 +425,23 @@ class SocketRouter:
         await handle(self, scope, receive, send)
 
     # For the layers below: read-only views of the router's state
+
+    async def answer_once(
+        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
+    ) -> str:
+        """The answer to a request on an idempotent route: computed once per (identity,
+        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
+        """
+        try:
+            identity = self._identity(ws)
+        except Exception:
+            logger.exception("idempotency_identity raised: keyed to the connection")
+            identity = None
+        if identity is None:
+            identity = connection_identity(ws)
+        key = storage_key(str(identity), route.name, request.uuid)
+        await self.backplane.start()
+        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
 
     @property
     def route_table(self) -> Mapping[str, Route]:

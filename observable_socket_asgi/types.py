@@ -100,6 +100,8 @@ class RouteOptions(TypedDict, total=False):
     `payload` and `response` declare types (anything pydantic v2's `TypeAdapter` accepts):
     the payload is validated as it enters the pipeline (400 with field errors), a 2xx
     response payload is checked and serialised after `dehydrate` (500 when it does not fit).
+    `idempotent` runs the route once per uuid (and identity) within the router's
+    `idempotency_ttl`, answering retries with the first answer.
     """
 
     data_check: DataCheck | None
@@ -108,6 +110,7 @@ class RouteOptions(TypedDict, total=False):
     dehydrate: DehydrateFunction | None
     timeout: float | None
     rate_limit: tuple[int, float] | None
+    idempotent: bool
     payload: Any
     response: Any
 

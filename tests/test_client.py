@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import Any
@@ -13,10 +14,12 @@ from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import (
     ConnectFailed,
     ConnectionClosed,
+    Position,
     Push,
     RequestTimeout,
     connect,
 )
+from observable_socket_asgi.envelope import Response
 from tests.helpers import MS, TIMEOUT, Server, eventually, on_server, running, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -415,3 +418,73 @@ async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
                 with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
                     await refused.request("math/sum", [1])
                 assert info.value.code == 1013
+
+
+# Resuming topics across reconnects
+
+
+def resumable_router() -> SocketRouter:
+    """Rooms with history; `kick` makes the client miss three pushes, then closes 1012."""
+    router = SocketRouter(history_size=100)
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        got = await ws.subscribe(payload["topic"], since=payload["since"])
+        return {"payload": {"recovered": got.recovered, "offset": got.offset, "epoch": got.epoch}}
+
+    @router.route("say")
+    async def say(ws: Any, headers: Any, payload: Any) -> Any:
+        await router.publish("t", payload)
+        return {}
+
+    @router.route("kick")
+    async def kick(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.unsubscribe("t")
+        for n in range(3):
+            await router.publish("t", f"missed {n}")
+        await ws.close(1012, "restart")
+        return {}
+
+    return router
+
+
+async def test_subscribe_resumes_from_the_last_position_after_a_reconnect() -> None:
+    """The client re-runs its subscribe call with `since` and receives what it missed."""
+    answers: list[Response] = []
+    answered = asyncio.Event()
+
+    def on_answer(answer: Response) -> None:
+        answers.append(answer)
+        answered.set()
+
+    with running(resumable_router()) as server:
+        async with connect(server.url, backoff_initial=0.01) as client:
+            first = await client.subscribe("join", {"topic": "t"}, topic="t", on_answer=on_answer)
+            assert first.payload["recovered"] is False
+            await client.request("say", "one")
+            pushes = client.pushes()
+            assert (await anext(pushes)).payload == "one"
+            position = client.position("t")
+            assert position is not None and position.offset == 1
+
+            with contextlib.suppress(ConnectionClosed):
+                await client.request("kick")
+            missed = [(await anext(pushes)).payload for _ in range(3)]
+            assert missed == ["missed 0", "missed 1", "missed 2"]
+            await asyncio.wait_for(answered.wait(), TIMEOUT)
+            assert answers[0].payload == {
+                "recovered": True,
+                "offset": 4,
+                "epoch": position.epoch,
+            }
+            assert client.position("t") == Position(4, position.epoch)
+            await client.request("say", "live")
+            assert (await anext(pushes)).payload == "live"
+
+
+async def test_request_with_an_explicit_uuid() -> None:
+    """A caller-chosen uuid is sent as is (for idempotent retries); a pending one is refused."""
+    with running(make_router()) as server:
+        async with connect(server.url) as client:
+            answer = await client.request("echo", 1, uuid="my-uuid-1")
+            assert answer.uuid == "my-uuid-1"
