@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,6 +220,8 @@ class Sandbox:
     directory: Path
     ports: Ports = field(default_factory=Ports)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: variables a block's `export NAME=value` lines set for its later commands
+    exports: dict[str, str] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         path = str(self.directory)
@@ -229,6 +231,7 @@ class Sandbox:
             "PYTHONPATH": path,
             "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
             "EXAMPLES_DB_URL": f"sqlite+aiosqlite:///{self.directory / 'articles.db'}",
+            **self.exports,
             **extra,
         }
 
@@ -296,10 +299,11 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]
         box.close()
 
 
-def write_modules(block: Block, directory: Path) -> None:
+def write_modules(block: Block, directory: Path, rewrite: Callable[[str], str] = str) -> None:
+    """Write the page's modules; `rewrite` maps the ports they name to the sandbox's."""
     for other in BLOCKS:
         if other.page == block.page and other.module:
-            (directory / f"{other.module}.py").write_text(other.code, encoding="utf-8")
+            (directory / f"{other.module}.py").write_text(rewrite(other.code), encoding="utf-8")
 
 
 # Runners, by language
@@ -375,13 +379,18 @@ def run_shell(block: Block, box: Sandbox) -> None:
             pass  # setting up a clone: the sandbox stands for one already
         elif command in ("scripts/test", ".ci/run"):
             assert os.access(ROOT / command, os.X_OK), f"{command} is not executable"
+        elif match := re.fullmatch(r"export (\w+)=(\S+)", command):
+            box.exports[match.group(1)] = match.group(2).strip("'\"")
         elif SERVER.search(command):
             start_server(command, box)
-        elif " listen " in f" {command} ":
-            proc = box.start(["bash", "-c", box.ports.rewrite(command)], box.directory, box.env())
-            listeners.append(proc)
         else:
-            box.run(at_root(box.ports.rewrite(command)), box.directory, shell=True)
+            # the page's modules (a client script the block runs) talk to the mapped ports
+            write_modules(block, box.directory, box.ports.rewrite)
+            command = at_root(box.ports.rewrite(command))
+            if " listen " in f" {command} ":
+                listeners.append(box.start(["bash", "-c", command], box.directory, box.env()))
+            else:
+                box.run(command, box.directory, shell=True)
     for proc in listeners:
         assert proc.poll() is None, f"listen exited early: {output(proc)}"
 
