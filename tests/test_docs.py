@@ -373,6 +373,8 @@ def run_shell(block: Block, box: Sandbox) -> None:
         start_redis(box, number)
     listeners: list[subprocess.Popen[bytes]] = []
     for command in shell_commands(block):
+        # a path under /tmp stays inside the sandbox: suites running at once do not share it
+        command = command.replace("/tmp/", f"{box.directory}/tmp-")
         if re.match(r"(\S*/)?pip3? install |python3? -m pip install ", command):
             check_pip_install(command)
         elif re.match(r"cd |git clone |python3? -m venv ", command):
