@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +22,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
-from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, request
+from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, request, wait_until
 from tests.protocol_cases import CASES, connector
 from tests.servers import SERVERS, ServerProcess, serving
 
@@ -172,6 +174,19 @@ SHUTDOWN_CLOSE = {name: 1012 for name in UVICORNS} | {
     "granian": None,
     "daphne": None,
 }
+#: Hypercorn on Python 3.12+ waits for every open connection to end before it exits, past
+#: its graceful timeout (it awaits `asyncio.Server.wait_closed()`, which waits for open
+#: connections since Python 3.12.1)
+HYPERCORN_WAITS_FOR_CLIENTS = sys.version_info >= (3, 12)
+
+
+def refuses_connections(port: int) -> bool:
+    """True once nothing listens on `port` any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    except OSError:
+        return True
+    return False
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -179,9 +194,10 @@ def test_close_code_on_shutdown(server: str) -> None:
     """Ctrl-C on the server with a handler in flight: the close the client reads; on
     uvicorn also that the handler is cancelled and nothing is logged as an error."""
     options = {"--graceful-timeout": "1"} if server == "hypercorn" else {}  # whole seconds
+    waits_for_clients = server == "hypercorn" and HYPERCORN_WAITS_FOR_CLIENTS
     with serving(server, "tests.server_apps:hold_app", options) as proc:
 
-        async def run() -> ConnectionClosed:
+        async def run() -> ConnectionClosed | None:
             async with connect(proc.url) as ws:
                 await ws.send(request("hold", "x"))
                 async with asyncio.timeout(TIMEOUT):
@@ -189,12 +205,24 @@ def test_close_code_on_shutdown(server: str) -> None:
                         await asyncio.sleep(10 * MS)
                 stopper = threading.Thread(target=proc.stop)
                 stopper.start()
-                closed = await closed_by_server(ws)
-                await asyncio.to_thread(stopper.join, PROCESS_TIMEOUT)
-                return closed
+                if waits_for_clients:
+                    # the server has taken the signal (it stopped listening), yet this
+                    # socket stays open; the process exits only once the client leaves
+                    await wait_until(lambda: refuses_connections(proc.port), TIMEOUT * 2)
+                    assert ws.state is State.OPEN
+                    closed = None
+                else:
+                    closed = await closed_by_server(ws)
+            await asyncio.to_thread(stopper.join, PROCESS_TIMEOUT)
+            assert not stopper.is_alive()
+            return closed
 
         closed = asyncio.run(run())
         log = proc.log()
+    if waits_for_clients:
+        assert closed is None
+        return
+    assert closed is not None
     code = closed.rcvd.code if closed.rcvd is not None else None
     assert code == SHUTDOWN_CLOSE[server], (closed, log)
     if server in UVICORNS:
