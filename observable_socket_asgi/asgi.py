@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
+from .logs import peer
 from .status import CloseCode
 
 if TYPE_CHECKING:
@@ -90,7 +92,10 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        await _upgrade_required(send)
+        if router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+            await _asyncapi(router, scope, send)
+        else:
+            await _upgrade_required(send)
     else:
         raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -116,7 +121,7 @@ async def serve_connection(
         return
     registry = router.registry
     if not registry.reserve():
-        logger.warning("refused %s: %d connections open", conn.client, registry.slots_taken)
+        _log_refusal(conn, "%d connections open", registry.slots_taken)
         await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later")
         return
     try:
@@ -127,18 +132,15 @@ async def serve_connection(
                 async with asyncio.timeout(timeout):
                     allowed = await access_logic(conn.socket)
             except TimeoutError:
-                logger.warning(
-                    "access_logic for %s took over %s s: refused, try again later",
-                    conn.client,
-                    timeout,
-                )
+                _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
                 await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
                 return
             except Exception:
-                logger.exception("access_logic raised for %s", scope.get("path"))
+                _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
                 await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
                 return
             if not allowed:
+                _log_refusal(conn, "access_logic said no")
                 await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
@@ -193,12 +195,27 @@ def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
         origin = conn.headers.get("origin")
         if origin is None:
             if settings.require_origin:
-                logger.warning("refused %s: no Origin header", conn.client)
+                _log_refusal(conn, "no Origin header")
                 return CloseCode.POLICY_VIOLATION, "origin required"
         elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
-            logger.warning("refused %s: origin %r not allowed", conn.client, origin)
+            _log_refusal(conn, "origin %r not allowed", origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
     return None
+
+
+def _log_refusal(
+    conn: Connection, why: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False
+) -> None:
+    """Log a refused handshake, once: its client address (text and `client` field), why."""
+    client = peer(conn.scope.get("client"))
+    logger.log(
+        level,
+        "refused %s: " + why,
+        client,
+        *args,
+        exc_info=exc_info,
+        extra={"client": client, "path": conn.scope.get("path")},
+    )
 
 
 async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
@@ -229,6 +246,7 @@ async def _lifespan(
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
+                await router.idempotency.close()
                 await router.backplane.stop()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
@@ -236,6 +254,65 @@ async def _lifespan(
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _is_asyncapi_path(url: str, scope: Scope) -> bool:
+    # Mounted under a prefix, `path` may or may not include the `root_path` (servers and
+    # frameworks differ): accept both.
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    return path == url or (bool(root) and path == root + url)
+
+
+async def _asyncapi(router: SocketRouter, scope: Scope, send: ASGISendCallable) -> None:
+    """Answer GET (and HEAD) with the router's AsyncAPI document; other methods 405."""
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        await _plain(send, 405, b"405 Method Not Allowed: GET only.\n", [(b"allow", b"GET, HEAD")])
+        return
+    try:
+        # stdlib json: a rare request, and envelope.py stays the one orjson edge of the wire
+        body = json.dumps(router.asyncapi(), ensure_ascii=False).encode()
+    except Exception:
+        logger.exception("building the AsyncAPI document failed")
+        await _plain(send, 500, b"500 Internal Server Error\n", [])
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "trailers": False,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+    )
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _upgrade_required(send: ASGISendCallable) -> None:

@@ -36,10 +36,13 @@ from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
 from .envelope import encode_error, encode_push
 from .errors import ConnectionClosed
+from .logs import peer
 from .pipeline import run as run_pipeline
+from .presence import NO_PRESENCE
 from .status import CloseCode, Status
 
 if TYPE_CHECKING:
+    from ._history import Subscription
     from ._route import Route
     from .envelope import Request
     from .routing import SocketRouter
@@ -169,13 +172,29 @@ class Connection(ScopeViews):
             assert_never(action)
         await self._write(frame, False)
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(
+        self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
+    ) -> Subscription:
         """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
+
+        Args:
+            topic: the topic.
+            since: the client's last position, `{"offset": n, "epoch": e}` (from the
+                `headers` of the last push it received), or None. With the router's history
+                on, every push after it that is still kept is sent first, in order, then the
+                live ones, with no duplicate and no gap.
+            presence: any JSON value: the connection becomes a member of the topic with this
+                info (`router.presence(topic)`) until it unsubscribes or disconnects.
+
+        Returns:
+            A `Subscription`: `recovered` (False: the gap could not be filled; reload the
+            state), and the topic's `offset` and `epoch` (None without history).
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            ValueError: `since` is not a position, or `presence` is too large.
         """
-        await self._router.backplane.subscribe(self, topic)
+        return await self._router.backplane.subscribe(self, topic, since, presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving `topic`; a topic this connection does not hold is ignored."""
@@ -269,26 +288,42 @@ class Connection(ScopeViews):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _peer(self) -> str:
+        """The client's address for log lines, `"host:port"` (only built when logging)."""
+        return peer(self.scope.get("client"))
+
     async def _serve(self, route: Route, request: Request) -> None:
         """Run one request and write its reply. Never raises but CancelledError."""
-        timeout = route.timeout
-        if timeout is None:
+        if route.idempotent:
+            # run in a task of its own that this connection's end does not cancel
+            frame = await self._router.answer_once(
+                route, self.socket, request, lambda: self._answer(route, request)
+            )
+        elif route.timeout is None:  # the common case: no coroutine more than needed
             frame = await run_pipeline(route, self.socket, request)
         else:
-            try:
-                async with asyncio.timeout(timeout):
-                    frame = await run_pipeline(route, self.socket, request)
-            except TimeoutError:
-                logger.warning(
-                    "route %r (uuid %r) timed out after %s s and was cancelled",
-                    route.name,
-                    request.uuid,
-                    timeout,
-                )
-                frame = encode_error(
-                    Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
-                )
+            frame = await self._answer(route, request)
         await self._write(frame, True)
+
+    async def _answer(self, route: Route, request: Request) -> str:
+        """The reply frame of one request, a 504 past the route's timeout."""
+        timeout = route.timeout
+        if timeout is None:
+            return await run_pipeline(route, self.socket, request)
+        try:
+            async with asyncio.timeout(timeout):
+                return await run_pipeline(route, self.socket, request)
+        except TimeoutError:
+            logger.warning(
+                "route %r (uuid %r) timed out after %s s and was cancelled",
+                route.name,
+                request.uuid,
+                timeout,
+                extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
+            )
+            return encode_error(
+                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
+            )
 
     # The writer: the only place a frame goes to the server
 
@@ -402,8 +437,9 @@ class Connection(ScopeViews):
         """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
             "slow consumer %s: %d pushes queued, closing with 1013",
-            self.client,
+            self._peer(),
             self._router.settings.max_queued_pushes,
+            extra={"client": self._peer()},
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
         # In place: the writer in progress holds this same deque.
@@ -444,7 +480,10 @@ class Connection(ScopeViews):
         wait = self._protocol.idle_wait(self._loop.time())
         if wait is None:
             logger.info(
-                "closing %s: idle for %.0f s", self.client, self._router.settings.idle_timeout
+                "closing %s: idle for %.0f s",
+                self._peer(),
+                self._router.settings.idle_timeout,
+                extra={"client": self._peer()},
             )
             self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:
