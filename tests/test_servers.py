@@ -337,3 +337,21 @@ def test_daphne_closes_every_websocket_after_websocket_timeout() -> None:
     with serving("daphne", "tests.server_apps:protocol_app", options) as proc:
         closed = asyncio.run(run(proc.url))
     assert closed.rcvd is not None and closed.rcvd.code == 1000, closed
+
+
+def test_readme_servers_table_names_these_tests() -> None:
+    """Each row of the README's "Servers" table names a test of this file that exists, and
+    every test of a difference here has its row."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Servers\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`test_" in line]
+    cited = {re.findall(r"`(test_\w+)`", row)[-1] for row in rows}
+    differences = {
+        name
+        for name in globals()
+        if name.startswith("test_")
+        and not name.startswith(("test_protocol_on", "test_demo_", "test_fastapi_", "test_readme"))
+    }
+    assert cited == differences
+    header = section.split("\n|---", 1)[0].splitlines()[-1]
+    assert all(name in header for name in ("uvicorn", "Hypercorn", "Granian", "Daphne"))
