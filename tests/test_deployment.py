@@ -270,19 +270,28 @@ def test_read_timeout_shorter_than_the_traffic_cuts_the_socket(tmp_path: Path) -
     install_routes(router)
     short_ms = int(300 * MS * 1000)
 
-    async def silent(url: str) -> bool:
+    async def cut_while_silent(url: str) -> ConnectionClosed:
+        """Say nothing and wait for the socket to be cut."""
+        async with connect(url, ping_interval=None) as ws:
+            try:
+                async with asyncio.timeout(TIMEOUT * 2):
+                    await ws.recv()
+            except ConnectionClosed as exc:
+                return exc
+        raise AssertionError("the silent socket was not cut")
+
+    async def usable_after_silence(url: str) -> bool:
         """Stay silent for twice the short timeout; True if the socket is still usable."""
         async with asyncio.timeout(TIMEOUT * 2), connect(url, ping_interval=None) as ws:
             await asyncio.sleep(2 * short_ms / 1000)
-            try:
-                await ws.send(request("echo", 1))
-                return bool(orjson.loads(await ws.recv())["payload"] == 1)
-            except ConnectionClosed:
-                return False
+            await ws.send(request("echo", 1))
+            return bool(orjson.loads(await ws.recv())["payload"] == 1)
 
     with behind_nginx(router, tmp_path, short_ms=short_ms) as (_server, nginx):
-        assert asyncio.run(silent(f"{nginx.test_url}/short-timeout/ws")) is False
-        assert asyncio.run(silent(f"{nginx.url}/ws")) is True
+        cut = asyncio.run(cut_while_silent(f"{nginx.test_url}/short-timeout/ws"))
+        assert cut.rcvd is None  # dropped by the proxy: no close frame from the server
+        assert asyncio.run(usable_after_silence(f"{nginx.url}/ws")) is True
+        assert "upstream timed out" in nginx.log()
 
 
 def test_graceful_shutdown_timeout_closes_1012_and_cancels_handlers() -> None:
