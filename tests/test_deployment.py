@@ -1,5 +1,6 @@
 """Deployment as the docs describe it: nginx in front of a real uvicorn, running the bundled
-site configuration (examples/deploy/nginx.conf), and uvicorn's graceful shutdown.
+site configuration (examples/deploy/nginx.conf), uvicorn's graceful shutdown, and
+`uvicorn --workers 2` sharing pushes through Redis.
 
 nginx runs as the current user from a temporary directory (its config, pid, logs and temp
 files there, `daemon off`), on a free port. On a machine without nginx these tests skip,
@@ -26,14 +27,16 @@ from typing import Any, BinaryIO
 
 import orjson
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import Client
 from tests.helpers import JS_PING, MS, PROCESS_TIMEOUT, TIMEOUT, Server, pause, request, running
 from tests.protocol_cases import install_routes
+from tests.servers import serving
 from tests.test_end_to_end import error_logs, make_router
+from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -329,3 +332,48 @@ def test_graceful_shutdown_timeout_closes_1012_and_cancels_handlers() -> None:
     assert sorted(state["cancelled"]) == [0, 1, 2]
     assert router.connections == set()
     assert [r.getMessage() for r in errors] == []
+
+
+def test_uvicorn_workers_share_pushes_through_redis(redis_server: RedisServer) -> None:  # noqa: F811
+    """`uvicorn examples.chat:app --workers 2` with CHAT_REDIS_URL: a client on one worker
+    receives what a client on the other worker says in the room."""
+
+    async def on_two_workers(url: str) -> tuple[ClientConnection, ClientConnection]:
+        """Open connections until two land on different workers; close the others."""
+        by_pid: dict[int, ClientConnection] = {}
+        async with asyncio.timeout(TIMEOUT * 4):
+            while len(by_pid) < 2:
+                ws = await connect(url)
+                await ws.send(request("chat/status"))
+                status = orjson.loads(await ws.recv())["payload"]
+                if status["backplane_connected"] and status["pid"] not in by_pid:
+                    by_pid[status["pid"]] = ws
+                else:
+                    await ws.close()
+        first, second = by_pid.values()
+        return first, second
+
+    async def run(url: str) -> None:
+        ada, bob = await on_two_workers(url)
+        try:
+            await ada.send(request("room/join", {"room": "r"}))
+            async with asyncio.timeout(TIMEOUT):
+                while True:  # the join's answer, and the "joined" push to the room
+                    frame = orjson.loads(await ada.recv())
+                    if frame.get("uuid") == 1:
+                        assert frame["status"] == 200
+                        break
+            await bob.send(request("room/say", {"room": "r", "text": "hi", "name": "bob"}))
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    frame = orjson.loads(await ada.recv())
+                    if frame.get("route") == "room:r" and "text" in frame["payload"]:
+                        break
+            assert frame["payload"] == {"text": "hi", "name": "bob"}
+        finally:
+            await ada.close()
+            await bob.close()
+
+    env = {"CHAT_REDIS_URL": redis_server.url}
+    with serving("uvicorn-websockets-sansio", "examples.chat:app", {"--workers": "2"}, env) as proc:
+        asyncio.run(run(proc.url))
