@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -31,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi.client import Client
+from observable_socket_asgi.client import Client, ConnectFailed
 from tests.helpers import JS_PING, MS, PROCESS_TIMEOUT, TIMEOUT, Server, pause, request, running
 from tests.protocol_cases import install_routes
 from tests.servers import serving
@@ -95,18 +96,41 @@ server {{
 """
 
 
+def tls_server(site: str, directory: Path) -> str:
+    """The site's `server` block over TLS, as the README says to change it: `ssl` on the
+    `listen` line and a certificate (self-signed for 127.0.0.1, made here with openssl)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", *key_options, "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+    server = site[site.index("\nserver {") :]
+    server, listens = re.subn(r"listen (\S+);", r"listen \1 ssl;", server)
+    assert listens == 1
+    certificate = f"    ssl_certificate {cert};\n    ssl_certificate_key {key};\n"
+    return server.replace("server {\n", "server {\n" + certificate, 1)
+
+
 class Nginx:
     """nginx serving the bundled site at `url` and the test's own server at `test_url`."""
 
-    def __init__(self, directory: Path, upstream_port: int, short_ms: int) -> None:
+    def __init__(self, directory: Path, upstream_port: int, short_ms: int, tls: bool) -> None:
         self.directory = directory
         self.upstream_port = upstream_port
         self.short_ms = short_ms
+        #: also serve the bundled site over TLS at `tls_url`, with a self-signed certificate
+        self.tls = tls
+        self.tls_url = ""
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: BinaryIO | None = None
         self.url = self.test_url = ""
 
-    def _write_config(self, port: int, test_port: int) -> Path:
+    def _write_config(self, port: int, test_port: int, tls_port: int) -> Path:
         d = self.directory
         user = f"user {pwd.getpwuid(os.getuid()).pw_name};\n" if os.geteuid() == 0 else ""
         temp = "".join(
@@ -122,23 +146,26 @@ class Nginx:
             f"http {{\n    access_log {d / 'access.log'};\n{temp}"
             f"    include {d / 'site.conf'};\n"
             + TEST_SERVER.format(port=test_port, short_ms=self.short_ms)
+            + (tls_server(site_config(self.upstream_port, tls_port), d) if self.tls else "")
             + "}\n"
         )
         return config
 
     def start(self) -> None:
         for _attempt in range(3):
-            port, test_port = _free_port(), _free_port()
-            config = self._write_config(port, test_port)
+            port, test_port, tls_port = _free_port(), _free_port(), _free_port()
+            config = self._write_config(port, test_port, tls_port)
             self._stderr = (self.directory / "stderr.log").open("wb")
             self.process = subprocess.Popen(
                 [nginx_binary(), "-c", str(config), "-p", str(self.directory), "-e", "stderr"],
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
             )
-            if self._wait_listening(port) and self._wait_listening(test_port):
+            ports = [port, test_port, tls_port] if self.tls else [port, test_port]
+            if all(self._wait_listening(p) for p in ports):
                 self.url = f"ws://127.0.0.1:{port}"
                 self.test_url = f"ws://127.0.0.1:{test_port}"
+                self.tls_url = f"wss://127.0.0.1:{tls_port}"
                 return
             self.stop()
             if "in use" not in self.log():
@@ -178,12 +205,12 @@ class Nginx:
 
 @contextlib.contextmanager
 def behind_nginx(
-    router: SocketRouter, tmp_path: Path, short_ms: int = 10_000
+    router: SocketRouter, tmp_path: Path, short_ms: int = 10_000, tls: bool = False
 ) -> Iterator[tuple[Server, Nginx]]:
     """Serve `router` on real uvicorn with nginx in front of it."""
     nginx_binary()
     with running(router, proxy_headers=True, forwarded_allow_ips="127.0.0.1") as server:
-        nginx = Nginx(tmp_path, server.port, short_ms)
+        nginx = Nginx(tmp_path, server.port, short_ms, tls)
         nginx.start()
         try:
             yield server, nginx
@@ -247,6 +274,24 @@ def test_python_client_through_nginx(tmp_path: Path) -> None:
     with behind_nginx(router, tmp_path) as (_server, nginx):
         asyncio.run(run(f"{nginx.url}/ws"))
         assert "[emerg]" not in nginx.log() and "[crit]" not in nginx.log()
+
+
+def test_client_through_nginx_over_tls(tmp_path: Path) -> None:
+    """The same site over TLS: the Python client on wss:// trusting the site's certificate is
+    answered; one that does not trust it fails the handshake."""
+    router = SocketRouter()
+    install_routes(router)
+
+    async def run(url: str) -> None:
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        async with Client(url, timeout=TIMEOUT, ssl=trusting) as client:
+            answer = await client.request("math/sum", [1, 2, 3, 4])
+            assert (answer.status, answer.payload) == (200, {"sum": 10})
+        with pytest.raises(ConnectFailed):
+            await Client(url, timeout=TIMEOUT, reconnect=False).connect()
+
+    with behind_nginx(router, tmp_path, tls=True) as (_server, nginx):
+        asyncio.run(run(f"{nginx.tls_url}/ws"))
 
 
 def test_handshake_fails_without_the_upgrade_headers(tmp_path: Path) -> None:
