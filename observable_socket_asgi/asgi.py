@@ -22,6 +22,7 @@ from .status import CloseCode
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
+    from ._observe import Observer
     from ._protocol import Settings
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -92,7 +93,11 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        if router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+        metrics = router.metrics
+        # the same path rule as the AsyncAPI document's, with or without the root_path
+        if metrics is not None and _is_asyncapi_path(router.metrics_url or "", scope):
+            await metrics.scrape(scope, send)
+        elif router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
             await _asyncapi(router, scope, send)
         else:
             await _upgrade_required(send)
@@ -114,15 +119,16 @@ async def serve_connection(
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
+    observer = router.observer
     refusal = _refusal(router.settings, conn)
     if refusal is not None:
         code, reason = refusal
-        await _refuse(send, code, reason)
+        await _refuse(send, code, reason, observer, "origin")
         return
     registry = router.registry
     if not registry.reserve():
         _log_refusal(conn, "%d connections open", registry.slots_taken)
-        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later")
+        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later", observer, "capacity")
         return
     try:
         access_logic = router.access_logic
@@ -133,22 +139,34 @@ async def serve_connection(
                     allowed = await access_logic(conn.socket)
             except TimeoutError:
                 _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
-                await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
+                await _refuse(
+                    send,
+                    CloseCode.TRY_AGAIN_LATER,
+                    "handshake timed out",
+                    observer,
+                    "handshake_timeout",
+                )
                 return
             except Exception:
                 _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
-                await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
+                await _refuse(
+                    send, CloseCode.INTERNAL_ERROR, "internal server error", observer, "error"
+                )
                 return
             if not allowed:
                 _log_refusal(conn, "access_logic said no")
-                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied", observer, "access")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         registry.add(conn)
+        if observer is not None:
+            observer.connection_accepted()
         try:
             await conn.run()
         finally:
             registry.discard(conn)
+            if observer is not None:
+                observer.connection_closed(conn.close_code)
     finally:
         registry.release()
 
@@ -218,7 +236,16 @@ def _log_refusal(
     )
 
 
-async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
+async def _refuse(
+    send: ASGISendCallable,
+    code: int,
+    reason: str,
+    observer: Observer | None = None,
+    why: str = "error",
+) -> None:
+    """Accept, then close with `code`; `why` is the observer's refusal reason."""
+    if observer is not None:
+        observer.connection_refused(why)
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -248,6 +275,8 @@ async def _lifespan(
                         await result
                 await router.idempotency.close()
                 await router.backplane.stop()
+                if router.observer is not None:
+                    router.observer.shutdown()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,11 +188,15 @@ class RedisBackplane(Backplane):
         task.add_done_callback(self._unsubscribing.discard)
 
     async def _remote_publish(self, topic: str, frame: str) -> None:
+        observer = self._observer
         if not self._connected or self._redis is None:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.warning("Redis is down: push to %r reached this worker only", topic)
             return
         channel, body = self._channel(topic), self._origin + frame.encode()
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             async with asyncio.timeout(self.publish_timeout):
                 try:
@@ -204,7 +209,12 @@ class RedisBackplane(Backplane):
             raise
         except Exception as exc:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.error("PUBLISH to %r failed, push reached this worker only: %r", topic, exc)
+            return
+        if observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
 
     # History, presence and idempotent answers, in Redis
 
@@ -342,6 +352,8 @@ class RedisBackplane(Backplane):
                                 break
                     self._pubsub = pubsub
                     self._connected = True
+                    if self._observer is not None:
+                        self._observer.backplane_connected(True)
                 self.connects += 1
                 if down_since is not None:
                     logger.warning(
@@ -418,6 +430,8 @@ class RedisBackplane(Backplane):
                     waiter.set_result(None)
 
     def _disconnected(self) -> None:
+        if self._connected and self._observer is not None:
+            self._observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:
