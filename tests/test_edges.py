@@ -507,3 +507,43 @@ async def test_refusal_without_the_denial_extension_closes_before_accept() -> No
     assert (await second.connect())["type"] == "websocket.close"
     await second.comm.wait(TIMEOUT)
     await first.disconnect()
+
+
+# 7. While Redis is down, the logs say so once, then summarise
+
+
+async def test_redis_outage_is_logged_once_then_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens at the Redis address: one line names it (never its password), then 60
+    publishes add no line each; a summary within `log_interval` counts the dropped ones."""
+    from observable_socket_asgi.redis_backplane import RedisBackplane
+    from tests.helpers import free_socket
+
+    def ours(record: logging.LogRecord) -> bool:
+        return record.name.startswith("observable_socket_asgi")
+
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    backplane = RedisBackplane(url, connect_timeout=50 * MS, log_interval=300 * MS)
+    with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi"):
+        await backplane.start()
+        try:
+            for n in range(60):
+                await backplane.publish("t", n)
+                await asyncio.sleep(MS)
+            loud = [r for r in caplog.records if r.levelno >= logging.WARNING and ours(r)]
+            assert 1 <= len(loud) <= 3, [r.getMessage() for r in loud]
+            async with asyncio.timeout(TIMEOUT):
+                while not any("still down" in r.getMessage() for r in caplog.records):
+                    await asyncio.sleep(50 * MS)
+                    await backplane.publish("t", "more")
+        finally:
+            await backplane.stop()
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and ours(r)]
+    assert f"127.0.0.1:{port}" in loud[0]
+    assert all("hunter2" not in r.getMessage() for r in caplog.records)
+    summary = next(m for m in loud if "still down" in m)
+    assert "publish" in summary and backplane.dropped >= 60
+    assert len(loud) < 10, loud
