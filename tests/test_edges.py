@@ -547,3 +547,37 @@ async def test_redis_outage_is_logged_once_then_summarised(
     summary = next(m for m in loud if "still down" in m)
     assert "publish" in summary and backplane.dropped >= 60
     assert len(loud) < 10, loud
+
+
+# The command line aligns uvicorn's message limit with the router's
+
+
+def test_serve_sets_uvicorn_ws_max_size_from_the_router() -> None:
+    """`observable-socket serve` makes uvicorn refuse (1009) what is over twice the router's
+    limit, instead of reading up to its own 16 MiB default; between the two it is a 413."""
+    import re
+
+    from tests.test_cli import PROCESS_TIMEOUT, lines_of, popen, stop
+
+    async def scenario(port: int) -> None:
+        url = f"ws://127.0.0.1:{port}/ws"
+        async with connect(url, max_size=None) as ws:
+            over = await ask(ws, request("echo", "x" * (MIB + MIB // 2), uuid="over"))
+            assert (over["uuid"], over["status"]) == ("over", 413)
+        async with connect(url, max_size=None) as ws:
+            await ws.send(request("echo", "x" * (2 * MIB + 10), uuid="way-over"))
+            assert (await close_of(ws))[0] == 1009
+
+    with popen("serve", "tests.test_cli:router", "--port", "0") as proc:
+        try:
+            assert proc.stderr is not None
+            lines = lines_of(proc.stderr)
+            port = None
+            while port is None:
+                line = lines.get(timeout=PROCESS_TIMEOUT)
+                found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+                if found:
+                    port = int(found.group(1))
+            asyncio.run(scenario(port))
+        finally:
+            assert stop(proc) == 0
