@@ -2,8 +2,10 @@
 
 Every contender serves the same wire contract so the load generator cannot tell them apart:
 `echo` answers the request's payload, `slow` does the same after awaiting 50 ms, `hooks`
-runs data_check + access + hydrate + dehydrate around the echo, and `push` starts pushing
-frames at the client (the slow-consumer scenario). The bare apps ignore `route` except
+runs data_check + access + hydrate + dehydrate around the echo, `typed` is the echo with a
+declared payload and response type (`list[int]`, validated and serialised by pydantic; the
+routers of this project only), and `push` starts pushing frames at the client (the
+slow-consumer scenario). The bare apps ignore `route` except
 where a scenario needs it; they are the ceilings, not routers.
 
 `build(name)` returns the app; `CONTENDERS` lists the names in report order. An app that
@@ -279,6 +281,17 @@ def _register(router: Any) -> None:
     async def push(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
         asyncio.get_running_loop().create_task(_router_pusher(ws))
         return {"payload": None}
+
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:  # the `schema` extra is not installed: no typed route to measure
+        return
+
+    # The load generator's payload is [1, 2, 3, 4]: validated on the way in, checked and
+    # dumped on the way out.
+    @router.route("typed", {"payload": list[int], "response": list[int]})
+    async def typed(ws: Any, headers: Any, payload: list[int]) -> dict[str, Any]:
+        return {"payload": payload}
 
 
 async def _router_pusher(ws: Any) -> None:

@@ -10,12 +10,27 @@ from __future__ import annotations
 
 import time
 
-from bench import head_of_line, hooks_cost, idle_memory, report, slow_consumer, throughput
+from bench import (
+    head_of_line,
+    history_cost,
+    hooks_cost,
+    idle_memory,
+    report,
+    slow_consumer,
+    throughput,
+)
 
 
 def main() -> None:
     start = time.monotonic()
-    for scenario in (throughput, head_of_line, hooks_cost, idle_memory, slow_consumer):
+    for scenario in (
+        throughput,
+        head_of_line,
+        hooks_cost,
+        idle_memory,
+        slow_consumer,
+        history_cost,
+    ):
         print(f"== {scenario.__name__} ({time.monotonic() - start:.0f} s)", flush=True)
         scenario.main()
     print(f"== report ({time.monotonic() - start:.0f} s)", flush=True)

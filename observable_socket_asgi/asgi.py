@@ -1,4 +1,4 @@
-"""ASGI scope dispatch: websocket handshakes, lifespan, and a polite refusal of plain HTTP.
+"""ASGI scope dispatch: websocket handshakes, the connection registry, lifespan, plain HTTP.
 
 A refused WebSocket is accepted and then closed with a code (1008 policy, 1013 try again
 later, 1011 server error) rather than rejected with an HTTP status: the JS client reads a
@@ -10,20 +10,76 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection
+from .logs import peer
 from .status import CloseCode
 
 if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
+
+    from ._protocol import Settings
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
-__all__ = ["handle", "origin_allowed"]
+__all__ = ["ConnectionRegistry", "handle", "origin_allowed", "serve_connection"]
 
 logger = logging.getLogger("observable_socket_asgi.asgi")
+
+
+class ConnectionRegistry:
+    """The connections a router serves, and the slots `max_connections` counts.
+
+    Rules (this class alone changes them; only `serve_connection` calls its methods):
+
+        A handshake takes a slot with `reserve()` in the same step as the limit check,
+        before any await, so overlapping handshakes (a slow `access_logic`, a slow accept)
+        cannot all pass the check; it gives the slot back with `release()` when it ends,
+        refused or served. A connection is in `connections` from its accept until its
+        `run()` returns: what tests check for leaks.
+    """
+
+    __slots__ = ("_connections", "_limit", "_slots_taken")
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        # connections past the limit check and not yet ended, handshakes included
+        self._slots_taken = 0
+        # accepted connections, not yet ended
+        self._connections: set[Connection] = set()
+
+    @property
+    def connections(self) -> AbstractSet[Connection]:
+        """The live connections (read-only; do not keep it across awaits)."""
+        return self._connections
+
+    @property
+    def slots_taken(self) -> int:
+        """Handshakes in progress plus connections served."""
+        return self._slots_taken
+
+    def reserve(self) -> bool:
+        """Take a slot if the limit allows; False if `max_connections` are taken."""
+        if self._limit is not None and self._slots_taken >= self._limit:
+            return False
+        self._slots_taken += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a slot taken by `reserve()`."""
+        self._slots_taken -= 1
+
+    def add(self, conn: Connection) -> None:
+        """Count `conn` as served; its handshake is complete."""
+        self._connections.add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """`conn` has ended."""
+        self._connections.discard(conn)
 
 
 async def handle(
@@ -36,7 +92,10 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        await _upgrade_required(send)
+        if router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+            await _asyncapi(router, scope, send)
+        else:
+            await _upgrade_required(send)
     else:
         raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -55,42 +114,43 @@ async def serve_connection(
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
-    refusal = _refusal(router, conn)
+    refusal = _refusal(router.settings, conn)
     if refusal is not None:
         code, reason = refusal
         await _refuse(send, code, reason)
         return
-    # The slot is taken in the same step as the check, before any await: handshakes that
-    # overlap (a slow access_logic, a slow accept) would otherwise all pass the check.
-    router._slots_taken += 1
+    registry = router.registry
+    if not registry.reserve():
+        _log_refusal(conn, "%d connections open", registry.slots_taken)
+        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later")
+        return
     try:
-        if router._access_logic is not None:
+        access_logic = router.access_logic
+        if access_logic is not None:
+            timeout = router.settings.handshake_timeout
             try:
-                async with asyncio.timeout(router.handshake_timeout):
-                    allowed = await router._access_logic(conn.socket)
+                async with asyncio.timeout(timeout):
+                    allowed = await access_logic(conn.socket)
             except TimeoutError:
-                logger.warning(
-                    "access_logic for %s took over %s s: refused, try again later",
-                    conn.client,
-                    router.handshake_timeout,
-                )
+                _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
                 await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
                 return
             except Exception:
-                logger.exception("access_logic raised for %s", scope.get("path"))
+                _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
                 await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
                 return
             if not allowed:
+                _log_refusal(conn, "access_logic said no")
                 await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-        router.connections.add(conn)
+        registry.add(conn)
         try:
             await conn.run()
         finally:
-            router.connections.discard(conn)
+            registry.discard(conn)
     finally:
-        router._slots_taken -= 1
+        registry.release()
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
@@ -129,22 +189,33 @@ async def _websocket(
     await serve_connection(router, scope, receive, send)
 
 
-def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str] | None:
-    if router.allowed_origins is not None or router.require_origin:
+def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
+    allowed_origins = settings.allowed_origins
+    if allowed_origins is not None or settings.require_origin:
         origin = conn.headers.get("origin")
         if origin is None:
-            if router.require_origin:
-                logger.warning("refused %s: no Origin header", conn.client)
+            if settings.require_origin:
+                _log_refusal(conn, "no Origin header")
                 return CloseCode.POLICY_VIOLATION, "origin required"
-        elif router.allowed_origins is not None and not origin_allowed(
-            origin, router.allowed_origins
-        ):
-            logger.warning("refused %s: origin %r not allowed", conn.client, origin)
+        elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
+            _log_refusal(conn, "origin %r not allowed", origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
-    if router.max_connections is not None and router._slots_taken >= router.max_connections:
-        logger.warning("refused %s: %d connections open", conn.client, router._slots_taken)
-        return CloseCode.TRY_AGAIN_LATER, "try again later"
     return None
+
+
+def _log_refusal(
+    conn: Connection, why: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False
+) -> None:
+    """Log a refused handshake, once: its client address (text and `client` field), why."""
+    client = peer(conn.scope.get("client"))
+    logger.log(
+        level,
+        "refused %s: " + why,
+        client,
+        *args,
+        exc_info=exc_info,
+        extra={"client": client, "path": conn.scope.get("path")},
+    )
 
 
 async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
@@ -160,7 +231,7 @@ async def _lifespan(
         if message["type"] == "lifespan.startup":
             try:
                 await router.backplane.start()
-                for fn in router._startup:
+                for fn in router.startup_hooks:
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
@@ -171,10 +242,11 @@ async def _lifespan(
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
-                for fn in router._shutdown:
+                for fn in router.shutdown_hooks:
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
+                await router.idempotency.close()
                 await router.backplane.stop()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
@@ -182,6 +254,65 @@ async def _lifespan(
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _is_asyncapi_path(url: str, scope: Scope) -> bool:
+    # Mounted under a prefix, `path` may or may not include the `root_path` (servers and
+    # frameworks differ): accept both.
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    return path == url or (bool(root) and path == root + url)
+
+
+async def _asyncapi(router: SocketRouter, scope: Scope, send: ASGISendCallable) -> None:
+    """Answer GET (and HEAD) with the router's AsyncAPI document; other methods 405."""
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        await _plain(send, 405, b"405 Method Not Allowed: GET only.\n", [(b"allow", b"GET, HEAD")])
+        return
+    try:
+        # stdlib json: a rare request, and envelope.py stays the one orjson edge of the wire
+        body = json.dumps(router.asyncapi(), ensure_ascii=False).encode()
+    except Exception:
+        logger.exception("building the AsyncAPI document failed")
+        await _plain(send, 500, b"500 Internal Server Error\n", [])
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "trailers": False,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+    )
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _upgrade_required(send: ASGISendCallable) -> None:

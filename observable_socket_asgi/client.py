@@ -11,7 +11,8 @@ Rules of the client's life (this module alone changes them)::
     OPEN         requests are sent and answered; pushes are delivered.
     RECONNECTING the socket closed: every pending request has already failed with
                  `ConnectionClosed` (nothing is resent); new requests wait, within their
-                 timeout, for the next connection.
+                 timeout, for the next connection. Once reconnected, the calls made with
+                 `subscribe()` are sent again with the last position seen on their topic.
     CLOSED       `close()` was called, the server closed with 1008/1011, or reconnecting
                  gave up: requests raise `ConnectionClosed`, `pushes()` ends.
 
@@ -21,8 +22,9 @@ push is dropped (`overflow="drop_oldest"`, the default: a listener wants what is
 or the new one is (`overflow="drop_newest"`); `dropped_pushes` counts them and the first
 drop of each overflow episode is logged as a warning.
 
-Only the I/O lives here: frames are built and read by `envelope.py`, and reconnection
-delays come from the pure `_backoff.py`.
+Only the I/O lives here: frames are built and read by `envelope.py`, which answer belongs to
+which request and the push buffer are the pure `_client_protocol.py` (shared with the test
+client), and reconnection delays come from the pure `_backoff.py`.
 """
 
 from __future__ import annotations
@@ -30,159 +32,57 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid as uuid_module
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.protocol import State
+try:
+    import websockets
+    from websockets.asyncio.client import ClientConnection
+    from websockets.protocol import State
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "the client needs websockets; install the extra: "
+        'pip install "observable-socket-asgi[client]"'
+    ) from exc
 
-from . import errors
 from ._backoff import backoff, may_reconnect
+from ._client_protocol import (
+    Answer,
+    Correlator,
+    Dropped,
+    Overflow,
+    Pong,
+    PushBuffer,
+    Pushed,
+    report_failed_send,
+)
 from ._concurrency import is_async_callable
-from .envelope import PING, PONG, encode_request, parse_message
-from .errors import ObservableSocketError, ProtocolError
-from .status import Status
-from .types import Header, Payload, Response, Uuid
+from ._resume import Position, Positions
+from .envelope import PING, Push, Response, encode_request, push_from, response_from
+from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
+from .types import Payload
 
 __all__ = [
     "Client",
+    "Position",
     "ClientError",
     "ConnectFailed",
     "ConnectionClosed",
     "Push",
     "RequestTimeout",
     "connect",
+    "push_from",
     "response_from",
 ]
 
 logger = logging.getLogger("observable_socket_asgi.client")
 
 _DEFAULT: Any = object()
-# uuids whose answers nobody waits for any more (sends, PINGs, timed-out requests): their
-# late replies are dropped instead of surfacing as pushes. Bounded; oldest forgotten first.
-_IGNORED_MAX = 4096
-
-
-# Exceptions
-
-
-class ClientError(ObservableSocketError):
-    """Base class of the client's exceptions."""
-
-
-class ConnectFailed(ClientError, ConnectionError):
-    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
-
-
-class ConnectionClosed(ClientError, errors.ConnectionClosed):
-    """The connection closed before the answer arrived, or the client is closed.
-
-    Attributes:
-        code: the close code (1006 when the socket died without a close frame), or None.
-        reason: the close reason, or why the client gave the socket up.
-        may_have_reached_server: False when the request was certainly not sent; True when it
-            was written to the socket and the server may have run it. It is never resent.
-        route: the request's route, when the error belongs to one.
-    """
-
-    def __init__(
-        self,
-        code: int | None,
-        reason: str,
-        *,
-        may_have_reached_server: bool = False,
-        route: str | None = None,
-    ) -> None:
-        self.code = code
-        self.reason = reason
-        self.may_have_reached_server = may_have_reached_server
-        self.route = route
-        where = f"request {route!r}: " if route is not None else ""
-        detail = f"code {code}" if code is not None else "no close code"
-        if reason:
-            detail += f", {reason!r}"
-        fate = (
-            "the request may have reached the server and was not resent"
-            if may_have_reached_server
-            else "the request was not sent"
-        )
-        super().__init__(f"{where}connection closed ({detail}); {fate}")
-
-
-class RequestTimeout(ClientError, asyncio.TimeoutError):
-    """No answer to a request within its timeout (a late answer is dropped)."""
-
-    def __init__(self, route: str, uuid: str, timeout: float, sent: bool) -> None:
-        self.route = route
-        self.uuid = uuid
-        self.timeout = timeout
-        self.sent = sent
-        state = "sent" if sent else "still waiting for a connection"
-        super().__init__(
-            f"no answer to request {route!r} (uuid {uuid}) within {timeout} s ({state})"
-        )
-
-
-# Messages
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
-
-    route: str | None
-    payload: Payload
-    headers: Header
-    status: int = Status.OK
-    uuid: Uuid | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status."""
-        return 200 <= self.status < 300
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form of this push."""
-        return {
-            "uuid": self.uuid,
-            "route": self.route,
-            "status": self.status,
-            "headers": self.headers,
-            "payload": self.payload,
-        }
-
-
-def response_from(obj: Mapping[str, Any]) -> Response:
-    """Build a `Response` from a decoded reply; absent fields take the protocol's defaults."""
-    status = obj.get("status")
-    headers = obj.get("headers")
-    return Response(
-        obj.get("uuid"),
-        status if type(status) is int else Status.OK,
-        headers if type(headers) is dict else {},
-        obj.get("payload"),
-    )
-
-
-def push_from(obj: Mapping[str, Any]) -> Push:
-    """Build a `Push` from a decoded message."""
-    status = obj.get("status")
-    headers = obj.get("headers")
-    route = obj.get("route")
-    uuid = obj.get("uuid")
-    return Push(
-        route if type(route) is str else None,
-        obj.get("payload"),
-        headers if type(headers) is dict else {},
-        status if type(status) is int else Status.OK,
-        uuid if type(uuid) is str or type(uuid) is int else None,
-    )
 
 
 PushCallback = Callable[[Push], Awaitable[None] | None]
+OpenCallback = Callable[["Client"], Awaitable[None] | None]
 
 
 class _Pending:
@@ -196,6 +96,18 @@ class _Pending:
         # set just before the frame is handed to the socket: from then on the server may
         # have it, and a close says so
         self.sent = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribe:
+    """A subscribe call the client sends again, with its position, after every reconnect."""
+
+    route: str
+    payload: dict[str, Any]
+    topic: str
+    since_field: str
+    headers: Mapping[str, Any] | None
+    on_answer: Callable[[Response], Awaitable[None] | None] | None
 
 
 class Client:
@@ -220,6 +132,10 @@ class Client:
             and counts against `max_attempts`, instead of being hammered.
         on_push: called with every push (sync, or async: then run as a task); when given,
             pushes are not buffered for `pushes()`.
+        on_open: called with the client after every successful handshake, the first and each
+            reconnection (sync, or async: then run as a task that may make requests). The
+            server forgets a connection's subscriptions when it closes: renew them here.
+            Its failure is logged, never raised.
         max_pushes: the size of the push buffer read by `pushes()`.
         overflow: `"drop_oldest"` or `"drop_newest"`: which push a full buffer loses.
         open_timeout: seconds for each handshake.
@@ -242,15 +158,15 @@ class Client:
         backoff_max: float = 10.0,
         backoff_factor: float = 2.0,
         on_push: PushCallback | None = None,
+        on_open: OpenCallback | None = None,
         max_pushes: int = 1024,
-        overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest",
+        overflow: Overflow = "drop_oldest",
         open_timeout: float = 10.0,
         **connect_options: Any,
     ) -> None:
-        if overflow not in ("drop_oldest", "drop_newest"):
-            raise ValueError(f"overflow must be 'drop_oldest' or 'drop_newest', got {overflow!r}")
-        if max_pushes < 1:
-            raise ValueError(f"max_pushes must be at least 1, got {max_pushes}")
+        # the pure part: pending requests by uuid, what a frame is, the push buffer
+        self._protocol: Correlator[_Pending] = Correlator()
+        self._pushes = PushBuffer(max_pushes, overflow)
         if heartbeat_interval is not None and not heartbeat_interval > 0:
             raise ValueError(
                 f"heartbeat_interval must be positive or None, got {heartbeat_interval}"
@@ -266,10 +182,6 @@ class Client:
         self.heartbeat_timeout = heartbeat_timeout
         self.reconnect = reconnect
         self.max_attempts = max_attempts
-        self.max_pushes = max_pushes
-        self.overflow = overflow
-        #: pushes lost to a full buffer since the client was created
-        self.dropped_pushes = 0
         self._backoff = (backoff_initial, backoff_max, backoff_factor)
         # Reconnection state that outlives a short-lived connection: the delay generator and
         # the attempts made since the last connection that stayed up for backoff_max seconds.
@@ -278,6 +190,7 @@ class Client:
         self._opened_at = 0.0
         self._on_push = on_push
         self._on_push_async = on_push is not None and is_async_callable(on_push)
+        self._on_open = on_open
         self._connect_options: dict[str, Any] = {
             "open_timeout": open_timeout,
             "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
@@ -289,14 +202,9 @@ class Client:
         self._ws: ClientConnection | None = None
         # set while _ws is usable, and once the client is closed for good (waiters re-check)
         self._ready = asyncio.Event()
-        # requests waiting for their answer, by uuid
-        self._pending: dict[str, _Pending] = {}
-        self._ignored: OrderedDict[Uuid, None] = OrderedDict()
         # the PONG the heartbeat waits for
         self._pong: asyncio.Future[None] | None = None
-        self._pushes: deque[Push] = deque()
         self._push_waiter: asyncio.Future[None] | None = None
-        self._overflowing = False
         self._callback_tasks: set[asyncio.Task[None]] = set()
         # the task that owns the socket: reads it, runs the heartbeat, reconnects
         self._runner: asyncio.Task[None] | None = None
@@ -305,6 +213,10 @@ class Client:
         self._close_done: asyncio.Future[None] | None = None
         # why the current socket was given up by this side (heartbeat), if it was
         self._dropped_reason: str | None = None
+        #: the last position (`headers.offset`, `headers.epoch`) seen per topic
+        self.positions = Positions()
+        # topic -> the subscribe call to send again, with `since`, after every reconnect
+        self._subscriptions: dict[str, _Subscribe] = {}
         #: the last close code the server sent (or 1006), for callers that want it
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -325,6 +237,22 @@ class Client:
         return self
 
     @property
+    def max_pushes(self) -> int:
+        """The size of the push buffer read by `pushes()`."""
+        assert self._pushes.max_pushes is not None
+        return self._pushes.max_pushes
+
+    @property
+    def overflow(self) -> Overflow:
+        """Which push a full buffer loses: `"drop_oldest"` or `"drop_newest"`."""
+        return self._pushes.overflow
+
+    @property
+    def dropped_pushes(self) -> int:
+        """Pushes lost to a full buffer since the client was created."""
+        return self._pushes.dropped
+
+    @property
     def connected(self) -> bool:
         """True while a socket is open."""
         return self._ws is not None
@@ -341,6 +269,7 @@ class Client:
         *,
         headers: Mapping[str, Any] | None = None,
         timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (the API the JS client has)
+        uuid: str | None = None,
     ) -> Response:
         """Send a request and return its answer, whatever its status.
 
@@ -352,21 +281,28 @@ class Client:
             payload: any JSON value.
             headers: merged over the global headers for this request.
             timeout: seconds to wait (the client's default when omitted; None: no limit).
+            uuid: the request's uuid; a fresh one when omitted. Give the same uuid to retry
+                a request to an idempotent route after `ConnectionClosed` with
+                `may_have_reached_server`: it runs at most once.
 
         Raises:
             RequestTimeout: no answer in time (also an `asyncio.TimeoutError`).
             ConnectionClosed: the connection closed first, or the client is closed.
             EncodeError: the payload or headers cannot be encoded as JSON.
+            ValueError: `uuid` is the uuid of a request still waiting for its answer.
         """
         if timeout is _DEFAULT:
             timeout = self.timeout
-        uuid = str(uuid_module.uuid4())
+        if uuid is None:
+            uuid = str(uuid_module.uuid4())
+        elif self._protocol.waits_for(uuid):
+            raise ValueError(f"uuid {uuid!r} is already waiting for an answer")
         frame = encode_request(uuid, route, self._merge(headers), payload)
         pending = _Pending(asyncio.get_running_loop().create_future(), route)
         try:
             async with asyncio.timeout(timeout):
                 ws = await self._wait_open(route)
-                self._pending[uuid] = pending
+                self._protocol.expect(uuid, pending)
                 await self._send_frame(ws, frame, pending)
                 return await pending.future
         except TimeoutError as exc:
@@ -375,13 +311,60 @@ class Client:
             assert timeout is not None
             raise RequestTimeout(route, uuid, timeout, pending.sent) from None
         finally:
-            if self._pending.pop(uuid, None) is not None:
-                self._ignore(uuid)
+            self._protocol.forget(uuid)
             future = pending.future
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: no "never retrieved" warning
             else:
                 future.cancel()
+
+    async def subscribe(
+        self,
+        route: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        topic: str,
+        since_field: str = "since",
+        headers: Mapping[str, Any] | None = None,
+        on_answer: Callable[[Response], Awaitable[None] | None] | None = None,
+    ) -> Response:
+        """Call a subscribe route now, and again after every reconnect, resuming `topic`.
+
+        The payload is sent with `since_field` set to the last position seen on `topic`
+        (`{"offset": n, "epoch": e}` from the pushes' headers, or None), so a route that
+        passes it to `ws.subscribe(topic, since=...)` replays what was missed. An answer
+        whose payload holds `offset` and `epoch` counts as a position too.
+
+        Args:
+            route: the app's subscribe route.
+            payload: the route's payload (a mapping); `since_field` is added to it.
+            topic: the topic the route subscribes to, as the server names it.
+            since_field: the payload key the route reads the position from.
+            headers: merged over the global headers.
+            on_answer: called (sync or async) with the answer of every re-run after a
+                reconnect, e.g. to reload state when `recovered` is false; a failure or a
+                lost connection is logged.
+
+        Returns:
+            The answer of the first call.
+
+        Raises:
+            As `request()`; TypeError: `payload` is not a mapping.
+        """
+        if payload is not None and not isinstance(payload, Mapping):
+            raise TypeError(f"subscribe payload must be a mapping, got {type(payload).__name__}")
+        call = _Subscribe(route, dict(payload or {}), topic, since_field, headers, on_answer)
+        self._subscriptions[topic] = call
+        return await self._subscribe(call)
+
+    def forget_subscription(self, topic: str) -> None:
+        """Stop re-running the subscribe call of `topic` after reconnects; forget its position."""
+        self._subscriptions.pop(topic, None)
+        self.positions.forget(topic)
+
+    def position(self, topic: str) -> Position | None:
+        """The last position seen on `topic` (from pushes or a subscribe answer), or None."""
+        return self.positions.get(topic)
 
     async def send(
         self,
@@ -393,8 +376,10 @@ class Client:
         """Send a message without waiting for its answer (fire and forget).
 
         The frame still carries a fresh uuid, since the server answers every request; that
-        answer is dropped on arrival. It waits, within the default timeout, for a
-        connection if the client is reconnecting.
+        answer is dropped on arrival, but an error answer (not 2xx: a route that does not
+        exist, a refused check) is logged as a warning on the
+        `observable_socket_asgi.client` logger with its route, uuid, status and payload. It
+        waits, within the default timeout, for a connection if the client is reconnecting.
 
         Raises:
             RequestTimeout: no connection within the default timeout.
@@ -406,7 +391,7 @@ class Client:
         try:
             async with asyncio.timeout(self.timeout):
                 ws = await self._wait_open(route)
-                self._ignore(uuid)
+                self._protocol.ignore(uuid, route)
                 await self._send_frame(ws, frame, pending)
         except TimeoutError as exc:
             if isinstance(exc, ClientError):
@@ -429,10 +414,7 @@ class Client:
         loop = asyncio.get_running_loop()
         while True:
             while self._pushes:
-                push = self._pushes.popleft()
-                if not self._pushes:
-                    self._overflowing = False
-                yield push
+                yield self._pushes.pop()
             if self._closed_error is not None:
                 return
             waiter = self._push_waiter = loop.create_future()
@@ -453,7 +435,7 @@ class Client:
         self._close_done = asyncio.get_running_loop().create_future()
         try:
             self._closing = True
-            self._finish(ConnectionClosed(1000, "client closed"))
+            self._finish(ConnectionClosed("client closed", code=1000))
             ws = self._ws
             if ws is not None:
                 self._fail_pending(1000, "client closed")
@@ -481,6 +463,31 @@ class Client:
 
     # Private methods: sending
 
+    async def _subscribe(self, call: _Subscribe) -> Response:
+        position = self.positions.get(call.topic)
+        payload = {
+            **call.payload,
+            call.since_field: None if position is None else position.to_dict(),
+        }
+        answer = await self.request(call.route, payload, headers=call.headers)
+        if answer.ok:
+            self.positions.observe(call.topic, answer.payload)
+        return answer
+
+    async def _resubscribe(self) -> None:
+        """Re-run every subscribe call after a reconnect; failures are logged, not raised."""
+        for call in list(self._subscriptions.values()):
+            try:
+                answer = await self._subscribe(call)
+                if call.on_answer is not None:
+                    result = call.on_answer(answer)
+                    if result is not None:
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("resubscribing %r through %r failed", call.topic, call.route)
+
     def _merge(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
         if not headers:
             return self.headers
@@ -492,7 +499,7 @@ class Client:
         while True:
             if self._closed_error is not None:
                 error = self._closed_error
-                raise ConnectionClosed(error.code, error.reason, route=route)
+                raise ConnectionClosed(error.reason, code=error.code, route=route)
             ws = self._ws
             if ws is not None:
                 return ws
@@ -503,8 +510,8 @@ class Client:
             # closing: the server's close frame may be in already, with the code that matters
             rcvd = ws.protocol.close_rcvd
             if rcvd is not None:
-                raise ConnectionClosed(rcvd.code, rcvd.reason, route=pending.route)
-            raise ConnectionClosed(ws.close_code, "connection is closing", route=pending.route)
+                raise ConnectionClosed(rcvd.reason, code=rcvd.code, route=pending.route)
+            raise ConnectionClosed("connection is closing", code=ws.close_code, route=pending.route)
         pending.sent = True
         try:
             await ws.send(frame)
@@ -512,14 +519,8 @@ class Client:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
             raise ConnectionClosed(
-                code, reason, may_have_reached_server=True, route=pending.route
+                reason, code=code, may_have_reached_server=True, route=pending.route
             ) from None
-
-    def _ignore(self, uuid: Uuid) -> None:
-        ignored = self._ignored
-        ignored[uuid] = None
-        if len(ignored) > _IGNORED_MAX:
-            ignored.popitem(last=False)
 
     # Private methods: the socket's owner
 
@@ -533,6 +534,20 @@ class Client:
         self._ws = ws
         self._dropped_reason = None
         self._ready.set()
+        if self._on_open is not None:
+            # a task: the callback may make requests, which need the reader running
+            task = asyncio.get_running_loop().create_task(self._run_on_open(self._on_open))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    async def _run_on_open(self, callback: OpenCallback) -> None:
+        """Run the on_open callback; its failure is logged, never raised."""
+        try:
+            result = callback(self)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("on_open callback failed for %s", self.url)
 
     async def _run(self, ws: ClientConnection) -> None:
         """Own the socket: read it, beat the heart, reconnect. Never raises; logs failures.
@@ -557,22 +572,26 @@ class Client:
                     logger.info(
                         "connection to %s closed (%s %r): not reconnecting", self.url, code, reason
                     )
-                    self._finish(ConnectionClosed(code, reason))
+                    self._finish(ConnectionClosed(reason, code=code))
                     return
                 logger.info("connection to %s closed (%s %r): reconnecting", self.url, code, reason)
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     gave_up = f"{reason or 'closed'}; gave up reconnecting"
-                    self._finish(ConnectionClosed(code, gave_up))
+                    self._finish(ConnectionClosed(gave_up, code=code))
                     return
                 ws = new_ws
                 self._attach(ws)
+                if self._subscriptions:
+                    task = loop.create_task(self._resubscribe())
+                    self._callback_tasks.add(task)
+                    task.add_done_callback(self._callback_tasks.discard)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("client connection to %s failed", self.url)
             self._fail_pending(1006, "client failure")
-            self._finish(ConnectionClosed(1006, "client failure"))
+            self._finish(ConnectionClosed("client failure", code=1006))
             if self._ws is not None:
                 await self._ws.close()
 
@@ -605,7 +624,7 @@ class Client:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             uuid = str(uuid_module.uuid4())
-            self._ignore(uuid)  # a server without a heartbeat answers 404: not a push
+            self._protocol.ignore(uuid)  # a server without a heartbeat answers 404: not a push
             pong = self._pong = loop.create_future()
             try:
                 # the send is inside the deadline too: a peer that stops reading is as
@@ -648,26 +667,25 @@ class Client:
 
     def _dispatch(self, data: str | bytes) -> None:
         try:
-            obj = parse_message(data)
+            incoming = self._protocol.receive(data)
         except ProtocolError as exc:
             logger.warning("dropped a frame from %s: %s", self.url, exc.message)
             return
-        uuid = obj.get("uuid")
-        if obj.get("route") == PONG:
+        if isinstance(incoming, Answer):
+            future = incoming.waiter.future
+            if not future.done():
+                future.set_result(incoming.response)
+        elif isinstance(incoming, Pushed):
+            push = incoming.push
+            self.positions.observe(push.route, push.headers)
+            self._deliver(push)
+        elif isinstance(incoming, Pong):
             pong = self._pong
             if pong is not None and not pong.done():
                 pong.set_result(None)
-            return
-        if type(uuid) is str:
-            pending = self._pending.pop(uuid, None)
-            if pending is not None:
-                if not pending.future.done():
-                    pending.future.set_result(response_from(obj))
-                return
-        if (type(uuid) is str or type(uuid) is int) and uuid in self._ignored:
-            del self._ignored[uuid]
-            return
-        self._deliver(push_from(obj))
+        elif isinstance(incoming, Dropped):
+            # nobody waits for it; but a send() that failed must not fail silently
+            report_failed_send(logger, incoming)
 
     def _deliver(self, push: Push) -> None:
         callback = self._on_push
@@ -682,20 +700,12 @@ class Client:
             except Exception:
                 logger.exception("on_push callback failed for route %r", push.route)
             return
-        pushes = self._pushes
-        if len(pushes) >= self.max_pushes:
-            self.dropped_pushes += 1
-            if not self._overflowing:
-                self._overflowing = True
-                logger.warning(
-                    "push buffer full (%d): dropping the %s push(es) until it is read",
-                    self.max_pushes,
-                    "oldest" if self.overflow == "drop_oldest" else "newest",
-                )
-            if self.overflow == "drop_newest":
-                return
-            pushes.popleft()
-        pushes.append(push)
+        if self._pushes.add(push):
+            logger.warning(
+                "push buffer full (%d): dropping the %s push(es) until it is read",
+                self.max_pushes,
+                "oldest" if self.overflow == "drop_oldest" else "newest",
+            )
         self._wake_pushes()
 
     async def _run_callback(self, callback: PushCallback, push: Push) -> None:
@@ -713,13 +723,11 @@ class Client:
             waiter.set_result(None)
 
     def _fail_pending(self, code: int | None, reason: str) -> None:
-        pending, self._pending = self._pending, {}
-        for uuid, item in pending.items():
-            self._ignore(uuid)
+        for item in self._protocol.take_all():
             if not item.future.done():
                 item.future.set_exception(
                     ConnectionClosed(
-                        code, reason, may_have_reached_server=item.sent, route=item.route
+                        reason, code=code, may_have_reached_server=item.sent, route=item.route
                     )
                 )
 
@@ -734,7 +742,8 @@ def connect(url: str, **options: Any) -> Client:
     """Return a client for `url`, to use as `async with connect(url) as sock:`.
 
     The options are `Client`'s: `headers`, `timeout`, `heartbeat_interval`,
-    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `max_pushes`, `overflow`...
+    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `on_open`, `max_pushes`,
+    `overflow`...
 
     Raises:
         ConnectFailed: on entering the block, if the first handshake fails.

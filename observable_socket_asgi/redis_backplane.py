@@ -1,6 +1,7 @@
 """The Redis backplane: topics across workers and hosts through Redis pub/sub.
 
-Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API).
+Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API);
+without it, importing this module raises an `ImportError` that names the extra.
 
 Rules of the listener (this module alone changes them):
 
@@ -8,8 +9,9 @@ Rules of the listener (this module alone changes them):
     channel of every topic that has a local subscriber (`prefix + topic`), plus a control
     channel of its own so that it is always subscribed. When the connection fails (Redis
     restarted, network cut, no answer to PING within `2 * ping_interval`), `connected`
-    turns False and the listener reconnects after a jittered exponential backoff that starts
-    over after a success; on reconnect it subscribes every topic this worker needs again.
+    turns False and the listener reconnects after a jittered exponential backoff
+    (`_backoff.py`, the client's) that starts over after a success; on reconnect it
+    subscribes every topic this worker needs again.
 
     An outage is logged once when it starts (with the Redis address, never its password),
     then summarised every `log_interval` seconds (attempts, publishes dropped), and once
@@ -24,6 +26,13 @@ Rules of the listener (this module alone changes them):
     own worker's messages. While `connected` is False the PUBLISH is not attempted: the
     push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
     never replayed (at-most-once delivery).
+
+    With history (`history_size` > 0) a publish is one Lua script that numbers the push,
+    keeps it in the topic's stream and PUBLISHes it with its offset after the worker id
+    (`_redis_stores`). Every worker, the publishing one included, delivers it from the
+    listener, so all of them deliver a topic's pushes in offset order. While Redis is down
+    such a push reaches the publishing worker's subscribers without a position, is counted
+    in `dropped`, and is not in the history.
 """
 
 from __future__ import annotations
@@ -32,40 +41,36 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Iterator
 from typing import Any
 
+from ._backoff import backoff
+from ._history import PushTemplate, Recovery, unnumbered
+from ._idempotency import IdempotencyStore
 from ._outage import OutageReport, Summary, redact_url
+from .presence import Presence
 from .topics import Backplane
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
+
+    from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "the Redis backplane needs redis-py: pip install 'observable-socket-asgi[redis]'"
+        "the Redis backplane needs redis-py; install the extra: "
+        'pip install "observable-socket-asgi[redis]"'
     ) from exc
 
-__all__ = ["RedisBackplane", "backoff"]
+__all__ = ["RedisBackplane"]
 
 logger = logging.getLogger("observable_socket_asgi.redis")
 
 # A worker id is this many hex characters, at the start of every PUBLISH body.
 _ORIGIN_LEN = 16
-
-
-def backoff(initial: float = 0.1, factor: float = 2.0, maximum: float = 5.0) -> Iterator[float]:
-    """Yield reconnect delays: exponential, capped, each jittered to 50-150 %.
-
-    The caller starts a fresh generator after a success, which is how the backoff resets.
-    Jitter keeps many workers from hitting a restarted Redis in the same instant.
-    """
-    delay = initial
-    while True:
-        yield delay * (0.5 + random.random())
-        delay = min(delay * factor, maximum)
+# The ceiling of the first reconnect delay, in seconds; it doubles up to max_backoff.
+_FIRST_DELAY = 0.1
 
 
 class RedisBackplane(Backplane):
@@ -121,7 +126,9 @@ class RedisBackplane(Backplane):
         # channel -> futures waiting for Redis to confirm a SUBSCRIBE
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         # UNSUBSCRIBE tasks started from sync on_close callbacks
-        self._chores: set[asyncio.Task[None]] = set()
+        self._unsubscribing: set[asyncio.Task[None]] = set()
+        # the topics' history in Redis streams; None when history_size is 0
+        self._shared_history: RedisHistory | None = None
 
     # Public API
 
@@ -157,10 +164,10 @@ class RedisBackplane(Backplane):
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-        for chore in list(self._chores):
+        for chore in list(self._unsubscribing):
             chore.cancel()
-        if self._chores:
-            await asyncio.gather(*self._chores, return_exceptions=True)
+        if self._unsubscribing:
+            await asyncio.gather(*self._unsubscribing, return_exceptions=True)
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -186,8 +193,8 @@ class RedisBackplane(Backplane):
         if self._lock is None:
             return
         task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        self._unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribing.discard)
 
     async def _remote_publish(self, topic: str, frame: str) -> None:
         if not self._connected or self._redis is None:
@@ -247,6 +254,73 @@ class RedisBackplane(Backplane):
                 report.dropped,
             )
 
+    # History, presence and idempotent answers, in Redis
+
+    def configure(
+        self,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
+        presence_ttl: float = 15.0,
+        presence_max_info_bytes: int = 4096,
+        presence_events: bool = False,
+    ) -> None:
+        super().configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        # the history lives in Redis, shared by every worker, instead of in this process
+        self.history = None
+        self._shared_history = (
+            RedisHistory(self._client, self.prefix, history_size, history_ttl)
+            if history_size > 0
+            else None
+        )
+
+    def idempotency_store(self, max_entries: int, max_bytes: int) -> IdempotencyStore:
+        return RedisIdempotencyStore(self._client, self.prefix, max_bytes)
+
+    def _make_presence(self, ttl: float, max_info_bytes: int) -> Presence:
+        return RedisPresence(self._client, self.prefix, ttl, max_info_bytes)
+
+    def _shares_history(self) -> bool:
+        return self._shared_history is not None
+
+    async def _publish_positioned(self, topic: str, template: PushTemplate) -> int:
+        history = self._shared_history
+        assert history is not None
+        if self._connected and self._redis is not None:
+            try:
+                async with asyncio.timeout(self.publish_timeout):
+                    await history.publish(topic, template, self._channel(topic), self._origin)
+                # delivered here too by the listener, in offset order
+                return self.subscribers(topic)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._dropped_publish(topic, exc)
+                return self.deliver(topic, unnumbered(template))
+        self._dropped_publish(topic, None)
+        return self.deliver(topic, unnumbered(template))
+
+    async def _history_since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
+        history = self._shared_history
+        assert history is not None
+        if not self._connected:
+            raise ConnectionError("Redis is down")
+        async with asyncio.timeout(self.publish_timeout):
+            return await history.since(topic, since)
+
+    def _client(self) -> Any:
+        return self._redis
+
     # Private methods
 
     async def _unsubscribe(self, topic: str) -> None:
@@ -282,12 +356,16 @@ class RedisBackplane(Backplane):
                 logger.debug("pub/sub command for %r failed: %r", topic, exc)
             return None
 
+    def _delays(self) -> Iterator[float]:
+        """Fresh reconnect delays (the client's backoff: exponential, capped, full jitter)."""
+        return backoff(_FIRST_DELAY, self.max_backoff)
+
     async def _listen(self) -> None:
         """Keep one subscribed connection to Redis alive, forever; deliver what it hears.
 
         Nobody awaits this task but `_stop()`: every failure is logged here and retried.
         """
-        delays = backoff(maximum=self.max_backoff)
+        delays = self._delays()
         loop = asyncio.get_running_loop()
         attempts = 0
         while True:
@@ -314,7 +392,7 @@ class RedisBackplane(Backplane):
                 self.connects += 1
                 self._log_recovered(self._outage.recovered(loop.time()), len(topics))
                 attempts = 0
-                delays = backoff(maximum=self.max_backoff)
+                delays = self._delays()
                 assert self._up is not None
                 self._up.set()
                 await self._read(pubsub, loop)
@@ -371,6 +449,13 @@ class RedisBackplane(Backplane):
         kind = message["type"]
         if kind == "message":
             data: bytes = message["data"]
+            if data[_ORIGIN_LEN : _ORIGIN_LEN + 1] != b"{":
+                # numbered by the history script: `<origin><offset> <frame>`, delivered by
+                # every worker (the publishing one too) in the order Redis numbered them
+                number, _, frame = data[_ORIGIN_LEN:].partition(b" ")
+                topic = message["channel"][len(self.prefix.encode()) :].decode()
+                self.deliver(topic, frame.decode(), int(number))
+                return
             if data[:_ORIGIN_LEN] == self._origin:
                 return  # published here, and already delivered here
             topic = message["channel"][len(self.prefix.encode()) :].decode()

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._concurrency import arity_accepts, ensure_async
-from .envelope import RESERVED_ROUTES
+from ._concurrency import ensure_async
+from ._idempotency import (
+    Idempotency,
+    connection_identity,
+    default_identity,
+    fingerprint,
+    storage_key,
+)
+from ._protocol import Settings
+from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from ._schema import TopicType
+from .asgi import ConnectionRegistry, handle
+from .envelope import RESERVED_ROUTES, Request
+from .errors import EncodeError
+from .topics import Backplane, InMemoryBackplane
 from .types import (
     ASGIReceiveCallable,
     ASGISendCallable,
@@ -28,49 +42,13 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .topics import Backplane
+    from .connection import Connection
 
-__all__ = ["CallMode", "Route", "SocketRouter"]
+__all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
 logger = logging.getLogger("observable_socket_asgi.routing")
 
 F = TypeVar("F", bound=Callable[..., Any])
-AsyncFn = Callable[..., Awaitable[Any]]
-
-_OPTION_KEYS = frozenset({"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit"})
-
-
-class CallMode:
-    """How a route's handler is called; chosen from its signature at registration."""
-
-    #: handler(value): hydrate's result, else `local` (even when empty).
-    SINGLE = 1
-    #: handler(ws, headers, payload), always.
-    TRIPLE = 3
-    #: the README's priority rule: hydrate > non-empty local > (ws, headers, payload).
-    EITHER = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A registered route: the handler and its hooks, ready to await."""
-
-    name: str
-    handler: AsyncFn
-    call_mode: int
-    data_check: AsyncFn | None = None
-    data_check_local: bool = False
-    access: AsyncFn | None = None
-    access_local: bool = False
-    hydrate: AsyncFn | None = None
-    dehydrate: AsyncFn | None = None
-    #: seconds before the handler is cancelled and answered 504; None: no limit
-    timeout: float | None = None
-    #: (messages, per_seconds) for a bucket of this route's own; None: the router's bucket
-    rate_limit: tuple[int, float] | None = None
-    #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
-    #: pipeline calls it straight away (the common case, kept short)
-    direct: bool = False
 
 
 class SocketRouter:
@@ -105,6 +83,29 @@ class SocketRouter:
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
+        history_size: pushes kept per topic so that `ws.subscribe(topic, since=...)` can
+            replay what a client missed; every push then carries `headers.offset` and
+            `headers.epoch`. 0 (the default): no history, no positions.
+        history_ttl: seconds a push is kept; a topic without a publish for this long starts
+            a new epoch.
+        history_max_bytes: characters of pushes kept per topic in memory (the in-memory
+            backplane); the oldest go first.
+        history_max_topics: topics with a history in memory; past it the one published to
+            longest ago is forgotten.
+        idempotency_ttl: seconds the answer of an idempotent route is kept for retries.
+        idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
+            default the user `access_logic` put in `scope["user"]`. None from it: the
+            guarantee holds per connection only.
+        idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
+            store; in Redis an answer longer than `idempotency_max_bytes` is not kept.
+        presence_ttl: seconds within which the members of a worker that died disappear.
+        presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
+            topic's subscribers when a member joins or leaves it.
+        presence_max_info_bytes: the largest encoded info a member may carry.
+        asyncapi_url: answer a plain HTTP GET at this path with `asyncapi()` as JSON;
+            None: every HTTP request is answered 426, as without it.
+        max_validation_errors: field errors listed in the 400 of a payload that does not fit
+            its declared type (the answer also counts them all).
     """
 
     def __init__(
@@ -128,6 +129,19 @@ class SocketRouter:
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         backplane: Backplane | str | None = None,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
+        idempotency_ttl: float = 300.0,
+        idempotency_identity: Callable[[Any], str | None] | None = None,
+        idempotency_max_entries: int = 10_000,
+        idempotency_max_bytes: int = 16 * 1024 * 1024,
+        presence_ttl: float = 15.0,
+        presence_events: bool = False,
+        presence_max_info_bytes: int = 4096,
+        asyncapi_url: str | None = None,
+        max_validation_errors: int = 10,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -139,49 +153,78 @@ class SocketRouter:
             raise ValueError(
                 f"slow_consumer must be 'close' or 'drop_oldest', got {slow_consumer!r}"
             )
-        _check_positive("handler_timeout", handler_timeout)
-        _check_positive("handshake_timeout", handshake_timeout)
-        _check_positive("close_timeout", close_timeout)
-        _check_positive("idle_timeout", idle_timeout)
-        _check_rate("rate_limit", rate_limit)
+        check_positive("handler_timeout", handler_timeout)
+        check_positive("handshake_timeout", handshake_timeout)
+        check_positive("close_timeout", close_timeout)
+        check_positive("idle_timeout", idle_timeout)
+        check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if asyncapi_url is not None and not asyncapi_url.startswith("/"):
+            raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
+        if max_validation_errors < 1:
+            raise ValueError(
+                f"max_validation_errors must be at least 1, got {max_validation_errors}"
+            )
 
-        self.heartbeat = heartbeat
-        self.max_in_flight = max_in_flight
-        self.max_message_bytes = max_message_bytes
-        self.max_queued_pushes = max_queued_pushes
-        self.slow_consumer = slow_consumer
-        self.close_timeout = close_timeout
-        self.handler_timeout = handler_timeout
-        self.rate_limit = rate_limit
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
-        self.require_origin = require_origin
+        #: the options above, checked and frozen: what connections and the handshake read
+        self.settings = Settings(
+            heartbeat=heartbeat,
+            max_in_flight=max_in_flight,
+            max_message_bytes=max_message_bytes,
+            max_queued_pushes=max_queued_pushes,
+            slow_consumer=slow_consumer,
+            close_timeout=close_timeout,
+            handler_timeout=handler_timeout,
+            rate_limit=rate_limit,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
+            require_origin=require_origin,
+        )
+        self._asyncapi_url = asyncapi_url
+        self._max_validation_errors = max_validation_errors
+        # Declared push topics, in declaration order: documented, and publish() serialises
+        # payloads of typed ones. Empty for most routers, so publish() pays one test.
+        self._topic_types: list[TopicType] = []
 
         # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
         # instead of spawning threads without limit.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=sync_workers, thread_name_prefix="observable-socket"
         )
+        # access_logic, made awaitable once; read by the handshake through `access_logic`
         self._access_logic: AsyncFn | None = (
             None if access_logic is None else ensure_async(access_logic, self._executor)
         )
+        # the routes by name: changed only by add_route and include_router, read by every
+        # connection's protocol through `route_table`
         self._routes: dict[str, Route] = {}
-        # Live connections of this router: the registry that max_connections counts and that
-        # tests check for leaks. Owned by asgi.py, which adds and removes entries.
-        self.connections: set[Any] = set()
-        # Connections past the max_connections check and not yet ended, handshakes included:
-        # what the limit counts. Owned by asgi.py.
-        self._slots_taken = 0
+        #: live connections and the slots max_connections counts; asgi.py changes it
+        self.registry = ConnectionRegistry(self.settings.max_connections)
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
-        from .topics import make_backplane  # topics needs connection, which needs us
-
         self.backplane: Backplane = make_backplane(backplane)
+        self.backplane.configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        if idempotency_identity is not None and not callable(idempotency_identity):
+            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
+        # whose answers an idempotent retry may receive
+        self._identity = idempotency_identity or default_identity
+        #: runs idempotent routes once per key; the lifespan shutdown closes it
+        self.idempotency = Idempotency(
+            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
+            idempotency_ttl,
+        )
 
     # Public API
 
@@ -191,8 +234,16 @@ class SocketRouter:
         Raises:
             ValueError: `name` is reserved (`PING`, `PONG`) or already registered, or an
                 option key is unknown.
-            TypeError: a hook or the handler cannot take the arguments it will be given.
+            TypeError: used bare (`@router.route` without the name), or a hook or the
+                handler cannot take the arguments it will be given.
         """
+        if callable(name):
+            # `@router.route` with no parentheses hands us the handler as the name; the
+            # decorator it would return replaces the handler and registers nothing
+            raise TypeError(
+                f'@router.route needs the route name: write @router.route("name") above '
+                f"{getattr(name, '__qualname__', None) or name!r}, not a bare @router.route"
+            )
 
         def decorator(fn: F) -> F:
             self.add_route(name, fn, options)
@@ -229,11 +280,18 @@ class SocketRouter:
         other.backplane = self.backplane
         for name, route in other._routes.items():
             self._routes[prefix + name] = replace(route, name=prefix + name)
+        known = {t.pattern for t in self._topic_types}
+        self._topic_types += [t for t in other._topic_types if t.pattern not in known]
 
     @property
     def routes(self) -> dict[str, Route]:
         """The registered routes by name (a copy)."""
         return dict(self._routes)
+
+    @property
+    def connections(self) -> AbstractSet[Connection]:
+        """The connections this router serves now (read-only)."""
+        return self.registry.connections
 
     async def publish(
         self, topic: str, payload: Payload = None, headers: Header | None = None
@@ -243,10 +301,79 @@ class SocketRouter:
         The frame is encoded once; its `route` is the topic and its uuid a fresh server
         uuid. Delivery is at most once, in publish order per publisher.
 
+        A topic declared with `push_topic(..., payload=T)` has its payload checked and
+        serialised as `T` first (a model becomes its JSON form).
+
         Raises:
-            EncodeError: the payload or headers cannot be encoded as JSON.
+            EncodeError: the payload or headers cannot be encoded as JSON, or the payload
+                does not fit the type declared for the topic.
         """
+        if self._topic_types:
+            payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
+
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """The members of `topic` on every worker: `{member_id: info}`.
+
+        A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
+        """
+        return await self.backplane.members(topic)
+
+    def push_topic(
+        self, pattern: str, *, payload: Any = None, description: str | None = None
+    ) -> None:
+        """Declare a push topic: documented in `asyncapi()` and `typescript()`.
+
+        Args:
+            pattern: a topic name (`"news"`), or a pattern whose `{placeholders}` stand for
+                any text (`"room:{room}"`).
+            payload: the payload's type (anything pydantic's `TypeAdapter` accepts);
+                `publish()` to a matching topic checks and serialises it.
+            description: what a subscriber receives, for the document's readers.
+
+        Raises:
+            ValueError: the pattern is empty or already declared.
+            ImportError: a type is given and pydantic v2 is not installed.
+        """
+        if any(t.pattern == pattern for t in self._topic_types):
+            raise ValueError(f"push topic {pattern!r} is already declared")
+        self._topic_types.append(
+            TopicType.build(pattern, payload, description, self.max_validation_errors)
+        )
+
+    @property
+    def push_topics(self) -> list[TopicType]:
+        """The declared push topics, in declaration order (a copy)."""
+        return list(self._topic_types)
+
+    def asyncapi(
+        self,
+        title: str = "ObservableSocket API",
+        version: str = "0.1.0",
+        *,
+        description: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        """Return this router's AsyncAPI 3.0 document, as a JSON-ready dict.
+
+        Args:
+            address: the socket's path (`"/ws"`), when it is fixed.
+        """
+        from ._apidoc import asyncapi_document
+
+        return asyncapi_document(
+            self, title=title, version=version, description=description, address=address
+        )
+
+    def typescript(self) -> str:
+        """Return TypeScript declarations of this router's payload types.
+
+        An interface per model, `Routes` (route name -> `{request; response}`) and `Topics`
+        (push topic -> payload), for `Message<Routes["math/sum"]["request"]>`.
+        """
+        from ._apidoc import typescript_module
+
+        return typescript_module(self)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
@@ -262,9 +389,123 @@ class SocketRouter:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
-        from .asgi import handle
-
         await handle(self, scope, receive, send)
+
+    # For the layers below: read-only views of the router's state
+
+    async def answer_once(
+        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
+    ) -> str:
+        """The answer to a request on an idempotent route: computed once per (identity,
+        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
+        """
+        try:
+            identity = self._identity(ws)
+        except Exception:
+            logger.exception("idempotency_identity raised: keyed to the connection")
+            identity = None
+        if identity is None:
+            identity = connection_identity(ws)
+        key = storage_key(str(identity), route.name, request.uuid)
+        await self.backplane.start()
+        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
+
+    @property
+    def route_table(self) -> Mapping[str, Route]:
+        """The live routes by name, not a copy: what each connection's protocol looks up."""
+        return self._routes
+
+    @property
+    def access_logic(self) -> AsyncFn | None:
+        """The router's `access_logic`, awaitable, or None."""
+        return self._access_logic
+
+    @property
+    def startup_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at startup, in order."""
+        return tuple(self._startup)
+
+    @property
+    def shutdown_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at shutdown, in order."""
+        return tuple(self._shutdown)
+
+    # Options, read-only (see the class docstring)
+
+    @property
+    def heartbeat(self) -> bool:
+        """Whether `PING` is answered with `PONG`."""
+        return self.settings.heartbeat
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests of one connection in flight before reading stops."""
+        return self.settings.max_in_flight
+
+    @property
+    def max_message_bytes(self) -> int | None:
+        """The largest frame served, in bytes."""
+        return self.settings.max_message_bytes
+
+    @property
+    def max_queued_pushes(self) -> int:
+        """Pushes waiting for a slow client before `slow_consumer` applies."""
+        return self.settings.max_queued_pushes
+
+    @property
+    def slow_consumer(self) -> Literal["close", "drop_oldest"]:
+        """The slow-consumer policy."""
+        return self.settings.slow_consumer
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a close decided by the router may wait for the peer."""
+        return self.settings.close_timeout
+
+    @property
+    def handler_timeout(self) -> float | None:
+        """Seconds before a request is answered 504."""
+        return self.settings.handler_timeout
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """`(messages, per_seconds)` per connection."""
+        return self.settings.rate_limit
+
+    @property
+    def handshake_timeout(self) -> float | None:
+        """Seconds `access_logic` may take."""
+        return self.settings.handshake_timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without a frame before closing with 1001."""
+        return self.settings.idle_timeout
+
+    @property
+    def max_connections(self) -> int | None:
+        """Connections served at once by this router."""
+        return self.settings.max_connections
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...] | None:
+        """Origins admitted; None: every origin."""
+        return self.settings.allowed_origins
+
+    @property
+    def require_origin(self) -> bool:
+        """Whether handshakes without an `Origin` header are refused."""
+        return self.settings.require_origin
+
+    @property
+    def asyncapi_url(self) -> str | None:
+        """The path a plain HTTP GET gets the AsyncAPI document at; None: not served."""
+        return self._asyncapi_url
+
+    @property
+    def max_validation_errors(self) -> int:
+        """Field errors listed in the 400 of a payload that does not fit its type."""
+        return self._max_validation_errors
 
     # Seams for adapters
 
@@ -278,108 +519,50 @@ class SocketRouter:
 
     # Private methods
 
+    def _serialise_push(self, topic: str, payload: Any) -> Any:
+        from ._schema import Invalid
+
+        for declared in self._topic_types:
+            if declared.regex.fullmatch(topic):
+                if declared.schema is None:
+                    return payload
+                try:
+                    return declared.schema.serialise(payload)
+                except Invalid as exc:
+                    raise EncodeError(
+                        f"payload for topic {topic!r} does not fit the type declared for "
+                        f"{declared.pattern!r}: {exc}"
+                    ) from None
+        return payload
+
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        unknown = set(options) - _OPTION_KEYS
-        if unknown:
-            raise ValueError(
-                f"route {name!r}: unknown option(s) {sorted(unknown)}; "
-                f"expected some of {sorted(_OPTION_KEYS)}"
-            )
-        if not callable(handler):
-            raise TypeError(f"route {name!r}: handler must be callable, got {handler!r}")
-        data_check = options.get("data_check")
-        access = options.get("access")
-        hydrate = options.get("hydrate")
-        dehydrate = options.get("dehydrate")
-        timeout = options.get("timeout", self.handler_timeout)
-        rate_limit = options.get("rate_limit")
-        _check_positive(f"route {name!r}: timeout", timeout)
-        _check_rate(f"route {name!r}: rate_limit", rate_limit)
-
-        data_check_local = access_local = False
-        if data_check is not None:
-            data_check_local = _pick_arity(
-                name, "data_check", data_check, 2, 1, "(message[, local])"
-            )
-        if access is not None:
-            access_local = _pick_arity(name, "access", access, 3, 2, "(ws, message[, local])")
-        if hydrate is not None:
-            _require_arity(name, "hydrate", hydrate, 2, "(ws, message)")
-        if dehydrate is not None:
-            _require_arity(name, "dehydrate", dehydrate, 1, "(payload)")
-
-        takes_one = arity_accepts(handler, 1)
-        takes_three = arity_accepts(handler, 3)
-        if takes_one and takes_three:
-            call_mode = CallMode.EITHER
-        elif takes_one:
-            call_mode = CallMode.SINGLE
-        elif takes_three:
-            if hydrate is not None:
-                raise TypeError(
-                    f"route {name!r}: with a hydrate hook the handler is called with one "
-                    f"argument, but {_qualname(handler)} takes (ws, headers, payload)"
-                )
-            call_mode = CallMode.TRIPLE
-        else:
-            raise TypeError(
-                f"route {name!r}: handler {_qualname(handler)} must take one argument "
-                "(hydrated value or local) or three (ws, headers, payload)"
-            )
-
-        executor = self._executor
-        return Route(
-            name=name,
-            handler=ensure_async(handler, executor),
-            call_mode=call_mode,
-            data_check=None if data_check is None else ensure_async(data_check, executor),
-            data_check_local=data_check_local,
-            access=None if access is None else ensure_async(access, executor),
-            access_local=access_local,
-            hydrate=None if hydrate is None else ensure_async(hydrate, executor),
-            dehydrate=None if dehydrate is None else ensure_async(dehydrate, executor),
-            timeout=timeout,
-            rate_limit=rate_limit,
-            direct=data_check is None
-            and access is None
-            and hydrate is None
-            and call_mode != CallMode.SINGLE,
+        return build_route(
+            name,
+            handler,
+            options,
+            self._executor,
+            self.settings.handler_timeout,
+            self._max_validation_errors,
         )
 
 
-def _pick_arity(route: str, hook: str, fn: Any, full: int, short: int, shape: str) -> bool:
-    """True if `fn` takes the `local` argument too, False if it takes the short form."""
-    if not callable(fn):
-        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
-    if arity_accepts(fn, full):
-        return True
-    if arity_accepts(fn, short):
-        return False
-    raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
+def make_backplane(spec: Backplane | str | None) -> Backplane:
+    """Build the backplane a router was given: None (in memory), a URL, or an instance.
 
+    Raises:
+        ValueError: a URL of an unknown scheme.
+    """
+    if spec is None:
+        return InMemoryBackplane()
+    if isinstance(spec, Backplane):
+        return spec
+    if isinstance(spec, str):
+        if spec == "memory" or spec == "memory://":
+            return InMemoryBackplane()
+        if spec.startswith(("redis://", "rediss://", "unix://")):
+            # imported on use: the Redis client is needed only by routers given a Redis URL
+            from .redis_backplane import RedisBackplane
 
-def _require_arity(route: str, hook: str, fn: Any, count: int, shape: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
-    if not arity_accepts(fn, count):
-        raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
-
-
-def _check_positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
-
-
-def _check_rate(name: str, value: tuple[int, float] | None) -> None:
-    if value is None:
-        return
-    try:
-        messages, seconds = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (messages, per_seconds), got {value!r}") from None
-    if not (isinstance(messages, int) and messages >= 1 and seconds > 0):
-        raise ValueError(f"{name} must be (messages >= 1, per_seconds > 0), got {value!r}")
-
-
-def _qualname(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+            return RedisBackplane(spec)
+        raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
+    raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")

@@ -2,14 +2,22 @@
 
 It speaks to the app exactly as a server would (`websocket.connect`, `websocket.receive`,
 `websocket.disconnect`) and offers the real client's `request()`, `send()` and `pushes()`,
-so a test reads like production code::
+so a test reads like production code. It has two faces:
+
+- `with TestClient(app) as client:` in a plain `def` test: the app runs on an event loop of
+  its own on a background thread (a `Portal`), and `client` is a `BlockingTestClient` whose
+  methods block. No async test plugin is needed::
 
     from observable_socket_asgi.testing import TestClient
 
-    async def test_sum():
-        async with TestClient(router, headers={"token": "abc"}) as client:
-            res = await client.request("math/sum", [1, 2, 3])
+    def test_sum():
+        with TestClient(router, headers={"token": "abc"}) as client:
+            res = client.request("math/sum", [1, 2, 3])
             assert res.ok and res.payload == {"sum": 6}
+
+- `async with TestClient(app) as client:` in an `async def` test, in the test's own loop.
+  pytest runs such tests when they are marked `@pytest.mark.observable_socket` (this
+  package's pytest plugin, registered on install) or by any async test plugin.
 
 Every wait is bounded by `timeout` (5 s by default), so a stuck handler or a push that
 never comes fails the test with a message that says what was awaited, instead of hanging it.
@@ -18,19 +26,29 @@ never comes fails the test with a message that says what was awaited, instead of
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid as uuid_module
-from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from .client import ConnectionClosed, Push, RequestTimeout, push_from, response_from
-from .envelope import PONG, encode_request, parse_message
-from .errors import ObservableSocketError
-from .types import Payload, Response
+from ._client_protocol import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
+from ._portal import Portal
+from .envelope import Push, Response, encode_request
+from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
+from .types import Payload
 
-__all__ = ["HandshakeRejected", "TestClient", "websocket_scope"]
+__all__ = [
+    "BlockingTestClient",
+    "ConnectionClosed",
+    "HandshakeRejected",
+    "RequestTimeout",
+    "TestClient",
+    "websocket_scope",
+]
 
 _DEFAULT: Any = object()
+
+logger = logging.getLogger("observable_socket_asgi.testing")
 
 
 def websocket_scope(
@@ -59,15 +77,6 @@ def websocket_scope(
         "subprotocols": list(subprotocols),
         "state": {} if state is None else state,
     }
-
-
-class HandshakeRejected(ObservableSocketError):
-    """The app closed the socket during the handshake, or accepted it and closed at once."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"the app refused the WebSocket: close code {code} {reason!r}")
 
 
 class TestClient:
@@ -122,14 +131,17 @@ class TestClient:
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._accepted: asyncio.Future[None] | None = None
-        self._pending: dict[str, asyncio.Future[Response]] = {}
-        self._ignored: set[str] = set()
-        self._pushes: deque[Push] = deque()
+        # the pure part, shared with the real client: pending requests, what a frame is
+        self._protocol: Correlator[asyncio.Future[Response]] = Correlator()
+        # unbounded: a test reads what it expects, and a lost push would hide a bug
+        self._pushes = PushBuffer(None)
         self._changed: asyncio.Event = asyncio.Event()
         self._lifespan: (
             tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], asyncio.Queue[dict[str, Any]]]
             | None
         ) = None
+        # the blocking face while used as `with TestClient(app)`
+        self._blocking: BlockingTestClient | None = None
 
     # Public API
 
@@ -149,6 +161,24 @@ class TestClient:
         await self.close()
         if self._lifespan is not None:
             await self._shutdown()
+
+    def __enter__(self) -> BlockingTestClient:
+        """Start the app on a loop of its own, for plain `def` tests; see `BlockingTestClient`."""
+        if self._task is not None:
+            raise RuntimeError("this TestClient is already connected")
+        portal = Portal()
+        try:
+            portal.call(self.__aenter__())
+        except BaseException:
+            portal.stop()
+            raise
+        self._blocking = BlockingTestClient(self, portal)
+        return self._blocking
+
+    def __exit__(self, *exc_info: object) -> None:
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking._exit()
 
     @property
     def closed(self) -> bool:
@@ -173,25 +203,28 @@ class TestClient:
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._pending[uuid] = future
+        self._protocol.expect(uuid, future)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
         try:
             async with asyncio.timeout(wait):
                 return await future
         except TimeoutError:
-            self._ignored.add(uuid)
             raise RequestTimeout(route, uuid, wait, True) from None
         finally:
-            self._pending.pop(uuid, None)
+            self._protocol.forget(uuid)
             self._raise_app_error()
 
     async def send(
         self, route: str, payload: Payload = None, *, headers: Mapping[str, Any] | None = None
     ) -> None:
-        """Send a message without waiting for its answer (which is dropped when it comes)."""
+        """Send a message without waiting for its answer (which is dropped when it comes).
+
+        An error answer (not 2xx) is logged as a warning on `observable_socket_asgi.testing`,
+        as the real client does; use `request()` to assert on it.
+        """
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
-        self._ignored.add(uuid)
+        self._protocol.ignore(uuid, route)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -214,12 +247,12 @@ class TestClient:
                 while not self._pushes:
                     self._raise_app_error()
                     if self.closed:
-                        raise ConnectionClosed(self.close_code, self.close_reason)
+                        raise ConnectionClosed(self.close_reason, code=self.close_code)
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
             raise AssertionError(f"no push arrived within {wait} s") from None
-        return self._pushes.popleft()
+        return self._pushes.pop()
 
     async def pushes(self) -> AsyncIterator[Push]:
         """Yield pushes until the app closes the socket; fails a test that waits too long."""
@@ -280,7 +313,7 @@ class TestClient:
             raise RuntimeError("use the TestClient as `async with TestClient(app) as client:`")
         self._raise_app_error()
         if self.closed:
-            raise ConnectionClosed(self.close_code, self.close_reason, route=route)
+            raise ConnectionClosed(self.close_reason, code=self.close_code, route=route)
 
     async def _wait(self, awaitable: asyncio.Future[Any], what: str) -> None:
         try:
@@ -315,28 +348,22 @@ class TestClient:
         self._changed.set()
 
     def _dispatch(self, data: str | bytes) -> None:
-        obj = parse_message(data)
-        if obj.get("route") == PONG:
-            return
-        uuid = obj.get("uuid")
-        if type(uuid) is str:
-            future = self._pending.pop(uuid, None)
-            if future is not None:
-                if not future.done():
-                    future.set_result(response_from(obj))
-                return
-            if uuid in self._ignored:
-                self._ignored.discard(uuid)
-                return
-        self._pushes.append(push_from(obj))
+        incoming = self._protocol.receive(data)
+        if isinstance(incoming, Answer):
+            if not incoming.waiter.done():
+                incoming.waiter.set_result(incoming.response)
+        elif isinstance(incoming, Pushed):
+            self._pushes.add(incoming.push)
+        elif isinstance(incoming, Dropped):
+            report_failed_send(logger, incoming)
+        # a PONG: dropped
 
     def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for future in self._protocol.take_all():
             if not future.done():
                 future.set_exception(
                     ConnectionClosed(
-                        self.close_code, self.close_reason, may_have_reached_server=True
+                        self.close_reason, code=self.close_code, may_have_reached_server=True
                     )
                 )
         self._changed.set()
@@ -393,3 +420,87 @@ class TestClient:
                 return await outbox.get()
         except TimeoutError:
             raise AssertionError(f"timed out after {self.timeout} s waiting for {what}") from None
+
+
+class BlockingTestClient:
+    """The blocking face of a `TestClient`, for plain `def` tests: `with TestClient(app) as c`.
+
+    The app runs on an event loop of its own on a background thread, so sync and async
+    handlers, pushes and the lifespan behave as under a server; each method blocks until the
+    async `TestClient` method of the same name returns, and raises what it raises.
+    """
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, portal: Portal) -> None:
+        #: the async client underneath (its methods must run on `portal.loop`)
+        self.client = client
+        self.portal = portal
+
+    # Public API
+
+    @property
+    def closed(self) -> bool:
+        """True once the app closed the socket or `close()` was called."""
+        return self.client.closed
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the app sent, once it closed the socket."""
+        return self.client.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason the app sent."""
+        return self.client.close_reason
+
+    def request(
+        self,
+        route: str,
+        payload: Payload = None,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | None = _DEFAULT,
+    ) -> Response:
+        """Send a request and return the app's answer; see `TestClient.request`."""
+        return self.portal.call(
+            self.client.request(route, payload, headers=headers, timeout=timeout)
+        )
+
+    def send(
+        self, route: str, payload: Payload = None, *, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        """Send a message without waiting for its answer; see `TestClient.send`."""
+        self.portal.call(self.client.send(route, payload, headers=headers))
+
+    def send_raw(self, data: str | bytes) -> None:
+        """Send a frame as is."""
+        self.portal.call(self.client.send_raw(data))
+
+    def next_push(self, timeout: float | None = None) -> Push:
+        """Return the next push; see `TestClient.next_push`."""
+        return self.portal.call(self.client.next_push(timeout))
+
+    def pushes(self) -> Iterator[Push]:
+        """Yield pushes until the app closes the socket; fails a test that waits too long."""
+        while True:
+            try:
+                yield self.next_push()
+            except ConnectionClosed:
+                return
+
+    def wait_closed(self) -> int:
+        """Wait for the app to close the socket and return its close code."""
+        return self.portal.call(self.client.wait_closed())
+
+    def close(self, code: int = 1000) -> None:
+        """Disconnect and wait for the app to return; re-raises an error the app raised."""
+        self.portal.call(self.client.close(code))
+
+    # Private methods
+
+    def _exit(self) -> None:
+        try:
+            self.portal.call(self.client.__aexit__(None, None, None))
+        finally:
+            self.portal.stop()

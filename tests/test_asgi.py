@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 
 from observable_socket_asgi import Connection, SocketRouter
-from tests.helpers import TIMEOUT, Conversation, conversation, request, ws_scope
-
-
-def echo_router(**options: Any) -> SocketRouter:
-    router = SocketRouter(**options)
-
-    @router.route("echo")
-    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
-        return {"payload": payload}
-
-    return router
+from observable_socket_asgi.logs import JsonFormatter
+from tests.helpers import (
+    MS,
+    TIMEOUT,
+    Communicator,
+    Conversation,
+    conversation,
+    echo_router,
+    request,
+    ws_scope,
+)
 
 
 @pytest.mark.parametrize("sync", [False, True])
@@ -93,7 +94,7 @@ async def test_http_scope_gets_426() -> None:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }
-    comm = ApplicationCommunicator(echo_router(), scope)
+    comm = Communicator(echo_router(), scope)
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await comm.receive_output(TIMEOUT)
     assert (start["type"], start["status"]) == ("http.response.start", 426)
@@ -115,7 +116,7 @@ async def test_lifespan_runs_startup_and_shutdown_hooks() -> None:
     def stop() -> None:
         calls.append("stop")
 
-    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    comm = Communicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
     await comm.send_input({"type": "lifespan.startup"})
     assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
     assert calls == ["init-sync", "start"]
@@ -133,7 +134,7 @@ async def test_lifespan_awaits_a_coroutine_returned_by_a_plain_hook() -> None:
         calls.append("connected")
 
     router = SocketRouter(on_startup=[lambda: connect()], on_shutdown=[lambda: connect()])
-    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    comm = Communicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
     await comm.send_input({"type": "lifespan.startup"})
     assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
     await comm.send_input({"type": "lifespan.shutdown"})
@@ -149,7 +150,7 @@ async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixtur
         raise RuntimeError("no db")
 
     caplog.set_level(logging.CRITICAL, logger="observable_socket_asgi")
-    comm = ApplicationCommunicator(
+    comm = Communicator(
         SocketRouter(on_startup=[fail]), {"type": "lifespan", "asgi": {"version": "3.0"}}
     )
     await comm.send_input({"type": "lifespan.startup"})
@@ -159,7 +160,7 @@ async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixtur
 
 async def test_disconnect_before_accept() -> None:
     """A client that leaves before the handshake completes ends the app quietly."""
-    comm = ApplicationCommunicator(echo_router(), ws_scope())
+    comm = Communicator(echo_router(), ws_scope())
     await comm.send_input({"type": "websocket.disconnect", "code": 1006})
     await comm.wait(TIMEOUT)
     assert await comm.receive_nothing()
@@ -213,7 +214,7 @@ async def test_connection_attributes() -> None:
 
 async def test_unknown_scope_type_raises() -> None:
     """A scope type the router does not serve is an error for the server, not a hang."""
-    comm = ApplicationCommunicator(echo_router(), {"type": "custom"})
+    comm = Communicator(echo_router(), {"type": "custom"})
     with pytest.raises(ValueError, match="custom"):
         await comm.wait(TIMEOUT)
 
@@ -240,3 +241,73 @@ async def test_origin_not_allowed_closes_1008() -> None:
     good_scope = ws_scope(headers=[(b"origin", b"https://app.example.com")])
     async with conversation(router, good_scope) as conv:
         assert (await conv.ask(request("echo", 2)))["payload"] == 2
+
+
+def refusing_router(case: str) -> SocketRouter:
+    async def slow(ws: Any) -> bool:
+        await asyncio.sleep(10 * TIMEOUT)
+        return True
+
+    def boom(ws: Any) -> bool:
+        raise RuntimeError("database down")
+
+    cases: dict[str, dict[str, Any]] = {
+        "origin": {"allowed_origins": ["https://app.example.com"]},
+        "no origin": {"require_origin": True},
+        "access": {"access_logic": lambda ws: False},
+        "raised": {"access_logic": boom},
+        "slow": {"access_logic": slow, "handshake_timeout": 50 * MS},
+    }
+    return echo_router(**cases[case])
+
+
+@pytest.mark.parametrize(
+    ("case", "why", "level"),
+    [
+        ("origin", "origin 'https://evil.example' not allowed", logging.WARNING),
+        ("no origin", "no Origin header", logging.WARNING),
+        ("access", "access_logic said no", logging.WARNING),
+        ("raised", "access_logic raised", logging.ERROR),
+        ("slow", f"access_logic took over {50 * MS} s, try again later", logging.WARNING),
+    ],
+)
+async def test_every_refusal_is_logged_once_with_the_client_address(
+    case: str, why: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each refused handshake gives one record: the client address in the text and as the
+    `client` field a JSON formatter writes out."""
+    caplog.set_level(logging.DEBUG, logger="observable_socket_asgi")
+    headers = [(b"host", b"h")]
+    if case == "origin":
+        headers.append((b"origin", b"https://evil.example"))
+    conv = Conversation(refusing_router(case), ws_scope(headers=headers, client=("10.0.0.7", 5123)))
+    assert (await conv.connect())["type"] == "websocket.accept"
+    assert (await conv.output())["type"] == "websocket.close"
+    await conv.comm.wait(TIMEOUT)
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == level
+    assert record.getMessage() == f"refused 10.0.0.7:5123: {why}"
+    assert record.client == "10.0.0.7:5123"  # type: ignore[attr-defined]
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["client"], entry["path"], entry["level"]) == (
+        "10.0.0.7:5123",
+        "/ws",
+        logging.getLevelName(level),
+    )
+    assert ("exc_info" in entry) is (case == "raised")
+
+
+async def test_refusal_over_max_connections_is_logged_with_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past max_connections the refusal names the client and how many connections are open."""
+    router = echo_router(max_connections=1)
+    caplog.set_level(logging.WARNING, logger="observable_socket_asgi")
+    async with conversation(router):
+        conv = Conversation(router, ws_scope(client=("10.0.0.8", 6000)))
+        assert (await conv.connect())["type"] == "websocket.accept"
+        assert (await conv.output())["code"] == 1013
+        await conv.comm.wait(TIMEOUT)
+    [record] = caplog.records
+    assert record.getMessage() == "refused 10.0.0.8:6000: 1 connections open"
+    assert record.client == "10.0.0.8:6000"  # type: ignore[attr-defined]

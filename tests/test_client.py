@@ -1,23 +1,26 @@
-"""The Python client against a real uvicorn server, and its pure backoff policy."""
+"""The Python client against a real uvicorn server."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 from typing import Any
 
 import pytest
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._backoff import backoff, may_reconnect
 from observable_socket_asgi.client import (
     ConnectFailed,
     ConnectionClosed,
+    Position,
     Push,
     RequestTimeout,
     connect,
 )
-from tests.helpers import MS, TIMEOUT, Server, running
+from observable_socket_asgi.envelope import Response
+from tests.helpers import MS, TIMEOUT, Server, eventually, on_server, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +50,6 @@ def make_router(**options: Any) -> SocketRouter:
     return router
 
 
-async def until(predicate: Any, within: float = TIMEOUT) -> None:
-    """Poll `predicate()` until it is true, within a bounded time."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (state of another task, no event to wait on)
-            await asyncio.sleep(5 * MS)
-
-
 def closed_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -63,30 +59,6 @@ def closed_port() -> int:
 
 
 # The pure policy
-
-
-def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
-    """With the jitter at its top the delays double from `initial` and stop at the cap."""
-    delays = backoff(0.5, 3.0, 2.0, rand=lambda: 1.0)
-    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    zero = backoff(0.5, 3.0, 2.0, rand=lambda: 0.0)
-    assert next(zero) == 0.0
-    real = backoff(0.5, 3.0)
-    assert all(0.0 <= next(real) <= 3.0 for _ in range(50))
-
-
-def test_backoff_rejects_nonsense() -> None:
-    """A shrinking factor is a mistake, reported when the generator starts."""
-    with pytest.raises(ValueError, match="factor"):
-        next(backoff(1.0, 2.0, 0.5))
-
-
-def test_reconnect_policy_by_close_code() -> None:
-    """Never after 1008/1011; after 1001, 1012, 1013 and an abnormal 1006, yes."""
-    assert not may_reconnect(1008)
-    assert not may_reconnect(1011)
-    for code in (1000, 1001, 1006, 1012, 1013, None):
-        assert may_reconnect(code)
 
 
 # Request / response
@@ -117,7 +89,7 @@ async def test_hundred_concurrent_requests_on_one_socket() -> None:
             results = await asyncio.gather(*(sock.request("echo", n) for n in range(100)))
             assert [r.payload for r in results] == list(range(100))
             assert len({r.uuid for r in results}) == 100
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
@@ -130,12 +102,45 @@ async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
             assert push.route == "ticks" and push.payload == {"n": 0}
 
 
+async def test_request_ping_returns_the_pong() -> None:
+    """request("PING") is answered by the server's PONG, not timed out."""
+    with running(make_router()) as server:
+        async with connect(server.url, timeout=TIMEOUT, heartbeat_interval=None) as sock:
+            res = await sock.request("PING")
+            assert res.ok and res.payload is None and isinstance(res.uuid, str)
+            assert sock._protocol.in_flight == 0
+            # and a route after it still correlates
+            assert (await sock.request("echo", 1)).payload == 1
+
+
+async def test_send_to_a_failing_route_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """send()'s error answer (a 404) is logged with route, uuid and status; a 2xx is not."""
+    caplog.set_level(logging.WARNING, "observable_socket_asgi.client")
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            await sock.send("echo", 1)
+            await sock.send("log/event", {"x": 1})
+            await sock.request("echo", 2)  # answered after both sends' answers
+
+            def warned() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if r.name == "observable_socket_asgi.client"]
+
+            await wait_until(warned, what="the warning")
+    [record] = warned()
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "send() to route 'log/event' was answered 404: {'message': 'route not found: log/event'}"
+    )
+    assert record.route == "log/event" and record.status == 404  # type: ignore[attr-defined]
+    assert isinstance(record.uuid, str)  # type: ignore[attr-defined]
+
+
 async def test_request_timeout_per_call_and_default() -> None:
     """A slow answer raises the client's timeout, an asyncio.TimeoutError; the socket lives on."""
     with running(make_router()) as server:
         async with connect(server.url, timeout=50 * MS) as sock:
             with pytest.raises(RequestTimeout) as info:
-                await sock.request("slow", 10.0)
+                await sock.request("slow", 10 * TIMEOUT)
             assert isinstance(info.value, asyncio.TimeoutError)
             assert info.value.route == "slow" and info.value.sent
             assert "within 0.05 s" in str(info.value)
@@ -145,7 +150,7 @@ async def test_request_timeout_per_call_and_default() -> None:
 
             res = await sock.request("slow", 0, timeout=TIMEOUT)
             assert res.payload == "done"
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 # Heartbeat
@@ -173,11 +178,11 @@ async def test_heartbeat_without_pong_fails_pending_requests_at_once() -> None:
             timeout=TIMEOUT,
         ) as sock:
             with pytest.raises(ConnectionClosed) as info:
-                await sock.request("slow", 10.0)
+                await sock.request("slow", 10 * TIMEOUT)
             assert "no PONG" in info.value.reason
             assert info.value.may_have_reached_server
             assert "may have reached the server" in str(info.value)
-            await until(lambda: sock.closed)
+            await wait_until(lambda: sock.closed)
             with pytest.raises(ConnectionClosed) as after:
                 await sock.request("math/sum", [1])
             assert not after.value.may_have_reached_server
@@ -202,8 +207,8 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
             max_attempts=None,
         ) as sock:
             assert (await sock.request("math/sum", [1, 2])).payload == {"sum": 3}
-            pending = [asyncio.ensure_future(sock.request("slow", 10.0)) for _ in range(3)]
-            await until(lambda: len(sock._pending) == 3)
+            pending = [asyncio.ensure_future(sock.request("slow", 10 * TIMEOUT)) for _ in range(3)]
+            await wait_until(lambda: sock._protocol.in_flight == 3)
 
             stopping = asyncio.ensure_future(asyncio.to_thread(first.stop))
             results = await asyncio.gather(*pending, return_exceptions=True)
@@ -233,6 +238,54 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
             await asyncio.to_thread(first.stop)
 
 
+async def test_on_open_runs_on_every_connection_and_renews_a_subscription() -> None:
+    """on_open runs after the first handshake and each reconnection, and may make requests."""
+    router = make_router()
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.subscribe("news")
+        return {}
+
+    @router.route("leave")
+    async def leave(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.close(1001, "going away")
+        return {}
+
+    answers: list[int] = []
+
+    async def on_open(sock: Any) -> None:
+        answers.append((await sock.request("join")).status)
+
+    with running(router) as server:
+        async with connect(
+            server.url, on_open=on_open, timeout=TIMEOUT, backoff_initial=10 * MS
+        ) as sock:
+            await wait_until(lambda: answers == [200], what="the first on_open")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await sock.send("leave")  # the server closes with 1001: the client reconnects
+            await wait_until(lambda: answers == [200, 200], what="on_open after reconnecting")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await on_server(server, lambda: asyncio.ensure_future(router.publish("news", 7)))
+            push = await anext(aiter(sock.pushes()))
+            assert (push.route, push.payload) == ("news", 7)
+
+
+async def test_failing_on_open_is_logged_and_the_client_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An on_open that raises is logged with its traceback; the connection stays usable."""
+
+    def on_open(sock: Any) -> None:
+        raise ValueError("boom")
+
+    with running(make_router()) as server:
+        async with connect(server.url, on_open=on_open) as sock:
+            assert (await sock.request("echo", 1)).payload == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("on_open callback failed")]
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+
+
 async def test_close_1008_is_never_retried() -> None:
     """Refused by access_logic (1008): requests fail and the client does not reconnect."""
     attempts = []
@@ -243,7 +296,7 @@ async def test_close_1008_is_never_retried() -> None:
 
     with running(make_router(access_logic=refuse)) as server:
         async with connect(server.url, backoff_initial=1 * MS, timeout=TIMEOUT) as sock:
-            await until(lambda: sock.closed)
+            await wait_until(lambda: sock.closed)
             assert sock.close_code == 1008
             with pytest.raises(ConnectionClosed) as info:
                 await sock.request("math/sum", [1])
@@ -264,8 +317,8 @@ async def test_close_is_idempotent_and_fails_pending() -> None:
     """close() from several tasks at once ends everything; later requests fail unsent."""
     with running(make_router()) as server:
         sock = await connect(server.url, timeout=TIMEOUT).connect()
-        waiting = asyncio.ensure_future(sock.request("slow", 10.0))
-        await until(lambda: len(sock._pending) == 1)
+        waiting = asyncio.ensure_future(sock.request("slow", 10 * TIMEOUT))
+        await wait_until(lambda: sock._protocol.in_flight == 1)
         await asyncio.gather(sock.close(), sock.close())
         await sock.close()
         error = (await asyncio.gather(waiting, return_exceptions=True))[0]
@@ -360,8 +413,78 @@ async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
             async with connect(
                 server.url, backoff_initial=1 * MS, backoff_max=0.5, max_attempts=3
             ) as refused:
-                await until(lambda: refused.closed)
+                await wait_until(lambda: refused.closed)
                 assert refused.close_code == 1013
                 with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
                     await refused.request("math/sum", [1])
                 assert info.value.code == 1013
+
+
+# Resuming topics across reconnects
+
+
+def resumable_router() -> SocketRouter:
+    """Rooms with history; `kick` makes the client miss three pushes, then closes 1012."""
+    router = SocketRouter(history_size=100)
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        got = await ws.subscribe(payload["topic"], since=payload["since"])
+        return {"payload": {"recovered": got.recovered, "offset": got.offset, "epoch": got.epoch}}
+
+    @router.route("say")
+    async def say(ws: Any, headers: Any, payload: Any) -> Any:
+        await router.publish("t", payload)
+        return {}
+
+    @router.route("kick")
+    async def kick(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.unsubscribe("t")
+        for n in range(3):
+            await router.publish("t", f"missed {n}")
+        await ws.close(1012, "restart")
+        return {}
+
+    return router
+
+
+async def test_subscribe_resumes_from_the_last_position_after_a_reconnect() -> None:
+    """The client re-runs its subscribe call with `since` and receives what it missed."""
+    answers: list[Response] = []
+    answered = asyncio.Event()
+
+    def on_answer(answer: Response) -> None:
+        answers.append(answer)
+        answered.set()
+
+    with running(resumable_router()) as server:
+        async with connect(server.url, backoff_initial=0.01) as client:
+            first = await client.subscribe("join", {"topic": "t"}, topic="t", on_answer=on_answer)
+            assert first.payload["recovered"] is False
+            await client.request("say", "one")
+            pushes = client.pushes()
+            assert (await anext(pushes)).payload == "one"
+            position = client.position("t")
+            assert position is not None and position.offset == 1
+
+            with contextlib.suppress(ConnectionClosed):
+                await client.request("kick")
+            missed = [(await anext(pushes)).payload for _ in range(3)]
+            assert missed == ["missed 0", "missed 1", "missed 2"]
+            await asyncio.wait_for(answered.wait(), TIMEOUT)
+            assert answers[0].payload == {
+                "recovered": True,
+                "offset": 4,
+                "epoch": position.epoch,
+            }
+            assert client.position("t") == Position(4, position.epoch)
+            await client.request("say", "live")
+            assert (await anext(pushes)).payload == "live"
+
+
+async def test_request_with_an_explicit_uuid() -> None:
+    """A caller-chosen uuid is sent as is (for idempotent retries); a pending one is refused."""
+    with running(make_router()) as server:
+        async with connect(server.url) as client:
+            answer = await client.request("echo", 1, uuid="my-uuid-1")
+            assert answer.uuid == "my-uuid-1"

@@ -19,15 +19,18 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
-from tests.edge_apps import RawClient, child
+from tests.edge_apps import Child, RawClient, child
 from tests.helpers import JS_PING, MS, TIMEOUT, Server, request
 
 MIB = 1024 * 1024
 
 
-def make_router(**options: Any) -> SocketRouter:
+def make_router(counts: dict[str, int] | None = None, **options: Any) -> SocketRouter:
+    """echo, handlers that meet a cancellation they did not cause, and one that never ends
+    (counted in `counts["cancelled"]` when the router cancels it)."""
     router = SocketRouter(**options)
-    router.state = {"cancelled": 0}  # type: ignore[attr-defined]
+    counts = {} if counts is None else counts
+    counts["cancelled"] = 0
 
     @router.route("echo")
     async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
@@ -54,7 +57,7 @@ def make_router(**options: Any) -> SocketRouter:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            router.state["cancelled"] += 1  # type: ignore[attr-defined]
+            counts["cancelled"] += 1
             raise
         return {}
 
@@ -114,7 +117,7 @@ async def test_foreign_cancellation_is_answered_500_and_frees_the_slot(serve: An
         for route in ("cancelled/now", "cancelled/later"):
             for n in range(70):
                 await ws.send(request(route, uuid=f"{route}-{n}"))
-            answers = {}
+            answers: dict[str, int] = {}
             async with asyncio.timeout(TIMEOUT):
                 while len(answers) < 70:
                     reply = orjson.loads(await ws.recv())
@@ -157,7 +160,7 @@ def test_oversized_frame_is_refused_without_parsing_it(ws_impl: str, compressed:
     the half gigabyte a parse of it takes."""
     frame = _flat_objects(15 * MIB, "big-1")
 
-    async def scenario(server: Any) -> int:
+    async def scenario(server: Child) -> int:
         client = await RawClient.open(server.port, deflate=compressed)
         server.reset_peak()
         before = server.rss()
@@ -189,7 +192,7 @@ def test_clients_that_do_not_read_cost_at_most_their_byte_budget(ws_impl: str) -
     clients, frames_each = 8, 40
     payload = b"x" * (MIB - 100)
 
-    async def scenario(server: Any) -> int:
+    async def scenario(server: Child) -> int:
         raws = [await RawClient.open(server.port) for _ in range(clients)]
         sent = [0] * clients
         server.reset_peak()
@@ -264,14 +267,15 @@ async def test_slow_subscriber_is_closed_by_bytes_not_frame_count(serve: Any) ->
 async def test_client_leaving_with_every_slot_stuck_is_cleaned_up(serve: Any) -> None:
     """64 handlers that never return hold every slot; the client sends a few more frames and
     leaves: with default settings the connection and its handlers are gone soon after."""
-    app = make_router()
+    counts: dict[str, int] = {}
+    app = make_router(counts)
     server = serve(app)
     async with connect(server.url, close_timeout=TIMEOUT) as ws:
         for n in range(64 + 5):
             await ws.send(request("stuck", uuid=n))
-        await eventually(server, lambda: app.state["cancelled"] == 0 and len(app.connections), 1)
+        await eventually(server, lambda: len(app.connections), 1)
     await eventually(server, lambda: len(app.connections), 0)
-    await eventually(server, lambda: app.state["cancelled"], 64)
+    await eventually(server, lambda: counts["cancelled"], 64)
 
 
 # 5. Topic limits
@@ -541,12 +545,12 @@ async def test_redis_outage_is_logged_once_then_summarised(
                     await backplane.publish("t", "more")
         finally:
             await backplane.stop()
-    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and ours(r)]
-    assert f"127.0.0.1:{port}" in loud[0]
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and ours(r)]
+    assert f"127.0.0.1:{port}" in lines[0]
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
-    summary = next(m for m in loud if "still down" in m)
+    summary = next(m for m in lines if "still down" in m)
     assert "publish" in summary and backplane.dropped >= 60
-    assert len(loud) < 10, loud
+    assert len(lines) < 10, lines
 
 
 # The command line aligns uvicorn's message limit with the router's
@@ -557,7 +561,8 @@ def test_serve_sets_uvicorn_ws_max_size_from_the_router() -> None:
     limit, instead of reading up to its own 16 MiB default; between the two it is a 413."""
     import re
 
-    from tests.test_cli import PROCESS_TIMEOUT, lines_of, popen, stop
+    from tests.helpers import PROCESS_TIMEOUT
+    from tests.test_cli import lines_of, popen, stop
 
     async def scenario(port: int) -> None:
         url = f"ws://127.0.0.1:{port}/ws"
