@@ -9,6 +9,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
 
     logs _portal                                      log formats and set-up; a loop on a thread
     status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
+    _scan _outage                                     bounded frame scans; outage log rule
     errors _backoff _route                            exceptions; reconnect delays; a frozen Route
     envelope                                          pure wire format: parse and encode frames
     _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
@@ -33,6 +34,7 @@ from .errors import (
     FrameTooLarge,
     ObservableSocketError,
     ProtocolError,
+    SubscriptionLimitError,
 )
 from .logs import logging_config
 from .routing import Route, SocketRouter
@@ -83,6 +85,7 @@ __all__ = [
     "SocketRouter",
     "Status",
     "Subscription",
+    "SubscriptionLimitError",
     "__version__",
     "is_success",
     "logging_config",

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, assert_never, cast
 from ._concurrency import start_eagerly
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
-from .envelope import encode_error, encode_push
-from .errors import ConnectionClosed
+from .envelope import encode_error, encode_push, frame_size
+from .errors import ConnectionClosed, SubscriptionLimitError
 from .logs import peer
 from .pipeline import run as run_pipeline
 from .presence import NO_PRESENCE
@@ -75,6 +75,7 @@ class Connection(ScopeViews):
 
     __slots__ = (
         "_ahead",
+        "_held",
         "_idle_handle",
         "_lifecycle",
         "_loop",
@@ -119,6 +120,8 @@ class Connection(ScopeViews):
         # the one receive() the loop keeps pending while at max_in_flight, so that a client
         # that leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
+        # frames read ahead while paused, unparsed, waiting for a slot (see _wait_for_slot)
+        self._held: deque[dict[str, Any]] | None = None
         # request tasks that suspended (those that finished eagerly never appear here)
         self._tasks: set[asyncio.Task[None]] | None = None
         # frames waiting for the writer: (frame, is_reply); created on first contention
@@ -160,7 +163,7 @@ class Connection(ScopeViews):
         """
         if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        action = self._protocol.push(self._writing)
+        action = self._protocol.push(self._writing, len(frame))
         if action is PushAction.SEND:
             pass
         elif action is PushAction.DROP_OLDEST:
@@ -192,9 +195,27 @@ class Connection(ScopeViews):
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            SubscriptionLimitError: `topic` is longer than the router's `max_topic_bytes`,
+                or this connection already holds `max_topics` topics (a `ValueError` with a
+                `status` of 400, for the handler to answer with).
             ValueError: `since` is not a position, or `presence` is too large.
         """
-        return await self._router.backplane.subscribe(self, topic, since, presence)
+        backplane = self._router.backplane
+        if type(topic) is str:
+            settings = self._router.settings
+            limit = settings.max_topic_bytes
+            if len(topic) > limit or (len(topic) * 4 > limit and frame_size(topic) > limit):
+                raise SubscriptionLimitError(
+                    f"topic name is {frame_size(topic)} bytes, over the limit of {limit}",
+                    "max_topic_bytes",
+                )
+            held = backplane.topics_of(self)
+            if len(held) >= settings.max_topics and topic not in held:
+                raise SubscriptionLimitError(
+                    f"a connection may subscribe to {settings.max_topics} topics at most",
+                    "max_topics",
+                )
+        return await backplane.subscribe(self, topic, since, presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving `topic`; a topic this connection does not hold is ignored."""
@@ -229,14 +250,24 @@ class Connection(ScopeViews):
         try:
             while self._lifecycle is _OPEN:
                 # `protocol.paused()`, inlined: it is asked once per frame
-                if protocol.in_flight >= protocol.max_in_flight:
-                    await self._wait_for_slot(receive)  # a slot is free, or the client left
-                ahead = self._ahead
-                if ahead is None:
-                    message = await receive()
+                while (
+                    protocol.in_flight >= protocol.max_in_flight
+                    or protocol.buffered >= protocol.max_buffered_bytes
+                ):
+                    if await self._wait_for_slot(receive):
+                        break  # the client left: `_ahead` holds its disconnect
+                held = self._held
+                if held:
+                    message = held.popleft()
+                    size = len(message.get("text") or message.get("bytes") or b"")
+                    protocol.release(size)  # counted again below, as a request
                 else:
-                    self._ahead = None
-                    message = await ahead
+                    ahead = self._ahead
+                    if ahead is None:
+                        message = await receive()
+                    else:
+                        self._ahead = None
+                        message = await ahead
                 mtype = message["type"]
                 if mtype == "websocket.receive":
                     data = message.get("text")
@@ -245,9 +276,13 @@ class Connection(ScopeViews):
                     decision = protocol.receive(data, loop.time())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                         await write(decision, True)
+                        if protocol.abusive:
+                            await self._close_abusive()
                         continue
                     route, request = decision
-                    task = start_eagerly(serve(route, request), loop)
+                    size = len(data)
+                    protocol.buffered += size  # `protocol.hold()`, inlined; `_serve` releases
+                    task = start_eagerly(serve(route, request, size), loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
                 elif mtype == "websocket.disconnect":
@@ -292,18 +327,44 @@ class Connection(ScopeViews):
         """The client's address for log lines, `"host:port"` (only built when logging)."""
         return peer(self.scope.get("client"))
 
-    async def _serve(self, route: Route, request: Request) -> None:
-        """Run one request and write its reply. Never raises but CancelledError."""
-        if route.idempotent:
-            # run in a task of its own that this connection's end does not cancel
-            frame = await self._router.answer_once(
-                route, self.socket, request, lambda: self._answer(route, request)
-            )
-        elif route.timeout is None:  # the common case: no coroutine more than needed
-            frame = await run_pipeline(route, self.socket, request)
-        else:
-            frame = await self._answer(route, request)
+    async def _serve(self, route: Route, request: Request, size: int) -> None:
+        """Run one request and write its reply. Never raises but CancelledError.
+
+        `size` is the request frame's length, held in the byte budget until its reply is
+        built (or the request is cancelled).
+        """
+        try:
+            if route.idempotent:
+                # run in a task of its own that this connection's end does not cancel
+                frame = await self._router.answer_once(
+                    route, self.socket, request, lambda: self._answer(route, request)
+                )
+            elif route.timeout is None:  # the common case: no coroutine more than needed
+                frame = await run_pipeline(route, self.socket, request)
+            else:
+                frame = await self._answer(route, request)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request was cancelled (its connection ended): no reply
+            # A cancellation the router did not cause: the handler awaited a future or task
+            # someone else cancelled. It is the handler's failure, answered like any other;
+            # not answering would hold this request's slot for ever.
+            frame = self._foreign_cancellation(route, request)
+        finally:
+            self._release(size)
         await self._write(frame, True)
+
+    def _foreign_cancellation(self, route: Route, request: Request) -> str:
+        logger.error(
+            "route %r (uuid %r) raised CancelledError the router did not cause (it awaited "
+            "something cancelled elsewhere); answered 500",
+            route.name,
+            request.uuid,
+            exc_info=True,
+            extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
+        )
+        return encode_error(Status.INTERNAL_SERVER_ERROR, request.uuid, "internal server error")
 
     async def _answer(self, route: Route, request: Request) -> str:
         """The reply frame of one request, a 504 past the route's timeout."""
@@ -335,23 +396,31 @@ class Connection(ScopeViews):
         (nothing queued) costs no task switch.
         """
         if self._writing:
+            self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
             self._enqueue(frame, is_reply)
             return
         if self._lifecycle is not _OPEN:
-            self._sent(is_reply)
+            self._sent(is_reply, 0)
             return
         self._writing = True
         send = self._send
+        protocol = self._protocol
         try:
             while True:
-                await send({"type": "websocket.send", "text": frame})
-                self._sent(is_reply)
+                size = len(frame)
+                protocol.buffered += size
+                try:
+                    await send({"type": "websocket.send", "text": frame})
+                finally:
+                    protocol.buffered -= size
+                self._sent(is_reply, size)
                 out = self._out
                 if not out:
                     break
                 frame, is_reply = out.popleft()
+                protocol.buffered -= len(frame)  # held again around its send, above
                 if not is_reply:
-                    self._protocol.push_dequeued()
+                    protocol.push_dequeued()
         except Exception as exc:
             self._write_failed(exc)
         finally:
@@ -384,61 +453,105 @@ class Connection(ScopeViews):
         out = self._out
         if out and not self._writing:
             frame, is_reply = out.popleft()
+            self._protocol.buffered -= len(frame)
             if not is_reply:
                 self._protocol.push_dequeued()
             await self._write(frame, is_reply)
 
-    def _sent(self, is_reply: bool) -> None:
+    def _sent(self, is_reply: bool, size: int) -> None:
+        """A frame of `size` bytes left (or was dropped): a reply frees its slot, and any
+        frame may let a paused receive loop read again."""
         if is_reply:
             self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
-            waiter = self._slot_waiter
-            if waiter is not None:
-                self._slot_waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+        elif not size:
+            return
+        waiter = self._slot_waiter
+        if waiter is not None:
+            self._slot_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _release(self, size: int) -> None:
+        """Bytes held for a request are freed: a paused receive loop may read again."""
+        self._protocol.buffered -= size
+        waiter = self._slot_waiter
+        if waiter is not None:
+            self._slot_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _drop_queue(self) -> None:
         out = self._out
         while out:
-            _, is_reply = out.popleft()
-            self._sent(is_reply)
+            frame, is_reply = out.popleft()
+            self._protocol.release(len(frame))
+            self._sent(is_reply, len(frame))
         self._protocol.queue_dropped()
+        held = self._held
+        while held:
+            message = held.popleft()
+            self._protocol.release(len(message.get("text") or message.get("bytes") or b""))
 
-    async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        """Wait until a reply has been handed to the server, reading at most one message ahead.
+    async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+        """Wait until a reply or bytes are freed, reading frames ahead meanwhile; return True
+        if the client left.
 
-        That one message is read only to hear a disconnect: if it is one, the slot wait ends
-        at once and the loop handles it; a frame waits, unparsed, for its turn. Reading stops
-        there, so TCP backpressure still holds the rest.
+        Frames read ahead are held unparsed, in order, for their turn, as long as the
+        protocol allows (`may_read_ahead`: as many as `max_in_flight`, within the byte
+        budget). They are read only so that a client that leaves while every slot is held
+        (by handlers that never return) is heard at once and its handlers cancelled. Past
+        that, reading stops, so TCP backpressure still holds the rest.
         """
+        protocol = self._protocol
         waiter = self._slot_waiter = self._loop.create_future()
-        ahead = self._ahead
-        if ahead is None:
-            ahead = self._ahead = asyncio.ensure_future(receive())
-        if not ahead.done():
-            await asyncio.wait((waiter, ahead), return_when=asyncio.FIRST_COMPLETED)
-        if waiter.done():
-            return
-        if ahead.exception() is None and ahead.result()["type"] == "websocket.disconnect":
-            self._slot_waiter = None
-            return  # the loop reads the disconnect from `_ahead` next
-        await waiter  # a frame was read ahead: it waits, unparsed, for this slot
+        while True:
+            ahead = self._ahead
+            if ahead is None:
+                held = self._held
+                if not protocol.may_read_ahead(0 if held is None else len(held)):
+                    await waiter
+                    return False
+                ahead = self._ahead = asyncio.ensure_future(receive())
+            if not ahead.done():
+                await asyncio.wait((waiter, ahead), return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                return False
+            if ahead.exception() is not None:
+                self._slot_waiter = None
+                return True  # the loop awaits `_ahead` and meets the error
+            message = ahead.result()
+            if message["type"] != "websocket.receive":
+                # the client left: what was read ahead will never be answered
+                self._slot_waiter = None
+                held = self._held
+                while held:
+                    dropped = held.popleft()
+                    protocol.release(len(dropped.get("text") or dropped.get("bytes") or b""))
+                return True  # the loop reads the disconnect from `_ahead` next
+            self._ahead = None
+            if self._held is None:
+                self._held = deque()
+            self._held.append(message)
+            protocol.hold(len(message.get("text") or message.get("bytes") or b""))
 
     def _drop_oldest_push(self) -> None:
         """Drop the oldest queued push (the protocol has already uncounted it)."""
         out = self._out
         assert out is not None
-        for index, (_, is_reply) in enumerate(out):
+        for index, (frame, is_reply) in enumerate(out):
             if not is_reply:
                 del out[index]
+                self._protocol.release(len(frame))
                 break
 
     def _close_slow_consumer(self) -> None:
         """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
-            "slow consumer %s: %d pushes queued, closing with 1013",
+            "slow consumer %s: pushes past max_queued_pushes (%d) or max_buffered_bytes (%d "
+            "held), closing with 1013",
             self._peer(),
             self._router.settings.max_queued_pushes,
+            self._protocol.buffered,
             extra={"client": self._peer()},
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
@@ -446,12 +559,29 @@ class Connection(ScopeViews):
         out = self._out
         if out:
             replies = [item for item in out if item[1]]
+            self._protocol.release(sum(len(frame) for frame, is_reply in out if not is_reply))
             out.clear()
             out.extend(replies)
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)
         self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+
+    async def _close_abusive(self) -> None:
+        """The client kept sending past its rate limit: close with 1008, logged once.
+
+        Awaited by the receive loop itself, which then ends: a task spawned for it would be
+        cancelled by the loop's own cleanup before the close frame left.
+        """
+        if self._lifecycle is not _OPEN:
+            return
+        logger.warning(
+            "closing %s with 1008: kept sending past its rate limit %s",
+            self._peer(),
+            self._router.settings.rate_limit,
+            extra={"client": self._peer()},
+        )
+        await self._close_or_abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),
