@@ -154,7 +154,21 @@ class ClientError(ObservableSocketError):
 
 
 class ConnectFailed(ClientError, ConnectionError):
-    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
+    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP.
+
+    Args:
+        message: what failed.
+        status: the HTTP status that refused the handshake (503 for a server that asks to
+            be retried), or None when no HTTP answer came.
+        retry_after: the seconds the server's `Retry-After` asked to wait, or None.
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class RequestTimeout(ClientError, TimeoutError):

@@ -227,7 +227,9 @@ class SocketRouter:
         # connection's protocol through `route_table`
         self._routes: dict[str, Route] = {}
         #: live connections and the slots max_connections counts; asgi.py changes it
-        self.registry = ConnectionRegistry(self.settings.max_connections)
+        self.registry = ConnectionRegistry(
+            self.settings.max_connections, self.settings.handshake_rate
+        )
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use

@@ -465,7 +465,7 @@ async def test_access_logic_false_closes_1008_and_is_logged(
     with caplog.at_level(logging.WARNING, logger="observable_socket_asgi"):
         async with connect(server.url) as ws:
             assert await close_of(ws) == (1008, "access denied")
-    records = [r for r in caplog.records if "access denied" in r.getMessage()]
+    records = [r for r in caplog.records if "access_logic said no" in r.getMessage()]
     assert len(records) == 1 and records[0].levelno == logging.WARNING
     assert "127.0.0.1" in records[0].getMessage()
 
