@@ -8,7 +8,7 @@ The raw client speaks just enough RFC 6455 and RFC 7692 to send what a well-beha
 library will not: a hand-made permessage-deflate frame.
 
 Run as `python -m tests.edge_apps FD WS_IMPL` with router options as JSON in
-`EDGE_ROUTER_OPTIONS`.
+`EDGE_ROUTER_OPTIONS` and uvicorn's in `EDGE_UVICORN_OPTIONS`.
 """
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def make_app(options: dict[str, Any]) -> SocketRouter:
 class Child:
     """A uvicorn process serving `make_app(options)`; `rss()` and `peak()` read its memory."""
 
-    def __init__(self, ws: str, **options: Any) -> None:
+    def __init__(
+        self, ws: str, uvicorn_options: dict[str, Any] | None = None, **options: Any
+    ) -> None:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}"
         env = dict(os.environ, EDGE_ROUTER_OPTIONS=json.dumps(options))
+        env["EDGE_UVICORN_OPTIONS"] = json.dumps(uvicorn_options or {})
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.edge_apps", str(self.sock.fileno()), ws],
@@ -106,9 +109,11 @@ class Child:
 
 
 @contextlib.contextmanager
-def child(ws: str, **options: Any) -> Iterator[Child]:
+def child(
+    ws: str, uvicorn_options: dict[str, Any] | None = None, **options: Any
+) -> Iterator[Child]:
     """Run a `Child` for the duration of the block; it is ready once `wait_ready` returns."""
-    server = Child(ws, **options)
+    server = Child(ws, uvicorn_options, **options)
     try:
         asyncio.run(wait_ready(server.url))
         yield server
@@ -225,8 +230,11 @@ def main() -> None:
 
     fd, ws = int(sys.argv[1]), sys.argv[2]
     options = json.loads(os.environ.get("EDGE_ROUTER_OPTIONS", "{}"))
+    server_options = json.loads(os.environ.get("EDGE_UVICORN_OPTIONS", "{}"))
     sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(make_app(options), ws=ws, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        make_app(options), ws=ws, log_level="warning", lifespan="on", **server_options
+    )
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
