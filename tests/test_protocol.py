@@ -278,12 +278,13 @@ def test_a_push_past_the_byte_budget_meets_the_slow_consumer_policy() -> None:
 
 def test_new_limits_are_validated() -> None:
     """The byte budget, topic limits, handshake rate and Retry-After refuse nonsense."""
-    for name, bad in (
+    cases: tuple[tuple[str, Any], ...] = (
         ("max_buffered_bytes", 10),
         ("max_topics", 0),
         ("max_topic_bytes", 0),
         ("retry_after", 0),
         ("handshake_rate", (0, 1.0)),
-    ):
+    )
+    for name, bad in cases:
         with pytest.raises(ValueError, match=name):
             SocketRouter(**{name: bad})
