@@ -36,6 +36,8 @@ LABELS = {
     "router": "observable-socket-asgi (standalone)",
     "adapter": "observable-socket-asgi via fastapi_adapter",
     "router_drop": "observable-socket-asgi, slow_consumer='drop_oldest'",
+    "router_metrics": "observable-socket-asgi, metrics_url='/metrics'",
+    "router_tracing": "observable-socket-asgi, tracing (SDK, batch processor, no export)",
 }
 
 SLOW_SECONDS = 0.05
@@ -334,6 +336,42 @@ def _router_drop_factory() -> ASGIApp:
     return router  # type: ignore[return-value]
 
 
+def _router_metrics_factory() -> ASGIApp:
+    from observable_socket_asgi import SocketRouter
+
+    try:
+        router = SocketRouter(metrics_url="/metrics")
+    except ImportError as exc:
+        raise Unavailable(f"prometheus_client is not installed: {exc!r}") from exc
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
+def _router_tracing_factory() -> ASGIApp:
+    """Spans are recorded by the SDK and batched, then discarded: the cost of tracing
+    itself, not of a collector's network."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        raise Unavailable(f"opentelemetry-sdk is not installed: {exc!r}") from exc
+    from observable_socket_asgi import SocketRouter
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    router = SocketRouter(tracing=provider)
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
 def _adapter_factory() -> ASGIApp:
     try:
         from fastapi import FastAPI
@@ -357,4 +395,6 @@ _FACTORIES: dict[str, Callable[[], ASGIApp]] = {
     "router": _router_factory,
     "adapter": _adapter_factory,
     "router_drop": _router_drop_factory,
+    "router_metrics": _router_metrics_factory,
+    "router_tracing": _router_tracing_factory,
 }

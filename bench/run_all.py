@@ -15,6 +15,7 @@ from bench import (
     history_cost,
     hooks_cost,
     idle_memory,
+    observability,
     report,
     slow_consumer,
     throughput,
@@ -30,6 +31,7 @@ def main() -> None:
         idle_memory,
         slow_consumer,
         history_cost,
+        observability,
     ):
         print(f"== {scenario.__name__} ({time.monotonic() - start:.0f} s)", flush=True)
         scenario.main()

@@ -10,7 +10,9 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
     logs _portal                                      log formats and set-up; a loop on a thread
     status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
     _scan _outage                                     bounded frame scans; outage log rule
+    _observe _top                                     the observer interface; the live view
     errors _backoff _route                            exceptions; reconnect delays; a frozen Route
+    metrics tracing                                   Prometheus, OpenTelemetry observers
     envelope                                          pure wire format: parse and encode frames
     _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
     _history _idempotency _resume presence            positions; run-once; client positions; members

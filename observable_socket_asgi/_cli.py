@@ -1,10 +1,10 @@
-"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn, and
-print a router's `asyncapi` document or its `typescript` declarations.
+"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn,
+print a router's `asyncapi` document or its `typescript` declarations, `top` to watch one.
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status
 (for `listen`, a `--call` answered with one), 2 for a usage error (bad JSON payload, bad
 `-H`) or a missing extra, 3 when the connection is refused or closed, 4 when no answer
-arrives within `--timeout`.
+arrives within `--timeout`. `top --count N` exits 0 if its last scrape succeeded, else 3.
 
 `call` prints the answer on stdout; `listen` prints one JSON line per push on stdout and
 everything else (connected, the answers to its `--call`s, why it stopped) on stderr, so its
@@ -13,7 +13,7 @@ stdout can be piped as is.
 `call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
 is imported only by the command that needs it, so one extra is enough for its commands.
 `asyncapi` and `typescript` need no extra beyond what the router itself imports (`schema`
-for typed routes).
+for typed routes); `top` needs the `metrics` extra (prometheus_client's parser).
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _asyncapi(args)
         if args.command == "typescript":
             return _typescript(args)
+        if args.command == "top":
+            return _top(args)
         return _serve(args)
     except (_UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,6 +191,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     typescript.add_argument("app", help="module:attribute of the SocketRouter")
     typescript.add_argument("-o", "--output", default=None, help="write to this file")
+
+    top = commands.add_parser(
+        "top",
+        help="a live view of a router's metrics",
+        description="Scrape a router's metrics_url every interval and show connections, "
+        "requests per second and p50/p99 per route, in-flight, queued pushes and the "
+        "backplane. Needs prometheus_client (the metrics extra).",
+    )
+    top.add_argument("url", help="http:// URL of the router's metrics_url")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
+    top.add_argument("--count", type=int, default=None, help="stop after this many screens")
+    top.add_argument("--timeout", type=float, default=5.0, help="seconds per scrape (default 5)")
     return parser
 
 
@@ -351,6 +365,40 @@ def _asyncapi(args: argparse.Namespace) -> int:
 def _typescript(args: argparse.Namespace) -> int:
     _write(_load_router(args.app).typescript(), args.output)
     return EXIT_OK
+
+
+def _top(args: argparse.Namespace) -> int:
+    import time
+    import urllib.request
+
+    from . import _top
+
+    if args.interval <= 0:
+        raise _UsageError(f"--interval must be positive, got {args.interval}")
+    if not args.url.startswith(("http://", "https://")):
+        raise _UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    previous: _top.Snapshot | None = None
+    shown = 0
+    ok = False
+    while args.count is None or shown < args.count:
+        if shown:
+            time.sleep(args.interval)
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as answer:
+                text = answer.read().decode("utf-8")
+            current = _top.parse(text, time.monotonic())
+        except (OSError, ValueError) as exc:
+            screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
+            ok = False
+        else:
+            screen = _top.render(previous, current, args.url)
+            previous = current
+            ok = True
+        sys.stdout.write(clear + screen + ("" if clear else "\n"))
+        sys.stdout.flush()
+        shown += 1
+    return EXIT_OK if ok else EXIT_CLOSED
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from .status import CloseCode
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
+    from ._observe import Observer
     from ._protocol import Settings
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -119,7 +120,11 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        if router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+        metrics = router.metrics
+        # the same path rule as the AsyncAPI document's, with or without the root_path
+        if metrics is not None and _is_asyncapi_path(router.metrics_url or "", scope):
+            await metrics.scrape(scope, send)
+        elif router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
             await _asyncapi(router, scope, send)
         else:
             await _upgrade_required(send)
@@ -145,20 +150,21 @@ async def serve_connection(
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
     settings = router.settings
+    observer = router.observer
     refusal = _refusal(settings, conn)
     if refusal is not None:
         code, reason = refusal
-        await _refuse(send, code, reason)
+        await _refuse(send, code, reason, observer, "origin")
         return
     registry = router.registry
     if not registry.reserve():
         _log_refusal(conn, "max_connections (%d) reached", registry.slots_taken)
-        await _deny(send, scope, settings.retry_after, accepted)
+        await _deny(send, scope, settings.retry_after, accepted, observer, "capacity")
         return
     try:
         if not registry.admit(asyncio.get_running_loop().time()):
             _log_refusal(conn, "over handshake_rate %s", settings.handshake_rate)
-            await _deny(send, scope, settings.retry_after, accepted)
+            await _deny(send, scope, settings.retry_after, accepted, observer, "capacity")
             return
         access_logic = router.access_logic
         if access_logic is not None:
@@ -168,24 +174,30 @@ async def serve_connection(
                     allowed = await access_logic(conn.socket)
             except TimeoutError:
                 _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
-                await _deny(send, scope, settings.retry_after, accepted)
+                await _deny(
+                    send, scope, settings.retry_after, accepted, observer, "handshake_timeout"
+                )
                 return
             except Exception:
                 # a transient fault (a database briefly down) until shown otherwise: the
                 # client is told to come back, never 1011
                 _log_refusal(conn, "access_logic raised, try again later", exc_info=True)
-                await _deny(send, scope, settings.retry_after, accepted)
+                await _deny(send, scope, settings.retry_after, accepted, observer, "error")
                 return
             if not allowed:
                 _log_refusal(conn, "access_logic said no")
-                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied", observer, "access")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         registry.add(conn)
+        if observer is not None:
+            observer.connection_accepted()
         try:
             await conn.run()
         finally:
             registry.discard(conn)
+            if observer is not None:
+                observer.connection_closed(conn.close_code)
     finally:
         registry.release()
 
@@ -255,8 +267,17 @@ def _log_refusal(
     )
 
 
-async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
-    """Refuse for good: accept, then close with `code` (1008), which the JS client obeys."""
+async def _refuse(
+    send: ASGISendCallable,
+    code: int,
+    reason: str,
+    observer: Observer | None = None,
+    why: str = "error",
+) -> None:
+    """Refuse for good: accept, then close with `code` (1008), which the JS client obeys;
+    `why` is the observer's refusal reason."""
+    if observer is not None:
+        observer.connection_refused(why)
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -264,13 +285,23 @@ async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
 _BUSY = b"503 Service Unavailable: try again later.\n"
 
 
-async def _deny(send: ASGISendCallable, scope: Scope, retry_after: int, accepted: bool) -> None:
+async def _deny(
+    send: ASGISendCallable,
+    scope: Scope,
+    retry_after: int,
+    accepted: bool,
+    observer: Observer | None,
+    why: str,
+) -> None:
     """Refuse for now, before accept: an HTTP 503 with `Retry-After` where the server offers
-    the denial extension, else a close before accept (the server answers 403).
+    the denial extension, else a close before accept (the server answers 403). `why` is the
+    observer's refusal reason.
 
     `Retry-After` is drawn between `retry_after` and twice it, so the clients refused in
     one wave do not all come back in the same second.
     """
+    if observer is not None:
+        observer.connection_refused(why)
     if accepted:  # too late to refuse the handshake: the nearest thing, a close 1013
         await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": ""})
         return
@@ -318,6 +349,8 @@ async def _lifespan(
                         await result
                 await router.idempotency.close()
                 await router.backplane.stop()
+                if router.observer is not None:
+                    router.observer.shutdown()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

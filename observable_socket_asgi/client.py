@@ -140,6 +140,9 @@ class Client:
         max_pushes: the size of the push buffer read by `pushes()`.
         overflow: `"drop_oldest"` or `"drop_newest"`: which push a full buffer loses.
         open_timeout: seconds for each handshake.
+        tracing: add the current OpenTelemetry trace context (`traceparent`) to the headers
+            of every request, so the server's span continues the caller's trace; a
+            `traceparent` given in the headers wins. Needs the `otel` extra.
         connect_options: passed to `websockets.asyncio.client.connect` (for instance
             `additional_headers` for handshake headers, `origin`, `ssl`, `max_size`).
             The library's own keepalive is off and compression is off unless given here.
@@ -163,6 +166,7 @@ class Client:
         max_pushes: int = 1024,
         overflow: Overflow = "drop_oldest",
         open_timeout: float = 10.0,
+        tracing: bool = False,
         **connect_options: Any,
     ) -> None:
         # the pure part: pending requests by uuid, what a frame is, the push buffer
@@ -184,6 +188,12 @@ class Client:
         self.reconnect = reconnect
         self.max_attempts = max_attempts
         self._backoff = (backoff_initial, backoff_max, backoff_factor)
+        # adds the trace context to a request's headers; None unless tracing
+        self._inject: Callable[[dict[str, Any]], Any] | None = None
+        if tracing:
+            from .tracing import inject
+
+            self._inject = inject
         # Reconnection state that outlives a short-lived connection: the delay generator and
         # the attempts made since the last connection that stayed up for backoff_max seconds.
         self._delays: Iterator[float] | None = None
@@ -490,10 +500,15 @@ class Client:
                 logger.exception("resubscribing %r through %r failed", call.topic, call.route)
 
     def _merge(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
-        if not headers:
+        inject = self._inject
+        if not headers and inject is None:
             return self.headers
         merged = dict(self.headers)
-        merged.update(headers)
+        if headers:
+            merged.update(headers)
+        if inject is not None:
+            for key, value in inject({}).items():
+                merged.setdefault(key, value)
         return merged
 
     async def _wait_open(self, route: str) -> ClientConnection:

@@ -29,13 +29,16 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
 from ._concurrency import start_eagerly
+from ._observe import MALFORMED, UNKNOWN, status_of
+from ._observe import PING as PING_LABEL
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
-from .envelope import encode_error, encode_push, frame_size
-from .errors import ConnectionClosed, SubscriptionLimitError
+from .envelope import encode_error, encode_push, frame_size, parse_request
+from .errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
 from .logs import peer
 from .pipeline import run as run_pipeline
 from .presence import NO_PRESENCE
@@ -43,6 +46,7 @@ from .status import CloseCode, Status
 
 if TYPE_CHECKING:
     from ._history import Subscription
+    from ._observe import Observer
     from ._route import Route
     from .envelope import Request
     from .routing import SocketRouter
@@ -75,11 +79,13 @@ class Connection(ScopeViews):
 
     __slots__ = (
         "_ahead",
+        "_close_code",
         "_held",
         "_idle_handle",
         "_lifecycle",
         "_loop",
         "_main_task",
+        "_observer",
         "_out",
         "_protocol",
         "_receive",
@@ -129,8 +135,17 @@ class Connection(ScopeViews):
         self._writing = False
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
+        self._observer = router.observer
+        # the first close code sent or received; reported when the connection ends
+        self._close_code: int | None = None
 
     # Public API
+
+    @property
+    def close_code(self) -> int | None:
+        """The first close code sent or received; None while open, or if none was exchanged."""
+        return self._close_code
 
     @property
     def closed(self) -> bool:
@@ -170,6 +185,8 @@ class Connection(ScopeViews):
             self._drop_oldest_push()
         elif action is PushAction.CLOSE:
             self._close_slow_consumer()
+            if self._observer is not None:
+                self._observer.pushes_dropped(1)  # this push too
             return
         else:
             assert_never(action)
@@ -241,6 +258,8 @@ class Connection(ScopeViews):
         loop = self._loop
         serve = self._serve
         write = self._write
+        observer = self._observer
+        started = 0.0
         self._main_task = asyncio.current_task()
         # the idle clock starts when serving starts, not when the handshake began
         protocol.last_seen = loop.time()
@@ -273,19 +292,30 @@ class Connection(ScopeViews):
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
+                    if observer is not None:
+                        started = perf_counter()
                     decision = protocol.receive(data, loop.time())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                         await write(decision, True)
+                        if observer is not None:
+                            self._answered(observer, decision, data, started)
                         if protocol.abusive:
                             await self._close_abusive()
                         continue
                     route, request = decision
                     size = len(data)
                     protocol.buffered += size  # `protocol.hold()`, inlined; `_serve` releases
-                    task = start_eagerly(serve(route, request, size), loop)
+                    if observer is None:
+                        task = start_eagerly(serve(route, request, size), loop)
+                    else:
+                        task = start_eagerly(
+                            self._serve_observed(route, request, started, size), loop
+                        )
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
                 elif mtype == "websocket.disconnect":
+                    if self._close_code is None:
+                        self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
                     break
         except asyncio.CancelledError:
             # _abort() cancels this task to stop a connection whose peer does not read; any
@@ -311,6 +341,8 @@ class Connection(ScopeViews):
 
     async def _send_close(self, code: int, reason: str) -> None:
         """Send the close frame: the only place one goes to the server."""
+        if self._close_code is None:
+            self._close_code = code
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:  # the peer is already gone: nothing to tell it
@@ -386,6 +418,73 @@ class Connection(ScopeViews):
                 Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
             )
 
+    # Reports to the observer, when there is one
+
+    async def _serve_observed(
+        self, route: Route, request: Request, started: float, size: int
+    ) -> None:
+        """`_serve`, reported to the observer; used only when one is configured."""
+        observer = self._observer
+        assert observer is not None
+        token = observer.request_started(route.name, request.headers, started)
+        status: int | None = None  # stays None if cancelled before a reply exists
+        try:
+            # as `_serve` decides: an idempotent route runs once per key, a cancellation
+            # the router did not cause is a 500, the request's bytes are freed
+            try:
+                if route.idempotent:
+                    frame = await self._router.answer_once(
+                        route, self.socket, request, lambda: self._answer(route, request)
+                    )
+                else:
+                    frame = await self._answer(route, request)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                frame = self._foreign_cancellation(route, request)
+            finally:
+                self._release(size)
+            status = status_of(frame)
+            await self._write(frame, True)
+        finally:
+            observer.request_finished(token, route.name, status)
+
+    def _answered(self, observer: Observer, frame: str, data: str | bytes, started: float) -> None:
+        """Report a frame the protocol answered at once, under a bounded route label."""
+        status = status_of(frame)
+        if status == Status.OK:  # the only answer at once that is a success: PONG
+            label = PING_LABEL
+        elif status == Status.NOT_FOUND:
+            label = UNKNOWN
+        elif status == Status.TOO_MANY_REQUESTS:
+            # A registered route's name, an unknown one, or a malformed frame (every frame
+            # but PING is rate limited); parsed again only here, when metrics are on, rather
+            # than carried beside every frame, and never past the size limit.
+            try:
+                label = parse_request(data, self._router.settings.max_message_bytes).route
+            except ProtocolError:
+                label = MALFORMED
+            else:
+                if label not in self._router.route_table:
+                    label = UNKNOWN
+        else:  # 400, 413: not a usable request
+            label = MALFORMED
+        observer.answered(label, status, started)
+
+    def _dequeued(self, frame: str) -> None:
+        """A queued push left the queue to be written."""
+        self._protocol.push_dequeued()
+        if self._observer is not None:
+            self._observer.queued_push_bytes(-len(frame))
+
+    def _pushes_dropped(self, frames: list[str]) -> None:
+        """Queued pushes that will never be sent (the protocol has uncounted them)."""
+        observer = self._observer
+        if observer is not None and frames:
+            observer.queued_push_bytes(-sum(len(frame) for frame in frames))
+            observer.pushes_dropped(len(frames))
+
     # The writer: the only place a frame goes to the server
 
     async def _write(self, frame: str, is_reply: bool) -> None:
@@ -400,7 +499,10 @@ class Connection(ScopeViews):
             self._enqueue(frame, is_reply)
             return
         if self._lifecycle is not _OPEN:
-            self._sent(is_reply, 0)
+            if is_reply:
+                self._sent(is_reply, 0)
+            elif self._observer is not None:
+                self._observer.pushes_dropped(1)
             return
         self._writing = True
         send = self._send
@@ -420,7 +522,7 @@ class Connection(ScopeViews):
                 frame, is_reply = out.popleft()
                 protocol.buffered -= len(frame)  # held again around its send, above
                 if not is_reply:
-                    protocol.push_dequeued()
+                    self._dequeued(frame)
         except Exception as exc:
             self._write_failed(exc)
         finally:
@@ -433,6 +535,8 @@ class Connection(ScopeViews):
         out.append((frame, is_reply))
         if not is_reply:
             self._protocol.push_queued()
+            if self._observer is not None:
+                self._observer.queued_push_bytes(len(frame))
 
     def _write_failed(self, exc: Exception) -> None:
         # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
@@ -455,7 +559,7 @@ class Connection(ScopeViews):
             frame, is_reply = out.popleft()
             self._protocol.buffered -= len(frame)
             if not is_reply:
-                self._protocol.push_dequeued()
+                self._dequeued(frame)
             await self._write(frame, is_reply)
 
     def _sent(self, is_reply: bool, size: int) -> None:
@@ -463,13 +567,14 @@ class Connection(ScopeViews):
         frame may let a paused receive loop read again."""
         if is_reply:
             self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
-        elif not size:
-            return
-        waiter = self._slot_waiter
-        if waiter is not None:
-            self._slot_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        elif self._observer is not None:
+            self._observer.push_sent()
+        if is_reply or size:
+            waiter = self._slot_waiter
+            if waiter is not None:
+                self._slot_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _release(self, size: int) -> None:
         """Bytes held for a request are freed: a paused receive loop may read again."""
@@ -482,11 +587,16 @@ class Connection(ScopeViews):
 
     def _drop_queue(self) -> None:
         out = self._out
+        dropped: list[str] = []
         while out:
             frame, is_reply = out.popleft()
             self._protocol.release(len(frame))
-            self._sent(is_reply, len(frame))
+            if is_reply:
+                self._sent(is_reply, len(frame))
+            else:
+                dropped.append(frame)
         self._protocol.queue_dropped()
+        self._pushes_dropped(dropped)
         held = self._held
         while held:
             message = held.popleft()
@@ -542,6 +652,7 @@ class Connection(ScopeViews):
             if not is_reply:
                 del out[index]
                 self._protocol.release(len(frame))
+                self._pushes_dropped([frame])
                 break
 
     def _close_slow_consumer(self) -> None:
@@ -559,9 +670,15 @@ class Connection(ScopeViews):
         out = self._out
         if out:
             replies = [item for item in out if item[1]]
-            self._protocol.release(sum(len(frame) for frame, is_reply in out if not is_reply))
+            dropped = [frame for frame, is_reply in out if not is_reply]
+            self._protocol.release(sum(len(frame) for frame in dropped))
+            self._pushes_dropped(dropped)
             out.clear()
             out.extend(replies)
+        if self._observer is not None:
+            self._observer.slow_consumer_closed()
+        if self._close_code is None:  # the close itself is sent by a task, later
+            self._close_code = CloseCode.TRY_AGAIN_LATER
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)

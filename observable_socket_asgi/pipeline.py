@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ._observe import note_failure
 from ._route import CallMode, Route
 from ._schema import Invalid
 from .envelope import Request, encode_error, encode_reply
@@ -103,10 +104,11 @@ async def run(route: Route, ws: Any, request: Request) -> str:
             exc,
             extra=_context(route, ws, uuid),
         )
-    except Exception:
+    except Exception as exc:
         logger.exception(
             "route %r (uuid %r) raised", route.name, uuid, extra=_context(route, ws, uuid)
         )
+        note_failure(exc)  # to the request's span, when tracing
     return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
 
 

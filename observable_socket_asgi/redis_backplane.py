@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,10 +198,12 @@ class RedisBackplane(Backplane):
         task.add_done_callback(self._unsubscribing.discard)
 
     async def _remote_publish(self, topic: str, frame: str) -> None:
+        observer = self._observer
         if not self._connected or self._redis is None:
             self._dropped_publish(topic, None)
             return
         channel, body = self._channel(topic), self._origin + frame.encode()
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             async with asyncio.timeout(self.publish_timeout):
                 try:
@@ -213,11 +216,16 @@ class RedisBackplane(Backplane):
             raise
         except Exception as exc:
             self._dropped_publish(topic, exc)
+            return
+        if observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
 
     # Private methods: telling an outage
 
     def _dropped_publish(self, topic: str, exc: BaseException | None) -> None:
         self.dropped += 1
+        if self._observer is not None:
+            self._observer.backplane_dropped()
         now = asyncio.get_running_loop().time()
         if self._outage.dropped(now):
             logger.warning(
@@ -389,6 +397,8 @@ class RedisBackplane(Backplane):
                                 break
                     self._pubsub = pubsub
                     self._connected = True
+                    if self._observer is not None:
+                        self._observer.backplane_connected(True)
                 self.connects += 1
                 self._log_recovered(self._outage.recovered(loop.time()), len(topics))
                 attempts = 0
@@ -466,6 +476,8 @@ class RedisBackplane(Backplane):
                     waiter.set_result(None)
 
     def _disconnected(self) -> None:
+        if self._connected and self._observer is not None:
+            self._observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:

@@ -23,6 +23,7 @@ from ._idempotency import (
     fingerprint,
     storage_key,
 )
+from ._observe import Fanout, Observer
 from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from ._schema import TopicType
@@ -43,6 +44,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .metrics import PrometheusMetrics
 
 __all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
@@ -93,6 +95,10 @@ class SocketRouter:
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
+        metrics_url: a path (`"/metrics"`) where a plain HTTP GET answers Prometheus
+            metrics; needs the `metrics` extra. None: no metrics, nothing recorded.
+        tracing: True for an OpenTelemetry span per request from the global tracer
+            provider, or a `TracerProvider` to use; needs the `otel` extra.
         history_size: pushes kept per topic so that `ws.subscribe(topic, since=...)` can
             replay what a client missed; every push then carries `headers.offset` and
             `headers.epoch`. 0 (the default): no history, no positions.
@@ -144,6 +150,8 @@ class SocketRouter:
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         backplane: Backplane | str | None = None,
+        metrics_url: str | None = None,
+        tracing: Any = False,
         history_size: int = 0,
         history_ttl: float = 300.0,
         history_max_bytes: int = 1024 * 1024,
@@ -180,6 +188,10 @@ class SocketRouter:
         _check_at_least("retry_after", retry_after, 1)
         _check_at_least("max_topics", max_topics, 1)
         _check_at_least("max_topic_bytes", max_topic_bytes, 1)
+        if metrics_url is not None and (
+            not isinstance(metrics_url, str) or not metrics_url.startswith("/")
+        ):
+            raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
         if asyncapi_url is not None and not asyncapi_url.startswith("/"):
             raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
         if max_validation_errors < 1:
@@ -252,6 +264,27 @@ class SocketRouter:
             self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
             idempotency_ttl,
         )
+
+        #: the path answering Prometheus metrics, or None
+        self.metrics_url = metrics_url
+        #: the Prometheus metrics when `metrics_url` is set (an ASGI app too, and its
+        #: `registry` can be scraped elsewhere), else None
+        self.metrics: PrometheusMetrics | None = None
+        # whoever watches the router; None (the default) keeps every call site to one test
+        self._observer: Observer | None = None
+        observers: list[Observer] = []
+        if metrics_url is not None:
+            from .metrics import build_metrics
+
+            self.metrics = build_metrics()
+            observers.append(self.metrics)
+        if tracing is not False and tracing is not None:
+            from .tracing import Tracing
+
+            observers.append(Tracing(None if tracing is True else tracing))
+        if observers:
+            self._observer = observers[0] if len(observers) == 1 else Fanout(observers)
+            self.backplane.observe(self._observer)
 
     # Public API
 
@@ -441,6 +474,12 @@ class SocketRouter:
     def route_table(self) -> Mapping[str, Route]:
         """The live routes by name, not a copy: what each connection's protocol looks up."""
         return self._routes
+
+    @property
+    def observer(self) -> Observer | None:
+        """What the connections, the handshake and the backplane report to; None when
+        neither metrics nor tracing is on."""
+        return self._observer
 
     @property
     def access_logic(self) -> AsyncFn | None:

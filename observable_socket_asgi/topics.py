@@ -47,6 +47,7 @@ from .presence import NO_PRESENCE, MemoryPresence, Presence, check_info, member_
 
 if TYPE_CHECKING:
     from ._history import PushTemplate
+    from ._observe import Observer
     from .connection import Connection
     from .types import Header, Payload
 
@@ -75,6 +76,8 @@ class Backplane:
         self._sending: set[asyncio.Task[None]] = set()
         self._started = False
         self._start_lock: asyncio.Lock | None = None
+        # the router's observer, told of connection state, drops and publish times
+        self._observer: Observer | None = None
         # topic -> connections catching up on it -> live pushes held back meanwhile, as
         # (offset or None, frame): they are sent after the replay
         self._replaying: dict[str, dict[Connection, list[tuple[int | None, str]]]] = {}
@@ -112,6 +115,12 @@ class Backplane:
         """How many local connections are subscribed to `topic`."""
         subs = self._subscribers.get(topic)
         return 0 if subs is None else len(subs)
+
+    def observe(self, observer: Observer | None) -> None:
+        """Report to `observer` from now on (the router calls this when metrics are on)."""
+        self._observer = observer
+        if observer is not None:
+            observer.backplane_connected(self.connected)
 
     def configure(
         self,
