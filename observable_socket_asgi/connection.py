@@ -643,6 +643,7 @@ class Connection(ScopeViews):
                 self._held = deque()
             self._held.append(message)
             protocol.hold(len(message.get("text") or message.get("bytes") or b""))
+            protocol.last_seen = self._loop.time()  # the client is there: not idle
 
     def _drop_oldest_push(self) -> None:
         """Drop the oldest queued push (the protocol has already uncounted it)."""
