@@ -620,3 +620,19 @@ async def test_readme_topic_limits_example_runs() -> None:
             assert (await conv.ask(request("room/join", {"room": n}, uuid=n)))["status"] == 200
         over = await conv.ask(request("room/join", {"room": "one more"}, uuid="over"))
         assert over["status"] == 400 and "32" in over["payload"]["message"]
+
+
+async def test_observed_requests_follow_the_same_rules() -> None:
+    """With metrics on (the observed request path), a foreign cancellation is still a 500 that
+    frees its slot, and a malformed frame over the rate limit is still a 429."""
+    from tests.helpers import conversation
+
+    app = make_router(metrics_url="/metrics", rate_limit=(3, 60.0), max_in_flight=2)
+    assert app.observer is not None
+    async with conversation(app) as conv:
+        for n in range(3):  # more than max_in_flight: each slot is freed again
+            reply = await conv.ask(request("cancelled/later", uuid=f"c{n}"))
+            assert (reply["uuid"], reply["status"]) == (f"c{n}", 500)
+        broken = await conv.ask('{"uuid":"m","route":')
+        assert (broken["uuid"], broken["status"]) == ("m", 429)
+        assert len(app.connections) == 1  # still served
