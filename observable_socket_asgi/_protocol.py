@@ -24,8 +24,9 @@ Rules (this module alone decides them):
               own; a request spends a token of its route's bucket if it has one, else of the
               connection's. A malformed frame or an unknown route spends one of the
               connection's too: every frame that makes the server work counts. PING is never
-              limited. Refusals (429) draw on a second bucket of the same size: a client that
-              empties it too keeps sending past its limit and is `abusive` (close 1008).
+              limited. Refusals (429) draw on a second bucket of the same size (at least 10)
+              and window: a client that empties it too keeps sending past its limit and is
+              `abusive` (close 1008).
     pushes    pushes waiting behind a busy writer are bounded by `max_queued_pushes` and by
               the byte budget; past either `slow_consumer` applies: close with 1013, or drop
               the oldest queued push. Replies are never dropped.
@@ -112,6 +113,9 @@ class Bucket:
 
 
 _RATE_LIMITED = "rate limit exceeded, slow down"
+
+# The fewest 429s a connection may draw within a limit's window before it counts as abusive.
+_MIN_REFUSALS = 10
 
 
 class Protocol:
@@ -288,11 +292,15 @@ class Protocol:
         return None if bucket.take(now) else bucket
 
     def _refuse(self, uuid: str | int | None, bucket: Bucket, now: float) -> str:
-        """A 429; past as many of them as the refusing bucket holds, the client is abusive."""
+        """A 429; past as many of them as the refusing bucket holds (at least
+        `_MIN_REFUSALS`) within its window, the client is abusive."""
         refusals = self._refusals
         if refusals is None:
+            # The refusing bucket's window, and at least _MIN_REFUSALS in it: a client that
+            # retries a route limited to one call a minute a few times is not abusive.
+            window = bucket.capacity / bucket.refill
             refusals = self._refusals = Bucket(
-                int(bucket.capacity), bucket.capacity / bucket.refill, now
+                max(int(bucket.capacity), _MIN_REFUSALS), window, now
             )
         if not refusals.take(now):
             self.abusive = True

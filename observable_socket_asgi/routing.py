@@ -61,7 +61,8 @@ class SocketRouter:
 
     Args:
         access_logic: `fn(ws) -> bool`, sync or async, run before a connection is served;
-            False accepts then closes it with 1008 so the JS client does not reconnect.
+            False accepts then closes it with 1008 so the JS client does not reconnect; an
+            exception refuses the handshake before accept (503) so it comes back later.
         heartbeat: answer `PING` with `PONG` (the JS client's keep-alive).
         max_in_flight: requests of one connection being served or waiting to be written;
             past it the router stops reading that socket (TCP backpressure).
@@ -74,9 +75,11 @@ class SocketRouter:
         close_timeout: seconds a close the router decides on (slow consumer, idle) may wait
             for the peer to take the close frame before the socket is dropped without it.
         handler_timeout: seconds before a request is cancelled and answered 504; None: none.
-        rate_limit: `(messages, per_seconds)` token bucket per connection; over it, 429.
-        handshake_timeout: seconds `access_logic` may take; past it the connection is
-            closed with 1013 (try again later). None: no limit.
+        rate_limit: `(messages, per_seconds)` token bucket per connection, counting every
+            frame but PING; over it, 429. More 429s than `messages` (at least 10) within
+            `per_seconds` close the connection with 1008.
+        handshake_timeout: seconds `access_logic` may take; past it the handshake is
+            refused before accept (HTTP 503, `Retry-After`). None: no limit.
         idle_timeout: seconds without any frame (PING included) before closing with 1001;
             None: never. The default outlasts the JS client's 60 s heartbeat.
         max_connections: connections served at once by this router; past it new handshakes

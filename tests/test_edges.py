@@ -406,7 +406,7 @@ async def test_rate_limit_counts_unknown_routes_and_malformed_frames(serve: Any)
         assert (broken["uuid"], broken["status"]) == ("m-1", 429)
         assert (await ask(ws, JS_PING))["route"] == "PONG"
         with contextlib.suppress(ConnectionClosed):
-            for n in range(50):
+            for n in range(50):  # past 10 refusals in the window (the floor; the limit is 5)
                 await ws.send(request("nope", uuid=f"flood-{n}"))
         assert await close_of(ws) == (1008, "rate limit exceeded")
 
