@@ -302,7 +302,12 @@ async def test_every_refusal_is_logged_once_with_the_client_address(
         assert first["type"] == "websocket.accept"
         assert (await conv.output())["type"] == "websocket.close"
     await conv.comm.wait(TIMEOUT)
-    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # the router's records only: asyncio's debug mode warns of slow steps on a loaded machine
+    [record] = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.startswith("observable_socket_asgi")
+    ]
     assert record.levelno == level
     assert record.getMessage() == f"refused 10.0.0.7:5123: {why}"
     assert record.client == "10.0.0.7:5123"  # type: ignore[attr-defined]
