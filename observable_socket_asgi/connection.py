@@ -13,13 +13,20 @@ Rules of a connection's life (`Lifecycle`; this module alone changes it, through
     CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). At `max_in_flight` the loop reads one message
-ahead, only to hear a disconnect, then stops reading, so TCP backpressure, not memory,
-absorbs a client that sends faster than it reads. Every frame leaves through `_write`, the
-one writer: whoever finds it idle writes, others queue their frame behind it, so frames are
-whole and never interleaved, and the common case costs no task switch. Pushes queue behind
-a separate bound (`max_queued_pushes`) with a slow-consumer policy; replies are never
-dropped by it.
+if it suspends (`_concurrency.start_eagerly`). At `max_in_flight`, or with
+`max_buffered_bytes` held for the client, the loop reads frames ahead only to hear a client
+that leaves (as many as the protocol allows, held unparsed), then stops reading, so TCP
+backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
+leaves through `_write`, the one writer: whoever finds it idle writes, others queue their
+frame behind it, so frames are whole and never interleaved, and the common case costs no
+task switch. Pushes queue behind their own bounds (`max_queued_pushes`, and the byte budget)
+with a slow-consumer policy; replies are never dropped by it. The shell tells the protocol
+the bytes it holds (`hold`/`release`, some inlined): a request from read to reply built, a
+frame from `_write` until the server has taken it.
+
+A handler that raises `CancelledError` the router did not cause (its task was not
+cancelled: it awaited something cancelled elsewhere) is answered 500 like any failure, so
+its slot and bytes are freed; a cancelled request task has no reply.
 """
 
 from __future__ import annotations
