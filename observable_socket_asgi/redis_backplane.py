@@ -265,25 +265,10 @@ class RedisBackplane(Backplane):
     # History, presence and idempotent answers, in Redis
 
     def configure(
-        self,
-        *,
-        history_size: int = 0,
-        history_ttl: float = 300.0,
-        history_max_bytes: int = 1024 * 1024,
-        history_max_topics: int = 10_000,
-        presence_ttl: float = 15.0,
-        presence_max_info_bytes: int = 4096,
-        presence_events: bool = False,
+        self, *, history_size: int = 0, history_ttl: float = 300.0, **options: Any
     ) -> None:
-        super().configure(
-            history_size=history_size,
-            history_ttl=history_ttl,
-            history_max_bytes=history_max_bytes,
-            history_max_topics=history_max_topics,
-            presence_ttl=presence_ttl,
-            presence_max_info_bytes=presence_max_info_bytes,
-            presence_events=presence_events,
-        )
+        # only the history settings matter here; the rest go to `Backplane.configure` as given
+        super().configure(history_size=history_size, history_ttl=history_ttl, **options)
         # the history lives in Redis, shared by every worker, instead of in this process
         self.history = None
         self._shared_history = (
