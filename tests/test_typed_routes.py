@@ -25,6 +25,7 @@ from observable_socket_asgi import EncodeError, SocketRouter, Status
 from observable_socket_asgi.testing import TestClient
 from tests import npm
 from tests.helpers import TIMEOUT, Communicator, request, running
+from tests.typed_docs import MESSAGE_TS
 from tests.typed_types import Item, Move, Order, SumIn, SumOut
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,18 +119,10 @@ def test_readme_command_lines_and_typescript(readme_app: ModuleType, tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-USAGE = """\
-import type { Routes, Topics } from "./api";
-
-// The ObservableSocket client's message: generic in its payload.
-interface Message<T> {
-  uuid: string;
-  route: string;
-  headers: { [key: string]: unknown };
-  payload: T;
-  status: number;
-}
-
+USAGE = (
+    'import type { Routes, Topics } from "./api";\n\n'
+    + MESSAGE_TS
+    + """
 export const sum: Message<Routes["math/sum"]["request"]> = {
   uuid: "1", route: "math/sum", headers: {}, payload: { numbers: [1, 2] }, status: 200,
 };
@@ -142,6 +135,7 @@ export const wrong: Message<Routes["math/sum"]["request"]> = {
   uuid: "2", route: "math/sum", headers: {}, payload: { numbers: "1, 2" }, status: 200,
 };
 """
+)
 
 
 # The pipeline with types
