@@ -15,13 +15,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, WebSocket
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fastapi_adapter import HandlerResult, MessageData, SocketRouter, Status
+from fastapi_adapter import SocketRouter, Status
 
+from . import articles
 from .db import DatabaseMiddleware, dispose, get_async_db
-from .models import Article
 
 router = SocketRouter()
 
@@ -31,60 +30,9 @@ async def sum_handler(ws, headers, payload):  # type: ignore[no-untyped-def]
     return {"status": Status.OK, "payload": {"sum": sum(payload or [])}}
 
 
-# The original README's "fetch once, use twice" example, verbatim but for the imports above.
-
-
-async def data_check_article(message: MessageData, local: dict) -> bool:
-    try:
-        local["article_id"] = int(message.headers.get("article"))
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-async def access_article(ws: WebSocket, message: MessageData, local: dict) -> bool:
-    db: AsyncSession = ws.scope["db"]
-    article_id = local["article_id"]
-
-    result = await db.execute(select(Article).where(Article.id == article_id))
-    article = result.scalar_one_or_none()
-
-    if article is None:
-        local["value"] = None
-        return True
-
-    local["value"] = article  # cached for later
-
-    user = ws.scope.get("user")
-    if article.access == "PUBLIC":
-        return True
-    if article.access == "MEMBERS":
-        return user is not None
-    return article.author == user
-
-
-async def article_to_json(article: Article) -> dict:
-    return {
-        "title": article.title,
-        "author": article.author.name,
-        "body": article.content,
-    }
-
-
-# hydrate is omitted intentionally — cached article will be used
-@router.route(
-    "get-article",
-    options={
-        "data_check": data_check_article,
-        "access": access_article,
-        "dehydrate": article_to_json,
-    },
-)
-async def get_article(local: dict) -> HandlerResult:
-    if local["value"] is None:
-        return {"status": Status.NOT_FOUND, "payload": {"message": "not found"}}
-
-    return {"status": Status.OK, "payload": local["value"]}
+# The original README's "fetch once, use twice" route, from `examples/articles.py`: served
+# here its hooks receive Starlette's WebSocket, whose `scope` holds the same session and user.
+router.include_router(articles.router)
 
 
 # The app.
