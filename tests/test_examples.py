@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 
 from observable_socket_asgi import SocketRouter
 from tests.helpers import TIMEOUT, plain_asgi, request, running
+from tests.processes import stop
 
 pytestmark = pytest.mark.e2e
 
@@ -199,12 +200,7 @@ def demo_process(args: list[str], env: dict[str, str]) -> Iterator[str]:
     try:
         yield read_banner(proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, 10)
         assert proc.stdout is not None
         proc.stdout.close()
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
 from tests.helpers import MS, TIMEOUT, Server, free_socket, request, running
 from tests.metrics_helpers import Scrape, scrape
+from tests.processes import run_hidden, stop
 from tests.test_redis_backplane import RedisServer
 
 
@@ -362,7 +362,8 @@ def test_router_metrics_option_is_checked() -> None:
 
 def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
     """With metrics and tracing off, serving a request imports neither library."""
-    code = textwrap.dedent(
+    out = run_hidden(
+        (),
         """
         import asyncio, sys
         from observable_socket_asgi import SocketRouter
@@ -384,11 +385,9 @@ def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
                      if m.split(".")[0] in ("prometheus_client", "opentelemetry")
                      or m in ("observable_socket_asgi.metrics", "observable_socket_asgi.tracing"))
         print(bad)
-        """
+        """,
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -465,12 +464,7 @@ def test_two_workers_scrape_adds_up_both(tmp_path: Any) -> None:
     try:
         asyncio.run(_two_workers(f"ws://127.0.0.1:{port}/ws", url))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, 30)
         sock.close()
 
 
