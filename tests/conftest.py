@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import WS_IMPLEMENTATIONS, Server, running
+from tests.redis_servers import redis_server  # noqa: F401 (a fixture, for every test file)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +24,7 @@ from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
 from tests.helpers import MS, TIMEOUT, Server, free_socket, request, running
 from tests.metrics_helpers import Scrape, scrape
-from tests.test_redis_backplane import RedisServer
+from tests.redis_servers import RedisServer
 
 
 def scrape_of(metrics: PrometheusMetrics) -> Scrape:
@@ -392,22 +390,6 @@ def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
 
 
 # A Redis outage, with a real redis-server
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for one test; skipped (or failed in CI) when it is not installed."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        if os.environ.get("OBSERVABLE_SOCKET_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required here (OBSERVABLE_SOCKET_REQUIRE_REDIS=1)")
-        pytest.skip("redis-server not found: apt-get install redis-server")
-    server = RedisServer(executable)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.mark.redis

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.helpers import MS, TIMEOUT, free_socket, request
-from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
+from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis
 
