@@ -264,6 +264,18 @@ def free_socket() -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where a connection is refused, for the length of the block.
+
+    The port stays bound (never listening) until the block ends: a port bound and closed at
+    once could be taken by another copy of the suite running at the same time, and answer.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 class Server:
     """A real uvicorn server on 127.0.0.1, in a thread with its own event loop."""
 
