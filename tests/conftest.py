@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Iterator
 from typing import Any
@@ -33,15 +34,11 @@ def ws_impl(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def serve(ws_impl: str) -> Iterator[Any]:
-    """`serve(app, **uvicorn_options)` starts a real uvicorn server; stopped after the test."""
-    stack: list[Any] = []
+    """`serve(app, **uvicorn_options)` starts a real uvicorn server; stopped after the test
+    (every one of them, even when stopping another fails)."""
+    with contextlib.ExitStack() as stack:
 
-    def start(app: Any, **options: Any) -> Server:
-        cm = running(app, ws=ws_impl, **options)
-        server = cm.__enter__()
-        stack.append(cm)
-        return server
+        def start(app: Any, **options: Any) -> Server:
+            return stack.enter_context(running(app, ws=ws_impl, **options))
 
-    yield start
-    for cm in reversed(stack):
-        cm.__exit__(None, None, None)
+        yield start

@@ -317,16 +317,18 @@ class Server:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(30)
+        if self.thread.ident is not None:  # started
+            self.thread.join(30)
         self.sock.close()
 
 
 @contextlib.contextmanager
 def running(app: Any, ws: str = "websockets-sansio", **options: Any) -> Iterator[Server]:
-    """Run `app` on real uvicorn for the duration of the block."""
+    """Run `app` on real uvicorn for the duration of the block; stopped (and its socket
+    closed) however the block ends, also when the start itself fails."""
     server = Server(app, ws=ws, **options)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

@@ -194,8 +194,8 @@ def serving(
 ) -> Iterator[ServerProcess]:
     """Run `app` on `server` for the duration of the block, then stop it and close its log."""
     proc = ServerProcess(server, app, options, env)
-    proc.start()
     try:
+        proc.start()
         yield proc
     finally:
         with contextlib.suppress(Exception):
