@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,18 @@ import pytest
 
 from tests.helpers import WS_IMPLEMENTATIONS, Server, running
 from tests.redis_servers import redis_server  # noqa: F401 (a fixture, for every test file)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SIGINT back its default action when the suite was started with it ignored.
+
+    A shell runs a background job (`pytest &`, as scripts/test-pythons runs one per Python)
+    with SIGINT ignored, and every process started from it inherits that: Python then
+    installs no KeyboardInterrupt handler, and the tests that stop a CLI or a server with
+    Ctrl-C would wait on a process that never hears it.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)
