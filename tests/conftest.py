@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import WS_IMPLEMENTATIONS, Server, running
+from tests.helpers import WS_IMPLEMENTATIONS, Server, refusing_port, running
 from tests.redis_servers import redis_server  # noqa: F401 (a fixture, for every test file)
 
 
@@ -37,6 +37,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         asyncio.run(pyfuncitem.obj(**kwargs), debug=True)
         return True
     return None
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where connections are refused for the whole test (see refusing_port)."""
+    with refusing_port() as port:
+        yield port
 
 
 @pytest.fixture(params=WS_IMPLEMENTATIONS)

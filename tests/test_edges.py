@@ -524,19 +524,16 @@ async def test_refusal_without_the_denial_extension_closes_before_accept() -> No
 
 
 async def test_redis_outage_is_logged_once_then_summarised(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     """Nothing listens at the Redis address: one line names it (never its password), then 60
     publishes add no line each; a summary within `log_interval` counts the dropped ones."""
     from observable_socket_asgi.redis_backplane import RedisBackplane
-    from tests.helpers import free_socket
 
     def ours(record: logging.LogRecord) -> bool:
         return record.name.startswith("observable_socket_asgi")
 
-    with free_socket() as sock:
-        port = sock.getsockname()[1]
-    url = f"redis://:hunter2@127.0.0.1:{port}/0"
+    url = f"redis://:hunter2@127.0.0.1:{refused_port}/0"
     backplane = RedisBackplane(url, connect_timeout=50 * MS, log_interval=300 * MS)
     with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi"):
         await backplane.start()
@@ -553,7 +550,7 @@ async def test_redis_outage_is_logged_once_then_summarised(
         finally:
             await backplane.stop()
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and ours(r)]
-    assert f"127.0.0.1:{port}" in lines[0]
+    assert f"127.0.0.1:{refused_port}" in lines[0]
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
     summary = next(m for m in lines if "still down" in m)
     assert "publish" in summary and backplane.dropped >= 60
