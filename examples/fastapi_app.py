@@ -1,9 +1,11 @@
 """The FastAPI demo: `uvicorn examples.fastapi_app:app`, then talk to ws://127.0.0.1:8000/ws.
 
-One router, plugged into FastAPI in each of the four ways the README lists. The `/ws`
-endpoint gives every connection a real SQLAlchemy `AsyncSession` (SQLite, created and seeded
-on first use) in `ws.scope["db"]` and the user from `?user=...` in `ws.scope["user"]`, both
-through FastAPI `Depends`; that is where the "fetch once, use twice" hooks look for them.
+One router, plugged into FastAPI in each of the four ways the documentation lists, and each
+way gives every connection a real SQLAlchemy `AsyncSession` (SQLite, created and seeded on
+first use) in `ws.scope["db"]` and the user from `?user=...` in `ws.scope["user"]`, where the
+"fetch once, use twice" hooks look for them: way 1 through `Depends` in its endpoint, way 2
+through the route's `dependencies=`, ways 3 and 4 through an ASGI middleware around the router.
+Run it from the clone's root: `uvicorn examples.fastapi_app:app`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi_adapter import HandlerResult, MessageData, SocketRouter, Status
 
-from .db import dispose, get_async_db
+from .db import DatabaseMiddleware, dispose, get_async_db
 from .models import Article
 
 router = SocketRouter()
@@ -99,6 +101,16 @@ def current_user(user: str | None = None) -> str | None:
     return user
 
 
+async def attach_db(
+    ws: WebSocket,
+    db: Annotated[AsyncSession, Depends(get_db)],
+    user: Annotated[str | None, Depends(current_user)],
+) -> None:
+    """A route dependency that puts the session and the user where the hooks read them."""
+    ws.scope["db"] = db
+    ws.scope["user"] = user
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
@@ -119,6 +131,9 @@ async def websocket_router(
     await router(ws)
 
 
-app.add_api_websocket_route("/ws2", router)  # 2. FastAPI's own registration
-app.router.add_websocket_route("/ws3", router)  # 3. Starlette's (was app.add_websocket_route)
-app.mount("/ws4", router)  # 4. a mounted ASGI app: ws://.../ws4/ (any path below it)
+# 2. FastAPI's own registration, the session from the route's dependencies
+app.add_api_websocket_route("/ws2", router, dependencies=[Depends(attach_db)])
+# 3. Starlette's registration (was app.add_websocket_route), the session from a middleware
+app.router.add_websocket_route("/ws3", DatabaseMiddleware(router))
+# 4. a mounted ASGI app: ws://.../ws4/ (any path below it), the session from a middleware
+app.mount("/ws4", DatabaseMiddleware(router))

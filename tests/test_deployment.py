@@ -97,7 +97,7 @@ server {{
 
 
 def tls_server(site: str, directory: Path) -> str:
-    """The site's `server` block over TLS, as the README says to change it: `ssl` on the
+    """The site's `server` block over TLS, as the deployment guide says to change it: `ssl` on the
     `listen` line and a certificate (self-signed for 127.0.0.1, made here with openssl)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]

@@ -1,9 +1,8 @@
-"""The README's "Metrics, tracing and a live view" section runs as written.
+"""The "Metrics, tracing and a live view" page (docs/observability.md) runs as written.
 
 Its Python blocks become `app.py` (the app, then the SDK set-up appended, as the text says)
-and `client.py`; its shell blocks run in bash as they are, on a free port instead of 8000,
-with `uvicorn` started in the background (and stopped after the block) and `top` shown twice
-instead of forever.
+and `client.py`; its shell blocks run in bash as they are, on a free port instead of 8013,
+with `uvicorn` started in the background (and stopped after the block) and `top` shown twice.
 """
 
 from __future__ import annotations
@@ -60,9 +59,9 @@ observable-socket() { command "$PY" -m observable_socket_asgi "$@" --count 2 --i
 
 
 def blocks() -> list[tuple[str, str]]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "observability.md").read_text()
     match = SECTION.search(text)
-    assert match, "the README lost its observability section"
+    assert match, "docs/observability.md lost its observability section"
     return [(lang, body) for lang, body in BLOCK.findall(match.group(1))]
 
 
@@ -74,7 +73,7 @@ def test_the_section_has_the_blocks_this_test_runs() -> None:
 
 def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a shell block; its servers stop with it (the trap), or here if it timed out."""
-    script = SHIMS + block.replace("8000", "$PORT")
+    script = SHIMS + block.replace("8013", "$PORT")
     pids = Path(env["SERVER_PIDS"])
     try:
         return subprocess.run(
@@ -119,7 +118,7 @@ def test_readme_observability_section_runs(tmp_path: Path, port: socket.socket) 
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    (tmp_path / "client.py").write_text(client[1].replace("8000", str(number)))
+    (tmp_path / "client.py").write_text(client[1].replace("8013", str(number)))
 
     done = run_bash(one, tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr

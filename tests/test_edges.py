@@ -602,7 +602,7 @@ def _readme_topic_limits_block() -> str:
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = (Path(__file__).resolve().parent.parent / "docs" / "push.md").read_text()
     section = text[text.index("**Topic limits.**") :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
     assert match is not None
@@ -610,12 +610,12 @@ def _readme_topic_limits_block() -> str:
 
 
 async def test_readme_topic_limits_example_runs() -> None:
-    """The README's topic-limits block runs as written: a long room name and the 33rd room
+    """The topic-limits block of docs/push.md runs as written: a long room name and the 33rd room
     are answered 400 with the limit in the message."""
     from tests.helpers import conversation
 
     namespace: dict[str, Any] = {"__name__": "readme_topic_limits"}
-    exec(compile(_readme_topic_limits_block(), "README.md", "exec"), namespace)
+    exec(compile(_readme_topic_limits_block(), "docs/push.md", "exec"), namespace)
     async with conversation(namespace["router"]) as conv:
         long_name = await conv.ask(request("room/join", {"room": "x" * 200}, uuid="long"))
         assert long_name["status"] == 400 and "128" in long_name["payload"]["message"]

@@ -32,8 +32,8 @@ BIN = Path(sys.executable).parent
 
 
 def readme_blocks(language: str) -> list[str]:
-    """The code blocks of one language in the README's typed-routes section."""
-    text = (ROOT / "README.md").read_text()
+    """The code blocks of one language in the typed-routes page (docs/typed.md)."""
+    text = (ROOT / "docs" / "typed.md").read_text()
     section = text.split("<!-- BEGIN:typed -->", 1)[1].split("<!-- END:typed -->", 1)[0]
     return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
 
