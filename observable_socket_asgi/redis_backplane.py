@@ -141,13 +141,18 @@ class RedisBackplane(Backplane):
     # Backplane hooks
 
     async def _start(self) -> None:
+        # TCP keepalive notices a peer gone without a word; redis-py refuses the option on a
+        # unix:// URL (no TCP there, and the peer is on this machine).
+        keepalive: dict[str, Any] = (
+            {} if self.url.startswith("unix://") else {"socket_keepalive": True}
+        )
         self._redis = aioredis.Redis.from_url(
             self.url,
             # The listener owns reconnection (with backoff and resubscription), so redis-py
             # must report a failure at once instead of retrying behind its back.
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=self.connect_timeout,
-            socket_keepalive=True,
+            **keepalive,
         )
         self._up = asyncio.Event()
         self._lock = asyncio.Lock()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,19 +32,25 @@ SHIMS = """
 set -euo pipefail
 # Stop the servers gracefully when the block ends, and wait for them.
 trap 'for p in $(cat "$SERVER_PIDS" 2>/dev/null); do kill "$p" 2>/dev/null || :; done; wait' EXIT
+# uvicorn serves the socket the test holds bound to $PORT (inherited as $PORT_FD): a port
+# closed and named again could be taken meanwhile by another copy of the suite. The socket
+# listens already, so readiness is an HTTP answer, not an accepted connection.
 uvicorn() {
-    command "$PY" -m uvicorn "$@" --port "$PORT" --log-level warning >>"$SERVER_LOG" 2>&1 &
+    command "$PY" -m uvicorn "$@" --fd "$PORT_FD" --log-level warning >>"$SERVER_LOG" 2>&1 &
     echo $! >>"$SERVER_PIDS"
     "$PY" - <<'WAIT'
 import os, socket, time
 deadline = time.monotonic() + 20 * float(os.environ["SCALE"])
 while True:
     try:
-        socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 0.5).close()
-        break
+        with socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 0.5) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\\r\\n\\r\\n")
+            if sock.recv(16).startswith(b"HTTP/"):
+                break
     except OSError:
-        assert time.monotonic() < deadline, "uvicorn did not listen"
-        time.sleep(0.05)
+        pass
+    assert time.monotonic() < deadline, "uvicorn did not answer"
+    time.sleep(0.05)
 WAIT
 }
 python() { command "$PY" "$@"; }
@@ -69,7 +77,13 @@ def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     pids = Path(env["SERVER_PIDS"])
     try:
         return subprocess.run(
-            ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            ["bash", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=[int(env["PORT_FD"])],
         )
     finally:
         for pid in pids.read_text().split() if pids.exists() else ():
@@ -80,18 +94,24 @@ def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
         pids.unlink(missing_ok=True)
 
 
-def test_readme_observability_section_runs(tmp_path: Path) -> None:
+@pytest.fixture
+def port() -> Iterator[socket.socket]:
+    """A listening socket on a free loopback port, closed after the test whatever happens."""
+    with free_socket() as sock:
+        yield sock
+
+
+def test_readme_observability_section_runs(tmp_path: Path, port: socket.socket) -> None:
     """The app serves metrics and spans, the traced client continues its trace on the server,
     `top` shows the route, and the multi-worker set-up scrapes both workers."""
     (app, sdk), client, (_, one), (_, many) = blocks()[:2], blocks()[2], blocks()[3], blocks()[4]
     (tmp_path / "app.py").write_text(app[1] + "\n" + sdk[1])
-    port = free_socket()
     number = port.getsockname()[1]
-    port.close()
     env = {
         **os.environ,
         "PY": sys.executable,
         "PORT": str(number),
+        "PORT_FD": str(port.fileno()),
         "SCALE": str(MS * 1000),
         "SERVER_LOG": str(tmp_path / "server.log"),
         "SERVER_PIDS": str(tmp_path / "pids"),
