@@ -194,11 +194,23 @@ async def test_heartbeat_without_pong_fails_pending_requests_at_once() -> None:
 
 async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
     """Server restart: pending requests fail with 1012 at once, nothing is resent, and the
-    client reconnects to the new server on the same port, where the next request works."""
+    client reconnects to the new server on the same port, where the next request works.
+
+    The port stays reserved from start to end by a bound socket that never listens: both
+    servers listen on sockets of their own bound beside it (SO_REUSEADDR lets sockets share a
+    port while at most one listens), so between the two servers a connection is refused, as
+    in a real restart, and no other copy of the suite can take the port in the meantime.
+    """
     router = make_router()
+    reserved = socket.socket()
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
     first = Server(router)
+    first.sock.close()
+    first.sock = listener_on(port)
+    first.port, first.url = port, f"ws://127.0.0.1:{port}"
     first.start()
-    port = first.port
     try:
         async with connect(
             first.url,
@@ -222,10 +234,7 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
 
             second = Server(router)
             second.sock.close()
-            second.sock = socket.socket()
-            second.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            second.sock.bind(("127.0.0.1", port))
-            second.sock.listen(128)
+            second.sock = listener_on(port)
             await asyncio.to_thread(second.start)
             try:
                 res = await sock.request("math/sum", [4, 5])
@@ -237,6 +246,16 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
     finally:
         if first.thread.is_alive():
             await asyncio.to_thread(first.stop)
+        reserved.close()
+
+
+def listener_on(port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1:`port`, bound beside the test's reserving socket."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
 
 
 async def test_on_open_runs_on_every_connection_and_renews_a_subscription() -> None:
