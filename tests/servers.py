@@ -46,12 +46,14 @@ def _free_port() -> int:
 
 
 def _listening_inodes(port: int) -> set[str]:
-    """The inodes of the sockets listening on 127.0.0.1:`port` (Linux's /proc/net/tcp)."""
+    """The inodes of the sockets listening on 127.0.0.1:`port`, or on every address (0.0.0.0,
+    which loopback connections reach as well), from Linux's /proc/net/tcp."""
     inodes = set()
+    local = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         # local address as hex "0100007F:PORT", state 0A is LISTEN, then the inode
-        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+        if fields[1] in local and fields[3] == "0A":
             inodes.add(fields[9])
     return inodes
 
@@ -69,8 +71,8 @@ def _tree(pid: int) -> list[int]:
 
 
 def owns_listener(pid: int, port: int) -> bool:
-    """True when every socket listening on 127.0.0.1:`port` belongs to `pid` or a process
-    it started (granian's workers, uvicorn's), and there is at least one."""
+    """True when every socket listening on 127.0.0.1:`port` (or 0.0.0.0:`port`) belongs to `pid`
+    or a process it started (granian's workers, uvicorn's), and there is at least one."""
     inodes = _listening_inodes(port)
     held = set()
     for process in _tree(pid):

@@ -12,14 +12,18 @@ How a block is run depends on its language and on an HTML comment on the line be
 - `bash`/`console`: each command runs from the repository root. Servers (uvicorn,
   `scripts/serve`, `python -m examples.app`, `observable-socket serve`) start in the
   background on free ports, each port number in the block mapped to a free one, and must
-  answer PING before the next command runs; `observable-socket call` and scripts must exit 0;
-  `listen` must still be running at the end. `pip install` lines are checked, not run: the
-  extras they name must exist in pyproject.toml. `scripts/test` is this suite: it is checked to
-  exist. `<!-- serve: ... -->` works as for python.
+  answer PING before the next command runs (from a socket their own process listens on: a
+  server that lost its port to another copy of the suite is started again on another);
+  `observable-socket call` and scripts must exit 0; `listen` must still be running at the end.
+  `pip install` lines are checked, not run: the extras they name must exist in pyproject.toml.
+  `scripts/test` is this suite: it is checked to exist. `<!-- serve: ... -->` works as for
+  python.
 - `js`: checked by `node --check` (the JS client package is not installable here);
   `typescript`: parsed by the TypeScript compiler of tests/js.
 - `nginx`: the page's server configuration, checked by `nginx -t` and then run in front of a
   real uvicorn with the Python client going through it over TLS.
+- A `redis://127.0.0.1:PORT/DB` URL in a shell block gets a real redis-server of its own, on a
+  unix socket in a private directory, and the URL is rewritten to that socket's `unix://` URL.
 - Blocks that need redis-server, nginx, node or openssl are skipped with the package to install
   on a machine without them, and fail in CI (`CI` set), where `.ci/run` installs them.
 - `json`: parsed. `text`: a file tree whose every path must exist in the repository.
@@ -53,6 +57,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import MS, TIMEOUT, free_socket
+from tests.redis_servers import RedisServer
+from tests.servers import owns_listener
 
 pytestmark = pytest.mark.e2e
 
@@ -145,10 +151,16 @@ class Ports:
 
     def port(self, number: str) -> int:
         if number not in self.mapping:
-            # Servers that cannot take a bound socket get a port that was free a moment ago.
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.mapping[number] = probe.getsockname()[1]
+            self.repick(number)
+        return self.mapping[number]
+
+    def repick(self, number: str) -> int:
+        """Map `number` to a port that was free a moment ago, for servers that cannot take a
+        bound socket. Another copy of the suite may take it in between: whoever starts a server
+        on it checks that the listener is its own (`owns_listener`) and repicks if not."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.mapping[number] = probe.getsockname()[1]
         return self.mapping[number]
 
     def rewrite(self, text: str) -> str:
@@ -177,20 +189,31 @@ async def _probe(url: str) -> str | int | None:
 
 
 def wait_for_pong(
-    url: str, proc: subprocess.Popen[bytes] | None = None, refusal_ok: bool = False
-) -> None:
+    url: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    refusal_ok: bool = False,
+    port: int | None = None,
+) -> bool:
     """Retry PING on `url` until it gets PONG; fail if the process exits or time runs out.
 
     With `refusal_ok`, a close 1008 (the app's `access_logic` refused an anonymous client)
-    also shows that the app is served.
+    also shows that the app is served. With `port` (a server that bound a picked port itself),
+    the PONG counts only once the socket listening on `port` belongs to `proc`'s process tree,
+    and a process that exits saying the address is in use returns False: another copy of the
+    suite took the port, so the caller starts the server again on another.
     """
     for _ in range(int(RUN_TIMEOUT / (100 * MS))):
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {output(proc)}")
+            text = output(proc)
+            if port is not None and "in use" in text.lower():
+                return False
+            raise AssertionError(f"server exited with {proc.returncode}: {text}")
         result = asyncio.run(_probe(url))
         if result == "PONG" or (refusal_ok and result == 1008):
-            return
-        assert not isinstance(result, str), result
+            if port is None or proc is None or owns_listener(proc.pid, port):
+                return True
+        else:
+            assert not isinstance(result, str), result
         time.sleep(100 * MS)
     raise AssertionError(f"no PONG from {url}")
 
@@ -220,6 +243,9 @@ class Sandbox:
     directory: Path
     ports: Ports = field(default_factory=Ports)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: redis-servers a block's `redis://127.0.0.1:PORT/DB` URLs stand for, and their URLs
+    redis: list[RedisServer] = field(default_factory=list)
+    redis_urls: dict[str, str] = field(default_factory=dict)
     #: variables a block's `export NAME=value` lines set for its later commands
     exports: dict[str, str] = field(default_factory=dict)
 
@@ -278,9 +304,18 @@ class Sandbox:
         assert done.returncode == 0, f"{args!r} exited {done.returncode}:\n{text[-3000:]}"
         return text
 
+    def rewrite_redis(self, text: str) -> str:
+        """Every redis URL the block names, as the `unix://` URL of its own redis-server."""
+        # longest first: `redis://127.0.0.1:6379/0` before a bare `redis://127.0.0.1:6379`
+        for documented in sorted(self.redis_urls, key=len, reverse=True):
+            text = text.replace(documented, self.redis_urls[documented])
+        return text
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+        for server in self.redis:
+            server.close()
         self.ports.close()
 
 
@@ -369,12 +404,13 @@ def check_pip_install(command: str) -> None:
 
 def run_shell(block: Block, box: Sandbox) -> None:
     serve_marked(block, box)
-    for number in re.findall(r"redis://127\.0\.0\.1:(\d+)", block.code):
-        start_redis(box, number)
+    for documented in dict.fromkeys(REDIS_URL.findall(block.code)):
+        start_redis(box, documented)
     listeners: list[subprocess.Popen[bytes]] = []
     for command in shell_commands(block):
         # a path under /tmp stays inside the sandbox: suites running at once do not share it
         command = command.replace("/tmp/", f"{box.directory}/tmp-")
+        command = box.rewrite_redis(command)
         if re.match(r"(\S*/)?pip3? install |python3? -m pip install ", command):
             check_pip_install(command)
         elif re.match(r"cd |git clone |python3? -m venv ", command):
@@ -410,12 +446,17 @@ def start_server(command: str, box: Sandbox) -> None:
         command += " --port 8000"
     if ("scripts/serve" in command or "examples.app" in command) and "PORT=" not in command:
         command = "PORT=8000 " + command
-    command = at_root(box.ports.rewrite(command))
     if "--workers" in command:
         command = command.replace("--workers", "--timeout-graceful-shutdown 1 --workers")
-    proc = box.start(["bash", "-c", command], box.directory, box.env())
-    port = box.ports.port(numbers[0])
-    wait_for_pong(f"ws://127.0.0.1:{port}/ws", proc)
+    # These commands bind a port number themselves (scripts and `--workers` leave no room for
+    # an inherited socket): the port is verified to be this server's, else picked again.
+    for attempt in range(3):
+        port = box.ports.repick(numbers[0]) if attempt else box.ports.port(numbers[0])
+        line = at_root(box.ports.rewrite(command))
+        proc = box.start(["bash", "-c", line], box.directory, box.env())
+        if wait_for_pong(f"ws://127.0.0.1:{port}/ws", proc, port=port):
+            return
+    raise AssertionError(f"{command!r} found its port taken three times")
 
 
 def need(tool: str, package: str) -> str:
@@ -430,17 +471,18 @@ def need(tool: str, package: str) -> str:
     return path
 
 
-def start_redis(box: Sandbox, number: str) -> None:
-    """A real redis-server on the port mapped from `number`."""
-    server = need("redis-server", "redis-server")
-    port = box.ports.port(number)
-    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    box.start(args, box.directory, box.env())
-    for _ in range(int(RUN_TIMEOUT / (50 * MS))):
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(50 * MS)
-    raise AssertionError("redis-server did not start")
+REDIS_URL = re.compile(r"redis://127\.0\.0\.1:\d+(?:/\d+)?")
+
+
+def start_redis(box: Sandbox, documented: str) -> None:
+    """A real redis-server of the block's own for the `documented` URL, on a unix socket in a
+    private directory (see tests/redis_servers.py): a TCP port could be taken by another copy
+    of the suite, whose Redis would then answer for this one."""
+    server = RedisServer(need("redis-server", "redis-server"))
+    box.redis.append(server)
+    server.start()
+    db = documented.rsplit("/", 1)[1] if documented.count("/") == 3 else "0"
+    box.redis_urls[documented] = server.url.replace("?db=0", f"?db={db}")
 
 
 def run_js(block: Block, box: Sandbox) -> None:
@@ -519,20 +561,47 @@ def run_nginx(block: Block, box: Sandbox) -> None:
     need("openssl", "openssl")
     upstream = box.serve("examples.app:app", "8000")
     cert, key = self_signed_certificate(box.directory)
-    listen = box.ports.port("443")
-    config = box.ports.rewrite(block.code)
-    config = re.sub(r"listen\s+443\s+ssl", f"listen 127.0.0.1:{listen} ssl", config)
-    config = re.sub(r"listen\s+80;", f"listen 127.0.0.1:{box.ports.port('80')};", config)
-    config = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};", config)
-    config = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", config)
-    assert upstream.split("/")[2] in config, "the configuration does not proxy to the app"
-    conf = box.directory / "nginx.conf"
-    conf.write_text(NGINX_MAIN.format(dir=box.directory, config=config), encoding="utf-8")
-    box.run([nginx, "-t", "-p", str(box.directory), "-c", str(conf)], box.directory)
-    proc = box.start([nginx, "-p", str(box.directory), "-c", str(conf)], box.directory, box.env())
+    # nginx binds the port numbers itself: it must be seen holding its listener (another copy
+    # of the suite may have taken the port in between), else it is started on other ports.
+    for attempt in range(3):
+        listen = box.ports.repick("443") if attempt else box.ports.port("443")
+        plain = box.ports.repick("80") if attempt else box.ports.port("80")
+        config = box.ports.rewrite(block.code)
+        config = re.sub(r"listen\s+443\s+ssl", f"listen 127.0.0.1:{listen} ssl", config)
+        config = re.sub(r"listen\s+80;", f"listen 127.0.0.1:{plain};", config)
+        config = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};", config)
+        config = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", config)
+        assert upstream.split("/")[2] in config, "the configuration does not proxy to the app"
+        conf = box.directory / "nginx.conf"
+        conf.write_text(NGINX_MAIN.format(dir=box.directory, config=config), encoding="utf-8")
+        box.run([nginx, "-t", "-p", str(box.directory), "-c", str(conf)], box.directory)
+        args = [nginx, "-p", str(box.directory), "-c", str(conf)]
+        proc = box.start(args, box.directory, box.env())
+        ports = [listen] + ([plain] if f"listen 127.0.0.1:{plain};" in config else [])
+        if nginx_listening(proc, ports, box.directory / "nginx-error.log"):
+            break
+    else:
+        raise AssertionError("nginx found its ports taken three times")
     context = ssl.create_default_context(cafile=str(cert))
     url = f"wss://127.0.0.1:{listen}/ws"
     asyncio.run(talk_through_proxy(url, context, proc))
+
+
+def nginx_listening(proc: subprocess.Popen[bytes], ports: list[int], error_log: Path) -> bool:
+    """True once nginx's own processes hold the listeners on `ports`; False if it exited
+    because one was in use (taken by another copy of the suite)."""
+    for _ in range(int(RUN_TIMEOUT / (100 * MS))):
+        if proc.poll() is not None:
+            text = output(proc)
+            with contextlib.suppress(OSError):
+                text += error_log.read_text(errors="replace")[-3000:]
+            if "in use" in text.lower():
+                return False
+            raise AssertionError(f"nginx exited with {proc.returncode}: {text}")
+        if all(owns_listener(proc.pid, port) for port in ports):
+            return True
+        time.sleep(100 * MS)
+    raise AssertionError(f"nginx is not listening on {ports}")
 
 
 async def talk_through_proxy(
