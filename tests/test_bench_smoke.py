@@ -32,6 +32,7 @@ MODULES = [
     "bench.server",
     "bench.slow_consumer",
     "bench.throughput",
+    "bench.write_cost",
 ]
 
 
