@@ -25,6 +25,7 @@ MODULES = [
     "bench.head_of_line",
     "bench.hooks_cost",
     "bench.idle_memory",
+    "bench.instructions",
     "bench.loadgen",
     "bench.profile",
     "bench.report",
@@ -43,12 +44,17 @@ def test_module_imports(name: str) -> None:
 
 
 def test_scenarios_parse_their_arguments() -> None:
-    from bench import fanout, growth, handshake
+    from bench import fanout, growth, handshake, instructions
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
     assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
     assert handshake.parser().parse_args(["--concurrency", "3"]).concurrency == 3
     assert growth.parser().parse_args(["--parts", "cpu"]).parts == "cpu"
+    assert instructions.parser().parse_args(["echo", "--contenders", "router"]).workloads == [
+        "echo"
+    ]
+    with pytest.raises(SystemExit):
+        instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
         fanout.parser().parse_args(["--subscribers", "many"])
     with pytest.raises(SystemExit):
@@ -145,6 +151,23 @@ def test_report_fits_and_ratios() -> None:
     assert "| router | 2000 | 10 | 0.50 | 10.0 | 0.50 |" in text
     assert "router over python-socketio: 4.00 x by time" in text
     assert "Redis backplane over in-memory: 0.50 by time" in text
+
+
+@pytest.mark.parametrize("workload", ["echo", "fanout", "handshake"])
+def test_instruction_workloads_serve_every_unit(workload: str) -> None:
+    """The in-process drivers callgrind counts really serve what they claim (no valgrind)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--run", workload, "router", "7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    units = json.loads(proc.stdout.strip().splitlines()[-1])["units"]
+    from bench.instructions import SUBSCRIBERS
+
+    assert units == (7 * SUBSCRIBERS if workload == "fanout" else 7)
 
 
 def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
