@@ -47,25 +47,26 @@ async def access_article(ws: WebSocket, message: MessageData, local: dict) -> bo
         return user is not None
     return article.author == user
 
-async def article_to_json(article:Article) -> dict:
+
+async def article_to_json(article: Article) -> dict:
     return {
-            "title": article.title,
-            "author": article.author.name,
-            "body": article.content,
-        }
+        "title": article.title,
+        "author": article.author.name,
+        "body": article.content,
+    }
 
 
 # hydrate is omitted intentionally — cached article will be used
-@router.route("get-article", options={
-    "data_check": data_check_article,
-    "access": access_article,
-    "dehydrate": article_to_json
-})
+@router.route(
+    "get-article",
+    options={
+        "data_check": data_check_article,
+        "access": access_article,
+        "dehydrate": article_to_json,
+    },
+)
 async def get_article(local: dict) -> HandlerResult:
     if local["value"] is None:
         return {"status": Status.NOT_FOUND, "payload": {"message": "not found"}}
 
-    return {
-        "status": Status.OK,
-        "payload": local["value"]
-    }
+    return {"status": Status.OK, "payload": local["value"]}

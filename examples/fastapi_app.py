@@ -31,6 +31,7 @@ async def sum_handler(ws, headers, payload):  # type: ignore[no-untyped-def]
 
 # The original README's "fetch once, use twice" example, verbatim but for the imports above.
 
+
 async def data_check_article(message: MessageData, local: dict) -> bool:
     try:
         local["article_id"] = int(message.headers.get("article"))
@@ -59,31 +60,33 @@ async def access_article(ws: WebSocket, message: MessageData, local: dict) -> bo
         return user is not None
     return article.author == user
 
-async def article_to_json(article:Article) -> dict:
+
+async def article_to_json(article: Article) -> dict:
     return {
-            "title": article.title,
-            "author": article.author.name,
-            "body": article.content,
-        }
+        "title": article.title,
+        "author": article.author.name,
+        "body": article.content,
+    }
 
 
 # hydrate is omitted intentionally — cached article will be used
-@router.route("get-article", options={
-    "data_check": data_check_article,
-    "access": access_article,
-    "dehydrate": article_to_json
-})
+@router.route(
+    "get-article",
+    options={
+        "data_check": data_check_article,
+        "access": access_article,
+        "dehydrate": article_to_json,
+    },
+)
 async def get_article(local: dict) -> HandlerResult:
     if local["value"] is None:
         return {"status": Status.NOT_FOUND, "payload": {"message": "not found"}}
 
-    return {
-        "status": Status.OK,
-        "payload": local["value"]
-    }
+    return {"status": Status.OK, "payload": local["value"]}
 
 
 # The app.
+
 
 async def get_db() -> AsyncIterator[AsyncSession]:
     """One session per connection, closed when the connection ends."""

@@ -23,7 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "fastapi_adapter needs Starlette (and FastAPI for FastAPI apps); install the extra: "
-        "pip install 'observable-socket-asgi[fastapi]'"
+        'pip install "observable-socket-asgi[fastapi]"'
     ) from exc
 
 from observable_socket_asgi import (

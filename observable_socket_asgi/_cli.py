@@ -1,8 +1,11 @@
 """The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn.
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status,
-2 for a usage error (bad JSON payload, bad `-H`), 3 when the connection is refused or
-closed, 4 when no answer arrives within `--timeout`.
+2 for a usage error (bad JSON payload, bad `-H`) or a missing extra, 3 when the connection
+is refused or closed, 4 when no answer arrives within `--timeout`.
+
+`call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
+is imported only by the command that needs it, so one extra is enough for its commands.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .client import ConnectFailed, ConnectionClosed, RequestTimeout, connect
+from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -39,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "listen":
             return asyncio.run(_listen(args))
         return _serve(args)
-    except _UsageError as exc:
+    except (_UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectFailed as exc:
@@ -133,6 +136,8 @@ async def _call(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
     options = _options(args)
+    from .client import connect
+
     async with connect(
         args.url, reconnect=False, heartbeat_interval=None, timeout=args.timeout, **options
     ) as sock:
@@ -150,6 +155,8 @@ async def _call(args: argparse.Namespace) -> int:
 
 async def _listen(args: argparse.Namespace) -> int:
     options = _options(args)
+    from .client import connect
+
     async with connect(args.url, **options) as sock:
         async for push in sock.pushes():
             _dump(push.to_dict(), sys.stdout, False)
@@ -161,7 +168,12 @@ async def _listen(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ImportError(
+            'serve needs uvicorn; install the extra: pip install "observable-socket-asgi[uvicorn]"'
+        ) from exc
 
     if ":" not in args.app:
         raise _UsageError(f"expected module:attribute, got {args.app!r}")

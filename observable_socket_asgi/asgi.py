@@ -1,4 +1,4 @@
-"""ASGI scope dispatch: websocket handshakes, lifespan, and a polite refusal of plain HTTP.
+"""ASGI scope dispatch: websocket handshakes, the connection registry, lifespan, plain HTTP.
 
 A refused WebSocket is accepted and then closed with a code (1008 policy, 1013 try again
 later, 1011 server error) rather than rejected with an HTTP status: the JS client reads a
@@ -18,12 +18,66 @@ from .connection import Connection
 from .status import CloseCode
 
 if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
+
+    from ._protocol import Settings
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
-__all__ = ["handle", "origin_allowed"]
+__all__ = ["ConnectionRegistry", "handle", "origin_allowed", "serve_connection"]
 
 logger = logging.getLogger("observable_socket_asgi.asgi")
+
+
+class ConnectionRegistry:
+    """The connections a router serves, and the slots `max_connections` counts.
+
+    Rules (this class alone changes them; only `serve_connection` calls its methods):
+
+        A handshake takes a slot with `reserve()` in the same step as the limit check,
+        before any await, so overlapping handshakes (a slow `access_logic`, a slow accept)
+        cannot all pass the check; it gives the slot back with `release()` when it ends,
+        refused or served. A connection is in `connections` from its accept until its
+        `run()` returns: what tests check for leaks.
+    """
+
+    __slots__ = ("_connections", "_limit", "_slots_taken")
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        # connections past the limit check and not yet ended, handshakes included
+        self._slots_taken = 0
+        # accepted connections, not yet ended
+        self._connections: set[Connection] = set()
+
+    @property
+    def connections(self) -> AbstractSet[Connection]:
+        """The live connections (read-only; do not keep it across awaits)."""
+        return self._connections
+
+    @property
+    def slots_taken(self) -> int:
+        """Handshakes in progress plus connections served."""
+        return self._slots_taken
+
+    def reserve(self) -> bool:
+        """Take a slot if the limit allows; False if `max_connections` are taken."""
+        if self._limit is not None and self._slots_taken >= self._limit:
+            return False
+        self._slots_taken += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a slot taken by `reserve()`."""
+        self._slots_taken -= 1
+
+    def add(self, conn: Connection) -> None:
+        """Count `conn` as served; its handshake is complete."""
+        self._connections.add(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """`conn` has ended."""
+        self._connections.discard(conn)
 
 
 async def handle(
@@ -55,24 +109,28 @@ async def serve_connection(
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
-    refusal = _refusal(router, conn)
+    refusal = _refusal(router.settings, conn)
     if refusal is not None:
         code, reason = refusal
         await _refuse(send, code, reason)
         return
-    # The slot is taken in the same step as the check, before any await: handshakes that
-    # overlap (a slow access_logic, a slow accept) would otherwise all pass the check.
-    router._slots_taken += 1
+    registry = router.registry
+    if not registry.reserve():
+        logger.warning("refused %s: %d connections open", conn.client, registry.slots_taken)
+        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later")
+        return
     try:
-        if router._access_logic is not None:
+        access_logic = router.access_logic
+        if access_logic is not None:
+            timeout = router.settings.handshake_timeout
             try:
-                async with asyncio.timeout(router.handshake_timeout):
-                    allowed = await router._access_logic(conn.socket)
+                async with asyncio.timeout(timeout):
+                    allowed = await access_logic(conn.socket)
             except TimeoutError:
                 logger.warning(
                     "access_logic for %s took over %s s: refused, try again later",
                     conn.client,
-                    router.handshake_timeout,
+                    timeout,
                 )
                 await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
                 return
@@ -84,13 +142,13 @@ async def serve_connection(
                 await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-        router.connections.add(conn)
+        registry.add(conn)
         try:
             await conn.run()
         finally:
-            router.connections.discard(conn)
+            registry.discard(conn)
     finally:
-        router._slots_taken -= 1
+        registry.release()
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
@@ -129,21 +187,17 @@ async def _websocket(
     await serve_connection(router, scope, receive, send)
 
 
-def _refusal(router: SocketRouter, conn: Connection) -> tuple[int, str] | None:
-    if router.allowed_origins is not None or router.require_origin:
+def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
+    allowed_origins = settings.allowed_origins
+    if allowed_origins is not None or settings.require_origin:
         origin = conn.headers.get("origin")
         if origin is None:
-            if router.require_origin:
+            if settings.require_origin:
                 logger.warning("refused %s: no Origin header", conn.client)
                 return CloseCode.POLICY_VIOLATION, "origin required"
-        elif router.allowed_origins is not None and not origin_allowed(
-            origin, router.allowed_origins
-        ):
+        elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
             logger.warning("refused %s: origin %r not allowed", conn.client, origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
-    if router.max_connections is not None and router._slots_taken >= router.max_connections:
-        logger.warning("refused %s: %d connections open", conn.client, router._slots_taken)
-        return CloseCode.TRY_AGAIN_LATER, "try again later"
     return None
 
 
@@ -160,7 +214,7 @@ async def _lifespan(
         if message["type"] == "lifespan.startup":
             try:
                 await router.backplane.start()
-                for fn in router._startup:
+                for fn in router.startup_hooks:
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
@@ -171,7 +225,7 @@ async def _lifespan(
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
-                for fn in router._shutdown:
+                for fn in router.shutdown_hooks:
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result

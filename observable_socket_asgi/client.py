@@ -21,8 +21,9 @@ push is dropped (`overflow="drop_oldest"`, the default: a listener wants what is
 or the new one is (`overflow="drop_newest"`); `dropped_pushes` counts them and the first
 drop of each overflow episode is logged as a warning.
 
-Only the I/O lives here: frames are built and read by `envelope.py`, and reconnection
-delays come from the pure `_backoff.py`.
+Only the I/O lives here: frames are built and read by `envelope.py`, which answer belongs to
+which request and the push buffer are the pure `_client_protocol.py` (shared with the test
+client), and reconnection delays come from the pure `_backoff.py`.
 """
 
 from __future__ import annotations
@@ -30,22 +31,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid as uuid_module
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.protocol import State
+try:
+    import websockets
+    from websockets.asyncio.client import ClientConnection
+    from websockets.protocol import State
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "the client needs websockets; install the extra: "
+        'pip install "observable-socket-asgi[client]"'
+    ) from exc
 
-from . import errors
 from ._backoff import backoff, may_reconnect
+from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed
 from ._concurrency import is_async_callable
-from .envelope import PING, PONG, encode_request, parse_message
-from .errors import ObservableSocketError, ProtocolError
-from .status import Status
-from .types import Header, Payload, Response, Uuid
+from .envelope import PING, Push, Response, encode_request, push_from, response_from
+from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
+from .types import Payload
 
 __all__ = [
     "Client",
@@ -55,131 +59,13 @@ __all__ = [
     "Push",
     "RequestTimeout",
     "connect",
+    "push_from",
     "response_from",
 ]
 
 logger = logging.getLogger("observable_socket_asgi.client")
 
 _DEFAULT: Any = object()
-# uuids whose answers nobody waits for any more (sends, PINGs, timed-out requests): their
-# late replies are dropped instead of surfacing as pushes. Bounded; oldest forgotten first.
-_IGNORED_MAX = 4096
-
-
-# Exceptions
-
-
-class ClientError(ObservableSocketError):
-    """Base class of the client's exceptions."""
-
-
-class ConnectFailed(ClientError, ConnectionError):
-    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
-
-
-class ConnectionClosed(ClientError, errors.ConnectionClosed):
-    """The connection closed before the answer arrived, or the client is closed.
-
-    Attributes:
-        code: the close code (1006 when the socket died without a close frame), or None.
-        reason: the close reason, or why the client gave the socket up.
-        may_have_reached_server: False when the request was certainly not sent; True when it
-            was written to the socket and the server may have run it. It is never resent.
-        route: the request's route, when the error belongs to one.
-    """
-
-    def __init__(
-        self,
-        code: int | None,
-        reason: str,
-        *,
-        may_have_reached_server: bool = False,
-        route: str | None = None,
-    ) -> None:
-        self.code = code
-        self.reason = reason
-        self.may_have_reached_server = may_have_reached_server
-        self.route = route
-        where = f"request {route!r}: " if route is not None else ""
-        detail = f"code {code}" if code is not None else "no close code"
-        if reason:
-            detail += f", {reason!r}"
-        fate = (
-            "the request may have reached the server and was not resent"
-            if may_have_reached_server
-            else "the request was not sent"
-        )
-        super().__init__(f"{where}connection closed ({detail}); {fate}")
-
-
-class RequestTimeout(ClientError, asyncio.TimeoutError):
-    """No answer to a request within its timeout (a late answer is dropped)."""
-
-    def __init__(self, route: str, uuid: str, timeout: float, sent: bool) -> None:
-        self.route = route
-        self.uuid = uuid
-        self.timeout = timeout
-        self.sent = sent
-        state = "sent" if sent else "still waiting for a connection"
-        super().__init__(
-            f"no answer to request {route!r} (uuid {uuid}) within {timeout} s ({state})"
-        )
-
-
-# Messages
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
-
-    route: str | None
-    payload: Payload
-    headers: Header
-    status: int = Status.OK
-    uuid: Uuid | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status."""
-        return 200 <= self.status < 300
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form of this push."""
-        return {
-            "uuid": self.uuid,
-            "route": self.route,
-            "status": self.status,
-            "headers": self.headers,
-            "payload": self.payload,
-        }
-
-
-def response_from(obj: Mapping[str, Any]) -> Response:
-    """Build a `Response` from a decoded reply; absent fields take the protocol's defaults."""
-    status = obj.get("status")
-    headers = obj.get("headers")
-    return Response(
-        obj.get("uuid"),
-        status if type(status) is int else Status.OK,
-        headers if type(headers) is dict else {},
-        obj.get("payload"),
-    )
-
-
-def push_from(obj: Mapping[str, Any]) -> Push:
-    """Build a `Push` from a decoded message."""
-    status = obj.get("status")
-    headers = obj.get("headers")
-    route = obj.get("route")
-    uuid = obj.get("uuid")
-    return Push(
-        route if type(route) is str else None,
-        obj.get("payload"),
-        headers if type(headers) is dict else {},
-        status if type(status) is int else Status.OK,
-        uuid if type(uuid) is str or type(uuid) is int else None,
-    )
 
 
 PushCallback = Callable[[Push], Awaitable[None] | None]
@@ -243,14 +129,13 @@ class Client:
         backoff_factor: float = 2.0,
         on_push: PushCallback | None = None,
         max_pushes: int = 1024,
-        overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest",
+        overflow: Overflow = "drop_oldest",
         open_timeout: float = 10.0,
         **connect_options: Any,
     ) -> None:
-        if overflow not in ("drop_oldest", "drop_newest"):
-            raise ValueError(f"overflow must be 'drop_oldest' or 'drop_newest', got {overflow!r}")
-        if max_pushes < 1:
-            raise ValueError(f"max_pushes must be at least 1, got {max_pushes}")
+        # the pure part: pending requests by uuid, what a frame is, the push buffer
+        self._protocol: Correlator[_Pending] = Correlator()
+        self._pushes = PushBuffer(max_pushes, overflow)
         if heartbeat_interval is not None and not heartbeat_interval > 0:
             raise ValueError(
                 f"heartbeat_interval must be positive or None, got {heartbeat_interval}"
@@ -266,10 +151,6 @@ class Client:
         self.heartbeat_timeout = heartbeat_timeout
         self.reconnect = reconnect
         self.max_attempts = max_attempts
-        self.max_pushes = max_pushes
-        self.overflow = overflow
-        #: pushes lost to a full buffer since the client was created
-        self.dropped_pushes = 0
         self._backoff = (backoff_initial, backoff_max, backoff_factor)
         # Reconnection state that outlives a short-lived connection: the delay generator and
         # the attempts made since the last connection that stayed up for backoff_max seconds.
@@ -289,14 +170,9 @@ class Client:
         self._ws: ClientConnection | None = None
         # set while _ws is usable, and once the client is closed for good (waiters re-check)
         self._ready = asyncio.Event()
-        # requests waiting for their answer, by uuid
-        self._pending: dict[str, _Pending] = {}
-        self._ignored: OrderedDict[Uuid, None] = OrderedDict()
         # the PONG the heartbeat waits for
         self._pong: asyncio.Future[None] | None = None
-        self._pushes: deque[Push] = deque()
         self._push_waiter: asyncio.Future[None] | None = None
-        self._overflowing = False
         self._callback_tasks: set[asyncio.Task[None]] = set()
         # the task that owns the socket: reads it, runs the heartbeat, reconnects
         self._runner: asyncio.Task[None] | None = None
@@ -323,6 +199,22 @@ class Client:
         self._attach(ws)
         self._runner = asyncio.get_running_loop().create_task(self._run(ws))
         return self
+
+    @property
+    def max_pushes(self) -> int:
+        """The size of the push buffer read by `pushes()`."""
+        assert self._pushes.max_pushes is not None
+        return self._pushes.max_pushes
+
+    @property
+    def overflow(self) -> Overflow:
+        """Which push a full buffer loses: `"drop_oldest"` or `"drop_newest"`."""
+        return self._pushes.overflow
+
+    @property
+    def dropped_pushes(self) -> int:
+        """Pushes lost to a full buffer since the client was created."""
+        return self._pushes.dropped
 
     @property
     def connected(self) -> bool:
@@ -366,7 +258,7 @@ class Client:
         try:
             async with asyncio.timeout(timeout):
                 ws = await self._wait_open(route)
-                self._pending[uuid] = pending
+                self._protocol.expect(uuid, pending)
                 await self._send_frame(ws, frame, pending)
                 return await pending.future
         except TimeoutError as exc:
@@ -375,8 +267,7 @@ class Client:
             assert timeout is not None
             raise RequestTimeout(route, uuid, timeout, pending.sent) from None
         finally:
-            if self._pending.pop(uuid, None) is not None:
-                self._ignore(uuid)
+            self._protocol.forget(uuid)
             future = pending.future
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved: no "never retrieved" warning
@@ -406,7 +297,7 @@ class Client:
         try:
             async with asyncio.timeout(self.timeout):
                 ws = await self._wait_open(route)
-                self._ignore(uuid)
+                self._protocol.ignore(uuid)
                 await self._send_frame(ws, frame, pending)
         except TimeoutError as exc:
             if isinstance(exc, ClientError):
@@ -429,10 +320,7 @@ class Client:
         loop = asyncio.get_running_loop()
         while True:
             while self._pushes:
-                push = self._pushes.popleft()
-                if not self._pushes:
-                    self._overflowing = False
-                yield push
+                yield self._pushes.pop()
             if self._closed_error is not None:
                 return
             waiter = self._push_waiter = loop.create_future()
@@ -453,7 +341,7 @@ class Client:
         self._close_done = asyncio.get_running_loop().create_future()
         try:
             self._closing = True
-            self._finish(ConnectionClosed(1000, "client closed"))
+            self._finish(ConnectionClosed("client closed", code=1000))
             ws = self._ws
             if ws is not None:
                 self._fail_pending(1000, "client closed")
@@ -492,7 +380,7 @@ class Client:
         while True:
             if self._closed_error is not None:
                 error = self._closed_error
-                raise ConnectionClosed(error.code, error.reason, route=route)
+                raise ConnectionClosed(error.reason, code=error.code, route=route)
             ws = self._ws
             if ws is not None:
                 return ws
@@ -503,8 +391,8 @@ class Client:
             # closing: the server's close frame may be in already, with the code that matters
             rcvd = ws.protocol.close_rcvd
             if rcvd is not None:
-                raise ConnectionClosed(rcvd.code, rcvd.reason, route=pending.route)
-            raise ConnectionClosed(ws.close_code, "connection is closing", route=pending.route)
+                raise ConnectionClosed(rcvd.reason, code=rcvd.code, route=pending.route)
+            raise ConnectionClosed("connection is closing", code=ws.close_code, route=pending.route)
         pending.sent = True
         try:
             await ws.send(frame)
@@ -512,14 +400,8 @@ class Client:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
             reason = exc.rcvd.reason if exc.rcvd is not None else ""
             raise ConnectionClosed(
-                code, reason, may_have_reached_server=True, route=pending.route
+                reason, code=code, may_have_reached_server=True, route=pending.route
             ) from None
-
-    def _ignore(self, uuid: Uuid) -> None:
-        ignored = self._ignored
-        ignored[uuid] = None
-        if len(ignored) > _IGNORED_MAX:
-            ignored.popitem(last=False)
 
     # Private methods: the socket's owner
 
@@ -557,13 +439,13 @@ class Client:
                     logger.info(
                         "connection to %s closed (%s %r): not reconnecting", self.url, code, reason
                     )
-                    self._finish(ConnectionClosed(code, reason))
+                    self._finish(ConnectionClosed(reason, code=code))
                     return
                 logger.info("connection to %s closed (%s %r): reconnecting", self.url, code, reason)
                 new_ws = await self._reconnect()
                 if new_ws is None:
                     gave_up = f"{reason or 'closed'}; gave up reconnecting"
-                    self._finish(ConnectionClosed(code, gave_up))
+                    self._finish(ConnectionClosed(gave_up, code=code))
                     return
                 ws = new_ws
                 self._attach(ws)
@@ -572,7 +454,7 @@ class Client:
         except Exception:
             logger.exception("client connection to %s failed", self.url)
             self._fail_pending(1006, "client failure")
-            self._finish(ConnectionClosed(1006, "client failure"))
+            self._finish(ConnectionClosed("client failure", code=1006))
             if self._ws is not None:
                 await self._ws.close()
 
@@ -605,7 +487,7 @@ class Client:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             uuid = str(uuid_module.uuid4())
-            self._ignore(uuid)  # a server without a heartbeat answers 404: not a push
+            self._protocol.ignore(uuid)  # a server without a heartbeat answers 404: not a push
             pong = self._pong = loop.create_future()
             try:
                 # the send is inside the deadline too: a peer that stops reading is as
@@ -648,26 +530,21 @@ class Client:
 
     def _dispatch(self, data: str | bytes) -> None:
         try:
-            obj = parse_message(data)
+            incoming = self._protocol.receive(data)
         except ProtocolError as exc:
             logger.warning("dropped a frame from %s: %s", self.url, exc.message)
             return
-        uuid = obj.get("uuid")
-        if obj.get("route") == PONG:
+        if isinstance(incoming, Answer):
+            future = incoming.waiter.future
+            if not future.done():
+                future.set_result(incoming.response)
+        elif isinstance(incoming, Pushed):
+            self._deliver(incoming.push)
+        elif isinstance(incoming, Pong):
             pong = self._pong
             if pong is not None and not pong.done():
                 pong.set_result(None)
-            return
-        if type(uuid) is str:
-            pending = self._pending.pop(uuid, None)
-            if pending is not None:
-                if not pending.future.done():
-                    pending.future.set_result(response_from(obj))
-                return
-        if (type(uuid) is str or type(uuid) is int) and uuid in self._ignored:
-            del self._ignored[uuid]
-            return
-        self._deliver(push_from(obj))
+        # Dropped: a late answer nobody waits for
 
     def _deliver(self, push: Push) -> None:
         callback = self._on_push
@@ -682,20 +559,12 @@ class Client:
             except Exception:
                 logger.exception("on_push callback failed for route %r", push.route)
             return
-        pushes = self._pushes
-        if len(pushes) >= self.max_pushes:
-            self.dropped_pushes += 1
-            if not self._overflowing:
-                self._overflowing = True
-                logger.warning(
-                    "push buffer full (%d): dropping the %s push(es) until it is read",
-                    self.max_pushes,
-                    "oldest" if self.overflow == "drop_oldest" else "newest",
-                )
-            if self.overflow == "drop_newest":
-                return
-            pushes.popleft()
-        pushes.append(push)
+        if self._pushes.add(push):
+            logger.warning(
+                "push buffer full (%d): dropping the %s push(es) until it is read",
+                self.max_pushes,
+                "oldest" if self.overflow == "drop_oldest" else "newest",
+            )
         self._wake_pushes()
 
     async def _run_callback(self, callback: PushCallback, push: Push) -> None:
@@ -713,13 +582,11 @@ class Client:
             waiter.set_result(None)
 
     def _fail_pending(self, code: int | None, reason: str) -> None:
-        pending, self._pending = self._pending, {}
-        for uuid, item in pending.items():
-            self._ignore(uuid)
+        for item in self._protocol.take_all():
             if not item.future.done():
                 item.future.set_exception(
                     ConnectionClosed(
-                        code, reason, may_have_reached_server=item.sent, route=item.route
+                        reason, code=code, may_have_reached_server=item.sent, route=item.route
                     )
                 )
 

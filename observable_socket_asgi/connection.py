@@ -1,21 +1,25 @@
-"""One served WebSocket: the receive loop, the writer, in-flight accounting, and its state.
+"""One served WebSocket, the I/O shell around `_protocol.Protocol`: reads, writes, tasks.
 
-Rules of a connection's life (this module alone changes them):
+What to do with each frame and push is decided by the connection's `Protocol` (no I/O);
+this module carries the decisions out: it reads frames, starts requests, writes replies and
+pushes, closes, and owns the connection's life.
+
+Rules of a connection's life (`Lifecycle`; this module alone changes it, through
+`_set_lifecycle`, which logs each move at debug and refuses any move back):
 
     OPEN      requests are read, served concurrently, answered; pushes are sent.
     CLOSING   `close()` was called, the client left, or a limit closed it: nothing more is
               read or written; in-flight requests are cancelled and awaited.
-    CLOSED    `run()` has returned; nothing of the connection is left running.
+    CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). At most `max_in_flight` requests are between
-"read" and "reply handed to the server"; at the limit the loop reads one message ahead, only
-to hear a disconnect, then stops reading, so TCP backpressure, not memory, absorbs a client
-that sends faster than it reads. Every frame
-leaves through `_write`: whoever finds the writer idle writes, others queue their frame
-behind it, so frames are whole and never interleaved, and the common case costs no task
-switch. Pushes queue behind a separate bound (`max_queued_pushes`) with a slow-consumer
-policy; replies are never dropped by it.
+if it suspends (`_concurrency.start_eagerly`). At `max_in_flight` the loop reads one message
+ahead, only to hear a disconnect, then stops reading, so TCP backpressure, not memory,
+absorbs a client that sends faster than it reads. Every frame leaves through `_write`, the
+one writer: whoever finds it idle writes, others queue their frame behind it, so frames are
+whole and never interleaved, and the common case costs no task switch. Pushes queue behind
+a separate bound (`max_queued_pushes`) with a slow-consumer policy; replies are never
+dropped by it.
 """
 
 from __future__ import annotations
@@ -24,79 +28,63 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, assert_never, cast
 
 from ._concurrency import start_eagerly
-from .datastructures import Address, Headers, QueryParams, State, parse_cookies
-from .envelope import PING, encode_error, encode_pong, encode_push, parse_request
-from .errors import ConnectionClosed, ProtocolError
+from ._protocol import Protocol, PushAction
+from .datastructures import ScopeViews
+from .envelope import encode_error, encode_push
+from .errors import ConnectionClosed
 from .pipeline import run as run_pipeline
 from .status import CloseCode, Status
 
 if TYPE_CHECKING:
-    from .routing import Route, SocketRouter
-    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload, Request
+    from ._route import Route
+    from .envelope import Request
+    from .routing import SocketRouter
+    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
 
 __all__ = ["Connection", "ConnectionClosed"]
 
 logger = logging.getLogger("observable_socket_asgi.connection")
 
-_OPEN, _CLOSING, _CLOSED = 0, 1, 2
+
+class Lifecycle(IntEnum):
+    """Where a connection is in its life; see the module docstring for each state's rules."""
+
+    OPEN = 0
+    CLOSING = 1
+    CLOSED = 2
 
 
-class _Bucket:
-    """A token bucket: `rate` messages per `per` seconds, bursts up to `rate`."""
-
-    __slots__ = ("capacity", "refill", "stamp", "tokens")
-
-    def __init__(self, rate: int, per: float, now: float) -> None:
-        self.capacity = float(rate)
-        self.refill = rate / per
-        self.tokens = float(rate)
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
-        self.stamp = now
-        if tokens < 1.0:
-            self.tokens = tokens
-            return False
-        self.tokens = tokens - 1.0
-        return True
+# Module constants: the per-frame path compares with `is`, without an attribute lookup.
+_OPEN, _CLOSING, _CLOSED = Lifecycle.OPEN, Lifecycle.CLOSING, Lifecycle.CLOSED
 
 
-class Connection:
+class Connection(ScopeViews):
     """A served WebSocket, and the `ws` that hooks and handlers receive in the core.
 
-    Its read-only attributes match Starlette's `WebSocket` where they overlap: `scope`,
-    `headers`, `query_params`, `cookies`, `client`, `state`, `path`. `push()` sends an unasked
-    message to this client and `close()` ends the connection.
+    Its read-only views of the handshake (`ScopeViews`) match Starlette's `WebSocket` where
+    they overlap: `scope`, `headers`, `query_params`, `cookies`, `client`, `state`, `path`.
+    `push()` sends an unasked message to this client and `close()` ends the connection.
     """
 
     __slots__ = (
         "_ahead",
-        "_bucket",
-        "_cookies",
-        "_headers",
         "_idle_handle",
-        "_in_flight",
-        "_last_seen",
+        "_lifecycle",
         "_loop",
         "_main_task",
         "_out",
-        "_query_params",
-        "_queued_pushes",
+        "_protocol",
         "_receive",
-        "_route_buckets",
         "_router",
         "_send",
         "_slot_waiter",
-        "_state",
-        "_status",
         "_tasks",
         "_writing",
         "on_close",
-        "scope",
         "socket",
     )
 
@@ -107,8 +95,7 @@ class Connection:
         receive: ASGIReceiveCallable,
         send: ASGISendCallable,
     ) -> None:
-        #: the ASGI scope, shared with middleware (a `user` or `db` put there is seen here)
-        self.scope = scope
+        super().__init__(scope)
         #: the object handlers receive as `ws`: this connection, or an adapter's object
         self.socket: Any = self
         #: callables run (sync, no arguments) once the connection is closed; for extensions
@@ -120,9 +107,10 @@ class Connection:
         # the writer sends `text` alone. Typed loosely once here, not per frame.
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
         self._loop = asyncio.get_running_loop()
-        self._status = _OPEN
-        # requests read whose reply has not yet been handed to the server
-        self._in_flight = 0
+        # where the connection is in its life; changed only through `_set_lifecycle`
+        self._lifecycle = _OPEN
+        # the rules: what to do with each frame and push; in-flight and push counts, buckets
+        self._protocol = Protocol(router.settings, router.route_table, self._loop.time())
         # a future the receive loop awaits while at max_in_flight
         self._slot_waiter: asyncio.Future[None] | None = None
         # the one receive() the loop keeps pending while at max_in_flight, so that a client
@@ -133,63 +121,15 @@ class Connection:
         # frames waiting for the writer: (frame, is_reply); created on first contention
         self._out: deque[tuple[str, bool]] | None = None
         self._writing = False
-        self._queued_pushes = 0
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
-        self._last_seen = 0.0
-        self._bucket: _Bucket | None = None
-        self._route_buckets: dict[str, _Bucket] | None = None
-        # lazily built views of the handshake
-        self._headers: Headers | None = None
-        self._query_params: QueryParams | None = None
-        self._cookies: dict[str, str] | None = None
-        self._state: State | None = None
 
-    # Public API: the Starlette-compatible view
-
-    @property
-    def headers(self) -> Headers:
-        """The handshake's headers, case-insensitive."""
-        if self._headers is None:
-            self._headers = Headers(self.scope.get("headers"))
-        return self._headers
-
-    @property
-    def query_params(self) -> QueryParams:
-        """The handshake URL's query string."""
-        if self._query_params is None:
-            self._query_params = QueryParams(self.scope.get("query_string", b""))
-        return self._query_params
-
-    @property
-    def cookies(self) -> dict[str, str]:
-        """The handshake's cookies."""
-        if self._cookies is None:
-            self._cookies = parse_cookies(self.headers.get("cookie", ""))
-        return self._cookies
-
-    @property
-    def client(self) -> Address | None:
-        """The peer's `(host, port)`, when the server knows it."""
-        client = self.scope.get("client")
-        return None if client is None else Address(*client)
-
-    @property
-    def path(self) -> str:
-        """The request path of the handshake."""
-        return str(self.scope.get("path", ""))
-
-    @property
-    def state(self) -> State:
-        """Attribute access to `scope["state"]` (lifespan state, per-connection data)."""
-        if self._state is None:
-            self._state = State(self.scope.setdefault("state", {}))
-        return self._state
+    # Public API
 
     @property
     def closed(self) -> bool:
         """True once the connection is closing or closed: pushes are refused."""
-        return self._status != _OPEN
+        return self._lifecycle is not _OPEN
 
     async def push(
         self,
@@ -215,11 +155,18 @@ class Connection:
         Raises:
             ConnectionClosed: the connection is closing or closed.
         """
-        if self._status != _OPEN:
+        if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        if self._writing and self._queued_pushes >= self._router.max_queued_pushes:
-            if not self._slow_consumer():
-                return
+        action = self._protocol.push(self._writing)
+        if action is PushAction.SEND:
+            pass
+        elif action is PushAction.DROP_OLDEST:
+            self._drop_oldest_push()
+        elif action is PushAction.CLOSE:
+            self._close_slow_consumer()
+            return
+        else:
+            assert_never(action)
         await self._write(frame, False)
 
     async def subscribe(self, topic: str) -> None:
@@ -236,13 +183,10 @@ class Connection:
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; in-flight requests are cancelled. Idempotent."""
-        if self._status != _OPEN:
+        if self._lifecycle is not _OPEN:
             return
-        self._status = _CLOSING
-        try:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except Exception:  # the peer is already gone: nothing to tell it
-            logger.debug("close(%s) after the peer left", code)
+        self._set_lifecycle(_CLOSING)
+        await self._send_close(code, reason)
 
     # The receive loop
 
@@ -252,24 +196,21 @@ class Connection:
         The request tasks it starts are its own: on return every one of them has been
         cancelled and awaited, and `on_close` callbacks have run.
         """
-        router = self._router
-        routes = router._routes
+        protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
-        max_in_flight = router.max_in_flight
-        max_bytes = router.max_message_bytes
-        heartbeat = router.heartbeat
-        rate_limit = router.rate_limit
         loop = self._loop
         serve = self._serve
+        write = self._write
         self._main_task = asyncio.current_task()
-        if router.idle_timeout is not None:
-            self._last_seen = loop.time()
-            self._idle_handle = loop.call_later(router.idle_timeout, self._check_idle)
-        if rate_limit is not None:
-            self._bucket = _Bucket(rate_limit[0], rate_limit[1], loop.time())
+        # the idle clock starts when serving starts, not when the handshake began
+        protocol.last_seen = loop.time()
+        idle_timeout = self._router.settings.idle_timeout
+        if idle_timeout is not None:
+            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
         try:
-            while self._status == _OPEN:
-                if self._in_flight >= max_in_flight:
+            while self._lifecycle is _OPEN:
+                # `protocol.paused()`, inlined: it is asked once per frame
+                if protocol.in_flight >= protocol.max_in_flight:
                     await self._wait_for_slot(receive)  # a slot is free, or the client left
                 ahead = self._ahead
                 if ahead is None:
@@ -279,42 +220,14 @@ class Connection:
                     message = await ahead
                 mtype = message["type"]
                 if mtype == "websocket.receive":
-                    self._last_seen = loop.time()
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
-                    self._in_flight += 1
-                    try:
-                        request = parse_request(data, max_bytes)
-                    except ProtocolError as exc:
-                        logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
-                        await self._write(encode_error(exc.status, exc.uuid, exc.message), True)
+                    decision = protocol.receive(data, loop.time())
+                    if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
+                        await write(decision, True)
                         continue
-                    name = request.route
-                    route = routes.get(name)
-                    if route is None:
-                        if name == PING and heartbeat:
-                            await self._write(encode_pong(request.uuid), True)
-                        else:
-                            await self._write(
-                                encode_error(
-                                    Status.NOT_FOUND, request.uuid, f"route not found: {name}"
-                                ),
-                                True,
-                            )
-                        continue
-                    if (rate_limit is not None or route.rate_limit is not None) and not self._allow(
-                        route
-                    ):
-                        await self._write(
-                            encode_error(
-                                Status.TOO_MANY_REQUESTS,
-                                request.uuid,
-                                "rate limit exceeded, slow down",
-                            ),
-                            True,
-                        )
-                        continue
+                    route, request = decision
                     task = start_eagerly(serve(route, request), loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
@@ -323,7 +236,7 @@ class Connection:
         except asyncio.CancelledError:
             # _abort() cancels this task to stop a connection whose peer does not read; any
             # other cancellation (server shutdown timeout) is not ours to swallow.
-            if self._status != _CLOSED:
+            if self._lifecycle is not _CLOSED:
                 raise
             task = asyncio.current_task()
             if task is not None:
@@ -332,6 +245,22 @@ class Connection:
             await self._cleanup()
 
     # Private methods
+
+    def _set_lifecycle(self, new: Lifecycle) -> None:
+        """Move to `new`, which must be a later state: a connection never reopens."""
+        old = self._lifecycle
+        if new <= old:
+            raise RuntimeError(f"connection cannot go from {old.name} to {new.name}")
+        if logger.isEnabledFor(logging.DEBUG):  # `self.client` builds an Address
+            logger.debug("connection %s: %s -> %s", self.client, old.name, new.name)
+        self._lifecycle = new
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        """Send the close frame: the only place one goes to the server."""
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:  # the peer is already gone: nothing to tell it
+            logger.debug("close(%s) after the peer left", code)
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         tasks = self._tasks
@@ -359,48 +288,35 @@ class Connection:
                 frame = encode_error(
                     Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
                 )
-        if self._writing or self._status != _OPEN:
-            await self._write(frame, True)
-            return
-        # `_write`'s own path, inlined: one coroutine less per message (about 5 % of it).
-        self._writing = True
-        try:
-            await self._send({"type": "websocket.send", "text": frame})
-            self._sent(True)
-            if self._out:
-                await self._drain()
-        except Exception as exc:
-            self._write_failed(exc)
-        finally:
-            self._release_writer()
+        await self._write(frame, True)
 
-    def _allow(self, route: Route) -> bool:
-        now = self._loop.time()
-        if route.rate_limit is not None:
-            buckets = self._route_buckets
-            if buckets is None:
-                buckets = self._route_buckets = {}
-            bucket = buckets.get(route.name)
-            if bucket is None:
-                bucket = buckets[route.name] = _Bucket(*route.rate_limit, now)
-            return bucket.take(now)
-        assert self._bucket is not None
-        return self._bucket.take(now)
+    # The writer: the only place a frame goes to the server
 
     async def _write(self, frame: str, is_reply: bool) -> None:
-        """Hand `frame` to the server, or queue it behind the write in progress."""
+        """Hand `frame` to the server, or queue it behind the write in progress.
+
+        Whoever finds the writer idle becomes it: it sends its frame, then everything that
+        queued up behind it meanwhile, in order; so frames stay whole and the common case
+        (nothing queued) costs no task switch.
+        """
         if self._writing:
             self._enqueue(frame, is_reply)
             return
-        if self._status != _OPEN:
+        if self._lifecycle is not _OPEN:
             self._sent(is_reply)
             return
         self._writing = True
+        send = self._send
         try:
-            await self._send({"type": "websocket.send", "text": frame})
-            self._sent(is_reply)
-            if self._out:
-                await self._drain()
+            while True:
+                await send({"type": "websocket.send", "text": frame})
+                self._sent(is_reply)
+                out = self._out
+                if not out:
+                    break
+                frame, is_reply = out.popleft()
+                if not is_reply:
+                    self._protocol.push_dequeued()
         except Exception as exc:
             self._write_failed(exc)
         finally:
@@ -412,29 +328,19 @@ class Connection:
             out = self._out = deque()
         out.append((frame, is_reply))
         if not is_reply:
-            self._queued_pushes += 1
-
-    async def _drain(self) -> None:
-        """Send what queued up behind the current write; the caller holds the writer."""
-        out = self._out
-        send = self._send
-        while out:
-            frame, is_reply = out.popleft()
-            if not is_reply:
-                self._queued_pushes -= 1
-            await send({"type": "websocket.send", "text": frame})
-            self._sent(is_reply)
+            self._protocol.push_queued()
 
     def _write_failed(self, exc: Exception) -> None:
         # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
         # loop hears the disconnect and cleans up; nothing queued can be delivered.
         logger.debug("write failed, peer gone: %r", exc)
-        self._status = max(self._status, _CLOSING)
+        if self._lifecycle is _OPEN:
+            self._set_lifecycle(_CLOSING)
         self._drop_queue()
 
     def _release_writer(self) -> None:
         self._writing = False
-        if self._out and self._status == _OPEN:
+        if self._out and self._lifecycle is _OPEN:
             # This writer was cancelled (its request timed out or was cancelled) with
             # frames queued behind it: hand them to a task so no reply is stranded.
             self._spawn(self._write_queued())
@@ -444,12 +350,12 @@ class Connection:
         if out and not self._writing:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._queued_pushes -= 1
+                self._protocol.push_dequeued()
             await self._write(frame, is_reply)
 
     def _sent(self, is_reply: bool) -> None:
         if is_reply:
-            self._in_flight -= 1
+            self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
             waiter = self._slot_waiter
             if waiter is not None:
                 self._slot_waiter = None
@@ -461,7 +367,7 @@ class Connection:
         while out:
             _, is_reply = out.popleft()
             self._sent(is_reply)
-        self._queued_pushes = 0
+        self._protocol.queue_dropped()
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         """Wait until a reply has been handed to the server, reading at most one message ahead.
@@ -483,21 +389,21 @@ class Connection:
             return  # the loop reads the disconnect from `_ahead` next
         await waiter  # a frame was read ahead: it waits, unparsed, for this slot
 
-    def _slow_consumer(self) -> bool:
-        """Apply the slow-consumer policy; return True if the new push may still be queued."""
-        if self._router.slow_consumer == "drop_oldest":
-            out = self._out
-            assert out is not None
-            for index, (_, is_reply) in enumerate(out):
-                if not is_reply:
-                    del out[index]
-                    self._queued_pushes -= 1
-                    break
-            return True
+    def _drop_oldest_push(self) -> None:
+        """Drop the oldest queued push (the protocol has already uncounted it)."""
+        out = self._out
+        assert out is not None
+        for index, (_, is_reply) in enumerate(out):
+            if not is_reply:
+                del out[index]
+                break
+
+    def _close_slow_consumer(self) -> None:
+        """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
             "slow consumer %s: %d pushes queued, closing with 1013",
             self.client,
-            self._queued_pushes,
+            self._router.settings.max_queued_pushes,
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
         # In place: the writer in progress holds this same deque.
@@ -506,53 +412,50 @@ class Connection:
             replies = [item for item in out if item[1]]
             out.clear()
             out.extend(replies)
-        self._queued_pushes = 0
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
-        self._status = _CLOSING
+        self._set_lifecycle(_CLOSING)
         self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
-        return False
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),
         stop serving anyway so the server drops the socket."""
-        if self._status == _OPEN:
-            self._status = _CLOSING
+        if self._lifecycle is _OPEN:
+            self._set_lifecycle(_CLOSING)
         try:
-            async with asyncio.timeout(self._router.close_timeout):
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            async with asyncio.timeout(self._router.settings.close_timeout):
+                await self._send_close(code, reason)
         except TimeoutError:
             pass
-        except Exception:  # the peer is already gone: nothing to tell it
-            logger.debug("close(%s) after the peer left", code)
         self._abort()
 
     def _abort(self) -> None:
         """Stop the receive loop from outside; it returns normally."""
-        if self._status == _CLOSED:
+        if self._lifecycle is _CLOSED:
             return
-        self._status = _CLOSED
+        self._set_lifecycle(_CLOSED)
         task = self._main_task
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
 
     def _check_idle(self) -> None:
-        timeout = self._router.idle_timeout
-        assert timeout is not None
-        idle = self._loop.time() - self._last_seen
-        if self._status != _OPEN:
+        if self._lifecycle is not _OPEN:
             return
-        if idle >= timeout:
-            logger.info("closing %s: idle for %.0f s", self.client, idle)
+        wait = self._protocol.idle_wait(self._loop.time())
+        if wait is None:
+            logger.info(
+                "closing %s: idle for %.0f s", self.client, self._router.settings.idle_timeout
+            )
             self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:
-            self._idle_handle = self._loop.call_later(timeout - idle, self._check_idle)
+            self._idle_handle = self._loop.call_later(wait, self._check_idle)
 
     def _spawn(self, coro: Any) -> None:
         self._track(self._loop.create_task(coro))
 
     async def _cleanup(self) -> None:
-        self._status = _CLOSED
+        if self._lifecycle is not _CLOSED:
+            self._set_lifecycle(_CLOSED)
         if self._ahead is not None:
             self._ahead.cancel()  # the connection is over: nothing more will be read
             self._ahead = None

@@ -13,7 +13,7 @@ from http.cookies import _unquote
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-__all__ = ["Address", "Headers", "QueryParams", "State", "parse_cookies"]
+__all__ = ["Address", "Headers", "QueryParams", "ScopeViews", "State", "parse_cookies"]
 
 
 class Address(NamedTuple):
@@ -120,3 +120,62 @@ def parse_cookies(header: str) -> dict[str, str]:
         if key or value:
             cookies[key] = _unquote(value)
     return cookies
+
+
+class ScopeViews:
+    """The handshake seen through a WebSocket scope, with Starlette's names.
+
+    The base of the core `Connection`, like Starlette's `HTTPConnection` under its
+    `WebSocket`: `scope`, `headers`, `query_params`, `cookies`, `client`, `state`, `path`.
+    Nothing here does I/O.
+    """
+
+    __slots__ = ("_cookies", "_headers", "_query_params", "_state", "scope")
+
+    def __init__(self, scope: Any) -> None:
+        #: the ASGI scope, shared with middleware (a `user` or `db` put there is seen here)
+        self.scope = scope
+        # lazily built views of the handshake
+        self._headers: Headers | None = None
+        self._query_params: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._state: State | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's headers, case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers"))
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The handshake URL's query string."""
+        if self._query_params is None:
+            self._query_params = QueryParams(self.scope.get("query_string", b""))
+        return self._query_params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The handshake's cookies."""
+        if self._cookies is None:
+            self._cookies = parse_cookies(self.headers.get("cookie", ""))
+        return self._cookies
+
+    @property
+    def client(self) -> Address | None:
+        """The peer's `(host, port)`, when the server knows it."""
+        client = self.scope.get("client")
+        return None if client is None else Address(*client)
+
+    @property
+    def path(self) -> str:
+        """The request path of the handshake."""
+        return str(self.scope.get("path", ""))
+
+    @property
+    def state(self) -> State:
+        """Attribute access to `scope["state"]` (lifespan state, per-connection data)."""
+        if self._state is None:
+            self._state = State(self.scope.setdefault("state", {}))
+        return self._state

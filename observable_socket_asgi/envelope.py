@@ -1,7 +1,9 @@
-"""The sans-I/O core of the protocol: frames in, `Request` or `ProtocolError` out; replies out.
+"""The wire format in one place: the envelopes, frames in, `Request` or `ProtocolError` out.
 
-Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested with plain
-function calls. This is the only module that calls orjson: decoding errors become
+`Request`, `Response` and `MessageData` (what hooks receive) are defined here, with the
+parser and the encoders of every frame the protocol knows (reply, error, PONG, push,
+request). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
+with plain function calls. This is the only module that calls orjson: decoding errors become
 `ProtocolError` (400) here, at the boundary, and nowhere else.
 """
 
@@ -9,18 +11,24 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .errors import EncodeError, FrameTooLarge, ProtocolError
-from .status import Status
-from .types import Header, Payload, Request, Uuid
+from .status import Status, is_success
+from .types import Header, Payload, Uuid
 
 __all__ = [
     "PING",
+    "MessageData",
     "PONG",
     "RESERVED_ROUTES",
+    "Push",
+    "Request",
+    "Response",
     "encode_error",
     "encode_pong",
     "encode_push",
@@ -30,6 +38,8 @@ __all__ = [
     "new_push_uuid",
     "parse_message",
     "parse_request",
+    "push_from",
+    "response_from",
 ]
 
 PING = "PING"
@@ -47,6 +57,140 @@ _new_request = object.__new__
 # of a request that is still waiting for its answer.
 _PUSH_PREFIX = "srv-" + os.urandom(6).hex() + "-"
 _push_counter = itertools.count(1)
+
+
+# Envelopes
+
+_MISSING: Any = object()
+
+
+@dataclass(slots=True, init=False)
+class MessageData:
+    """What `data_check`, `access` and `hydrate` receive as `message`.
+
+    `headers` is always a dict (`{}` when the request had none) and `payload` is exactly what
+    the client sent (`None` when absent).
+    """
+
+    headers: Header
+    payload: Payload
+
+    def __init__(self, headers: Header | None = None, payload: Payload = None) -> None:
+        self.headers = {} if headers is None else headers
+        self.payload = payload
+
+    def get_data(self) -> dict[str, Any]:
+        """Return `{"headers", "payload"}`, as the original package's `MessageData` did."""
+        return {"headers": self.headers, "payload": self.payload}
+
+
+@dataclass(slots=True, init=False)
+class Request(MessageData):
+    """A parsed request envelope: `{"uuid", "route", "headers", "payload"}`.
+
+    Accepts the original package's field names as well as the wire names:
+    `Request(track_id=1, path="math/sum")` equals `Request(uuid=1, route="math/sum")`, and
+    `.track_id` / `.path` read the same fields.
+    """
+
+    uuid: Uuid
+    route: str
+
+    def __init__(
+        self,
+        uuid: Uuid = _MISSING,
+        route: str = _MISSING,
+        headers: Header | None = None,
+        payload: Payload = None,
+        *,
+        track_id: Uuid = _MISSING,
+        path: str = _MISSING,
+    ) -> None:
+        # the parser always passes the wire names: only aliases take the slow path
+        if uuid is _MISSING or track_id is not _MISSING:
+            uuid = _pick("uuid", uuid, "track_id", track_id)
+        if route is _MISSING or path is not _MISSING:
+            route = _pick("route", route, "path", path)
+        self.uuid = uuid
+        self.route = route
+        self.headers = {} if headers is None else headers
+        self.payload = payload
+
+    @property
+    def track_id(self) -> Uuid:
+        """The original package's name for `uuid`."""
+        return self.uuid
+
+    @property
+    def path(self) -> str:
+        """The original package's name for `route`."""
+        return self.route
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this request."""
+        return {
+            "uuid": self.uuid,
+            "route": self.route,
+            "headers": self.headers,
+            "payload": self.payload,
+        }
+
+
+@dataclass(slots=True, init=False)
+class Response(MessageData):
+    """A response envelope: `{"uuid", "status", "headers", "payload"}`.
+
+    Accepts `track_id` for `uuid`, like `Request`.
+    """
+
+    uuid: Uuid | None
+    status: int
+
+    def __init__(
+        self,
+        uuid: Uuid | None = _MISSING,
+        status: int = 200,
+        headers: Header | None = None,
+        payload: Payload = None,
+        *,
+        track_id: Uuid | None = _MISSING,
+    ) -> None:
+        self.uuid = _pick("uuid", uuid, "track_id", track_id)
+        self.status = status
+        self.headers = {} if headers is None else headers
+        self.payload = payload
+
+    @property
+    def track_id(self) -> Uuid | None:
+        """The original package's name for `uuid`."""
+        return self.uuid
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return is_success(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this response."""
+        return {
+            "uuid": self.uuid,
+            "status": self.status,
+            "headers": self.headers,
+            "payload": self.payload,
+        }
+
+
+def _pick(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if value is _MISSING:
+        if alias_value is _MISSING:
+            raise TypeError(f"missing required argument: {name!r} (or {alias!r})")
+        return alias_value
+    if alias_value is not _MISSING:
+        raise TypeError(f"give {name!r} or {alias!r}, not both")
+    return value
+
+
+# Frames
 
 
 def frame_size(data: str | bytes) -> int:
@@ -230,3 +374,62 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+# Frames from the server, as a client reads them: replies and pushes
+#
+# A client must not refuse what a server sends, so these decoders are lenient: a field of the
+# wrong type takes the protocol's default instead of raising.
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
+
+    route: str | None
+    payload: Payload
+    headers: Header
+    status: int = Status.OK
+    uuid: Uuid | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return is_success(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this push."""
+        return {
+            "uuid": self.uuid,
+            "route": self.route,
+            "status": self.status,
+            "headers": self.headers,
+            "payload": self.payload,
+        }
+
+
+def response_from(obj: Mapping[str, Any]) -> Response:
+    """Build a `Response` from a decoded reply; absent fields take the protocol's defaults."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    return Response(
+        obj.get("uuid"),
+        status if type(status) is int else Status.OK,
+        headers if type(headers) is dict else {},
+        obj.get("payload"),
+    )
+
+
+def push_from(obj: Mapping[str, Any]) -> Push:
+    """Build a `Push` from a decoded message."""
+    status = obj.get("status")
+    headers = obj.get("headers")
+    route = obj.get("route")
+    uuid = obj.get("uuid")
+    return Push(
+        route if type(route) is str else None,
+        obj.get("payload"),
+        headers if type(headers) is dict else {},
+        status if type(status) is int else Status.OK,
+        uuid if type(uuid) is str or type(uuid) is int else None,
+    )

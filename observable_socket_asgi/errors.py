@@ -7,10 +7,16 @@ The tree::
      │    ├── FrameTooLarge       413
      │    └── (400 cases)         not JSON, not an object, bad uuid/route/headers types
      ├── EncodeError              also a TypeError: a reply or push JSON cannot express
-     ├── ConnectionClosed         a push or request on a connection that is closing or gone
-     │    └── client.ConnectionClosed   the client's: with close code and request fate
-     ├── client.ClientError       the client's other errors (ConnectFailed, RequestTimeout)
-     └── ConfigurationError       also a ValueError: a route or router set up wrongly
+     ├── ConfigurationError       also a ValueError: a route or router set up wrongly
+     ├── ConnectionClosed         a push or request on a connection that is closing or gone;
+     │                            .code, .reason, .may_have_reached_server, .route
+     └── ClientError              the client's and the test client's other errors
+          ├── ConnectFailed       also a ConnectionError: the handshake failed
+          ├── RequestTimeout      also a TimeoutError: no answer within the timeout
+          └── HandshakeRejected   the test client: the app refused the WebSocket
+
+`ConnectionClosed` is one class for both sides: the server's `ws.push()` raises it with a
+reason only, the clients add the close code and whether the request may have run.
 
 Registration mistakes raise `TypeError`/`ValueError` (or `ConfigurationError`, which is a
 `ValueError`) at import time. Wire errors never leave the connection as exceptions: the one
@@ -22,12 +28,16 @@ from __future__ import annotations
 from .status import Status
 
 __all__ = [
+    "ClientError",
     "ConfigurationError",
+    "ConnectFailed",
     "ConnectionClosed",
     "EncodeError",
     "FrameTooLarge",
+    "HandshakeRejected",
     "ObservableSocketError",
     "ProtocolError",
+    "RequestTimeout",
 ]
 
 
@@ -74,4 +84,79 @@ class EncodeError(ObservableSocketError, TypeError):
 
 
 class ConnectionClosed(ObservableSocketError):
-    """The connection is closing or closed: `ws.push()` refuses, a client request fails."""
+    """The connection is closing or closed: `ws.push()` refuses, a client request fails.
+
+    Args:
+        reason: the close reason, or why the socket was given up.
+        code: the close code (1006 when the socket died without a close frame), or None
+            when there is none to report (the server's own refusals).
+        may_have_reached_server: False when the request was certainly not sent; True when it
+            was written to the socket and the server may have run it. It is never resent.
+        route: the request's route, when the error belongs to one.
+    """
+
+    def __init__(
+        self,
+        reason: str = "",
+        *,
+        code: int | None = None,
+        may_have_reached_server: bool = False,
+        route: str | None = None,
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.may_have_reached_server = may_have_reached_server
+        self.route = route
+        if code is None and route is None:
+            # the server's refusal of a push: the reason says it all
+            super().__init__(reason or "connection closed")
+            return
+        where = f"request {route!r}: " if route is not None else ""
+        detail = f"code {code}" if code is not None else "no close code"
+        if reason:
+            detail += f", {reason!r}"
+        message = f"{where}connection closed ({detail})"
+        if route is not None:
+            message += (
+                "; the request may have reached the server and was not resent"
+                if may_have_reached_server
+                else "; the request was not sent"
+            )
+        super().__init__(message)
+
+
+class ClientError(ObservableSocketError):
+    """Base class of the client's and the test client's other exceptions."""
+
+
+class ConnectFailed(ClientError, ConnectionError):
+    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
+
+
+class RequestTimeout(ClientError, TimeoutError):
+    """No answer to a request within its timeout (a late answer is dropped).
+
+    Attributes:
+        route, uuid: the request's.
+        timeout: the seconds waited.
+        sent: whether the frame was written before the time ran out.
+    """
+
+    def __init__(self, route: str, uuid: str, timeout: float, sent: bool) -> None:
+        self.route = route
+        self.uuid = uuid
+        self.timeout = timeout
+        self.sent = sent
+        state = "sent" if sent else "still waiting for a connection"
+        super().__init__(
+            f"no answer to request {route!r} (uuid {uuid}) within {timeout} s ({state})"
+        )
+
+
+class HandshakeRejected(ClientError):
+    """The app closed the socket during the handshake, or accepted it and closed at once."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"the app refused the WebSocket: close code {code} {reason!r}")

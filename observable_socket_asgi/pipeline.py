@@ -12,11 +12,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .envelope import encode_error, encode_reply
+from ._route import CallMode, Route
+from .envelope import Request, encode_error, encode_reply
 from .errors import EncodeError
-from .routing import CallMode, Route
-from .status import Status
-from .types import Request
+from .status import Status, is_success
 
 __all__ = ["run"]
 
@@ -63,7 +62,7 @@ async def run(route: Route, ws: Any, request: Request) -> str:
                 result = await route.handler(ws, request.headers, request.payload)
 
         status, headers, payload = _unpack(result)
-        if route.dehydrate is not None and 200 <= status < 300:
+        if route.dehydrate is not None and is_success(status):
             payload = await route.dehydrate(payload)
         return encode_reply(uuid, status, headers, payload)
     except _BadResult as exc:

@@ -1,6 +1,7 @@
 """The Redis backplane: topics across workers and hosts through Redis pub/sub.
 
-Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API).
+Install with `pip install "observable-socket-asgi[redis]"` (redis-py's asyncio API);
+without it, importing this module raises an `ImportError` that names the extra.
 
 Rules of the listener (this module alone changes them):
 
@@ -9,7 +10,8 @@ Rules of the listener (this module alone changes them):
     channel of its own so that it is always subscribed. When the connection fails (Redis
     restarted, network cut, no answer to PING within `2 * ping_interval`), `connected`
     turns False, an error is logged on every attempt, and the listener reconnects after a
-    jittered exponential backoff that starts over after a success; on reconnect it
+    jittered exponential backoff (`_backoff.py`, the client's) that starts over after a
+    success; on reconnect it
     subscribes every topic this worker needs again.
 
     Pub/sub commands are sent under one lock, and each re-reads the wanted set right before
@@ -29,39 +31,30 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Iterator
 from typing import Any
 
+from ._backoff import backoff
 from .topics import Backplane
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "the Redis backplane needs redis-py: pip install 'observable-socket-asgi[redis]'"
+        "the Redis backplane needs redis-py; install the extra: "
+        'pip install "observable-socket-asgi[redis]"'
     ) from exc
 
-__all__ = ["RedisBackplane", "backoff"]
+__all__ = ["RedisBackplane"]
 
 logger = logging.getLogger("observable_socket_asgi.redis")
 
 # A worker id is this many hex characters, at the start of every PUBLISH body.
 _ORIGIN_LEN = 16
-
-
-def backoff(initial: float = 0.1, factor: float = 2.0, maximum: float = 5.0) -> Iterator[float]:
-    """Yield reconnect delays: exponential, capped, each jittered to 50-150 %.
-
-    The caller starts a fresh generator after a success, which is how the backoff resets.
-    Jitter keeps many workers from hitting a restarted Redis in the same instant.
-    """
-    delay = initial
-    while True:
-        yield delay * (0.5 + random.random())
-        delay = min(delay * factor, maximum)
+# The ceiling of the first reconnect delay, in seconds; it doubles up to max_backoff.
+_FIRST_DELAY = 0.1
 
 
 class RedisBackplane(Backplane):
@@ -234,12 +227,16 @@ class RedisBackplane(Backplane):
                 logger.debug("pub/sub command for %r failed: %r", topic, exc)
             return None
 
+    def _delays(self) -> Iterator[float]:
+        """Fresh reconnect delays (the client's backoff: exponential, capped, full jitter)."""
+        return backoff(_FIRST_DELAY, self.max_backoff)
+
     async def _listen(self) -> None:
         """Keep one subscribed connection to Redis alive, forever; deliver what it hears.
 
         Nobody awaits this task but `_stop()`: every failure is logged here and retried.
         """
-        delays = backoff(maximum=self.max_backoff)
+        delays = self._delays()
         loop = asyncio.get_running_loop()
         down_since: float | None = None
         attempts = 0
@@ -273,7 +270,7 @@ class RedisBackplane(Backplane):
                     )
                 down_since = None
                 attempts = 0
-                delays = backoff(maximum=self.max_backoff)
+                delays = self._delays()
                 assert self._up is not None
                 self._up.set()
                 await self._read(pubsub, loop)

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._concurrency import arity_accepts, ensure_async
+from ._concurrency import ensure_async
+from ._protocol import Settings
+from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from .asgi import ConnectionRegistry, handle
 from .envelope import RESERVED_ROUTES
+from .topics import Backplane, InMemoryBackplane
 from .types import (
     ASGIReceiveCallable,
     ASGISendCallable,
@@ -28,49 +33,13 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .topics import Backplane
+    from .connection import Connection
 
-__all__ = ["CallMode", "Route", "SocketRouter"]
+__all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
 logger = logging.getLogger("observable_socket_asgi.routing")
 
 F = TypeVar("F", bound=Callable[..., Any])
-AsyncFn = Callable[..., Awaitable[Any]]
-
-_OPTION_KEYS = frozenset({"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit"})
-
-
-class CallMode:
-    """How a route's handler is called; chosen from its signature at registration."""
-
-    #: handler(value): hydrate's result, else `local` (even when empty).
-    SINGLE = 1
-    #: handler(ws, headers, payload), always.
-    TRIPLE = 3
-    #: the README's priority rule: hydrate > non-empty local > (ws, headers, payload).
-    EITHER = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A registered route: the handler and its hooks, ready to await."""
-
-    name: str
-    handler: AsyncFn
-    call_mode: int
-    data_check: AsyncFn | None = None
-    data_check_local: bool = False
-    access: AsyncFn | None = None
-    access_local: bool = False
-    hydrate: AsyncFn | None = None
-    dehydrate: AsyncFn | None = None
-    #: seconds before the handler is cancelled and answered 504; None: no limit
-    timeout: float | None = None
-    #: (messages, per_seconds) for a bucket of this route's own; None: the router's bucket
-    rate_limit: tuple[int, float] | None = None
-    #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
-    #: pipeline calls it straight away (the common case, kept short)
-    direct: bool = False
 
 
 class SocketRouter:
@@ -139,48 +108,48 @@ class SocketRouter:
             raise ValueError(
                 f"slow_consumer must be 'close' or 'drop_oldest', got {slow_consumer!r}"
             )
-        _check_positive("handler_timeout", handler_timeout)
-        _check_positive("handshake_timeout", handshake_timeout)
-        _check_positive("close_timeout", close_timeout)
-        _check_positive("idle_timeout", idle_timeout)
-        _check_rate("rate_limit", rate_limit)
+        check_positive("handler_timeout", handler_timeout)
+        check_positive("handshake_timeout", handshake_timeout)
+        check_positive("close_timeout", close_timeout)
+        check_positive("idle_timeout", idle_timeout)
+        check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
 
-        self.heartbeat = heartbeat
-        self.max_in_flight = max_in_flight
-        self.max_message_bytes = max_message_bytes
-        self.max_queued_pushes = max_queued_pushes
-        self.slow_consumer = slow_consumer
-        self.close_timeout = close_timeout
-        self.handler_timeout = handler_timeout
-        self.rate_limit = rate_limit
-        self.handshake_timeout = handshake_timeout
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.allowed_origins = None if allowed_origins is None else tuple(allowed_origins)
-        self.require_origin = require_origin
+        #: the options above, checked and frozen: what connections and the handshake read
+        self.settings = Settings(
+            heartbeat=heartbeat,
+            max_in_flight=max_in_flight,
+            max_message_bytes=max_message_bytes,
+            max_queued_pushes=max_queued_pushes,
+            slow_consumer=slow_consumer,
+            close_timeout=close_timeout,
+            handler_timeout=handler_timeout,
+            rate_limit=rate_limit,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
+            require_origin=require_origin,
+        )
 
         # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
         # instead of spawning threads without limit.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=sync_workers, thread_name_prefix="observable-socket"
         )
+        # access_logic, made awaitable once; read by the handshake through `access_logic`
         self._access_logic: AsyncFn | None = (
             None if access_logic is None else ensure_async(access_logic, self._executor)
         )
+        # the routes by name: changed only by add_route and include_router, read by every
+        # connection's protocol through `route_table`
         self._routes: dict[str, Route] = {}
-        # Live connections of this router: the registry that max_connections counts and that
-        # tests check for leaks. Owned by asgi.py, which adds and removes entries.
-        self.connections: set[Any] = set()
-        # Connections past the max_connections check and not yet ended, handshakes included:
-        # what the limit counts. Owned by asgi.py.
-        self._slots_taken = 0
+        #: live connections and the slots max_connections counts; asgi.py changes it
+        self.registry = ConnectionRegistry(self.settings.max_connections)
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
-        from .topics import make_backplane  # topics needs connection, which needs us
-
         self.backplane: Backplane = make_backplane(backplane)
 
     # Public API
@@ -235,6 +204,11 @@ class SocketRouter:
         """The registered routes by name (a copy)."""
         return dict(self._routes)
 
+    @property
+    def connections(self) -> AbstractSet[Connection]:
+        """The connections this router serves now (read-only)."""
+        return self.registry.connections
+
     async def publish(
         self, topic: str, payload: Payload = None, headers: Header | None = None
     ) -> None:
@@ -262,9 +236,96 @@ class SocketRouter:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
-        from .asgi import handle
-
         await handle(self, scope, receive, send)
+
+    # For the layers below: read-only views of the router's state
+
+    @property
+    def route_table(self) -> Mapping[str, Route]:
+        """The live routes by name, not a copy: what each connection's protocol looks up."""
+        return self._routes
+
+    @property
+    def access_logic(self) -> AsyncFn | None:
+        """The router's `access_logic`, awaitable, or None."""
+        return self._access_logic
+
+    @property
+    def startup_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at startup, in order."""
+        return tuple(self._startup)
+
+    @property
+    def shutdown_hooks(self) -> tuple[Callable[[], Any], ...]:
+        """What the ASGI lifespan runs at shutdown, in order."""
+        return tuple(self._shutdown)
+
+    # Options, read-only (see the class docstring)
+
+    @property
+    def heartbeat(self) -> bool:
+        """Whether `PING` is answered with `PONG`."""
+        return self.settings.heartbeat
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests of one connection in flight before reading stops."""
+        return self.settings.max_in_flight
+
+    @property
+    def max_message_bytes(self) -> int | None:
+        """The largest frame served, in bytes."""
+        return self.settings.max_message_bytes
+
+    @property
+    def max_queued_pushes(self) -> int:
+        """Pushes waiting for a slow client before `slow_consumer` applies."""
+        return self.settings.max_queued_pushes
+
+    @property
+    def slow_consumer(self) -> Literal["close", "drop_oldest"]:
+        """The slow-consumer policy."""
+        return self.settings.slow_consumer
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a close decided by the router may wait for the peer."""
+        return self.settings.close_timeout
+
+    @property
+    def handler_timeout(self) -> float | None:
+        """Seconds before a request is answered 504."""
+        return self.settings.handler_timeout
+
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """`(messages, per_seconds)` per connection."""
+        return self.settings.rate_limit
+
+    @property
+    def handshake_timeout(self) -> float | None:
+        """Seconds `access_logic` may take."""
+        return self.settings.handshake_timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without a frame before closing with 1001."""
+        return self.settings.idle_timeout
+
+    @property
+    def max_connections(self) -> int | None:
+        """Connections served at once by this router."""
+        return self.settings.max_connections
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...] | None:
+        """Origins admitted; None: every origin."""
+        return self.settings.allowed_origins
+
+    @property
+    def require_origin(self) -> bool:
+        """Whether handshakes without an `Origin` header are refused."""
+        return self.settings.require_origin
 
     # Seams for adapters
 
@@ -279,107 +340,26 @@ class SocketRouter:
     # Private methods
 
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        unknown = set(options) - _OPTION_KEYS
-        if unknown:
-            raise ValueError(
-                f"route {name!r}: unknown option(s) {sorted(unknown)}; "
-                f"expected some of {sorted(_OPTION_KEYS)}"
-            )
-        if not callable(handler):
-            raise TypeError(f"route {name!r}: handler must be callable, got {handler!r}")
-        data_check = options.get("data_check")
-        access = options.get("access")
-        hydrate = options.get("hydrate")
-        dehydrate = options.get("dehydrate")
-        timeout = options.get("timeout", self.handler_timeout)
-        rate_limit = options.get("rate_limit")
-        _check_positive(f"route {name!r}: timeout", timeout)
-        _check_rate(f"route {name!r}: rate_limit", rate_limit)
-
-        data_check_local = access_local = False
-        if data_check is not None:
-            data_check_local = _pick_arity(
-                name, "data_check", data_check, 2, 1, "(message[, local])"
-            )
-        if access is not None:
-            access_local = _pick_arity(name, "access", access, 3, 2, "(ws, message[, local])")
-        if hydrate is not None:
-            _require_arity(name, "hydrate", hydrate, 2, "(ws, message)")
-        if dehydrate is not None:
-            _require_arity(name, "dehydrate", dehydrate, 1, "(payload)")
-
-        takes_one = arity_accepts(handler, 1)
-        takes_three = arity_accepts(handler, 3)
-        if takes_one and takes_three:
-            call_mode = CallMode.EITHER
-        elif takes_one:
-            call_mode = CallMode.SINGLE
-        elif takes_three:
-            if hydrate is not None:
-                raise TypeError(
-                    f"route {name!r}: with a hydrate hook the handler is called with one "
-                    f"argument, but {_qualname(handler)} takes (ws, headers, payload)"
-                )
-            call_mode = CallMode.TRIPLE
-        else:
-            raise TypeError(
-                f"route {name!r}: handler {_qualname(handler)} must take one argument "
-                "(hydrated value or local) or three (ws, headers, payload)"
-            )
-
-        executor = self._executor
-        return Route(
-            name=name,
-            handler=ensure_async(handler, executor),
-            call_mode=call_mode,
-            data_check=None if data_check is None else ensure_async(data_check, executor),
-            data_check_local=data_check_local,
-            access=None if access is None else ensure_async(access, executor),
-            access_local=access_local,
-            hydrate=None if hydrate is None else ensure_async(hydrate, executor),
-            dehydrate=None if dehydrate is None else ensure_async(dehydrate, executor),
-            timeout=timeout,
-            rate_limit=rate_limit,
-            direct=data_check is None
-            and access is None
-            and hydrate is None
-            and call_mode != CallMode.SINGLE,
-        )
+        return build_route(name, handler, options, self._executor, self.settings.handler_timeout)
 
 
-def _pick_arity(route: str, hook: str, fn: Any, full: int, short: int, shape: str) -> bool:
-    """True if `fn` takes the `local` argument too, False if it takes the short form."""
-    if not callable(fn):
-        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
-    if arity_accepts(fn, full):
-        return True
-    if arity_accepts(fn, short):
-        return False
-    raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
+def make_backplane(spec: Backplane | str | None) -> Backplane:
+    """Build the backplane a router was given: None (in memory), a URL, or an instance.
 
+    Raises:
+        ValueError: a URL of an unknown scheme.
+    """
+    if spec is None:
+        return InMemoryBackplane()
+    if isinstance(spec, Backplane):
+        return spec
+    if isinstance(spec, str):
+        if spec == "memory" or spec == "memory://":
+            return InMemoryBackplane()
+        if spec.startswith(("redis://", "rediss://", "unix://")):
+            # imported on use: the Redis client is needed only by routers given a Redis URL
+            from .redis_backplane import RedisBackplane
 
-def _require_arity(route: str, hook: str, fn: Any, count: int, shape: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
-    if not arity_accepts(fn, count):
-        raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
-
-
-def _check_positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
-
-
-def _check_rate(name: str, value: tuple[int, float] | None) -> None:
-    if value is None:
-        return
-    try:
-        messages, seconds = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (messages, per_seconds), got {value!r}") from None
-    if not (isinstance(messages, int) and messages >= 1 and seconds > 0):
-        raise ValueError(f"{name} must be (messages >= 1, per_seconds > 0), got {value!r}")
-
-
-def _qualname(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+            return RedisBackplane(spec)
+        raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
+    raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")

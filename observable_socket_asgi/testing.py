@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid as uuid_module
-from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from .client import ConnectionClosed, Push, RequestTimeout, push_from, response_from
-from .envelope import PONG, encode_request, parse_message
-from .errors import ObservableSocketError
-from .types import Payload, Response
+from ._client_protocol import Answer, Correlator, PushBuffer, Pushed
+from .envelope import Push, Response, encode_request
+from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
+from .types import Payload
 
-__all__ = ["HandshakeRejected", "TestClient", "websocket_scope"]
+__all__ = [
+    "ConnectionClosed",
+    "HandshakeRejected",
+    "RequestTimeout",
+    "TestClient",
+    "websocket_scope",
+]
 
 _DEFAULT: Any = object()
 
@@ -59,15 +64,6 @@ def websocket_scope(
         "subprotocols": list(subprotocols),
         "state": {} if state is None else state,
     }
-
-
-class HandshakeRejected(ObservableSocketError):
-    """The app closed the socket during the handshake, or accepted it and closed at once."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"the app refused the WebSocket: close code {code} {reason!r}")
 
 
 class TestClient:
@@ -122,9 +118,10 @@ class TestClient:
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._accepted: asyncio.Future[None] | None = None
-        self._pending: dict[str, asyncio.Future[Response]] = {}
-        self._ignored: set[str] = set()
-        self._pushes: deque[Push] = deque()
+        # the pure part, shared with the real client: pending requests, what a frame is
+        self._protocol: Correlator[asyncio.Future[Response]] = Correlator()
+        # unbounded: a test reads what it expects, and a lost push would hide a bug
+        self._pushes = PushBuffer(None)
         self._changed: asyncio.Event = asyncio.Event()
         self._lifespan: (
             tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], asyncio.Queue[dict[str, Any]]]
@@ -173,16 +170,15 @@ class TestClient:
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._pending[uuid] = future
+        self._protocol.expect(uuid, future)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
         try:
             async with asyncio.timeout(wait):
                 return await future
         except TimeoutError:
-            self._ignored.add(uuid)
             raise RequestTimeout(route, uuid, wait, True) from None
         finally:
-            self._pending.pop(uuid, None)
+            self._protocol.forget(uuid)
             self._raise_app_error()
 
     async def send(
@@ -191,7 +187,7 @@ class TestClient:
         """Send a message without waiting for its answer (which is dropped when it comes)."""
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
-        self._ignored.add(uuid)
+        self._protocol.ignore(uuid)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -214,12 +210,12 @@ class TestClient:
                 while not self._pushes:
                     self._raise_app_error()
                     if self.closed:
-                        raise ConnectionClosed(self.close_code, self.close_reason)
+                        raise ConnectionClosed(self.close_reason, code=self.close_code)
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
             raise AssertionError(f"no push arrived within {wait} s") from None
-        return self._pushes.popleft()
+        return self._pushes.pop()
 
     async def pushes(self) -> AsyncIterator[Push]:
         """Yield pushes until the app closes the socket; fails a test that waits too long."""
@@ -280,7 +276,7 @@ class TestClient:
             raise RuntimeError("use the TestClient as `async with TestClient(app) as client:`")
         self._raise_app_error()
         if self.closed:
-            raise ConnectionClosed(self.close_code, self.close_reason, route=route)
+            raise ConnectionClosed(self.close_reason, code=self.close_code, route=route)
 
     async def _wait(self, awaitable: asyncio.Future[Any], what: str) -> None:
         try:
@@ -315,28 +311,20 @@ class TestClient:
         self._changed.set()
 
     def _dispatch(self, data: str | bytes) -> None:
-        obj = parse_message(data)
-        if obj.get("route") == PONG:
-            return
-        uuid = obj.get("uuid")
-        if type(uuid) is str:
-            future = self._pending.pop(uuid, None)
-            if future is not None:
-                if not future.done():
-                    future.set_result(response_from(obj))
-                return
-            if uuid in self._ignored:
-                self._ignored.discard(uuid)
-                return
-        self._pushes.append(push_from(obj))
+        incoming = self._protocol.receive(data)
+        if isinstance(incoming, Answer):
+            if not incoming.waiter.done():
+                incoming.waiter.set_result(incoming.response)
+        elif isinstance(incoming, Pushed):
+            self._pushes.add(incoming.push)
+        # a PONG, or a late answer nobody waits for: dropped
 
     def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for future in self._protocol.take_all():
             if not future.done():
                 future.set_exception(
                     ConnectionClosed(
-                        self.close_code, self.close_reason, may_have_reached_server=True
+                        self.close_reason, code=self.close_code, may_have_reached_server=True
                     )
                 )
         self._changed.set()

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .types import Header, Payload
 
-__all__ = ["Backplane", "InMemoryBackplane", "make_backplane"]
+__all__ = ["Backplane", "InMemoryBackplane"]
 
 logger = logging.getLogger("observable_socket_asgi.topics")
 
@@ -207,24 +207,3 @@ async def _send(conn: Connection, frame: str) -> None:
         pass
     except Exception:  # nobody awaits this: log, never let it vanish
         logger.exception("push to %s failed", conn.client)
-
-
-def make_backplane(spec: Backplane | str | None) -> Backplane:
-    """Build the backplane a router was given: None (in memory), a URL, or an instance.
-
-    Raises:
-        ValueError: a URL of an unknown scheme.
-    """
-    if spec is None:
-        return InMemoryBackplane()
-    if isinstance(spec, Backplane):
-        return spec
-    if isinstance(spec, str):
-        if spec == "memory" or spec == "memory://":
-            return InMemoryBackplane()
-        if spec.startswith(("redis://", "rediss://", "unix://")):
-            from .redis_backplane import RedisBackplane
-
-            return RedisBackplane(spec)
-        raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
-    raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")

@@ -1,4 +1,5 @@
-"""Small shared pieces of the suite: scopes, an in-process connector, a real uvicorn server."""
+"""Small shared pieces of the suite: the time unit, polling, scopes, tiny routers, an in-process
+connector, a real uvicorn server."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, MutableMapping
+from typing import Any, cast
 
 import orjson
 import uvicorn
-from asgiref.testing import ApplicationCommunicator
+from asgiref import testing as asgiref_testing
 
+from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.testing import websocket_scope
 
 #: one time unit for every wait in the suite; scale it up on a slow machine
 MS = float(os.environ.get("OBSERVABLE_SOCKET_TEST_MS", "1")) / 1000
 TIMEOUT = 5000 * MS
+#: the bound on a subprocess of the suite (an interpreter start, a CLI run)
+PROCESS_TIMEOUT = max(TIMEOUT * 12, 60.0)
 
 JS_FRAME = (
     '{"uuid":"a5e4e2e8-35c2-4b34-b40b-71faaf341206","route":"math/sum",'
@@ -28,6 +33,147 @@ JS_PING = (
     '{"uuid":"12417fc9-fd23-4930-ac51-dab24404fea6","route":"PING",'
     '"headers":{"token":"abc"},"payload":{},"status":200}'
 )
+
+
+# Polling: for state owned by another task, thread or loop, with no event to wait on
+
+
+async def wait_until(
+    predicate: Callable[[], object], within: float = TIMEOUT, what: str = "the condition"
+) -> None:
+    """Poll `predicate()` until it is true; fail the test after `within` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            while not predicate():  # noqa: ASYNC110 - state of another task, no event to wait on
+                await asyncio.sleep(5 * MS)
+    except TimeoutError:
+        raise AssertionError(f"{what} was not reached within {within} s") from None
+
+
+def wait_until_sync(
+    predicate: Callable[[], object], within: float = TIMEOUT, what: str = "the condition"
+) -> None:
+    """Like `wait_until`, for a test without an event loop (blocks the calling thread)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} was not reached within {within} s")
+        pause(10 * MS)
+
+
+def pause(seconds: float) -> None:
+    """Block the calling thread for `seconds` (not the event loop's: use asyncio.sleep there)."""
+    threading.Event().wait(seconds)
+
+
+async def on_server(server: Server, fn: Callable[[], Any]) -> Any:
+    """Run `fn()` on the server's loop without blocking the caller's loop."""
+    return await asyncio.to_thread(server.call, fn)
+
+
+async def eventually(
+    server: Server, fn: Callable[[], Any], expected: Any, within: float = TIMEOUT
+) -> None:
+    """Poll `fn()` on the server's loop until it equals `expected`, within a bounded time."""
+    value: Any = None
+    try:
+        async with asyncio.timeout(within):
+            while (value := await on_server(server, fn)) != expected:  # noqa: ASYNC110
+                await asyncio.sleep(10 * MS)
+    except TimeoutError:
+        raise AssertionError(f"{fn} stayed {value!r}, expected {expected!r}") from None
+
+
+def eventually_sync(
+    server: Server, fn: Callable[[], Any], expected: Any, within: float = TIMEOUT
+) -> None:
+    """Like `eventually`, for a test without an event loop."""
+    deadline = time.monotonic() + within
+    while (value := server.call(fn)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server state {value!r}, expected {expected!r}")
+        pause(10 * MS)
+
+
+# Tiny routers
+
+
+def echo_router(**options: Any) -> SocketRouter:
+    """A router with one route, `echo`, that answers its payload."""
+    router = SocketRouter(**options)
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    return router
+
+
+#: the three-argument ASGI callable as Starlette's types spell it
+PlainASGIApp = Callable[
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
+    Awaitable[None],
+]
+
+
+def plain_asgi(router: SocketRouter) -> PlainASGIApp:
+    """The router typed as Starlette's `ASGIApp`, for `Mount(app=...)` and `app.mount()`.
+
+    The router is one at run time; its `__call__` is typed with asgiref's scope TypedDicts (and
+    also takes a Starlette `WebSocket`), which Starlette's `MutableMapping` signature does not
+    match.
+    """
+    return cast(PlainASGIApp, router)
+
+
+# In-process ASGI
+
+
+class Communicator:
+    """asgiref's `ApplicationCommunicator`, typed: asgiref ships it without annotations, and
+    this is the one place the suite calls it."""
+
+    def __init__(self, app: Any, scope: Mapping[str, Any]) -> None:
+        factory: Any = asgiref_testing.ApplicationCommunicator
+        self._comm: Any = factory(app, scope)
+
+    @property
+    def future(self) -> asyncio.Future[None]:
+        """The app's run; done once the app returned or raised."""
+        future: asyncio.Future[None] = self._comm.future
+        return future
+
+    @property
+    def input_queue(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = self._comm.input_queue
+        return queue
+
+    @property
+    def output_queue(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = self._comm.output_queue
+        return queue
+
+    async def send_input(self, message: Mapping[str, Any]) -> None:
+        await self._comm.send_input(message)
+
+    async def receive_output(self, timeout: float = TIMEOUT) -> dict[str, Any]:  # noqa: ASYNC109
+        message: dict[str, Any] = await self._comm.receive_output(timeout)
+        return message
+
+    async def receive_nothing(
+        self,
+        timeout: float = 100 * MS,  # noqa: ASYNC109
+        interval: float = 10 * MS,
+    ) -> bool:
+        nothing: bool = await self._comm.receive_nothing(timeout, interval)
+        return nothing
+
+    async def wait(self, timeout: float = TIMEOUT) -> None:  # noqa: ASYNC109
+        await self._comm.wait(timeout)
 
 
 def ws_scope(
@@ -60,7 +206,7 @@ class Conversation:
     """An in-process WebSocket conversation with an ASGI app over ApplicationCommunicator."""
 
     def __init__(self, app: Any, scope: dict[str, Any] | None = None) -> None:
-        self.comm = ApplicationCommunicator(app, scope or ws_scope())
+        self.comm = Communicator(app, scope or ws_scope())
 
     async def connect(self) -> dict[str, Any]:
         await self.comm.send_input({"type": "websocket.connect"})
@@ -79,7 +225,8 @@ class Conversation:
         """The next frame the app sends, decoded."""
         message = await self.output()
         assert message["type"] == "websocket.send", message
-        return orjson.loads(message["text"])
+        reply: dict[str, Any] = orjson.loads(message["text"])
+        return reply
 
     async def ask(self, text: str | bytes) -> dict[str, Any]:
         await self.send(text)
@@ -139,12 +286,12 @@ class Server:
 
     def start(self) -> None:
         self.thread.start()
-        for _ in range(int(10_000 * MS / 0.01) + 1):
+        for _ in range(1001):
             if self.server.started:
                 return
             if not self.thread.is_alive():
                 raise RuntimeError("uvicorn failed to start")
-            threading.Event().wait(0.01)
+            pause(10 * MS)
         raise RuntimeError("uvicorn did not start in time")
 
     def call(self, fn: Any, timeout: float = TIMEOUT) -> Any:

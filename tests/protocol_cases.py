@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection
 
+from observable_socket_asgi import SocketRouter
 from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, request
 
 __all__ = ["CASES", "Connect", "install_routes"]
@@ -23,7 +24,9 @@ __all__ = ["CASES", "Connect", "install_routes"]
 Connect = Callable[..., AbstractAsyncContextManager[ClientConnection]]
 
 
-def install_routes(router: Any, connection_of: Callable[[Any], Any] = lambda ws: ws) -> None:
+def install_routes(
+    router: SocketRouter, connection_of: Callable[[Any], Any] = lambda ws: ws
+) -> None:
     """Register the routes the cases call.
 
     Args:
@@ -56,22 +59,27 @@ def install_routes(router: Any, connection_of: Callable[[Any], Any] = lambda ws:
     async def not_a_result(ws: Any, headers: Any, payload: Any) -> Any:
         return "nope"
 
-    @router.route("guarded", options={
-        "data_check": lambda message: message.payload != "bad",
-        "access": lambda ws, message: message.headers.get("token") == "abc",
-        "dehydrate": lambda payload: {"dehydrated": payload},
-    })
+    @router.route(
+        "guarded",
+        options={
+            "data_check": lambda message: message.payload != "bad",
+            "access": lambda ws, message: message.headers.get("token") == "abc",
+            "dehydrate": lambda payload: {"dehydrated": payload},
+        },
+    )
     async def guarded(local: dict[str, Any]) -> Any:
         return {"status": 201, "payload": "ok"}
 
     @router.route("handshake")
     async def handshake(ws: Any, headers: Any, payload: Any) -> Any:
-        return {"payload": {
-            "header": ws.headers.get("x-test"),
-            "query": dict(ws.query_params),
-            "cookies": dict(ws.cookies),
-            "user": ws.scope.get("user"),
-        }}
+        return {
+            "payload": {
+                "header": ws.headers.get("x-test"),
+                "query": dict(ws.query_params),
+                "cookies": dict(ws.cookies),
+                "user": ws.scope.get("user"),
+            }
+        }
 
     @router.route("push-me")
     async def push_me(ws: Any, headers: Any, payload: Any) -> Any:
@@ -138,7 +146,8 @@ async def case_integer_uuid_and_aliases(connect: Connect) -> None:
 async def case_falsy_payloads_arrive_as_sent(connect: Connect) -> None:
     """0, false, "", [] and {} reach the handler unchanged; an absent payload is null."""
     async with connect() as ws:
-        for value in (0, False, "", [], {}):
+        values: tuple[object, ...] = (0, False, "", [], {})
+        for value in values:
             reply = await _ask(ws, request("echo", value))
             assert reply["payload"] == value and type(reply["payload"]) is type(value)
         reply = await _ask(ws, '{"uuid": 1, "route": "echo"}')
@@ -159,7 +168,9 @@ async def case_bad_frames_are_answered(connect: Connect) -> None:
         assert (reply["status"], reply["uuid"]) == (400, "u1")
         reply = await _ask(ws, request("nowhere", uuid="u2"))
         assert reply == {
-            "uuid": "u2", "status": 404, "headers": {},
+            "uuid": "u2",
+            "status": 404,
+            "headers": {},
             "payload": {"message": "route not found: nowhere"},
         }
         assert (await _ask(ws, request("math/sum", [1])))["payload"] == {"sum": 1}
@@ -181,7 +192,9 @@ async def case_failures_are_500_without_detail(connect: Connect) -> None:
         for route in ("boom", "not-a-result"):
             reply = await _ask(ws, request(route, uuid=route))
             assert reply == {
-                "uuid": route, "status": 500, "headers": {},
+                "uuid": route,
+                "status": 500,
+                "headers": {},
                 "payload": {"message": "internal server error"},
             }
         assert (await _ask(ws, request("echo", 1)))["payload"] == 1

@@ -6,20 +6,17 @@ import logging
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 
 from observable_socket_asgi import Connection, SocketRouter
-from tests.helpers import TIMEOUT, Conversation, conversation, request, ws_scope
-
-
-def echo_router(**options: Any) -> SocketRouter:
-    router = SocketRouter(**options)
-
-    @router.route("echo")
-    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
-        return {"payload": payload}
-
-    return router
+from tests.helpers import (
+    TIMEOUT,
+    Communicator,
+    Conversation,
+    conversation,
+    echo_router,
+    request,
+    ws_scope,
+)
 
 
 @pytest.mark.parametrize("sync", [False, True])
@@ -93,7 +90,7 @@ async def test_http_scope_gets_426() -> None:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
     }
-    comm = ApplicationCommunicator(echo_router(), scope)
+    comm = Communicator(echo_router(), scope)
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await comm.receive_output(TIMEOUT)
     assert (start["type"], start["status"]) == ("http.response.start", 426)
@@ -115,7 +112,7 @@ async def test_lifespan_runs_startup_and_shutdown_hooks() -> None:
     def stop() -> None:
         calls.append("stop")
 
-    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    comm = Communicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
     await comm.send_input({"type": "lifespan.startup"})
     assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
     assert calls == ["init-sync", "start"]
@@ -133,7 +130,7 @@ async def test_lifespan_awaits_a_coroutine_returned_by_a_plain_hook() -> None:
         calls.append("connected")
 
     router = SocketRouter(on_startup=[lambda: connect()], on_shutdown=[lambda: connect()])
-    comm = ApplicationCommunicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    comm = Communicator(router, {"type": "lifespan", "asgi": {"version": "3.0"}})
     await comm.send_input({"type": "lifespan.startup"})
     assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
     await comm.send_input({"type": "lifespan.shutdown"})
@@ -149,7 +146,7 @@ async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixtur
         raise RuntimeError("no db")
 
     caplog.set_level(logging.CRITICAL, logger="observable_socket_asgi")
-    comm = ApplicationCommunicator(
+    comm = Communicator(
         SocketRouter(on_startup=[fail]), {"type": "lifespan", "asgi": {"version": "3.0"}}
     )
     await comm.send_input({"type": "lifespan.startup"})
@@ -159,7 +156,7 @@ async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixtur
 
 async def test_disconnect_before_accept() -> None:
     """A client that leaves before the handshake completes ends the app quietly."""
-    comm = ApplicationCommunicator(echo_router(), ws_scope())
+    comm = Communicator(echo_router(), ws_scope())
     await comm.send_input({"type": "websocket.disconnect", "code": 1006})
     await comm.wait(TIMEOUT)
     assert await comm.receive_nothing()
@@ -213,7 +210,7 @@ async def test_connection_attributes() -> None:
 
 async def test_unknown_scope_type_raises() -> None:
     """A scope type the router does not serve is an error for the server, not a hang."""
-    comm = ApplicationCommunicator(echo_router(), {"type": "custom"})
+    comm = Communicator(echo_router(), {"type": "custom"})
     with pytest.raises(ValueError, match="custom"):
         await comm.wait(TIMEOUT)
 

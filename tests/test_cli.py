@@ -18,12 +18,11 @@ import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.envelope import encode_push
-from tests.helpers import TIMEOUT, running
+from tests.helpers import PROCESS_TIMEOUT, running
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESS_TIMEOUT = max(TIMEOUT * 3, 30.0)
 
 router = SocketRouter()
 
@@ -49,14 +48,20 @@ async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "observable_socket_asgi", *args],
-        capture_output=True, text=True, timeout=PROCESS_TIMEOUT, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        cwd=ROOT,
     )
 
 
 def popen(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "observable_socket_asgi", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 

@@ -1,4 +1,4 @@
-"""The Python client against a real uvicorn server, and its pure backoff policy."""
+"""The Python client against a real uvicorn server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._backoff import backoff, may_reconnect
 from observable_socket_asgi.client import (
     ConnectFailed,
     ConnectionClosed,
@@ -17,7 +16,7 @@ from observable_socket_asgi.client import (
     RequestTimeout,
     connect,
 )
-from tests.helpers import MS, TIMEOUT, Server, running
+from tests.helpers import MS, TIMEOUT, Server, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +46,6 @@ def make_router(**options: Any) -> SocketRouter:
     return router
 
 
-async def until(predicate: Any, within: float = TIMEOUT) -> None:
-    """Poll `predicate()` until it is true, within a bounded time."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 (state of another task, no event to wait on)
-            await asyncio.sleep(5 * MS)
-
-
 def closed_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -63,30 +55,6 @@ def closed_port() -> int:
 
 
 # The pure policy
-
-
-def test_backoff_grows_exponentially_to_the_cap_with_full_jitter() -> None:
-    """With the jitter at its top the delays double from `initial` and stop at the cap."""
-    delays = backoff(0.5, 3.0, 2.0, rand=lambda: 1.0)
-    assert [next(delays) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    zero = backoff(0.5, 3.0, 2.0, rand=lambda: 0.0)
-    assert next(zero) == 0.0
-    real = backoff(0.5, 3.0)
-    assert all(0.0 <= next(real) <= 3.0 for _ in range(50))
-
-
-def test_backoff_rejects_nonsense() -> None:
-    """A shrinking factor is a mistake, reported when the generator starts."""
-    with pytest.raises(ValueError, match="factor"):
-        next(backoff(1.0, 2.0, 0.5))
-
-
-def test_reconnect_policy_by_close_code() -> None:
-    """Never after 1008/1011; after 1001, 1012, 1013 and an abnormal 1006, yes."""
-    assert not may_reconnect(1008)
-    assert not may_reconnect(1011)
-    for code in (1000, 1001, 1006, 1012, 1013, None):
-        assert may_reconnect(code)
 
 
 # Request / response
@@ -117,7 +85,7 @@ async def test_hundred_concurrent_requests_on_one_socket() -> None:
             results = await asyncio.gather(*(sock.request("echo", n) for n in range(100)))
             assert [r.payload for r in results] == list(range(100))
             assert len({r.uuid for r in results}) == 100
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
@@ -135,7 +103,7 @@ async def test_request_timeout_per_call_and_default() -> None:
     with running(make_router()) as server:
         async with connect(server.url, timeout=50 * MS) as sock:
             with pytest.raises(RequestTimeout) as info:
-                await sock.request("slow", 10.0)
+                await sock.request("slow", 10 * TIMEOUT)
             assert isinstance(info.value, asyncio.TimeoutError)
             assert info.value.route == "slow" and info.value.sent
             assert "within 0.05 s" in str(info.value)
@@ -145,7 +113,7 @@ async def test_request_timeout_per_call_and_default() -> None:
 
             res = await sock.request("slow", 0, timeout=TIMEOUT)
             assert res.payload == "done"
-            assert sock._pending == {}
+            assert sock._protocol.in_flight == 0
 
 
 # Heartbeat
@@ -173,11 +141,11 @@ async def test_heartbeat_without_pong_fails_pending_requests_at_once() -> None:
             timeout=TIMEOUT,
         ) as sock:
             with pytest.raises(ConnectionClosed) as info:
-                await sock.request("slow", 10.0)
+                await sock.request("slow", 10 * TIMEOUT)
             assert "no PONG" in info.value.reason
             assert info.value.may_have_reached_server
             assert "may have reached the server" in str(info.value)
-            await until(lambda: sock.closed)
+            await wait_until(lambda: sock.closed)
             with pytest.raises(ConnectionClosed) as after:
                 await sock.request("math/sum", [1])
             assert not after.value.may_have_reached_server
@@ -202,8 +170,8 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
             max_attempts=None,
         ) as sock:
             assert (await sock.request("math/sum", [1, 2])).payload == {"sum": 3}
-            pending = [asyncio.ensure_future(sock.request("slow", 10.0)) for _ in range(3)]
-            await until(lambda: len(sock._pending) == 3)
+            pending = [asyncio.ensure_future(sock.request("slow", 10 * TIMEOUT)) for _ in range(3)]
+            await wait_until(lambda: sock._protocol.in_flight == 3)
 
             stopping = asyncio.ensure_future(asyncio.to_thread(first.stop))
             results = await asyncio.gather(*pending, return_exceptions=True)
@@ -243,7 +211,7 @@ async def test_close_1008_is_never_retried() -> None:
 
     with running(make_router(access_logic=refuse)) as server:
         async with connect(server.url, backoff_initial=1 * MS, timeout=TIMEOUT) as sock:
-            await until(lambda: sock.closed)
+            await wait_until(lambda: sock.closed)
             assert sock.close_code == 1008
             with pytest.raises(ConnectionClosed) as info:
                 await sock.request("math/sum", [1])
@@ -264,8 +232,8 @@ async def test_close_is_idempotent_and_fails_pending() -> None:
     """close() from several tasks at once ends everything; later requests fail unsent."""
     with running(make_router()) as server:
         sock = await connect(server.url, timeout=TIMEOUT).connect()
-        waiting = asyncio.ensure_future(sock.request("slow", 10.0))
-        await until(lambda: len(sock._pending) == 1)
+        waiting = asyncio.ensure_future(sock.request("slow", 10 * TIMEOUT))
+        await wait_until(lambda: sock._protocol.in_flight == 1)
         await asyncio.gather(sock.close(), sock.close())
         await sock.close()
         error = (await asyncio.gather(waiting, return_exceptions=True))[0]
@@ -360,7 +328,7 @@ async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
             async with connect(
                 server.url, backoff_initial=1 * MS, backoff_max=0.5, max_attempts=3
             ) as refused:
-                await until(lambda: refused.closed)
+                await wait_until(lambda: refused.closed)
                 assert refused.close_code == 1013
                 with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
                     await refused.request("math/sum", [1])

@@ -619,3 +619,49 @@ async def test_peer_that_takes_no_frame_is_dropped_after_close_timeout(
     assert "websocket.close" in attempted
     assert router.connections == set()
     assert any("slow consumer" in r.getMessage() for r in caplog.records)
+
+
+async def test_lifecycle_moves_only_forward(caplog: pytest.LogCaptureFixture) -> None:
+    """OPEN -> CLOSING -> CLOSED, each move logged at debug; a move back is refused."""
+    from observable_socket_asgi.connection import Connection, Lifecycle
+    from observable_socket_asgi.testing import websocket_scope
+
+    async def receive() -> Any:
+        raise AssertionError("not read")
+
+    async def send(message: Any) -> None:
+        raise AssertionError("not written")
+
+    conn = Connection(make_router(), websocket_scope(), receive, send)
+    assert not conn.closed
+    with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi.connection"):
+        conn._set_lifecycle(Lifecycle.CLOSING)
+        conn._set_lifecycle(Lifecycle.CLOSED)
+    assert conn.closed
+    assert "OPEN -> CLOSING" in caplog.text and "CLOSING -> CLOSED" in caplog.text
+    for state in Lifecycle:
+        with pytest.raises(RuntimeError, match="cannot go from CLOSED"):
+            conn._set_lifecycle(state)
+
+
+def test_scope_views_read_the_handshake() -> None:
+    """Headers (case-insensitive), query, cookies, client, path and state come from the scope."""
+    from observable_socket_asgi.datastructures import ScopeViews
+    from observable_socket_asgi.testing import websocket_scope
+
+    scope: dict[str, Any] = dict(
+        websocket_scope(
+            "/chat",
+            headers=[(b"X-Token", b"abc"), (b"cookie", b"sid=42; theme=dark")],
+            query_string=b"room=7",
+        )
+    )
+    scope["client"] = ("10.0.0.1", 5000)
+    views = ScopeViews(scope)
+    assert views.headers["x-token"] == "abc"
+    assert views.query_params["room"] == "7"
+    assert views.cookies == {"sid": "42", "theme": "dark"}
+    assert views.client is not None and views.client.host == "10.0.0.1"
+    assert views.path == "/chat"
+    views.state.user = "ada"
+    assert scope["state"] == {"user": "ada"}

@@ -15,7 +15,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from observable_socket_asgi import SocketRouter, Status
-from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, Server, request
+from tests.helpers import (
+    JS_FRAME,
+    JS_PING,
+    TIMEOUT,
+    Server,
+    eventually,
+    on_server,
+    request,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,22 +55,6 @@ def make_router(**options: Any) -> SocketRouter:
         return {"payload": "released"}
 
     return router
-
-
-async def call(server: Server, fn: Any) -> Any:
-    """Run `fn()` on the server's loop without blocking the client's loop."""
-    return await asyncio.to_thread(server.call, fn)
-
-
-async def eventually(server: Server, fn: Any, expected: Any, within: float = TIMEOUT) -> None:
-    """Poll `fn()` on the server loop until it equals `expected`, within a bounded time."""
-    value: Any = None
-    try:
-        async with asyncio.timeout(within):
-            while (value := await call(server, fn)) != expected:  # noqa: ASYNC110 - another loop's state
-                await asyncio.sleep(10 * MS)
-    except TimeoutError:
-        raise AssertionError(f"{fn} stayed {value!r}, expected {expected!r}") from None
 
 
 def task_count() -> int:
@@ -154,7 +146,7 @@ async def test_slow_request_overtaken_by_fast_one_and_pong(serve: Any) -> None:
         await ws.send(request("hold", "slow", uuid="slow"))
         assert (await ask(ws, request("echo", 1, uuid="fast")))["uuid"] == "fast"
         assert (await ask(ws, JS_PING))["route"] == "PONG"
-        await call(server, lambda: router.state["release"].set())  # type: ignore[attr-defined]
+        await on_server(server, lambda: router.state["release"].set())  # type: ignore[attr-defined]
         async with asyncio.timeout(TIMEOUT):
             assert orjson.loads(await ws.recv())["uuid"] == "slow"
 
@@ -176,12 +168,12 @@ async def test_disconnect_mid_request_leaves_nothing(serve: Any) -> None:
     """A client leaving mid-request cancels its handler; connections and tasks drop to baseline."""
     router = make_router()
     server = serve(router)
-    baseline = await call(server, task_count)
+    baseline = await on_server(server, task_count)
     async with connect(server.url) as ws:
         for i in range(3):
             await ws.send(request("hold", i, uuid=i))
         await eventually(server, lambda: len(router.state["started"]), 3)  # type: ignore[attr-defined]
-        assert await call(server, lambda: len(router.connections)) == 1
+        assert await on_server(server, lambda: len(router.connections)) == 1
     await eventually(server, lambda: len(router.connections), 0)
     await eventually(server, task_count, baseline)
     assert sorted(router.state["cancelled"]) == [0, 1, 2]  # type: ignore[attr-defined]
@@ -191,7 +183,7 @@ async def test_connect_disconnect_cycles_leave_nothing(serve: Any) -> None:
     """200 connect/disconnect cycles, 10 at a time, leave no connection and no task behind."""
     router = make_router()
     server = serve(router)
-    baseline = await call(server, task_count)
+    baseline = await on_server(server, task_count)
 
     async def cycle(n: int) -> None:
         async with connect(server.url) as ws:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import observable_socket_asgi
+from tests.helpers import PROCESS_TIMEOUT
 
 REQUIRED = {
     "SocketRouter",
@@ -67,6 +68,10 @@ def test_core_imports_no_web_framework() -> None:
         "print(','.join(bad))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=True,
     )
     assert result.stdout.strip() == ""

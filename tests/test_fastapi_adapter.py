@@ -21,7 +21,19 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import fastapi_adapter
 import observable_socket_asgi
 from fastapi_adapter import SocketRouter, Status, observable
-from tests.helpers import JS_FRAME, JS_PING, TIMEOUT, Server, request, running, ws_scope
+from tests.helpers import (
+    JS_FRAME,
+    JS_PING,
+    MS,
+    TIMEOUT,
+    Server,
+    pause,
+    plain_asgi,
+    request,
+    running,
+    wait_until_sync,
+    ws_scope,
+)
 from tests.protocol_cases import CASES, Connect, connector, install_routes
 
 pytestmark = pytest.mark.e2e
@@ -39,15 +51,17 @@ def inspecting_router(**options: Any) -> SocketRouter:
 
     @router.route("inspect")
     async def inspect_ws(ws: Any, headers: Any, payload: Any) -> Any:
-        return {"payload": {
-            "starlette": isinstance(ws, WebSocket),
-            "same_scope": observable(ws).scope is ws.scope,
-            "user": ws.scope.get("user"),
-            "header": ws.headers.get("x-test"),
-            "cookie": ws.cookies.get("theme"),
-            "query": ws.query_params.get("q"),
-            "path": ws.url.path,
-        }}
+        return {
+            "payload": {
+                "starlette": isinstance(ws, WebSocket),
+                "same_scope": observable(ws).scope is ws.scope,
+                "user": ws.scope.get("user"),
+                "header": ws.headers.get("x-test"),
+                "cookie": ws.cookies.get("theme"),
+                "query": ws.query_params.get("q"),
+                "path": ws.url.path,
+            }
+        }
 
     @router.route("push-me")
     async def push_me(ws: Any, headers: Any, payload: Any) -> Any:
@@ -84,7 +98,7 @@ def fastapi_app(router: SocketRouter) -> FastAPI:
 
     app.add_api_websocket_route("/ws2", router)
     app.router.add_websocket_route("/ws3", router)
-    app.mount("/ws4", router)
+    app.mount("/ws4", plain_asgi(router))
     return app
 
 
@@ -104,17 +118,11 @@ def ask(url: str, *frames: str, **options: Any) -> list[dict[str, Any]]:
 
 def wait_for_no_connections(server: Server, router: SocketRouter) -> None:
     """Poll, bounded, until the router holds no connection."""
-    for _ in range(500):
-        if server.call(lambda: len(router.connections)) == 0:
-            return
-        threading_wait(0.01)
-    raise AssertionError(f"connections leaked: {server.call(lambda: len(router.connections))}")
-
-
-def threading_wait(seconds: float) -> None:
-    import threading
-
-    threading.Event().wait(seconds)
+    wait_until_sync(
+        lambda: server.call(lambda: len(router.connections)) == 0,
+        within=TIMEOUT,
+        what="no connection left on the router",
+    )
 
 
 # Imports and exports
@@ -189,8 +197,9 @@ def test_awaited_call_does_not_warn() -> None:
 
     async def main() -> None:
         with pytest.raises(TypeError):
-            router(ws_scope())  # type: ignore[call-arg]
-        task = asyncio.ensure_future(router({"type": "unknown"}, _no_receive, _no_send))
+            router(ws_scope())  # type: ignore[arg-type]  # deliberately without receive/send
+        unknown: Any = {"type": "unknown"}  # deliberately not a scope the router knows
+        task = asyncio.ensure_future(router(unknown, _no_receive, _no_send))
         with pytest.raises(ValueError, match="unsupported ASGI scope"):
             await task
 
@@ -345,7 +354,7 @@ def test_starlette_state_and_send_json_while_served() -> None:
         for _ in range(500):
             if len(states) == 3:
                 break
-            threading_wait(0.01)
+            pause(10 * MS)
     from starlette.websockets import WebSocketState
 
     assert states[0] == WebSocketState.CONNECTED
@@ -375,7 +384,7 @@ def fastapi_mount() -> Iterator[Connect]:
     router = SocketRouter()
     install_routes(router, lambda ws: ws.state.observable)
     app = FastAPI()
-    app.mount("/socket", router)
+    app.mount("/socket", plain_asgi(router))
     with running(app) as server:
         yield connector(f"{server.url}/socket/")
 

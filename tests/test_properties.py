@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from observable_socket_asgi import ProtocolError, Request, SocketRouter
 from observable_socket_asgi.envelope import parse_request
-from tests.helpers import conversation, request
+from tests.helpers import conversation, echo_router, request
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -89,13 +89,7 @@ def test_arbitrary_json_never_raises_but_protocol_error(value: Any, as_bytes: bo
 
 
 def _router() -> SocketRouter:
-    router = SocketRouter(max_message_bytes=256)
-
-    @router.route("echo")
-    async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
-        return {"payload": payload}
-
-    return router
+    return echo_router(max_message_bytes=256)
 
 
 ROUTER = _router()

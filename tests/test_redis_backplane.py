@@ -17,8 +17,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from observable_socket_asgi import SocketRouter, Status
-from observable_socket_asgi.redis_backplane import RedisBackplane, backoff
-from tests.helpers import MS, TIMEOUT, Conversation, free_socket, request
+from observable_socket_asgi.redis_backplane import RedisBackplane
+from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, free_socket, pause, request
 
 pytestmark = pytest.mark.redis
 
@@ -42,15 +42,24 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
+            [
+                self.executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = _deadline()
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), 500 * MS) as sock:
                     sock.sendall(b"PING\r\n")
                     if sock.recv(16).startswith(b"+PONG"):
                         return
@@ -63,7 +72,7 @@ class RedisServer:
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
             self.proc = None
 
 
@@ -78,9 +87,7 @@ def _deadline() -> float:
 
 
 def _pause() -> None:
-    import threading
-
-    threading.Event().wait(0.02)
+    pause(20 * MS)
 
 
 @pytest.fixture
@@ -99,12 +106,14 @@ def redis_server() -> Iterator[RedisServer]:
         server.kill()
 
 
-def test_backoff_grows_caps_and_jitters() -> None:
-    """Delays double up to the cap, each within 50-150 % of its nominal value."""
-    delays = backoff(initial=0.1, factor=2.0, maximum=1.0)
-    nominal = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
-    for expected in nominal:
-        assert 0.5 * expected <= next(delays) <= 1.5 * expected
+def test_reconnect_delays_grow_to_max_backoff_with_jitter() -> None:
+    """Reconnect delays stay under a ceiling that doubles from 0.1 s up to `max_backoff`."""
+    delays = RedisBackplane("redis://127.0.0.1:1", max_backoff=1.0)._delays()
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    seen = [next(delays) for _ in ceilings]
+    for delay, ceiling in zip(seen, ceilings, strict=True):
+        assert 0.0 <= delay <= ceiling
+    assert len(set(seen)) > 1  # jittered, not a fixed schedule
 
 
 def chat(url: str) -> SocketRouter:
@@ -158,7 +167,7 @@ async def test_publish_while_redis_is_down_stays_local(redis_server: RedisServer
         redis_server.kill()
         async with asyncio.timeout(TIMEOUT):
             while backplane.connected:  # noqa: ASYNC110 - polled state, bounded
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(10 * MS)
         await router.publish("t", "local only")
         assert (await conv.reply())["payload"] == "local only"
         assert backplane.dropped == 1
@@ -179,8 +188,16 @@ class Worker:
         fd = self.sock.fileno()
         env = {**os.environ, "CHAT_REDIS_URL": redis_url}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.chat:app", "--fd", str(fd),
-             "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "examples.chat:app",
+                "--fd",
+                str(fd),
+                "--log-level",
+                "warning",
+            ],
             cwd=ROOT,
             env=env,
             pass_fds=[fd],
@@ -189,10 +206,10 @@ class Worker:
     def stop(self) -> None:
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_TIMEOUT)
         self.sock.close()
 
 
@@ -213,7 +230,7 @@ async def open_ws(worker: Worker) -> ClientConnection:
             try:
                 return await connect(worker.url, compression=None)
             except OSError:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(20 * MS)
 
 
 async def wait_connected(ws: ClientConnection, expected: bool) -> None:
@@ -224,7 +241,7 @@ async def wait_connected(ws: ClientConnection, expected: bool) -> None:
             answer = await ask(ws, "chat/status", None, uuid)
             if answer["payload"]["backplane_connected"] is expected:
                 return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(20 * MS)
 
 
 async def next_push(ws: ClientConnection, topic: str) -> Any:

@@ -153,7 +153,6 @@ def test_bad_route_timeout_refused() -> None:
         SocketRouter().route("r", {"timeout": 0})(handler3)
 
 
-
 def _sum_router() -> SocketRouter:
     sub = SocketRouter()
 

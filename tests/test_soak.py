@@ -18,7 +18,6 @@ import asyncio
 import gc
 import os
 import random
-import time
 from collections import Counter
 from typing import Any
 
@@ -28,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from observable_socket_asgi import SocketRouter
-from tests.helpers import MS, TIMEOUT, Server, request, running
+from tests.helpers import MS, TIMEOUT, eventually_sync, request, running
 
 CONNECTIONS = int(os.environ.get("OBSERVABLE_SOCKET_SOAK_CONNECTIONS", "50"))
 REQUESTS = int(os.environ.get("OBSERVABLE_SOCKET_SOAK_REQUESTS", "400"))
@@ -146,13 +145,6 @@ class Client:
             await ws.close()
 
 
-def wait_for_server(server: Server, probe: Any, expected: Any) -> None:
-    deadline = time.monotonic() + 2 * TIMEOUT
-    while (value := server.call(probe)) != expected:
-        assert time.monotonic() < deadline, f"server state {value!r}, expected {expected!r}"
-        time.sleep(0.01)
-
-
 def server_tasks() -> int:
     return len(asyncio.all_tasks())
 
@@ -184,15 +176,15 @@ def test_soak_mixed_traffic_and_vanishing_clients() -> None:
         # Warm-up at full width: first-use allocations (imports, caches, buffers for this
         # many sockets) are not growth; what the real run adds on top is.
         check(asyncio.run(scenario(server.url, 2 * BATCH)))
-        wait_for_server(server, lambda: len(app.connections), 0)
+        eventually_sync(server, lambda: len(app.connections), 0, within=2 * TIMEOUT)
         gc.collect()
         start_tasks = server.call(server_tasks)
         start_rss = rss_bytes()
 
         stayed, vanished = check(asyncio.run(scenario(server.url, REQUESTS)))
 
-        wait_for_server(server, lambda: len(app.connections), 0)
-        wait_for_server(server, server_tasks, start_tasks)
+        eventually_sync(server, lambda: len(app.connections), 0, within=2 * TIMEOUT)
+        eventually_sync(server, server_tasks, start_tasks, within=2 * TIMEOUT)
         gc.collect()
         growth = rss_bytes() - start_rss
 

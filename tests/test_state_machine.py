@@ -1,4 +1,4 @@
-"""A hypothesis state machine of one connection at a time, driven over ApplicationCommunicator.
+"""A hypothesis state machine of one connection at a time, driven over Communicator.
 
 Rules: send a well-formed request (fast, slow, timed out, failing, unknown route), send
 garbage (not JSON, not an object, bad fields, oversized), PING, wait for answers, disconnect
@@ -15,7 +15,6 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from asgiref.testing import ApplicationCommunicator
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -26,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 from observable_socket_asgi import SocketRouter
-from tests.helpers import MS, TIMEOUT, request, ws_scope
+from tests.helpers import MS, TIMEOUT, Communicator, request, ws_scope
 
 MAX_BYTES = 512
 
@@ -93,7 +92,7 @@ class OneConnection(RuleBasedStateMachine):
         self.cancelled: set[Any] = set()
         self.router = make_router(self.cancelled)
         self.serial = 0
-        self.comm: ApplicationCommunicator | None = None
+        self.comm: Communicator | None = None
         self.connected = False
         self.connect()
 
@@ -104,7 +103,7 @@ class OneConnection(RuleBasedStateMachine):
 
     def connect(self) -> None:
         async def go() -> None:
-            self.comm = ApplicationCommunicator(self.router, ws_scope())
+            self.comm = Communicator(self.router, ws_scope())
             await self.comm.send_input({"type": "websocket.connect"})
             accepted = await self.comm.receive_output(TIMEOUT)
             assert accepted["type"] == "websocket.accept", accepted

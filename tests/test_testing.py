@@ -83,7 +83,7 @@ async def test_stuck_handler_fails_with_a_clear_message() -> None:
     """A request without an answer fails the test by its timeout, naming the route."""
     async with TestClient(make_router(), timeout=50 * MS) as client:
         with pytest.raises(RequestTimeout, match="no answer to request 'slow'"):
-            await client.request("slow", 10.0)
+            await client.request("slow", 10_000 * MS)
         with pytest.raises(AssertionError, match="no push arrived within"):
             await client.next_push()
 

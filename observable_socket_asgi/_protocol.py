@@ -1,0 +1,234 @@
+"""The per-connection rules of the protocol, without I/O: what to do with each frame and push.
+
+`Protocol` is the sans-I/O half of a connection (the I/O half is `connection.py`). It never
+awaits, never reads a clock and never sees ASGI: the shell hands it a frame and the time
+(`loop.time()`), and it answers with what to do. So every rule here is tested with plain
+calls and a fake clock (`tests/test_protocol.py`).
+
+Rules (this module alone decides them):
+
+    frames    each frame counts as in flight from the moment it is read until its reply
+              has been handed to the server (`reply_sent()`); a frame is answered at once
+              with 413 (too large), 400 (malformed), PONG (heartbeat), 404 (no such route)
+              or 429 (over a token bucket), or dispatched to its route.
+    reading   at `max_in_flight` frames in flight the shell stops reading (`paused()`), so
+              TCP backpressure, not memory, absorbs a client that sends faster than it reads.
+    buckets   one token bucket per connection (`rate_limit`), and one per route that has its
+              own; a request spends a token of its route's bucket if it has one, else of the
+              connection's. PING is never limited.
+    pushes    pushes waiting behind a busy writer are bounded by `max_queued_pushes`; past
+              it `slow_consumer` applies: close with 1013, or drop the oldest queued push.
+              Replies are never dropped.
+    idle      no frame (PING included) for `idle_timeout` seconds: close with 1001.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from ._route import Route
+from .envelope import PING, Request, encode_error, encode_pong, parse_request
+from .errors import ProtocolError
+from .status import Status
+
+__all__ = ["Bucket", "Protocol", "PushAction", "Settings"]
+
+logger = logging.getLogger("observable_socket_asgi.protocol")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A router's options, checked and frozen once in `SocketRouter.__init__`.
+
+    The connection, its protocol and the handshake read them here instead of reaching into
+    the router; the router's public attributes of the same names read them too.
+    """
+
+    heartbeat: bool = True
+    max_in_flight: int = 64
+    max_message_bytes: int | None = 1024 * 1024
+    max_queued_pushes: int = 1024
+    slow_consumer: Literal["close", "drop_oldest"] = "close"
+    close_timeout: float = 5.0
+    handler_timeout: float | None = None
+    rate_limit: tuple[int, float] | None = None
+    handshake_timeout: float | None = 10.0
+    idle_timeout: float | None = 120.0
+    max_connections: int | None = None
+    allowed_origins: tuple[str, ...] | None = None
+    require_origin: bool = False
+
+
+class PushAction(Enum):
+    """What to do with a push, given how many are already waiting for the writer."""
+
+    #: send it, or queue it behind the write in progress
+    SEND = "send"
+    #: drop the oldest queued push (already uncounted), then queue this one
+    DROP_OLDEST = "drop_oldest"
+    #: a slow consumer: drop every queued push (already uncounted) and this one, close 1013
+    CLOSE = "close"
+
+
+class Bucket:
+    """A token bucket: `rate` messages per `per` seconds, bursts up to `rate`."""
+
+    __slots__ = ("capacity", "refill", "stamp", "tokens")
+
+    def __init__(self, rate: int, per: float, now: float) -> None:
+        self.capacity = float(rate)
+        self.refill = rate / per
+        self.tokens = float(rate)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; refill first for the time since the last call."""
+        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+        self.stamp = now
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
+_RATE_LIMITED = "rate limit exceeded, slow down"
+
+
+class Protocol:
+    """One connection's protocol state: in-flight count, buckets, queued pushes, last frame.
+
+    Args:
+        settings: the router's frozen options.
+        routes: the router's routes by name (read, never changed here).
+        now: the time the connection opened, on the clock later calls use.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_heartbeat",
+        "_max_bytes",
+        "_route_buckets",
+        "_routes",
+        "in_flight",
+        "last_seen",
+        "max_in_flight",
+        "queued_pushes",
+        "settings",
+    )
+
+    def __init__(self, settings: Settings, routes: Mapping[str, Route], now: float) -> None:
+        self.settings = settings
+        self._routes = routes
+        # copied out of `settings` for the per-frame path: one attribute lookup, not two
+        self._heartbeat = settings.heartbeat
+        self._max_bytes = settings.max_message_bytes
+        self.max_in_flight = settings.max_in_flight
+        #: frames read whose reply has not yet been handed to the server
+        self.in_flight = 0
+        #: pushes waiting behind the writer (replies waiting are not counted)
+        self.queued_pushes = 0
+        #: when the last frame arrived
+        self.last_seen = now
+        rate = settings.rate_limit
+        # the connection's bucket; None when the router has no rate limit
+        self._bucket = None if rate is None else Bucket(rate[0], rate[1], now)
+        # buckets of routes with a rate limit of their own, made on first use
+        self._route_buckets: dict[str, Bucket] | None = None
+
+    # Frames
+
+    def receive(self, data: str | bytes, now: float) -> tuple[Route, Request] | str:
+        """Decide what to do with one frame: a reply frame to send as is, or a dispatch.
+
+        Returns:
+            An encoded reply (413, 400, PONG, 404 or 429) for the shell to write, or the
+            `(route, request)` to serve. Either way the frame now counts as in flight until
+            `reply_sent()`. A plain tuple, not a decision object: this runs for every frame.
+        """
+        self.last_seen = now
+        self.in_flight += 1
+        try:
+            request = parse_request(data, self._max_bytes)
+        except ProtocolError as exc:
+            logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
+            return encode_error(exc.status, exc.uuid, exc.message)
+        name = request.route
+        route = self._routes.get(name)
+        if route is None:
+            if name == PING and self._heartbeat:
+                return encode_pong(request.uuid)
+            return encode_error(Status.NOT_FOUND, request.uuid, f"route not found: {name}")
+        if (self._bucket is not None or route.rate_limit is not None) and not self._allow(
+            route, now
+        ):
+            return encode_error(Status.TOO_MANY_REQUESTS, request.uuid, _RATE_LIMITED)
+        return route, request
+
+    def reply_sent(self) -> None:
+        """A reply (or the frame it answers, on a closed connection) has left: one slot frees."""
+        self.in_flight -= 1
+
+    def paused(self) -> bool:
+        """True while `max_in_flight` frames are in flight: stop reading until one is answered."""
+        return self.in_flight >= self.max_in_flight
+
+    # Pushes
+
+    def push(self, writer_busy: bool) -> PushAction:
+        """Decide what to do with a new push; the counts of dropped pushes are already taken.
+
+        A push is queued only behind a busy writer, so only then can the bound be reached.
+        """
+        if not writer_busy or self.queued_pushes < self.settings.max_queued_pushes:
+            return PushAction.SEND
+        if self.settings.slow_consumer == "drop_oldest":
+            self.queued_pushes -= 1
+            return PushAction.DROP_OLDEST
+        self.queued_pushes = 0
+        return PushAction.CLOSE
+
+    def push_queued(self) -> None:
+        """A push went into the writer's queue."""
+        self.queued_pushes += 1
+
+    def push_dequeued(self) -> None:
+        """A queued push left the queue (written, or about to be)."""
+        self.queued_pushes -= 1
+
+    def queue_dropped(self) -> None:
+        """The writer's queue was emptied without sending: the connection is over."""
+        self.queued_pushes = 0
+
+    # Idle
+
+    def idle_wait(self, now: float) -> float | None:
+        """Return how long to wait before asking again, or None if the connection is idle.
+
+        Only meaningful when `settings.idle_timeout` is set.
+        """
+        timeout = self.settings.idle_timeout
+        assert timeout is not None
+        idle = now - self.last_seen
+        if idle >= timeout:
+            return None
+        return timeout - idle
+
+    # Private methods
+
+    def _allow(self, route: Route, now: float) -> bool:
+        rate = route.rate_limit
+        if rate is not None:
+            buckets = self._route_buckets
+            if buckets is None:
+                buckets = self._route_buckets = {}
+            bucket = buckets.get(route.name)
+            if bucket is None:
+                bucket = buckets[route.name] = Bucket(rate[0], rate[1], now)
+            return bucket.take(now)
+        assert self._bucket is not None
+        return self._bucket.take(now)

@@ -1,0 +1,175 @@
+"""A registered route, decided once: its hooks, how its handler is called, its limits.
+
+Everything here runs at registration, never per request: `inspect` reads each hook's arity
+once (`_concurrency.arity_accepts`), plain functions are wrapped to run on the router's
+thread pool, and the result is a frozen `Route` the pipeline only reads. Registration
+mistakes raise `TypeError` or `ValueError` naming the route.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from ._concurrency import arity_accepts, ensure_async
+
+__all__ = ["OPTION_KEYS", "CallMode", "Route", "build_route", "check_positive", "check_rate"]
+
+AsyncFn = Callable[..., Awaitable[Any]]
+
+#: the keys a route's `options` may hold
+OPTION_KEYS = frozenset({"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit"})
+
+
+class CallMode(Enum):
+    """How a route's handler is called; chosen from its signature at registration."""
+
+    #: handler(value): hydrate's result, else `local` (even when empty).
+    SINGLE = 1
+    #: handler(ws, headers, payload), always.
+    TRIPLE = 3
+    #: the README's priority rule: hydrate > non-empty local > (ws, headers, payload).
+    EITHER = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A registered route: the handler and its hooks, ready to await."""
+
+    name: str
+    handler: AsyncFn
+    call_mode: CallMode
+    data_check: AsyncFn | None = None
+    data_check_local: bool = False
+    access: AsyncFn | None = None
+    access_local: bool = False
+    hydrate: AsyncFn | None = None
+    dehydrate: AsyncFn | None = None
+    #: seconds before the handler is cancelled and answered 504; None: no limit
+    timeout: float | None = None
+    #: (messages, per_seconds) for a bucket of this route's own; None: the router's bucket
+    rate_limit: tuple[int, float] | None = None
+    #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
+    #: pipeline calls it straight away (the common case, kept short)
+    direct: bool = False
+
+
+def build_route(
+    name: str,
+    handler: Any,
+    options: dict[str, Any],
+    executor: concurrent.futures.ThreadPoolExecutor,
+    default_timeout: float | None,
+) -> Route:
+    """Check `handler` and `options` and return the frozen `Route` for `name`.
+
+    Raises:
+        ValueError: an option key is unknown, or a timeout or rate limit is out of range.
+        TypeError: a hook or the handler cannot take the arguments it will be given.
+    """
+    unknown = set(options) - OPTION_KEYS
+    if unknown:
+        raise ValueError(
+            f"route {name!r}: unknown option(s) {sorted(unknown)}; "
+            f"expected some of {sorted(OPTION_KEYS)}"
+        )
+    if not callable(handler):
+        raise TypeError(f"route {name!r}: handler must be callable, got {handler!r}")
+    data_check = options.get("data_check")
+    access = options.get("access")
+    hydrate = options.get("hydrate")
+    dehydrate = options.get("dehydrate")
+    timeout = options.get("timeout", default_timeout)
+    rate_limit = options.get("rate_limit")
+    check_positive(f"route {name!r}: timeout", timeout)
+    check_rate(f"route {name!r}: rate_limit", rate_limit)
+
+    data_check_local = access_local = False
+    if data_check is not None:
+        data_check_local = _pick_arity(name, "data_check", data_check, 2, 1, "(message[, local])")
+    if access is not None:
+        access_local = _pick_arity(name, "access", access, 3, 2, "(ws, message[, local])")
+    if hydrate is not None:
+        _require_arity(name, "hydrate", hydrate, 2, "(ws, message)")
+    if dehydrate is not None:
+        _require_arity(name, "dehydrate", dehydrate, 1, "(payload)")
+
+    takes_one = arity_accepts(handler, 1)
+    takes_three = arity_accepts(handler, 3)
+    if takes_one and takes_three:
+        call_mode = CallMode.EITHER
+    elif takes_one:
+        call_mode = CallMode.SINGLE
+    elif takes_three:
+        if hydrate is not None:
+            raise TypeError(
+                f"route {name!r}: with a hydrate hook the handler is called with one "
+                f"argument, but {_qualname(handler)} takes (ws, headers, payload)"
+            )
+        call_mode = CallMode.TRIPLE
+    else:
+        raise TypeError(
+            f"route {name!r}: handler {_qualname(handler)} must take one argument "
+            "(hydrated value or local) or three (ws, headers, payload)"
+        )
+
+    return Route(
+        name=name,
+        handler=ensure_async(handler, executor),
+        call_mode=call_mode,
+        data_check=None if data_check is None else ensure_async(data_check, executor),
+        data_check_local=data_check_local,
+        access=None if access is None else ensure_async(access, executor),
+        access_local=access_local,
+        hydrate=None if hydrate is None else ensure_async(hydrate, executor),
+        dehydrate=None if dehydrate is None else ensure_async(dehydrate, executor),
+        timeout=timeout,
+        rate_limit=rate_limit,
+        direct=data_check is None
+        and access is None
+        and hydrate is None
+        and call_mode is not CallMode.SINGLE,
+    )
+
+
+def check_positive(name: str, value: float | None) -> None:
+    """Raise ValueError unless `value` is None or a positive number of seconds."""
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+
+
+def check_rate(name: str, value: tuple[int, float] | None) -> None:
+    """Raise ValueError unless `value` is None or `(messages >= 1, per_seconds > 0)`."""
+    if value is None:
+        return
+    try:
+        messages, seconds = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (messages, per_seconds), got {value!r}") from None
+    if not (isinstance(messages, int) and messages >= 1 and seconds > 0):
+        raise ValueError(f"{name} must be (messages >= 1, per_seconds > 0), got {value!r}")
+
+
+def _pick_arity(route: str, hook: str, fn: Any, full: int, short: int, shape: str) -> bool:
+    """True if `fn` takes the `local` argument too, False if it takes the short form."""
+    if not callable(fn):
+        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
+    if arity_accepts(fn, full):
+        return True
+    if arity_accepts(fn, short):
+        return False
+    raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
+
+
+def _require_arity(route: str, hook: str, fn: Any, count: int, shape: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"route {route!r}: {hook} must be callable, got {fn!r}")
+    if not arity_accepts(fn, count):
+        raise TypeError(f"route {route!r}: {hook} {_qualname(fn)} must take {shape}")
+
+
+def _qualname(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

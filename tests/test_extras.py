@@ -1,0 +1,133 @@
+"""Optional dependencies: each part that needs an extra says which one when it is missing.
+
+Each case runs in a fresh interpreter where the dependency is hidden (`sys.modules[name] =
+None` makes its import fail), so the rest of the suite keeps its modules.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import PROCESS_TIMEOUT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_hidden(hidden: tuple[str, ...], body: str) -> subprocess.CompletedProcess[str]:
+    """Run `body` in a new interpreter in which the modules `hidden` cannot be imported."""
+    code = "import sys\n"
+    code += "".join(f"sys.modules[{name!r}] = None\n" for name in hidden)
+    code += textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("hidden", "module", "extra"),
+    [
+        (("websockets",), "observable_socket_asgi.client", "client"),
+        (("redis",), "observable_socket_asgi.redis_backplane", "redis"),
+        (("fastapi", "starlette"), "fastapi_adapter", "fastapi"),
+    ],
+)
+def test_import_without_its_extra_names_the_extra(
+    hidden: tuple[str, ...], module: str, extra: str
+) -> None:
+    """Importing a part whose dependency is missing raises ImportError with the pip command."""
+    result = run_hidden(
+        hidden,
+        f"""
+        try:
+            import {module}
+        except ImportError as exc:
+            print(exc)
+        else:
+            raise SystemExit("imported")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f'pip install "observable-socket-asgi[{extra}]"' in result.stdout
+
+
+def test_serve_without_uvicorn_names_the_extra() -> None:
+    """`observable-socket serve` without uvicorn exits 2 and names the uvicorn extra."""
+    result = run_hidden(
+        ("uvicorn",),
+        """
+        from observable_socket_asgi._cli import main
+        raise SystemExit(main(["serve", "examples.app:app"]))
+        """,
+    )
+    assert result.returncode == 2, result.stderr
+    assert 'pip install "observable-socket-asgi[uvicorn]"' in result.stderr
+
+
+def test_call_without_websockets_names_the_client_extra() -> None:
+    """`observable-socket call` without websockets exits 2 and names the client extra."""
+    result = run_hidden(
+        ("websockets",),
+        """
+        from observable_socket_asgi._cli import main
+        raise SystemExit(main(["call", "ws://127.0.0.1:9/ws", "echo"]))
+        """,
+    )
+    assert result.returncode == 2, result.stderr
+    assert 'pip install "observable-socket-asgi[client]"' in result.stderr
+
+
+def test_core_and_test_client_need_no_extra() -> None:
+    """With no server, client, FastAPI or Redis installed, a router runs in the test client."""
+    result = run_hidden(
+        ("uvicorn", "websockets", "fastapi", "starlette", "redis"),
+        """
+        import asyncio
+        from observable_socket_asgi import SocketRouter
+        from observable_socket_asgi.testing import TestClient
+
+        router = SocketRouter()
+
+        @router.route("echo")
+        async def echo(ws, headers, payload):
+            return {"payload": payload}
+
+        async def main():
+            async with TestClient(router) as client:
+                res = await client.request("echo", [1, 2])
+                print(res.status, res.payload)
+
+        asyncio.run(main())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "[1,", "2]"]
+
+
+def test_core_dependencies_are_only_orjson_and_asgiref() -> None:
+    """The wheel's required dependencies are the two the core imports; the rest are extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = sorted(dep.split(">")[0].split("[")[0] for dep in project["dependencies"])
+    assert names == ["asgiref", "orjson"]
+    extras = project["optional-dependencies"]
+    assert set(extras["standard"]) == set(extras["uvicorn"]) | set(extras["client"])
+    assert {"uvicorn", "client", "standard", "fastapi", "redis", "test", "examples"} <= set(extras)
+
+
+def test_wheel_metadata_names_license_authors_and_the_running_python() -> None:
+    """License expression and file, authors, and a classifier for the Python running the suite."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert project["authors"] and project["urls"]
+    running = "Programming Language :: Python :: {}.{}".format(*sys.version_info[:2])
+    assert running in project["classifiers"]

@@ -1,0 +1,187 @@
+"""The per-connection rules, with plain calls and a fake clock: no event loop, no sleeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from observable_socket_asgi import SocketRouter
+from observable_socket_asgi._protocol import Protocol, PushAction, Settings
+from observable_socket_asgi._route import Route
+from observable_socket_asgi.envelope import Request
+
+
+async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+    return {"payload": payload}
+
+
+def protocol(now: float = 0.0, **options: Any) -> Protocol:
+    """A protocol for a router with an `echo` route and `options`, opened at `now`."""
+    router = SocketRouter(**options)
+    router.add_route("echo", echo)
+    router.add_route("slow", echo, {"rate_limit": (1, 10.0)})
+    return Protocol(router.settings, router.routes, now)
+
+
+def frame(route: str = "echo", uuid: str | int = "u", payload: Any = None) -> str:
+    return orjson.dumps({"uuid": uuid, "route": route, "headers": {}, "payload": payload}).decode()
+
+
+def reply(decision: tuple[Route, Request] | str) -> dict[str, Any]:
+    """The reply frame a decision answers with; fails if the frame was dispatched instead."""
+    assert isinstance(decision, str), f"expected a reply, got a dispatch: {decision!r}"
+    result: dict[str, Any] = orjson.loads(decision)
+    return result
+
+
+def dispatched(decision: tuple[Route, Request] | str) -> tuple[Route, Request]:
+    assert not isinstance(decision, str), f"expected a dispatch, got {decision!r}"
+    return decision
+
+
+# Frames
+
+
+def test_a_good_frame_is_dispatched_to_its_route() -> None:
+    """A well-formed request for a registered route comes back as (route, request)."""
+    proto = protocol()
+    route, request = dispatched(proto.receive(frame(payload=[1, 2]), 1.0))
+    assert route.name == "echo"
+    assert (request.uuid, request.payload) == ("u", [1, 2])
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "uuid"),
+    [
+        ("not json", 400, None),
+        ('{"uuid": 1}', 400, 1),
+        (frame("nowhere", uuid=5), 404, 5),
+        (frame(payload="x" * 200, uuid=9), 413, 9),
+    ],
+)
+def test_bad_frames_are_answered_at_once(data: str, status: int, uuid: Any) -> None:
+    """Malformed (400), unroutable (404) and oversized (413) frames get an error reply."""
+    answer = reply(protocol(max_message_bytes=64).receive(data, 0.0))
+    assert (answer["status"], answer["uuid"]) == (status, uuid)
+    assert isinstance(answer["payload"]["message"], str)
+
+
+def test_ping_is_answered_with_pong_unless_heartbeat_is_off() -> None:
+    """PING gets PONG with the same uuid; without heartbeat it is an unknown route (404)."""
+    pong = reply(protocol().receive(frame("PING", uuid="p"), 0.0))
+    assert (pong["route"], pong["uuid"], pong["status"]) == ("PONG", "p", 200)
+    assert reply(protocol(heartbeat=False).receive(frame("PING"), 0.0))["status"] == 404
+
+
+# Token buckets
+
+
+def test_rate_limit_allows_a_burst_then_answers_429() -> None:
+    """`rate_limit=(2, 1.0)`: two requests at once pass, the third is 429 with its uuid."""
+    proto = protocol(rate_limit=(2, 1.0))
+    dispatched(proto.receive(frame(uuid=1), 0.0))
+    dispatched(proto.receive(frame(uuid=2), 0.0))
+    over = reply(proto.receive(frame(uuid=3), 0.0))
+    assert (over["status"], over["uuid"]) == (429, 3)
+
+
+def test_rate_limit_bucket_refills_with_time() -> None:
+    """Tokens come back at `messages / per_seconds` (here one per 0.5 s), capped at the burst."""
+    proto = protocol(rate_limit=(2, 1.0))
+    for _ in range(2):
+        dispatched(proto.receive(frame(), 0.0))
+    assert reply(proto.receive(frame(), 0.4))["status"] == 429  # 0.8 of a token
+    dispatched(proto.receive(frame(), 0.5))  # 1.0 token: one more request
+    assert reply(proto.receive(frame(), 0.5))["status"] == 429
+    # a long pause refills to the burst size and no further
+    dispatched(proto.receive(frame(), 100.0))
+    dispatched(proto.receive(frame(), 100.0))
+    assert reply(proto.receive(frame(), 100.0))["status"] == 429
+
+
+def test_ping_is_never_rate_limited() -> None:
+    """Heartbeats do not spend tokens, even with the bucket empty."""
+    proto = protocol(rate_limit=(1, 60.0))
+    dispatched(proto.receive(frame(), 0.0))
+    for _ in range(5):
+        assert reply(proto.receive(frame("PING"), 0.0))["route"] == "PONG"
+    assert reply(proto.receive(frame(), 0.0))["status"] == 429
+
+
+def test_a_route_rate_limit_has_its_own_bucket() -> None:
+    """A route's own `rate_limit` counts apart from the connection's bucket, and refills."""
+    proto = protocol(rate_limit=(100, 1.0))
+    dispatched(proto.receive(frame("slow"), 0.0))
+    assert reply(proto.receive(frame("slow"), 0.0))["status"] == 429
+    dispatched(proto.receive(frame("echo"), 0.0))
+    dispatched(proto.receive(frame("slow"), 10.0))
+
+
+# In flight
+
+
+def test_in_flight_counts_every_frame_until_its_reply_is_sent() -> None:
+    """Replies, errors and dispatches all count; at max_in_flight the shell stops reading."""
+    proto = protocol(max_in_flight=2)
+    assert not proto.paused()
+    dispatched(proto.receive(frame(), 0.0))
+    assert not proto.paused()
+    reply(proto.receive("junk", 0.0))
+    assert proto.in_flight == 2 and proto.paused()
+    proto.reply_sent()
+    assert proto.in_flight == 1 and not proto.paused()
+
+
+# Pushes
+
+
+def test_push_is_sent_while_under_the_bound() -> None:
+    """An idle writer always takes a push; a busy one queues up to max_queued_pushes."""
+    proto = protocol(max_queued_pushes=2)
+    assert proto.push(writer_busy=False) is PushAction.SEND
+    for _ in range(2):
+        assert proto.push(writer_busy=True) is PushAction.SEND
+        proto.push_queued()
+    proto.push_dequeued()
+    assert proto.push(writer_busy=True) is PushAction.SEND
+
+
+def test_slow_consumer_close_policy() -> None:
+    """Past the bound with `slow_consumer="close"`: close, and the queued pushes are uncounted."""
+    proto = protocol(max_queued_pushes=2)
+    for _ in range(2):
+        proto.push_queued()
+    assert proto.push(writer_busy=False) is PushAction.SEND  # the bound binds a busy writer
+    assert proto.push(writer_busy=True) is PushAction.CLOSE
+    assert proto.queued_pushes == 0
+
+
+def test_slow_consumer_drop_oldest_policy() -> None:
+    """With `drop_oldest` the oldest push makes room: the count stays at the bound."""
+    proto = protocol(max_queued_pushes=2, slow_consumer="drop_oldest")
+    for _ in range(2):
+        proto.push_queued()
+    assert proto.push(writer_busy=True) is PushAction.DROP_OLDEST
+    proto.push_queued()  # the new push takes the dropped one's place
+    assert proto.queued_pushes == 2
+    assert proto.push(writer_busy=True) is PushAction.DROP_OLDEST
+
+
+# Idle
+
+
+def test_idle_timeout_counts_from_the_last_frame() -> None:
+    """Any frame (PING included) restarts the idle clock; a silent connection is idle."""
+    proto = protocol(now=100.0, idle_timeout=30.0)
+    assert proto.idle_wait(110.0) == pytest.approx(20.0)
+    reply(proto.receive(frame("PING"), 125.0))
+    assert proto.idle_wait(130.0) == pytest.approx(25.0)
+    assert proto.idle_wait(154.9) == pytest.approx(0.1)
+    assert proto.idle_wait(155.0) is None
+
+
+def test_settings_default_to_the_router_defaults() -> None:
+    """A bare Settings() is what SocketRouter() builds, so the two cannot drift apart."""
+    assert Settings() == SocketRouter().settings
