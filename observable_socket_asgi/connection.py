@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
-from ._concurrency import start_eagerly
+from ._concurrency import start_eagerly, step_inline
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
 from .envelope import encode_error, encode_push
@@ -157,17 +157,41 @@ class Connection(ScopeViews):
         """
         if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        action = self._protocol.push(self._writing)
-        if action is PushAction.SEND:
-            pass
-        elif action is PushAction.DROP_OLDEST:
-            self._drop_oldest_push()
-        elif action is PushAction.CLOSE:
-            self._close_slow_consumer()
-            return
-        else:
-            assert_never(action)
-        await self._write(frame, False)
+        if self._admit_push():
+            await self._write(frame, False)
+
+    def send_frame_nowait(self, frame: str) -> asyncio.Task[None] | None:
+        """Send an already encoded push without awaiting it: what a publish does for each
+        subscriber, so that no subscriber waits for another.
+
+        With the writer idle the frame goes to the server at once, in the caller's task; if
+        the server's send has to wait (a full socket buffer), the rest of it runs in the
+        returned task. With the writer busy the frame queues behind it under the same bound
+        and slow-consumer policy as `send_frame`. A closed connection is skipped.
+
+        Returns:
+            The task finishing a write that had to wait, else None.
+        """
+        if self._lifecycle is not _OPEN or not self._admit_push():
+            return None
+        if self._writing:
+            self._enqueue(frame, False)
+            return None
+        self._writing = True
+        try:
+            # the server's send only, no user code: no context copy or current-task swap
+            send = cast(
+                "Coroutine[Any, Any, None]", self._send({"type": "websocket.send", "text": frame})
+            )
+            task = step_inline(send, self._loop)
+        except Exception as exc:
+            self._write_failed(exc)
+            task = None
+        if task is None:
+            self._release_writer()
+            return None
+        task.add_done_callback(self._push_written)
+        return task
 
     async def subscribe(self, topic: str) -> None:
         """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
@@ -321,6 +345,27 @@ class Connection(ScopeViews):
             self._write_failed(exc)
         finally:
             self._release_writer()
+
+    def _admit_push(self) -> bool:
+        """Apply the push bound to a new push; False when it is not to be sent (closing)."""
+        action = self._protocol.push(self._writing)
+        if action is PushAction.SEND:
+            return True
+        if action is PushAction.DROP_OLDEST:
+            self._drop_oldest_push()
+            return True
+        if action is PushAction.CLOSE:
+            self._close_slow_consumer()
+            return False
+        assert_never(action)
+
+    def _push_written(self, task: asyncio.Task[None]) -> None:
+        """A push write that had to wait is over: the writer is free (or the peer gone)."""
+        if not task.cancelled():
+            exc = task.exception()
+            if isinstance(exc, Exception):
+                self._write_failed(exc)
+        self._release_writer()
 
     def _enqueue(self, frame: str, is_reply: bool) -> None:
         out = self._out

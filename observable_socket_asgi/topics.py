@@ -9,9 +9,10 @@ Rules of a subscription (this module alone changes them):
 
     `publish(topic, payload, headers)` encodes the push frame once (the route is the topic,
     the uuid a fresh server uuid) and hands that same string to every local subscriber's
-    `send_frame`. A subscriber whose writer is busy queues it behind its own bound and meets
-    the router's slow-consumer policy; a subscriber never delays the others, because each
-    send starts eagerly and only becomes a task if it has to wait for its socket.
+    `send_frame_nowait`. A subscriber whose writer is busy queues it behind its own bound and
+    meets the router's slow-consumer policy; a subscriber never delays the others, because
+    each write runs at once in the publisher's task and only becomes a task if it has to
+    wait for its socket.
 
 A backplane carries publishes between processes. `InMemoryBackplane` (the default) is this
 module's `Backplane` with nothing to carry: one process needs no broker. `RedisBackplane`
@@ -27,7 +28,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ._concurrency import start_eagerly
 from .envelope import encode_push
 from .errors import ConnectionClosed
 
@@ -145,10 +145,9 @@ class Backplane:
         subs = self._subscribers.get(topic)
         if not subs:
             return 0
-        loop = asyncio.get_running_loop()
         sending = self._sending
         for conn in list(subs):
-            task = start_eagerly(_send(conn, frame), loop)
+            task = conn.send_frame_nowait(frame)
             if task is not None:
                 sending.add(task)
                 task.add_done_callback(sending.discard)
@@ -197,13 +196,3 @@ class Backplane:
 
 class InMemoryBackplane(Backplane):
     """Topics within one process: the default, and all a single worker needs."""
-
-
-async def _send(conn: Connection, frame: str) -> None:
-    """Send one push; a connection that closed meanwhile is skipped (its on_close cleans up)."""
-    try:
-        await conn.send_frame(frame)
-    except ConnectionClosed:
-        pass
-    except Exception:  # nobody awaits this: log, never let it vanish
-        logger.exception("push to %s failed", conn.client)

@@ -126,6 +126,54 @@ async def test_pushes_keep_publish_order() -> None:
     await conv.disconnect()
 
 
+async def test_a_subscriber_whose_send_waits_gets_its_pushes_in_order_later() -> None:
+    """A push write that has to wait (a full socket) finishes in a task of its own; pushes
+    published meanwhile queue behind it, in order, and the other subscribers get theirs at
+    once."""
+    from observable_socket_asgi.testing import websocket_scope
+
+    router = chat_router()
+    fast = Conversation(router)
+    await fast.connect()
+    await fast.ask(request("join", "t"))
+    gate, leave, joined = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    received: list[Any] = []
+    feed = iter([{"type": "websocket.connect"}, {"type": "websocket.receive", "text": ""}])
+
+    async def receive() -> dict[str, Any]:
+        message = next(feed, None)
+        if message is None:
+            await leave.wait()
+            return {"type": "websocket.disconnect", "code": 1000}
+        if message["type"] == "websocket.receive":
+            message["text"] = request("join", "t", uuid="j")
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.send":
+            return
+        frame = orjson.loads(message["text"])
+        if frame.get("route") != "t":
+            joined.set()
+            return
+        await gate.wait()  # the socket is full until the gate opens
+        received.append(frame["payload"])
+
+    app: Any = router  # driven with plain dicts, as a server would
+    slow = asyncio.create_task(app(websocket_scope(), receive, send))
+    await asyncio.wait_for(joined.wait(), TIMEOUT)
+    for n in range(3):
+        await router.publish("t", n)
+    assert [(await fast.reply())["payload"] for _ in range(3)] == [0, 1, 2]
+    assert received == []
+    gate.set()
+    await wait_until(lambda: len(received) == 3, what="the queued pushes")
+    assert received == [0, 1, 2]
+    leave.set()
+    await asyncio.wait_for(slow, TIMEOUT)
+    await fast.disconnect()
+
+
 async def test_unsubscribe_stops_pushes() -> None:
     """After leaving a topic a connection receives nothing more from it."""
     router = chat_router()
