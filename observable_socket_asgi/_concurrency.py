@@ -28,6 +28,7 @@ __all__ = [
     "arity_accepts",
     "ensure_async",
     "is_async_callable",
+    "Continuation",
     "start_eagerly",
     "step_inline",
 ]
@@ -109,6 +110,41 @@ class _Resumed(collections.abc.Coroutine[Any, Any, None]):
 
     def __await__(self) -> Generator[Any, Any, None]:
         raise TypeError("only a Task drives a resumed coroutine")  # pragma: no cover
+
+
+class Continuation:
+    """Finish, in the awaiting task, a coroutine whose first step the caller already ran.
+
+    `await Continuation(coro, yielded)` is what `await coro` would have been had the first
+    `coro.send(None)` not been made by hand: the task waits on what that step yielded, then
+    every later send, throw (a cancellation) and close goes to `coro`. It lets a caller step
+    a coroutine once and pay for a timer, a task or anything else only if it suspends.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self._coro, self._yielded
+        while True:
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def step_inline(
