@@ -174,10 +174,11 @@ class Connection(ScopeViews):
         Returns:
             The task finishing a write that had to wait, else None.
         """
-        if self._lifecycle is not _OPEN or not self._admit_push():
+        if self._lifecycle is not _OPEN:
             return None
-        if self._writing:
-            self._enqueue(frame, False)
+        if self._writing:  # the bound applies only behind a busy writer
+            if self._admit_push():
+                self._enqueue(frame, False)
             return None
         self._writing = True
         try:
