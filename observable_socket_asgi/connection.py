@@ -228,7 +228,8 @@ class Connection(ScopeViews):
         loop = self._loop
         serve = self._serve
         write = self._write
-        self._main_task = asyncio.current_task()
+        # the loop is passed: without it, 3.11 makes a getpid() system call to find it
+        self._main_task = asyncio.current_task(loop)
         # the idle clock starts when serving starts, not when the handshake began
         protocol.last_seen = loop.time()
         idle_timeout = self._router.settings.idle_timeout
@@ -501,7 +502,7 @@ class Connection(ScopeViews):
             return
         self._set_lifecycle(_CLOSED)
         task = self._main_task
-        if task is not None and task is not asyncio.current_task() and not task.done():
+        if task is not None and task is not asyncio.current_task(self._loop) and not task.done():
             task.cancel()
 
     def _check_idle(self) -> None:
@@ -529,7 +530,7 @@ class Connection(ScopeViews):
             self._idle_handle.cancel()
             self._idle_handle = None
         tasks = self._tasks
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         while tasks:
             pending = [task for task in tasks if task is not current]
             if not pending:
