@@ -29,8 +29,8 @@ __all__ = [
     "ensure_async",
     "is_async_callable",
     "Continuation",
+    "finish_in_task",
     "start_eagerly",
-    "step_inline",
 ]
 
 logger = logging.getLogger("observable_socket_asgi.concurrency")
@@ -147,21 +147,18 @@ class Continuation:
                     return stop.value
 
 
-def step_inline(
-    coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-) -> asyncio.Task[None] | None:
-    """Run `coro` until it first suspends, in the caller's own task and context; return a
-    task running the rest, or None if it finished. The first step's exceptions propagate.
+def finish_in_task(
+    coro: Coroutine[Any, Any, None], yielded: Any, loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[None]:
+    """Return a task running the rest of `coro`, whose first step the caller ran by hand
+    (`yielded = coro.send(None)`, which did not finish).
 
-    Only for coroutines that run no user code, such as the server's `send` for a push:
-    `start_eagerly`'s context copy and current-task swap exist for handlers, which may read
-    contextvars or `asyncio.current_task()`, and on a fan-out they would cost more than the
-    write itself, once per subscriber.
+    Stepping by hand, in the caller's own task and context, is for coroutines that run no
+    user code, such as the server's `send` for a push: `start_eagerly`'s context copy and
+    current-task swap exist for handlers, which may read contextvars or
+    `asyncio.current_task()`, and on a fan-out they would cost more than the write itself,
+    once per subscriber.
     """
-    try:
-        yielded = coro.send(None)
-    except StopIteration:
-        return None
     return asyncio.Task(_Resumed(coro, yielded), loop=loop)
 
 

@@ -29,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
-from ._concurrency import start_eagerly, step_inline
+from ._concurrency import finish_in_task, start_eagerly
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
 from .envelope import encode_error, encode_push
@@ -181,18 +181,21 @@ class Connection(ScopeViews):
                 self._enqueue(frame, False)
             return None
         self._writing = True
+        # The server's send, stepped here in the publisher's task: it runs no user code, so
+        # it needs no context copy or current-task swap, and most often it finishes at once.
+        send: Any = self._send({"type": "websocket.send", "text": frame})
         try:
-            # the server's send only, no user code: no context copy or current-task swap
-            send = cast(
-                "Coroutine[Any, Any, None]", self._send({"type": "websocket.send", "text": frame})
-            )
-            task = step_inline(send, self._loop)
+            yielded = send.send(None)
+        except StopIteration:
+            self._writing = False
+            if self._out:
+                self._release_writer()
+            return None
         except Exception as exc:
             self._write_failed(exc)
-            task = None
-        if task is None:
             self._release_writer()
             return None
+        task = finish_in_task(send, yielded, self._loop)
         task.add_done_callback(self._push_written)
         return task
 

@@ -13,9 +13,9 @@ import pytest
 from observable_socket_asgi._concurrency import (
     Continuation,
     arity_accepts,
+    finish_in_task,
     is_async_callable,
     start_eagerly,
-    step_inline,
 )
 
 current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="outside")
@@ -207,33 +207,36 @@ async def test_a_continuation_passes_cancellation_and_errors_into_the_coroutine(
         await Continuation(coro, coro.send(None))
 
 
-async def test_step_inline_runs_the_first_step_in_the_callers_task() -> None:
-    """No task for a coroutine that finishes at once; one for the rest of one that waits,
-    and errors of the first step reach the caller."""
+async def test_finish_in_task_runs_the_rest_of_a_hand_stepped_coroutine() -> None:
+    """The first step runs in the caller's task; the rest in the returned task, which waits
+    on what the first step yielded and sees its cancellation."""
     outer = asyncio.current_task()
     seen: list[asyncio.Task[object] | None] = []
-
-    async def quick() -> None:
-        seen.append(asyncio.current_task())
-
-    loop = asyncio.get_running_loop()
-    assert step_inline(quick(), loop) is None
-    assert seen == [outer]
-
     gate = asyncio.Event()
 
     async def waits() -> None:
+        seen.append(asyncio.current_task())
         await gate.wait()
         seen.append(asyncio.current_task())
 
-    task = step_inline(waits(), loop)
-    assert task is not None and not task.done()
+    coro = waits()
+    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
+    assert seen == [outer] and not task.done()
     gate.set()
     await task
     assert seen[-1] is task
 
-    async def broken() -> None:
-        raise OSError("peer gone")
+    cleaned: list[str] = []
 
-    with pytest.raises(OSError, match="peer gone"):
-        step_inline(broken(), loop)
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append("cleaned")
+
+    coro = forever()
+    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["cleaned"]
