@@ -174,16 +174,21 @@ class Connection(ScopeViews):
         Returns:
             The task finishing a write that had to wait, else None.
         """
+        return self._push_nowait({"type": "websocket.send", "text": frame})
+
+    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+        """`send_frame_nowait` for a `websocket.send` message that a publish builds once and
+        hands to every subscriber (servers only read it)."""
         if self._lifecycle is not _OPEN:
             return None
         if self._writing:  # the bound applies only behind a busy writer
             if self._admit_push():
-                self._enqueue(frame, False)
+                self._enqueue(message["text"], False)
             return None
         self._writing = True
         # The server's send, stepped here in the publisher's task: it runs no user code, so
         # it needs no context copy or current-task swap, and most often it finishes at once.
-        send: Any = self._send({"type": "websocket.send", "text": frame})
+        send: Any = self._send(message)
         try:
             yielded = send.send(None)
         except StopIteration:

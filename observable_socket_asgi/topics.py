@@ -146,8 +146,10 @@ class Backplane:
         if not subs:
             return 0
         sending = self._sending
+        # one message for all: servers only read it, and a dict per subscriber is measurable
+        message = {"type": "websocket.send", "text": frame}
         for conn in list(subs):
-            task = conn.send_frame_nowait(frame)
+            task = conn._push_nowait(message)
             if task is not None:
                 sending.add(task)
                 task.add_done_callback(sending.discard)

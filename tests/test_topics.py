@@ -126,6 +126,29 @@ async def test_pushes_keep_publish_order() -> None:
     await conv.disconnect()
 
 
+async def test_send_frame_nowait_writes_at_once_and_skips_a_closed_connection() -> None:
+    """An encoded push handed to `send_frame_nowait` is written before it returns (no task:
+    the writer was idle); on a closed connection it is skipped without an error."""
+    router = SocketRouter()
+    outcome: list[Any] = []
+
+    @router.route("poke")
+    async def poke(ws: Any, headers: Any, payload: Any) -> Any:
+        outcome.append(ws.send_frame_nowait(envelope.encode_push("note", payload)))
+        return {"payload": "poked"}
+
+    conv = Conversation(router)
+    await conv.connect()
+    await conv.send(request("poke", 5))
+    push, reply = await conv.reply(), await conv.reply()
+    assert (push["route"], push["payload"], reply["payload"]) == ("note", 5, "poked")
+    assert outcome == [None]
+    conn = next(iter(router.connections))
+    await conv.disconnect()
+    await wait_until(lambda: conn.closed)
+    assert conn.send_frame_nowait(envelope.encode_push("note", 6)) is None
+
+
 async def test_a_subscriber_whose_send_waits_gets_its_pushes_in_order_later() -> None:
     """A push write that has to wait (a full socket) finishes in a task of its own; pushes
     published meanwhile queue behind it, in order, and the other subscribers get theirs at
