@@ -498,6 +498,95 @@ def growth_section(data: dict[str, Any], curves: dict[str, Any]) -> list[str]:
     return out
 
 
+def _verdict(value: float, goal: float, higher: bool = True) -> str:
+    if math.isnan(value):
+        return "not measured"
+    return "**met**" if (value >= goal if higher else value <= goal) else "**missed**"
+
+
+def targets_section(loaded: dict[str, dict[str, Any]]) -> list[str]:
+    """The targets of this release's performance work, each from this run's tables."""
+    rows: list[list[str]] = []
+    tp = loaded.get("throughput")
+    if tp is not None:
+        runs = tp["runs"]
+        rate = _ratios(runs, lambda r: r["rate"], _config)
+        cost = _ratios(runs, lambda r: r.get("server_us_per_msg"), _config)
+        p99 = _ratios(runs, lambda r: r["latency_ms"]["p99"], _config)
+        for cfg in ("16x16", "256x1"):
+            for name, goal in (("router", 0.85), ("adapter", 0.8)):
+                value = rate[cfg].get(name, math.nan)
+                cpu = 1 / cost[cfg].get(name, math.nan)
+                rows.append(
+                    [
+                        f"{name} throughput >= {goal} x bare at {cfg.replace('x', ' x ')}",
+                        f"{_fmt(value)} (by CPU per message: {_fmt(cpu)})",
+                        _verdict(value, goal),
+                    ]
+                )
+        configs = list(dict.fromkeys(_config(r) for r in runs))
+        versus = {cfg: _versus(runs, cfg, "router", "original", "rate") for cfg in configs}
+        worst = min(versus, key=lambda c: versus[c]) if versus else "n/a"
+        rows.append(
+            [
+                "router >= 2.3 x the original at every load",
+                f"{_fmt(min(versus.values()) if versus else math.nan)} at {worst} (lowest), "
+                f"{_fmt(max(versus.values()) if versus else math.nan)} (highest)",
+                _verdict(min(versus.values()) if versus else math.nan, 2.3),
+            ]
+        )
+        value = p99["16x16"].get("router", math.nan)
+        rows.append(
+            ["router p99 at 16 x 16 <= 1.3 x bare", _fmt(value), _verdict(value, 1.3, False)]
+        )
+        value = _versus(runs, "16x16", "router", "socketio", "rate")
+        rows.append(["(no target) router over python-socketio at 16 x 16", _fmt(value), "-"])
+    fan = loaded.get("fanout")
+    if fan is not None:
+        runs = fan["runs"]
+        seconds = _by_repeat(runs, "median_s")
+        cpu = _by_repeat(runs, "server_us_per_frame")
+        value = _pair(seconds, "router", "bare", invert=True)
+        rows.append(
+            [
+                f"fan-out >= 0.9 x bare at {fan['subscribers']:,} subscribers, in memory",
+                f"{_fmt(value)} by time (by server CPU per push: "
+                f"{_fmt(_pair(cpu, 'router', 'bare', invert=True))})",
+                _verdict(value, 0.9),
+            ]
+        )
+        value = _pair(seconds, "socketio", "router")
+        rows.append(
+            [
+                "fan-out >= 4 x python-socketio",
+                f"{_fmt(value)} by time (by server CPU per push: "
+                f"{_fmt(_pair(cpu, 'socketio', 'router'))})",
+                _verdict(value, 4.0),
+            ]
+        )
+        value = _pair(seconds, "router", "router_redis")
+        rows.append(
+            [
+                "fan-out through Redis within 0.8 x in memory",
+                f"{_fmt(value)} by time (subscribers' server CPU per push: "
+                f"{_fmt(_pair(cpu, 'router', 'router_redis'))})",
+                _verdict(value, 0.8),
+            ]
+        )
+    hs = loaded.get("handshake")
+    if hs is not None:
+        rate = _by_repeat(hs["runs"], "rate")
+        rows.append(
+            [
+                "(no target) handshakes/s over bare: router, with access_logic",
+                f"{_fmt(_pair(rate, 'router', 'bare'))}, "
+                f"{_fmt(_pair(rate, 'router_access', 'bare'))}",
+                "-",
+            ]
+        )
+    return _table(["target", "this run", "verdict"], rows)
+
+
 def draw_growth(curves: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -578,16 +667,20 @@ def main() -> None:
         ("handshake", "7. Connection set-up rate", handshake_section),
         ("growth", "8. Cost curves", lambda d: growth_section(d, curves)),
     ]
+    loaded: dict[str, dict[str, Any]] = {}
     for name, title, section in sections:
         data = _load(name)
         if data is None:
             continue
+        loaded[name] = data
         machine = data["machine"]
         out += [f"### {title}", "", *section(data)]
         if data.get("missing"):
             missing = "; ".join(f"{k}: {v}" for k, v in data["missing"].items())
             out += ["", f"Not measured: {missing}"]
         out.append("")
+    if loaded:
+        out += ["### Targets", "", *targets_section(loaded), ""]
     if machine is not None:
         out = [
             f"Machine: {json.dumps(machine)}",

@@ -123,34 +123,34 @@ def test_report_fits_and_ratios() -> None:
     by = {0: {"bare": 2.0, "router": 4.0}, 1: {"bare": 3.0, "router": 4.0}}
     # bare's time over the router's, per repeat: 0.5 and 0.75
     assert report._pair(by, "router", "bare", invert=True) == pytest.approx(0.625)
-    lines = report.fanout_section(
-        {
-            "subscribers": 10,
-            "pushes": 2,
-            "rounds": 1,
-            "repeats": 1,
-            "runs": [
-                {
-                    "contender": name,
-                    "repeat": 0,
-                    "median_s": seconds,
-                    "pushes_per_s": 20 / seconds,
-                    "server_us_per_frame": us,
-                }
-                for name, seconds, us in [
-                    ("bare", 1.0, 5.0),
-                    ("router", 2.0, 10.0),
-                    ("router_redis", 4.0, 10.0),
-                    ("socketio", 8.0, 40.0),
-                ]
-            ],
-        },
-        {},
-    )
-    text = "\n".join(lines)
+    fan = {
+        "subscribers": 10,
+        "pushes": 2,
+        "rounds": 1,
+        "repeats": 1,
+        "runs": [
+            {
+                "contender": name,
+                "repeat": 0,
+                "median_s": seconds,
+                "pushes_per_s": 20 / seconds,
+                "server_us_per_frame": us,
+            }
+            for name, seconds, us in [
+                ("bare", 1.0, 5.0),
+                ("router", 2.0, 10.0),
+                ("router_redis", 4.0, 10.0),
+                ("socketio", 8.0, 40.0),
+            ]
+        ],
+    }
+    text = "\n".join(report.fanout_section(fan, {}))
     assert "| router | 2000 | 10 | 0.50 | 10.0 | 0.50 |" in text
     assert "router over python-socketio: 4.00 x by time" in text
     assert "Redis backplane over in-memory: 0.50 by time" in text
+    targets = "\n".join(report.targets_section({"fanout": fan}))
+    assert "| fan-out >= 4 x python-socketio | 4.00 by time" in targets
+    assert targets.count("**missed**") == 2  # 0.5 x bare, Redis at 0.5 x in memory
 
 
 @pytest.mark.parametrize("workload", ["echo", "fanout", "handshake"])
