@@ -2,8 +2,10 @@
 
 Every contender serves the same wire contract so the load generator cannot tell them apart:
 `echo` answers the request's payload, `slow` does the same after awaiting 50 ms, `hooks`
-runs data_check + access + hydrate + dehydrate around the echo, and `push` starts pushing
-frames at the client (the slow-consumer scenario). The bare apps ignore `route` except
+runs data_check + access + hydrate + dehydrate around the echo, `typed` is the echo with a
+declared payload and response type (`list[int]`, validated and serialised by pydantic; the
+routers of this project only), and `push` starts pushing frames at the client (the
+slow-consumer scenario). The bare apps ignore `route` except
 where a scenario needs it; they are the ceilings, not routers.
 
 Fan-out (`bench/fanout.py`) adds two routes to `bare`, `router` and `socketio`: `subscribe`
@@ -44,6 +46,8 @@ LABELS = {
     "router_redis": "observable-socket-asgi with the Redis backplane (pushes from another worker)",
     "router_access": "observable-socket-asgi with an async access_logic checking a query token",
     "socketio": "python-socketio AsyncServer (ASGI), events with ack, emit(room=...)",
+    "router_metrics": "observable-socket-asgi, metrics_url='/metrics'",
+    "router_tracing": "observable-socket-asgi, tracing (SDK, batch processor, no export)",
 }
 
 #: the URL path each contender serves its socket on (default: /ws)
@@ -341,6 +345,17 @@ def _register(router: Any) -> None:
             await publish(TOPIC, FAN_PAYLOAD, {"seq": seq})
         return {"payload": None}
 
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:  # the `schema` extra is not installed: no typed route to measure
+        return
+
+    # The load generator's payload is [1, 2, 3, 4]: validated on the way in, checked and
+    # dumped on the way out.
+    @router.route("typed", {"payload": list[int], "response": list[int]})
+    async def typed(ws: Any, headers: Any, payload: list[int]) -> dict[str, Any]:
+        return {"payload": payload}
+
 
 async def _router_pusher(ws: Any) -> None:
     """Push through the router's bounded queue, a task per frame like `_naive_pusher`."""
@@ -399,6 +414,17 @@ def _router_redis_factory() -> ASGIApp:
     return router  # type: ignore[return-value]
 
 
+def _router_metrics_factory() -> ASGIApp:
+    from observable_socket_asgi import SocketRouter
+
+    try:
+        router = SocketRouter(metrics_url="/metrics")
+    except ImportError as exc:
+        raise Unavailable(f"prometheus_client is not installed: {exc!r}") from exc
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
 def _router_access_factory() -> ASGIApp:
     """The router with an async access_logic that reads a token from the query string."""
     from observable_socket_asgi import SocketRouter
@@ -407,6 +433,31 @@ def _router_access_factory() -> ASGIApp:
         return bool(ws.query_params.get("token") == ACCESS_TOKEN)
 
     router = SocketRouter(access_logic=access_logic)
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
+def _router_tracing_factory() -> ASGIApp:
+    """Spans are recorded by the SDK and batched, then discarded: the cost of tracing
+    itself, not of a collector's network."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        raise Unavailable(f"opentelemetry-sdk is not installed: {exc!r}") from exc
+    from observable_socket_asgi import SocketRouter
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    router = SocketRouter(tracing=provider)
     _register(router)
     return router  # type: ignore[return-value]
 
@@ -477,4 +528,6 @@ _FACTORIES: dict[str, Callable[[], ASGIApp]] = {
     "router_redis": _router_redis_factory,
     "router_access": _router_access_factory,
     "socketio": _socketio_factory,
+    "router_metrics": _router_metrics_factory,
+    "router_tracing": _router_tracing_factory,
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench._harness import RESULTS, ROOT, median
 from bench.apps import CONTENDERS, LABELS
+from bench.hooks_cost import typed_ratio
 
 PLOT = ROOT / "bench" / "results.png"
 GROWTH_PLOT = ROOT / "bench" / "growth.png"
@@ -203,6 +204,7 @@ def hooks_section(data: dict[str, Any], plot: dict[str, dict[str, float]]) -> li
         if name not in rate:
             continue
         hooks = rate.get(f"{name}:hooks")
+        typed = rate.get(f"{name}:typed")
         rows.append(
             [
                 name,
@@ -211,6 +213,13 @@ def hooks_section(data: dict[str, Any], plot: dict[str, dict[str, float]]) -> li
                 _fmt(cost.get(name), ".1f"),
                 _fmt(cost.get(f"{name}:hooks"), ".1f"),
                 _fmt((cost.get(f"{name}:hooks") or 0) - (cost.get(name) or 0), "+.1f"),
+                _fmt(typed_ratio(runs, name)),
+                _fmt(
+                    (cost.get(f"{name}:typed") or 0) - (cost.get(name) or 0)
+                    if typed is not None
+                    else None,
+                    "+.1f",
+                ),
             ]
         )
         plot.setdefault(name, {})["hooks 16x16"] = hooks if hooks is not None else float("nan")
@@ -223,6 +232,8 @@ def hooks_section(data: dict[str, Any], plot: dict[str, dict[str, float]]) -> li
             "echo us/msg",
             "hooks us/msg",
             "hooks cost us/msg",
+            "typed / echo",
+            "typed cost us/msg",
         ],
         rows,
     )

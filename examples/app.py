@@ -1,7 +1,9 @@
 """The demo server: `uvicorn examples.app:app` (or `scripts/serve`), then talk to ws://127.0.0.1:8000/ws.
 
-It serves the README's quickstart route (`math/sum`), an echo, a push demo and the
-"fetch once, use twice" article route on a real SQLite database, created and seeded on first
+It serves the README's quickstart route (`math/sum`), an echo, two push demos (`clock/ticks`
+answers then pushes to the caller; `clock/subscribe` subscribes the caller to the topic
+"clock", published every second: `observable-socket listen URL --call clock/subscribe`), and
+the "fetch once, use twice" article route on a real SQLite database, created and seeded on first
 start. A small ASGI middleware puts a database session and the user (from `?user=...`) into
 the scope of each connection, which is where the article hooks look for them.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from observable_socket_asgi import SocketRouter, Status
@@ -31,7 +34,31 @@ async def announce() -> None:
     )
 
 
-router = SocketRouter(on_startup=[announce], on_shutdown=[dispose])
+async def start_clock() -> None:
+    clock_task.append(asyncio.get_running_loop().create_task(publish_clock()))
+
+
+async def stop_clock() -> None:
+    for task in clock_task:
+        task.cancel()
+    await asyncio.gather(*clock_task, return_exceptions=True)
+    clock_task.clear()
+
+
+async def publish_clock() -> None:
+    """Publish the time on topic "clock" every second, for the `clock/subscribe` callers."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await router.publish("clock", {"time": time.strftime("%H:%M:%S")})
+        except Exception:  # a broker hiccup must not stop the clock
+            log.exception("publishing the clock failed")
+
+
+# the clock's task, while the app runs (a list, so the hooks need no global statement)
+clock_task: list[asyncio.Task[None]] = []
+
+router = SocketRouter(on_startup=[announce, start_clock], on_shutdown=[stop_clock, dispose])
 
 
 @router.route("math/sum")
@@ -57,6 +84,13 @@ async def ticks(ws: Any, headers: dict[str, Any], payload: Any) -> dict[str, Any
     task = asyncio.get_running_loop().create_task(push_ticks())
     ws.state.ticker = task  # keep a reference; it ends with the connection's pushes refused
     return {"status": Status.ACCEPTED, "payload": {"ticks": count}}
+
+
+@router.route("clock/subscribe")
+async def subscribe_clock(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+    """Subscribe the caller to the topic "clock": a push (route "clock") every second."""
+    await ws.subscribe("clock")
+    return {"payload": {"topic": "clock"}}
 
 
 # The article route lives in its own module, written as the README writes it.

@@ -7,20 +7,25 @@ complete ASGI application: `uvicorn module:router`.
 Layers, lowest first: a module imports only modules of the lines above its own, lazy imports
 included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types only):
 
-    status types datastructures _concurrency  wire codes; aliases; handshake views; threads
-    errors _backoff _route                    exceptions; reconnect delays; a frozen Route
-    envelope                                  pure wire format: parse and encode frames
-    _protocol _client_protocol                pure per-connection rules; request correlation
-    pipeline topics                           hooks and handler -> reply; push fan-out
-    connection redis_backplane                the per-connection I/O shell; Redis fan-out
-    asgi                                      scope dispatch, handshake checks, lifespan
-    routing client                            SocketRouter, the ASGI app; the Python client
-    testing _cli __init__                     in-process test client; command line; exports
-    __main__                                  `python -m observable_socket_asgi`
+    logs _portal                                      log formats and set-up; a loop on a thread
+    status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
+    _observe _top                                     the observer interface; the live view
+    errors _backoff _route                            exceptions; reconnect delays; a frozen Route
+    metrics tracing                                   Prometheus, OpenTelemetry observers
+    envelope                                          pure wire format: parse and encode frames
+    _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
+    _history _idempotency _resume presence            positions; run-once; client positions; members
+    pipeline topics _typescript _redis_stores         hooks -> reply; push fan-out; TS; Redis keys
+    connection redis_backplane _apidoc                I/O shell; Redis fan-out; a router described
+    asgi                                              scope dispatch, handshake checks, lifespan
+    routing client                                    SocketRouter, the ASGI app; the Python client
+    testing _cli __init__                             in-process test client; command line; exports
+    __main__ _pytest_plugin                           `python -m ...`; the pytest marker
 """
 
 from __future__ import annotations
 
+from ._history import Subscription
 from .connection import Connection
 from .envelope import MessageData, Request, Response
 from .errors import (
@@ -31,6 +36,7 @@ from .errors import (
     ObservableSocketError,
     ProtocolError,
 )
+from .logs import logging_config
 from .routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
 from .topics import Backplane, InMemoryBackplane
@@ -78,6 +84,8 @@ __all__ = [
     "SocketAccess",
     "SocketRouter",
     "Status",
+    "Subscription",
     "__version__",
     "is_success",
+    "logging_config",
 ]

@@ -1,23 +1,33 @@
-"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn.
+"""The command line: `call` a route, `listen` to pushes, `serve` a router with uvicorn,
+print a router's `asyncapi` document or its `typescript` declarations, `top` to watch one.
 
-Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status,
-2 for a usage error (bad JSON payload, bad `-H`) or a missing extra, 3 when the connection
-is refused or closed, 4 when no answer arrives within `--timeout`.
+Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status
+(for `listen`, a `--call` answered with one), 2 for a usage error (bad JSON payload, bad
+`-H`) or a missing extra, 3 when the connection is refused or closed, 4 when no answer
+arrives within `--timeout`. `top --count N` exits 0 if its last scrape succeeded, else 3.
+
+`call` prints the answer on stdout; `listen` prints one JSON line per push on stdout and
+everything else (connected, the answers to its `--call`s, why it stopped) on stderr, so its
+stdout can be piped as is.
 
 `call` and `listen` need the `client` extra (websockets), `serve` the `uvicorn` extra; each
 is imported only by the command that needs it, so one extra is enough for its commands.
+`asyncapi` and `typescript` need no extra beyond what the router itself imports (`schema`
+for typed routes); `top` needs the `metrics` extra (prometheus_client's parser).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
@@ -33,6 +43,40 @@ class _UsageError(Exception):
     pass
 
 
+class _CallAction(argparse.Action):
+    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        calls: list[list[Any]] = list(getattr(namespace, self.dest) or [])
+        calls.append([values, None])
+        setattr(namespace, self.dest, calls)
+
+
+class _PayloadAction(argparse.Action):
+    """`--payload JSON`: the payload of the `--call` just before it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        calls = getattr(namespace, "calls", None)
+        if not calls or calls[-1][1] is not None:
+            parser.error("--payload must follow the --call it belongs to (one per --call)")
+        try:
+            calls[-1][1] = json.dumps(json.loads(values))  # checked now, kept as JSON text
+        except ValueError as exc:
+            parser.error(f"--payload is not valid JSON: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (sys.argv[1:] by default); return the exit status."""
     args = _parser().parse_args(argv)
@@ -41,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_call(args))
         if args.command == "listen":
             return asyncio.run(_listen(args))
+        if args.command == "asyncapi":
+            return _asyncapi(args)
+        if args.command == "typescript":
+            return _typescript(args)
+        if args.command == "top":
+            return _top(args)
         return _serve(args)
     except (_UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,17 +125,75 @@ def _parser() -> argparse.ArgumentParser:
     listen = commands.add_parser(
         "listen",
         help="print pushes as JSON lines until interrupted",
-        description="Print every push as one JSON line, reconnecting when allowed, until Ctrl-C.",
+        description="Print every push as one JSON line, reconnecting when allowed, until "
+        "Ctrl-C. On every connection it first makes the --call requests, in order (to "
+        "subscribe to something), then says on stderr that it is listening.",
     )
     listen.add_argument("url", help="ws:// or wss:// URL")
+    listen.add_argument(
+        "--call",
+        dest="calls",
+        action=_CallAction,
+        metavar="ROUTE",
+        help="a request to make on every connection before listening (repeatable)",
+    )
+    listen.add_argument(
+        "--payload",
+        action=_PayloadAction,
+        metavar="JSON",
+        help="the JSON payload of the --call before it (default null)",
+    )
     _common(listen)
+    listen.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds each --call may take (default 10)"
+    )
 
     serve = commands.add_parser("serve", help="run a router with uvicorn")
     serve.add_argument("app", help="module:attribute of the SocketRouter (or any ASGI app)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", help="for uvicorn and the router")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines with time and level, or one JSON object per line (default text)",
+    )
+
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="print a router's AsyncAPI 3.0 document as JSON",
+        description="Import module:attribute (a SocketRouter) and print its AsyncAPI 3.0 "
+        "document: every route, its payload and response types and error answers, and the "
+        "declared push topics.",
+    )
+    asyncapi.add_argument("app", help="module:attribute of the SocketRouter")
+    asyncapi.add_argument("--title", default="ObservableSocket API", help="info.title")
+    asyncapi.add_argument("--api-version", default="0.1.0", help="info.version (default 0.1.0)")
+    asyncapi.add_argument("--address", default=None, help="the socket's path, e.g. /ws")
+    asyncapi.add_argument("-o", "--output", default=None, help="write to this file")
+
+    typescript = commands.add_parser(
+        "typescript",
+        help="print TypeScript declarations of a router's payload types",
+        description="Import module:attribute (a SocketRouter) and print TypeScript "
+        "declarations: an interface per model, and the Routes and Topics maps.",
+    )
+    typescript.add_argument("app", help="module:attribute of the SocketRouter")
+    typescript.add_argument("-o", "--output", default=None, help="write to this file")
+
+    top = commands.add_parser(
+        "top",
+        help="a live view of a router's metrics",
+        description="Scrape a router's metrics_url every interval and show connections, "
+        "requests per second and p50/p99 per route, in-flight, queued pushes and the "
+        "backplane. Needs prometheus_client (the metrics extra).",
+    )
+    top.add_argument("url", help="http:// URL of the router's metrics_url")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
+    top.add_argument("--count", type=int, default=None, help="stop after this many screens")
+    top.add_argument("--timeout", type=float, default=5.0, help="seconds per scrape (default 5)")
     return parser
 
 
@@ -149,22 +257,139 @@ async def _call(args: argparse.Namespace) -> int:
         except ConnectionClosed as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CLOSED
-    _dump(res.to_dict(), sys.stdout, sys.stdout.isatty())
+    answer = res.to_dict()
+    if args.route == PING:
+        # the heartbeat's answer is the PONG frame: show it as the server sent it
+        answer = {"uuid": res.uuid, "route": PONG, **answer}
+    _dump(answer, sys.stdout, sys.stdout.isatty())
     return EXIT_OK if res.ok else EXIT_NOT_OK
 
 
 async def _listen(args: argparse.Namespace) -> int:
     options = _options(args)
-    from .client import connect
+    calls: list[tuple[str, Any]] = [
+        (route, None if payload is None else json.loads(payload))
+        for route, payload in args.calls or []
+    ]
+    from .client import Client, connect
 
-    async with connect(args.url, **options) as sock:
+    # why listening stopped when a --call failed (the exit status is then 1)
+    failed: list[str] = []
+    opened = 0
+
+    async def on_open(sock: Client) -> None:
+        nonlocal opened
+        opened += 1
+        for route, payload in calls:
+            try:
+                res = await sock.request(route, payload)
+            except (RequestTimeout, ConnectionClosed) as exc:
+                # a connection lost meanwhile: the next on_open makes the calls again
+                print(f"error: --call {route}: {exc}", file=sys.stderr, flush=True)
+                return
+            line = json.dumps(res.to_dict(), ensure_ascii=False)
+            print(f"called {route}: {line}", file=sys.stderr, flush=True)
+            if not res.ok:
+                failed.append(f"--call {route} was answered {res.status}")
+                await sock.close()
+                return
+        again = "re" if opened > 1 else ""
+        print(
+            f"{again}connected to {args.url}; listening for pushes (Ctrl-C to stop)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async with connect(args.url, on_open=on_open, timeout=args.timeout, **options) as sock:
         async for push in sock.pushes():
             _dump(push.to_dict(), sys.stdout, False)
+        if failed:
+            print(f"error: {failed[0]}", file=sys.stderr)
+            return EXIT_NOT_OK
         print(
             f"error: connection closed (code {sock.close_code}, {sock.close_reason!r})",
             file=sys.stderr,
         )
     return EXIT_CLOSED
+
+
+def _load_router(spec: str) -> Any:
+    """Import `module:attribute` (dots allowed after the colon) and check it is a router."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise _UsageError(f"expected module:attribute, got {spec!r}")
+    # the same rule as `uvicorn module:app`: the working directory is importable
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _UsageError(f"cannot import {module_name!r}: {exc}") from None
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _UsageError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not (
+        callable(getattr(obj, "asyncapi", None)) and callable(getattr(obj, "typescript", None))
+    ):
+        raise _UsageError(f"{spec} is {type(obj).__name__}, not a SocketRouter")
+    return obj
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with open(output, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    router = _load_router(args.app)
+    document = router.asyncapi(title=args.title, version=args.api_version, address=args.address)
+    _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n", args.output)
+    return EXIT_OK
+
+
+def _typescript(args: argparse.Namespace) -> int:
+    _write(_load_router(args.app).typescript(), args.output)
+    return EXIT_OK
+
+
+def _top(args: argparse.Namespace) -> int:
+    import time
+    import urllib.request
+
+    from . import _top
+
+    if args.interval <= 0:
+        raise _UsageError(f"--interval must be positive, got {args.interval}")
+    if not args.url.startswith(("http://", "https://")):
+        raise _UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    previous: _top.Snapshot | None = None
+    shown = 0
+    ok = False
+    while args.count is None or shown < args.count:
+        if shown:
+            time.sleep(args.interval)
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as answer:
+                text = answer.read().decode("utf-8")
+            current = _top.parse(text, time.monotonic())
+        except (OSError, ValueError) as exc:
+            screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
+            ok = False
+        else:
+            screen = _top.render(previous, current, args.url)
+            previous = current
+            ok = True
+        sys.stdout.write(clear + screen + ("" if clear else "\n"))
+        sys.stdout.flush()
+        shown += 1
+    return EXIT_OK if ok else EXIT_CLOSED
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -180,7 +405,15 @@ def _serve(args: argparse.Namespace) -> int:
     # `uvicorn module:app` imports from the working directory; do the same for the script.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    from .logs import logging_config
+
     uvicorn.run(
-        args.app, host=args.host, port=args.port, reload=args.reload, log_level=args.log_level
+        args.app,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        log_level=args.log_level,
+        # uvicorn's lines and the router's in one format, with time and level
+        log_config=logging_config(args.log_level, format=args.log_format),
     )
     return EXIT_OK

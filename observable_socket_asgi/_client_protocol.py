@@ -6,10 +6,12 @@ say), registers it here under the request's uuid, and hands every frame it reads
 `receive()`, which says what the frame is:
 
     `Pong`     the answer to a heartbeat PING.
-    `Answer`   the reply to a pending request: the shell resolves `Answer.waiter`.
+    `Answer`   the reply to a pending request: the shell resolves `Answer.waiter`. A
+               `request("PING")` is one too: its PONG answers it like any reply.
     `Pushed`   a message nobody asked for; the shell delivers it (callback or buffer).
     `Dropped`  the late answer to a request nobody waits for any more (a `send()`, a PING
-               of a server without heartbeat, a timed-out or failed request).
+               of a server without heartbeat, a timed-out or failed request). It carries
+               the route of a `send()`, so the shell can report an error answer to it.
 
 A reply is recognised by its uuid alone: the client's uuids are uuid4 strings, and a
 server's push uuids can never take that shape. The uuids whose answers are no longer wanted
@@ -21,6 +23,7 @@ the oldest push (a listener wants what is current) or the newest, and counts the
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ __all__ = [
     "Pong",
     "PushBuffer",
     "Pushed",
+    "report_failed_send",
 ]
 
 #: how many uuids whose answers nobody waits for are remembered, to drop their late answers
@@ -74,9 +78,15 @@ class Pushed:
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """A late answer to a request whose answer nobody waits for."""
+    """A late answer to a request whose answer nobody waits for.
+
+    `route` is the route of a `send()` (whose error answer deserves a warning), None for
+    an answer that was given up on (a timeout, a heartbeat PING).
+    """
 
     uuid: Uuid
+    route: str | None
+    response: Response
 
 
 Incoming = Pong | Answer[W] | Pushed | Dropped
@@ -92,8 +102,9 @@ class Correlator(Generic[W]):
     def __init__(self, ignored_max: int = IGNORED_MAX) -> None:
         # requests waiting for their answer: uuid -> the shell's waiter
         self._pending: dict[str, W] = {}
-        # uuids whose answers are dropped on arrival; an ordered dict as a bounded set
-        self._ignored: OrderedDict[Uuid, None] = OrderedDict()
+        # uuids whose answers are dropped on arrival, with the route of a send() (else
+        # None); an ordered dict as a bounded set
+        self._ignored: OrderedDict[Uuid, str | None] = OrderedDict()
         self._ignored_max = ignored_max
 
     # Public API
@@ -102,6 +113,10 @@ class Correlator(Generic[W]):
     def in_flight(self) -> int:
         """The number of requests waiting for their answer."""
         return len(self._pending)
+
+    def waits_for(self, uuid: str) -> bool:
+        """True while a request `uuid` is waiting for its answer."""
+        return uuid in self._pending
 
     def expect(self, uuid: str, waiter: W) -> None:
         """Register `waiter` for the answer to the request `uuid`."""
@@ -117,10 +132,10 @@ class Correlator(Generic[W]):
             self.ignore(uuid)
         return waiter
 
-    def ignore(self, uuid: Uuid) -> None:
-        """Drop the answer to `uuid` when it comes (a `send()`, a PING)."""
+    def ignore(self, uuid: Uuid, route: str | None = None) -> None:
+        """Drop the answer to `uuid` when it comes (a `send()` to `route`, a PING)."""
         ignored = self._ignored
-        ignored[uuid] = None
+        ignored[uuid] = route
         if len(ignored) > self._ignored_max:
             ignored.popitem(last=False)
 
@@ -141,16 +156,19 @@ class Correlator(Generic[W]):
             ProtocolError: the frame is not a JSON object.
         """
         obj = parse_message(data)
-        if obj.get("route") == PONG:
-            return Pong()
         uuid = obj.get("uuid")
         if type(uuid) is str:
+            # first: a PONG that answers request("PING") is that request's answer
             waiter = self._pending.pop(uuid, None)
             if waiter is not None:
                 return Answer(waiter, response_from(obj))
+        if obj.get("route") == PONG:
+            if type(uuid) is str:
+                self._ignored.pop(uuid, None)
+            return Pong()
         if (type(uuid) is str or type(uuid) is int) and uuid in self._ignored:
-            del self._ignored[uuid]
-            return Dropped(uuid)
+            route = self._ignored.pop(uuid)
+            return Dropped(uuid, route, response_from(obj))
         return Pushed(push_from(obj))
 
 
@@ -211,3 +229,17 @@ class PushBuffer:
         if not self._pushes:
             self._overflowing = False
         return push
+
+
+def report_failed_send(log: logging.Logger, dropped: Dropped) -> None:
+    """Log, as a warning, the error answer to a `send()` (a dropped answer that was not 2xx)."""
+    response = dropped.response
+    if dropped.route is None or response.ok:
+        return
+    log.warning(
+        "send() to route %r was answered %d: %r",
+        dropped.route,
+        response.status,
+        response.payload,
+        extra={"route": dropped.route, "uuid": dropped.uuid, "status": response.status},
+    )

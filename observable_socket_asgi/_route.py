@@ -15,13 +15,26 @@ from enum import Enum
 from typing import Any
 
 from ._concurrency import arity_accepts, ensure_async
+from ._schema import Schema, route_schemas
 
 __all__ = ["OPTION_KEYS", "CallMode", "Route", "build_route", "check_positive", "check_rate"]
 
 AsyncFn = Callable[..., Awaitable[Any]]
 
 #: the keys a route's `options` may hold
-OPTION_KEYS = frozenset({"data_check", "access", "hydrate", "dehydrate", "timeout", "rate_limit"})
+OPTION_KEYS = frozenset(
+    {
+        "data_check",
+        "access",
+        "hydrate",
+        "dehydrate",
+        "timeout",
+        "rate_limit",
+        "payload",
+        "response",
+        "idempotent",
+    }
+)
 
 
 class CallMode(Enum):
@@ -52,9 +65,15 @@ class Route:
     timeout: float | None = None
     #: (messages, per_seconds) for a bucket of this route's own; None: the router's bucket
     rate_limit: tuple[int, float] | None = None
-    #: no data_check, access or hydrate, and a handler taking (ws, headers, payload): the
-    #: pipeline calls it straight away (the common case, kept short)
+    #: no data_check, access, hydrate or declared type, and a handler taking (ws, headers,
+    #: payload): the pipeline calls it straight away (the common case, kept short)
     direct: bool = False
+    #: run once per (identity, uuid) within the router's idempotency_ttl
+    idempotent: bool = False
+    #: the declared payload type: validated as the payload enters the pipeline
+    payload_schema: Schema | None = None
+    #: the declared 2xx response type: checked and serialised after dehydrate
+    response_schema: Schema | None = None
 
 
 def build_route(
@@ -63,12 +82,19 @@ def build_route(
     options: dict[str, Any],
     executor: concurrent.futures.ThreadPoolExecutor,
     default_timeout: float | None,
+    max_validation_errors: int = 10,
 ) -> Route:
     """Check `handler` and `options` and return the frozen `Route` for `name`.
 
+    Args:
+        max_validation_errors: field errors kept in the 400 of a payload that does not fit
+            the route's declared type.
+
     Raises:
         ValueError: an option key is unknown, or a timeout or rate limit is out of range.
-        TypeError: a hook or the handler cannot take the arguments it will be given.
+        TypeError: a hook or the handler cannot take the arguments it will be given, or a
+            declared type cannot be validated.
+        ImportError: a type is declared and pydantic v2 is not installed.
     """
     unknown = set(options) - OPTION_KEYS
     if unknown:
@@ -84,8 +110,12 @@ def build_route(
     dehydrate = options.get("dehydrate")
     timeout = options.get("timeout", default_timeout)
     rate_limit = options.get("rate_limit")
+    idempotent = options.get("idempotent", False)
+    if type(idempotent) is not bool:
+        raise TypeError(f"route {name!r}: idempotent must be True or False, got {idempotent!r}")
     check_positive(f"route {name!r}: timeout", timeout)
     check_rate(f"route {name!r}: rate_limit", rate_limit)
+    payload_schema, response_schema = route_schemas(name, handler, options, max_validation_errors)
 
     data_check_local = access_local = False
     if data_check is not None:
@@ -131,7 +161,12 @@ def build_route(
         direct=data_check is None
         and access is None
         and hydrate is None
+        and payload_schema is None
+        and response_schema is None
         and call_mode is not CallMode.SINGLE,
+        idempotent=idempotent,
+        payload_schema=payload_schema,
+        response_schema=response_schema,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import re
 from types import CoroutineType
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._concurrency import Continuation
 from .connection import Connection
+from .logs import peer
 from .status import CloseCode
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
+    from ._observe import Observer
     from ._protocol import Settings
     from .routing import SocketRouter
     from .types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -92,7 +95,14 @@ async def handle(
     elif kind == "lifespan":
         await _lifespan(router, receive, send)
     elif kind == "http":
-        await _upgrade_required(send)
+        metrics = router.metrics
+        # the same path rule as the AsyncAPI document's, with or without the root_path
+        if metrics is not None and _is_asyncapi_path(router.metrics_url or "", scope):
+            await metrics.scrape(scope, send)
+        elif router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
+            await _asyncapi(router, scope, send)
+        else:
+            await _upgrade_required(send)
     else:
         raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
@@ -111,15 +121,16 @@ async def serve_connection(
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
+    observer = router.observer
     refusal = _refusal(router.settings, conn)
     if refusal is not None:
         code, reason = refusal
-        await _refuse(send, code, reason)
+        await _refuse(send, code, reason, observer, "origin")
         return
     registry = router.registry
     if not registry.reserve():
-        logger.warning("refused %s: %d connections open", conn.client, registry.slots_taken)
-        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later")
+        _log_refusal(conn, "%d connections open", registry.slots_taken)
+        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later", observer, "capacity")
         return
     try:
         access_logic = router.access_logic
@@ -128,26 +139,35 @@ async def serve_connection(
             try:
                 allowed = await _check_access(access_logic, conn.socket, timeout)
             except TimeoutError:
-                logger.warning(
-                    "access_logic for %s took over %s s: refused, try again later",
-                    conn.client,
-                    timeout,
+                _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
+                await _refuse(
+                    send,
+                    CloseCode.TRY_AGAIN_LATER,
+                    "handshake timed out",
+                    observer,
+                    "handshake_timeout",
                 )
-                await _refuse(send, CloseCode.TRY_AGAIN_LATER, "handshake timed out")
                 return
             except Exception:
-                logger.exception("access_logic raised for %s", scope.get("path"))
-                await _refuse(send, CloseCode.INTERNAL_ERROR, "internal server error")
+                _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
+                await _refuse(
+                    send, CloseCode.INTERNAL_ERROR, "internal server error", observer, "error"
+                )
                 return
             if not allowed:
-                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied")
+                _log_refusal(conn, "access_logic said no")
+                await _refuse(send, CloseCode.POLICY_VIOLATION, "access denied", observer, "access")
                 return
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         registry.add(conn)
+        if observer is not None:
+            observer.connection_accepted()
         try:
             await conn.run()
         finally:
             registry.discard(conn)
+            if observer is not None:
+                observer.connection_closed(conn.close_code)
     finally:
         registry.release()
 
@@ -220,15 +240,39 @@ def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
         origin = conn.headers.get("origin")
         if origin is None:
             if settings.require_origin:
-                logger.warning("refused %s: no Origin header", conn.client)
+                _log_refusal(conn, "no Origin header")
                 return CloseCode.POLICY_VIOLATION, "origin required"
         elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
-            logger.warning("refused %s: origin %r not allowed", conn.client, origin)
+            _log_refusal(conn, "origin %r not allowed", origin)
             return CloseCode.POLICY_VIOLATION, "origin not allowed"
     return None
 
 
-async def _refuse(send: ASGISendCallable, code: int, reason: str) -> None:
+def _log_refusal(
+    conn: Connection, why: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False
+) -> None:
+    """Log a refused handshake, once: its client address (text and `client` field), why."""
+    client = peer(conn.scope.get("client"))
+    logger.log(
+        level,
+        "refused %s: " + why,
+        client,
+        *args,
+        exc_info=exc_info,
+        extra={"client": client, "path": conn.scope.get("path")},
+    )
+
+
+async def _refuse(
+    send: ASGISendCallable,
+    code: int,
+    reason: str,
+    observer: Observer | None = None,
+    why: str = "error",
+) -> None:
+    """Accept, then close with `code`; `why` is the observer's refusal reason."""
+    if observer is not None:
+        observer.connection_refused(why)
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -256,13 +300,75 @@ async def _lifespan(
                     result = fn()
                     if inspect.isawaitable(result):  # also `lambda: engine.connect()`
                         await result
+                await router.idempotency.close()
                 await router.backplane.stop()
+                if router.observer is not None:
+                    router.observer.shutdown()
             except Exception as exc:
                 logger.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
                 return
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _is_asyncapi_path(url: str, scope: Scope) -> bool:
+    # Mounted under a prefix, `path` may or may not include the `root_path` (servers and
+    # frameworks differ): accept both.
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    return path == url or (bool(root) and path == root + url)
+
+
+async def _asyncapi(router: SocketRouter, scope: Scope, send: ASGISendCallable) -> None:
+    """Answer GET (and HEAD) with the router's AsyncAPI document; other methods 405."""
+    method = scope.get("method", "GET")
+    if method not in ("GET", "HEAD"):
+        await _plain(send, 405, b"405 Method Not Allowed: GET only.\n", [(b"allow", b"GET, HEAD")])
+        return
+    try:
+        # stdlib json: a rare request, and envelope.py stays the one orjson edge of the wire
+        body = json.dumps(router.asyncapi(), ensure_ascii=False).encode()
+    except Exception:
+        logger.exception("building the AsyncAPI document failed")
+        await _plain(send, 500, b"500 Internal Server Error\n", [])
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "trailers": False,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+    )
+
+
+async def _plain(
+    send: ASGISendCallable, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+            "trailers": False,
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _upgrade_required(send: ASGISendCallable) -> None:

@@ -11,7 +11,8 @@ Rules of the client's life (this module alone changes them)::
     OPEN         requests are sent and answered; pushes are delivered.
     RECONNECTING the socket closed: every pending request has already failed with
                  `ConnectionClosed` (nothing is resent); new requests wait, within their
-                 timeout, for the next connection.
+                 timeout, for the next connection. Once reconnected, the calls made with
+                 `subscribe()` are sent again with the last position seen on their topic.
     CLOSED       `close()` was called, the server closed with 1008/1011, or reconnecting
                  gave up: requests raise `ConnectionClosed`, `pushes()` ends.
 
@@ -32,6 +33,7 @@ import asyncio
 import logging
 import uuid as uuid_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -45,14 +47,25 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._backoff import backoff, may_reconnect
-from ._client_protocol import Answer, Correlator, Overflow, Pong, PushBuffer, Pushed
+from ._client_protocol import (
+    Answer,
+    Correlator,
+    Dropped,
+    Overflow,
+    Pong,
+    PushBuffer,
+    Pushed,
+    report_failed_send,
+)
 from ._concurrency import is_async_callable
+from ._resume import Position, Positions
 from .envelope import PING, Push, Response, encode_request, push_from, response_from
 from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
 from .types import Payload
 
 __all__ = [
     "Client",
+    "Position",
     "ClientError",
     "ConnectFailed",
     "ConnectionClosed",
@@ -69,6 +82,7 @@ _DEFAULT: Any = object()
 
 
 PushCallback = Callable[[Push], Awaitable[None] | None]
+OpenCallback = Callable[["Client"], Awaitable[None] | None]
 
 
 class _Pending:
@@ -82,6 +96,18 @@ class _Pending:
         # set just before the frame is handed to the socket: from then on the server may
         # have it, and a close says so
         self.sent = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribe:
+    """A subscribe call the client sends again, with its position, after every reconnect."""
+
+    route: str
+    payload: dict[str, Any]
+    topic: str
+    since_field: str
+    headers: Mapping[str, Any] | None
+    on_answer: Callable[[Response], Awaitable[None] | None] | None
 
 
 class Client:
@@ -106,9 +132,16 @@ class Client:
             and counts against `max_attempts`, instead of being hammered.
         on_push: called with every push (sync, or async: then run as a task); when given,
             pushes are not buffered for `pushes()`.
+        on_open: called with the client after every successful handshake, the first and each
+            reconnection (sync, or async: then run as a task that may make requests). The
+            server forgets a connection's subscriptions when it closes: renew them here.
+            Its failure is logged, never raised.
         max_pushes: the size of the push buffer read by `pushes()`.
         overflow: `"drop_oldest"` or `"drop_newest"`: which push a full buffer loses.
         open_timeout: seconds for each handshake.
+        tracing: add the current OpenTelemetry trace context (`traceparent`) to the headers
+            of every request, so the server's span continues the caller's trace; a
+            `traceparent` given in the headers wins. Needs the `otel` extra.
         connect_options: passed to `websockets.asyncio.client.connect` (for instance
             `additional_headers` for handshake headers, `origin`, `ssl`, `max_size`).
             The library's own keepalive is off and compression is off unless given here.
@@ -128,9 +161,11 @@ class Client:
         backoff_max: float = 10.0,
         backoff_factor: float = 2.0,
         on_push: PushCallback | None = None,
+        on_open: OpenCallback | None = None,
         max_pushes: int = 1024,
         overflow: Overflow = "drop_oldest",
         open_timeout: float = 10.0,
+        tracing: bool = False,
         **connect_options: Any,
     ) -> None:
         # the pure part: pending requests by uuid, what a frame is, the push buffer
@@ -152,6 +187,12 @@ class Client:
         self.reconnect = reconnect
         self.max_attempts = max_attempts
         self._backoff = (backoff_initial, backoff_max, backoff_factor)
+        # adds the trace context to a request's headers; None unless tracing
+        self._inject: Callable[[dict[str, Any]], Any] | None = None
+        if tracing:
+            from .tracing import inject
+
+            self._inject = inject
         # Reconnection state that outlives a short-lived connection: the delay generator and
         # the attempts made since the last connection that stayed up for backoff_max seconds.
         self._delays: Iterator[float] | None = None
@@ -159,6 +200,7 @@ class Client:
         self._opened_at = 0.0
         self._on_push = on_push
         self._on_push_async = on_push is not None and is_async_callable(on_push)
+        self._on_open = on_open
         self._connect_options: dict[str, Any] = {
             "open_timeout": open_timeout,
             "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
@@ -181,6 +223,10 @@ class Client:
         self._close_done: asyncio.Future[None] | None = None
         # why the current socket was given up by this side (heartbeat), if it was
         self._dropped_reason: str | None = None
+        #: the last position (`headers.offset`, `headers.epoch`) seen per topic
+        self.positions = Positions()
+        # topic -> the subscribe call to send again, with `since`, after every reconnect
+        self._subscriptions: dict[str, _Subscribe] = {}
         #: the last close code the server sent (or 1006), for callers that want it
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -233,6 +279,7 @@ class Client:
         *,
         headers: Mapping[str, Any] | None = None,
         timeout: float | None = _DEFAULT,  # noqa: ASYNC109 (the API the JS client has)
+        uuid: str | None = None,
     ) -> Response:
         """Send a request and return its answer, whatever its status.
 
@@ -244,15 +291,22 @@ class Client:
             payload: any JSON value.
             headers: merged over the global headers for this request.
             timeout: seconds to wait (the client's default when omitted; None: no limit).
+            uuid: the request's uuid; a fresh one when omitted. Give the same uuid to retry
+                a request to an idempotent route after `ConnectionClosed` with
+                `may_have_reached_server`: it runs at most once.
 
         Raises:
             RequestTimeout: no answer in time (also an `asyncio.TimeoutError`).
             ConnectionClosed: the connection closed first, or the client is closed.
             EncodeError: the payload or headers cannot be encoded as JSON.
+            ValueError: `uuid` is the uuid of a request still waiting for its answer.
         """
         if timeout is _DEFAULT:
             timeout = self.timeout
-        uuid = str(uuid_module.uuid4())
+        if uuid is None:
+            uuid = str(uuid_module.uuid4())
+        elif self._protocol.waits_for(uuid):
+            raise ValueError(f"uuid {uuid!r} is already waiting for an answer")
         frame = encode_request(uuid, route, self._merge(headers), payload)
         pending = _Pending(asyncio.get_running_loop().create_future(), route)
         try:
@@ -274,6 +328,54 @@ class Client:
             else:
                 future.cancel()
 
+    async def subscribe(
+        self,
+        route: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        topic: str,
+        since_field: str = "since",
+        headers: Mapping[str, Any] | None = None,
+        on_answer: Callable[[Response], Awaitable[None] | None] | None = None,
+    ) -> Response:
+        """Call a subscribe route now, and again after every reconnect, resuming `topic`.
+
+        The payload is sent with `since_field` set to the last position seen on `topic`
+        (`{"offset": n, "epoch": e}` from the pushes' headers, or None), so a route that
+        passes it to `ws.subscribe(topic, since=...)` replays what was missed. An answer
+        whose payload holds `offset` and `epoch` counts as a position too.
+
+        Args:
+            route: the app's subscribe route.
+            payload: the route's payload (a mapping); `since_field` is added to it.
+            topic: the topic the route subscribes to, as the server names it.
+            since_field: the payload key the route reads the position from.
+            headers: merged over the global headers.
+            on_answer: called (sync or async) with the answer of every re-run after a
+                reconnect, e.g. to reload state when `recovered` is false; a failure or a
+                lost connection is logged.
+
+        Returns:
+            The answer of the first call.
+
+        Raises:
+            As `request()`; TypeError: `payload` is not a mapping.
+        """
+        if payload is not None and not isinstance(payload, Mapping):
+            raise TypeError(f"subscribe payload must be a mapping, got {type(payload).__name__}")
+        call = _Subscribe(route, dict(payload or {}), topic, since_field, headers, on_answer)
+        self._subscriptions[topic] = call
+        return await self._subscribe(call)
+
+    def forget_subscription(self, topic: str) -> None:
+        """Stop re-running the subscribe call of `topic` after reconnects; forget its position."""
+        self._subscriptions.pop(topic, None)
+        self.positions.forget(topic)
+
+    def position(self, topic: str) -> Position | None:
+        """The last position seen on `topic` (from pushes or a subscribe answer), or None."""
+        return self.positions.get(topic)
+
     async def send(
         self,
         route: str,
@@ -284,8 +386,10 @@ class Client:
         """Send a message without waiting for its answer (fire and forget).
 
         The frame still carries a fresh uuid, since the server answers every request; that
-        answer is dropped on arrival. It waits, within the default timeout, for a
-        connection if the client is reconnecting.
+        answer is dropped on arrival, but an error answer (not 2xx: a route that does not
+        exist, a refused check) is logged as a warning on the
+        `observable_socket_asgi.client` logger with its route, uuid, status and payload. It
+        waits, within the default timeout, for a connection if the client is reconnecting.
 
         Raises:
             RequestTimeout: no connection within the default timeout.
@@ -297,7 +401,7 @@ class Client:
         try:
             async with asyncio.timeout(self.timeout):
                 ws = await self._wait_open(route)
-                self._protocol.ignore(uuid)
+                self._protocol.ignore(uuid, route)
                 await self._send_frame(ws, frame, pending)
         except TimeoutError as exc:
             if isinstance(exc, ClientError):
@@ -369,11 +473,41 @@ class Client:
 
     # Private methods: sending
 
+    async def _subscribe(self, call: _Subscribe) -> Response:
+        position = self.positions.get(call.topic)
+        payload = {
+            **call.payload,
+            call.since_field: None if position is None else position.to_dict(),
+        }
+        answer = await self.request(call.route, payload, headers=call.headers)
+        if answer.ok:
+            self.positions.observe(call.topic, answer.payload)
+        return answer
+
+    async def _resubscribe(self) -> None:
+        """Re-run every subscribe call after a reconnect; failures are logged, not raised."""
+        for call in list(self._subscriptions.values()):
+            try:
+                answer = await self._subscribe(call)
+                if call.on_answer is not None:
+                    result = call.on_answer(answer)
+                    if result is not None:
+                        await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("resubscribing %r through %r failed", call.topic, call.route)
+
     def _merge(self, headers: Mapping[str, Any] | None) -> dict[str, Any]:
-        if not headers:
+        inject = self._inject
+        if not headers and inject is None:
             return self.headers
         merged = dict(self.headers)
-        merged.update(headers)
+        if headers:
+            merged.update(headers)
+        if inject is not None:
+            for key, value in inject({}).items():
+                merged.setdefault(key, value)
         return merged
 
     async def _wait_open(self, route: str) -> ClientConnection:
@@ -415,6 +549,20 @@ class Client:
         self._ws = ws
         self._dropped_reason = None
         self._ready.set()
+        if self._on_open is not None:
+            # a task: the callback may make requests, which need the reader running
+            task = asyncio.get_running_loop().create_task(self._run_on_open(self._on_open))
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_tasks.discard)
+
+    async def _run_on_open(self, callback: OpenCallback) -> None:
+        """Run the on_open callback; its failure is logged, never raised."""
+        try:
+            result = callback(self)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("on_open callback failed for %s", self.url)
 
     async def _run(self, ws: ClientConnection) -> None:
         """Own the socket: read it, beat the heart, reconnect. Never raises; logs failures.
@@ -449,6 +597,10 @@ class Client:
                     return
                 ws = new_ws
                 self._attach(ws)
+                if self._subscriptions:
+                    task = loop.create_task(self._resubscribe())
+                    self._callback_tasks.add(task)
+                    task.add_done_callback(self._callback_tasks.discard)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -539,12 +691,16 @@ class Client:
             if not future.done():
                 future.set_result(incoming.response)
         elif isinstance(incoming, Pushed):
-            self._deliver(incoming.push)
+            push = incoming.push
+            self.positions.observe(push.route, push.headers)
+            self._deliver(push)
         elif isinstance(incoming, Pong):
             pong = self._pong
             if pong is not None and not pong.done():
                 pong.set_result(None)
-        # Dropped: a late answer nobody waits for
+        elif isinstance(incoming, Dropped):
+            # nobody waits for it; but a send() that failed must not fail silently
+            report_failed_send(logger, incoming)
 
     def _deliver(self, push: Push) -> None:
         callback = self._on_push
@@ -601,7 +757,8 @@ def connect(url: str, **options: Any) -> Client:
     """Return a client for `url`, to use as `async with connect(url) as sock:`.
 
     The options are `Client`'s: `headers`, `timeout`, `heartbeat_interval`,
-    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `max_pushes`, `overflow`...
+    `heartbeat_timeout`, `reconnect`, `max_attempts`, `on_push`, `on_open`, `max_pushes`,
+    `overflow`...
 
     Raises:
         ConnectFailed: on entering the block, if the first handshake fails.

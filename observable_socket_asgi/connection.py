@@ -31,17 +31,24 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
 from ._concurrency import finish_in_task, start_eagerly
+from ._observe import MALFORMED, UNKNOWN, status_of
+from ._observe import PING as PING_LABEL
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
-from .envelope import encode_error, encode_push
+from .envelope import encode_error, encode_push, parse_request
 from .errors import ConnectionClosed
+from .logs import peer
 from .pipeline import run as run_pipeline
+from .presence import NO_PRESENCE
 from .status import CloseCode, Status
 
 if TYPE_CHECKING:
+    from ._history import Subscription
+    from ._observe import Observer
     from ._route import Route
     from .envelope import Request
     from .routing import SocketRouter
@@ -74,10 +81,12 @@ class Connection(ScopeViews):
 
     __slots__ = (
         "_ahead",
+        "_close_code",
         "_idle_handle",
         "_lifecycle",
         "_loop",
         "_main_task",
+        "_observer",
         "_out",
         "_protocol",
         "_receive",
@@ -125,8 +134,17 @@ class Connection(ScopeViews):
         self._writing = False
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
+        # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
+        self._observer = router.observer
+        # the first close code sent or received; reported when the connection ends
+        self._close_code: int | None = None
 
     # Public API
+
+    @property
+    def close_code(self) -> int | None:
+        """The first close code sent or received; None while open, or if none was exchanged."""
+        return self._close_code
 
     @property
     def closed(self) -> bool:
@@ -193,6 +211,8 @@ class Connection(ScopeViews):
             yielded = send.send(None)
         except StopIteration:
             self._writing = False
+            if self._observer is not None:
+                self._observer.push_sent()
             if self._out:
                 self._release_writer()
             return None
@@ -204,13 +224,29 @@ class Connection(ScopeViews):
         task.add_done_callback(self._push_written)
         return task
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(
+        self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
+    ) -> Subscription:
         """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
+
+        Args:
+            topic: the topic.
+            since: the client's last position, `{"offset": n, "epoch": e}` (from the
+                `headers` of the last push it received), or None. With the router's history
+                on, every push after it that is still kept is sent first, in order, then the
+                live ones, with no duplicate and no gap.
+            presence: any JSON value: the connection becomes a member of the topic with this
+                info (`router.presence(topic)`) until it unsubscribes or disconnects.
+
+        Returns:
+            A `Subscription`: `recovered` (False: the gap could not be filled; reload the
+            state), and the topic's `offset` and `epoch` (None without history).
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            ValueError: `since` is not a position, or `presence` is too large.
         """
-        await self._router.backplane.subscribe(self, topic)
+        return await self._router.backplane.subscribe(self, topic, since, presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving `topic`; a topic this connection does not hold is ignored."""
@@ -236,6 +272,8 @@ class Connection(ScopeViews):
         loop = self._loop
         serve = self._serve
         write = self._write
+        observer = self._observer
+        started = 0.0
         # the loop is passed: without it, 3.11 makes a getpid() system call to find it
         self._main_task = asyncio.current_task(loop)
         # the idle clock starts when serving starts, not when the handshake began
@@ -259,15 +297,24 @@ class Connection(ScopeViews):
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
+                    if observer is not None:
+                        started = perf_counter()
                     decision = protocol.receive(data, loop.time())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                         await write(decision, True)
+                        if observer is not None:
+                            self._answered(observer, decision, data, started)
                         continue
                     route, request = decision
-                    task = start_eagerly(serve(route, request), loop)
+                    if observer is None:
+                        task = start_eagerly(serve(route, request), loop)
+                    else:
+                        task = start_eagerly(self._serve_observed(route, request, started), loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
                 elif mtype == "websocket.disconnect":
+                    if self._close_code is None:
+                        self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
                     break
         except asyncio.CancelledError:
             # _abort() cancels this task to stop a connection whose peer does not read; any
@@ -293,6 +340,8 @@ class Connection(ScopeViews):
 
     async def _send_close(self, code: int, reason: str) -> None:
         """Send the close frame: the only place one goes to the server."""
+        if self._close_code is None:
+            self._close_code = code
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:  # the peer is already gone: nothing to tell it
@@ -305,25 +354,21 @@ class Connection(ScopeViews):
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _peer(self) -> str:
+        """The client's address for log lines, `"host:port"` (only built when logging)."""
+        return peer(self.scope.get("client"))
+
     async def _serve(self, route: Route, request: Request) -> None:
         """Run one request and write its reply. Never raises but CancelledError."""
-        timeout = route.timeout
-        if timeout is None:
+        if route.idempotent:
+            # run in a task of its own that this connection's end does not cancel
+            frame = await self._router.answer_once(
+                route, self.socket, request, lambda: self._answer(route, request)
+            )
+        elif route.timeout is None:  # the common case: no coroutine more than needed
             frame = await run_pipeline(route, self.socket, request)
         else:
-            try:
-                async with asyncio.timeout(timeout):
-                    frame = await run_pipeline(route, self.socket, request)
-            except TimeoutError:
-                logger.warning(
-                    "route %r (uuid %r) timed out after %s s and was cancelled",
-                    route.name,
-                    request.uuid,
-                    timeout,
-                )
-                frame = encode_error(
-                    Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
-                )
+            frame = await self._answer(route, request)
         if self._writing or self._lifecycle is not _OPEN:
             await self._write(frame, True)
             return
@@ -339,6 +384,77 @@ class Connection(ScopeViews):
         finally:
             self._release_writer()
 
+    async def _answer(self, route: Route, request: Request) -> str:
+        """The reply frame of one request, a 504 past the route's timeout."""
+        timeout = route.timeout
+        if timeout is None:
+            return await run_pipeline(route, self.socket, request)
+        try:
+            async with asyncio.timeout(timeout):
+                return await run_pipeline(route, self.socket, request)
+        except TimeoutError:
+            logger.warning(
+                "route %r (uuid %r) timed out after %s s and was cancelled",
+                route.name,
+                request.uuid,
+                timeout,
+                extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
+            )
+            return encode_error(
+                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
+            )
+
+    # Reports to the observer, when there is one
+
+    async def _serve_observed(self, route: Route, request: Request, started: float) -> None:
+        """`_serve`, reported to the observer; used only when one is configured."""
+        observer = self._observer
+        assert observer is not None
+        token = observer.request_started(route.name, request.headers, started)
+        status: int | None = None  # stays None if cancelled before a reply exists
+        try:
+            # as `_serve` decides: an idempotent route runs once per key
+            if route.idempotent:
+                frame = await self._router.answer_once(
+                    route, self.socket, request, lambda: self._answer(route, request)
+                )
+            else:
+                frame = await self._answer(route, request)
+            status = status_of(frame)
+            await self._write(frame, True)
+        finally:
+            observer.request_finished(token, route.name, status)
+
+    def _answered(self, observer: Observer, frame: str, data: str | bytes, started: float) -> None:
+        """Report a frame the protocol answered at once, under a bounded route label."""
+        status = status_of(frame)
+        if status == Status.OK:  # the only answer at once that is a success: PONG
+            label = PING_LABEL
+        elif status == Status.NOT_FOUND:
+            label = UNKNOWN
+        elif status == Status.TOO_MANY_REQUESTS:
+            # A registered route's name (only those are rate limited); parsed again only
+            # here, when metrics are on, rather than carried beside every frame.
+            label = parse_request(data).route
+            if label not in self._router.route_table:
+                label = UNKNOWN
+        else:  # 400, 413: not a usable request
+            label = MALFORMED
+        observer.answered(label, status, started)
+
+    def _dequeued(self, frame: str) -> None:
+        """A queued push left the queue to be written."""
+        self._protocol.push_dequeued()
+        if self._observer is not None:
+            self._observer.queued_push_bytes(-len(frame))
+
+    def _pushes_dropped(self, frames: list[str]) -> None:
+        """Queued pushes that will never be sent (the protocol has uncounted them)."""
+        observer = self._observer
+        if observer is not None and frames:
+            observer.queued_push_bytes(-sum(len(frame) for frame in frames))
+            observer.pushes_dropped(len(frames))
+
     # The writer: the only place a frame goes to the server
 
     async def _write(self, frame: str, is_reply: bool) -> None:
@@ -352,7 +468,10 @@ class Connection(ScopeViews):
             self._enqueue(frame, is_reply)
             return
         if self._lifecycle is not _OPEN:
-            self._sent(is_reply)
+            if is_reply:
+                self._sent(is_reply)
+            elif self._observer is not None:
+                self._observer.pushes_dropped(1)
             return
         self._writing = True
         try:
@@ -372,7 +491,7 @@ class Connection(ScopeViews):
         while out:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._protocol.push_dequeued()
+                self._dequeued(frame)
             await send({"type": "websocket.send", "text": frame})
             self._sent(is_reply)
 
@@ -386,6 +505,8 @@ class Connection(ScopeViews):
             return True
         if action is PushAction.CLOSE:
             self._close_slow_consumer()
+            if self._observer is not None:
+                self._observer.pushes_dropped(1)  # this push too
             return False
         assert_never(action)
 
@@ -395,6 +516,8 @@ class Connection(ScopeViews):
             exc = task.exception()
             if isinstance(exc, Exception):
                 self._write_failed(exc)
+            elif exc is None and self._observer is not None:
+                self._observer.push_sent()
         self._release_writer()
 
     def _enqueue(self, frame: str, is_reply: bool) -> None:
@@ -404,6 +527,8 @@ class Connection(ScopeViews):
         out.append((frame, is_reply))
         if not is_reply:
             self._protocol.push_queued()
+            if self._observer is not None:
+                self._observer.queued_push_bytes(len(frame))
 
     def _write_failed(self, exc: Exception) -> None:
         # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
@@ -425,7 +550,7 @@ class Connection(ScopeViews):
         if out and not self._writing:
             frame, is_reply = out.popleft()
             if not is_reply:
-                self._protocol.push_dequeued()
+                self._dequeued(frame)
             await self._write(frame, is_reply)
 
     def _sent(self, is_reply: bool) -> None:
@@ -436,13 +561,20 @@ class Connection(ScopeViews):
                 self._slot_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
+        elif self._observer is not None:
+            self._observer.push_sent()
 
     def _drop_queue(self) -> None:
         out = self._out
+        dropped: list[str] = []
         while out:
-            _, is_reply = out.popleft()
-            self._sent(is_reply)
+            frame, is_reply = out.popleft()
+            if is_reply:
+                self._sent(is_reply)
+            else:
+                dropped.append(frame)
         self._protocol.queue_dropped()
+        self._pushes_dropped(dropped)
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         """Wait until a reply has been handed to the server, reading at most one message ahead.
@@ -468,25 +600,32 @@ class Connection(ScopeViews):
         """Drop the oldest queued push (the protocol has already uncounted it)."""
         out = self._out
         assert out is not None
-        for index, (_, is_reply) in enumerate(out):
+        for index, (frame, is_reply) in enumerate(out):
             if not is_reply:
                 del out[index]
+                self._pushes_dropped([frame])
                 break
 
     def _close_slow_consumer(self) -> None:
         """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
             "slow consumer %s: %d pushes queued, closing with 1013",
-            self.client,
+            self._peer(),
             self._router.settings.max_queued_pushes,
+            extra={"client": self._peer()},
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
         # In place: the writer in progress holds this same deque.
         out = self._out
         if out:
             replies = [item for item in out if item[1]]
+            self._pushes_dropped([frame for frame, is_reply in out if not is_reply])
             out.clear()
             out.extend(replies)
+        if self._observer is not None:
+            self._observer.slow_consumer_closed()
+        if self._close_code is None:  # the close itself is sent by a task, later
+            self._close_code = CloseCode.TRY_AGAIN_LATER
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)
@@ -519,7 +658,10 @@ class Connection(ScopeViews):
         wait = self._protocol.idle_wait(self._loop.time())
         if wait is None:
             logger.info(
-                "closing %s: idle for %.0f s", self.client, self._router.settings.idle_timeout
+                "closing %s: idle for %.0f s",
+                self._peer(),
+                self._router.settings.idle_timeout,
+                extra={"client": self._peer()},
             )
             self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:

@@ -1,4 +1,5 @@
-"""The route pipeline: data_check -> access -> handler arguments -> handler -> dehydrate.
+"""The route pipeline: [payload type] -> data_check -> access -> handler arguments -> handler
+-> dehydrate -> [response type].
 
 `run()` awaits user code only and returns the encoded reply frame: the value is built here
 and written by exactly one place, the connection's writer. Every failure of user code ends
@@ -12,9 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ._observe import note_failure
 from ._route import CallMode, Route
+from ._schema import Invalid
 from .envelope import Request, encode_error, encode_reply
 from .errors import EncodeError
+from .logs import peer
 from .status import Status, is_success
 
 __all__ = ["run"]
@@ -22,6 +26,8 @@ __all__ = ["run"]
 logger = logging.getLogger("observable_socket_asgi.pipeline")
 
 _INTERNAL = "internal server error"
+# the keys of a handler's result (HandlerResult)
+_RESULT_KEYS = frozenset(("status", "headers", "payload"))
 _SINGLE = CallMode.SINGLE
 _EITHER = CallMode.EITHER
 
@@ -37,6 +43,21 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
         else:
+            schema = route.payload_schema
+            if schema is not None:  # first: every hook sees the validated value
+                try:
+                    request.payload = schema.validate(request.payload)
+                except Invalid as exc:
+                    return encode_reply(
+                        uuid,
+                        Status.BAD_REQUEST,
+                        {},
+                        {
+                            "message": "invalid payload",
+                            "errors": exc.errors,
+                            "error_count": exc.count,
+                        },
+                    )
             local: dict[str, Any] = {}
             check = route.data_check
             if check is not None:
@@ -64,16 +85,36 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         status, headers, payload = _unpack(result)
         if route.dehydrate is not None and is_success(status):
             payload = await route.dehydrate(payload)
+        if route.response_schema is not None and is_success(status):
+            payload = route.response_schema.serialise(payload)
         return encode_reply(uuid, status, headers, payload)
+    except Invalid as exc:
+        logger.error(
+            "route %r (uuid %r): response does not fit its declared type: %s", route.name, uuid, exc
+        )
     except _BadResult as exc:
-        logger.error("route %r (uuid %r): %s", route.name, uuid, exc)
+        logger.error(
+            "route %r (uuid %r): %s", route.name, uuid, exc, extra=_context(route, ws, uuid)
+        )
     except EncodeError as exc:
         logger.error(
-            "route %r (uuid %r): reply is not JSON-serialisable: %s", route.name, uuid, exc
+            "route %r (uuid %r): reply is not JSON-serialisable: %s",
+            route.name,
+            uuid,
+            exc,
+            extra=_context(route, ws, uuid),
         )
-    except Exception:
-        logger.exception("route %r (uuid %r) raised", route.name, uuid)
+    except Exception as exc:
+        logger.exception(
+            "route %r (uuid %r) raised", route.name, uuid, extra=_context(route, ws, uuid)
+        )
+        note_failure(exc)  # to the request's span, when tracing
     return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
+
+
+def _context(route: Route, ws: Any, uuid: Any) -> dict[str, Any]:
+    """The `extra` fields of a record about a request (see `logs.py`)."""
+    return {"route": route.name, "uuid": uuid, "client": peer(getattr(ws, "client", None))}
 
 
 def _unpack(result: Any) -> tuple[int, Any, Any]:
@@ -82,6 +123,14 @@ def _unpack(result: Any) -> tuple[int, Any, Any]:
             f"handler returned {type(result).__name__}, expected a mapping "
             "like {'status': 200, 'headers': {}, 'payload': ...}"
         )
+    for key in result:
+        if key not in _RESULT_KEYS:
+            # {"sum": 10} would otherwise answer 200 with a null payload, and say nothing
+            unknown = sorted(repr(k) for k in result if k not in _RESULT_KEYS)
+            raise _BadResult(
+                f"handler returned the key(s) {', '.join(unknown)}; a result has only "
+                "'status', 'headers' and 'payload' (put the data under 'payload')"
+            )
     status = result.get("status", 200)
     if type(status) is not int:  # Status members and other int subclasses, None, junk
         if status is None:

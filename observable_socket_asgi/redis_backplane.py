@@ -23,6 +23,13 @@ Rules of the listener (this module alone changes them):
     own worker's messages. While `connected` is False the PUBLISH is not attempted: the
     push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
     never replayed (at-most-once delivery).
+
+    With history (`history_size` > 0) a publish is one Lua script that numbers the push,
+    keeps it in the topic's stream and PUBLISHes it with its offset after the worker id
+    (`_redis_stores`). Every worker, the publishing one included, delivers it from the
+    listener, so all of them deliver a topic's pushes in offset order. While Redis is down
+    such a push reaches the publishing worker's subscribers without a position, is counted
+    in `dropped`, and is not in the history.
 """
 
 from __future__ import annotations
@@ -31,16 +38,22 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from ._backoff import backoff
+from ._history import PushTemplate, Recovery, unnumbered
+from ._idempotency import IdempotencyStore
+from .presence import Presence
 from .topics import Backplane
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+
+    from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "the Redis backplane needs redis-py; install the extra: "
@@ -104,7 +117,9 @@ class RedisBackplane(Backplane):
         # channel -> futures waiting for Redis to confirm a SUBSCRIBE
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         # UNSUBSCRIBE tasks started from sync on_close callbacks
-        self._chores: set[asyncio.Task[None]] = set()
+        self._unsubscribing: set[asyncio.Task[None]] = set()
+        # the topics' history in Redis streams; None when history_size is 0
+        self._shared_history: RedisHistory | None = None
 
     # Public API
 
@@ -140,10 +155,10 @@ class RedisBackplane(Backplane):
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-        for chore in list(self._chores):
+        for chore in list(self._unsubscribing):
             chore.cancel()
-        if self._chores:
-            await asyncio.gather(*self._chores, return_exceptions=True)
+        if self._unsubscribing:
+            await asyncio.gather(*self._unsubscribing, return_exceptions=True)
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -169,15 +184,19 @@ class RedisBackplane(Backplane):
         if self._lock is None:
             return
         task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+        self._unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribing.discard)
 
     async def _remote_publish(self, topic: str, frame: str) -> None:
+        observer = self._observer
         if not self._connected or self._redis is None:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.warning("Redis is down: push to %r reached this worker only", topic)
             return
         channel, body = self._channel(topic), self._origin + frame.encode()
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             async with asyncio.timeout(self.publish_timeout):
                 try:
@@ -190,7 +209,79 @@ class RedisBackplane(Backplane):
             raise
         except Exception as exc:
             self.dropped += 1
+            if observer is not None:
+                observer.backplane_dropped()
             logger.error("PUBLISH to %r failed, push reached this worker only: %r", topic, exc)
+            return
+        if observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
+
+    # History, presence and idempotent answers, in Redis
+
+    def configure(
+        self,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
+        presence_ttl: float = 15.0,
+        presence_max_info_bytes: int = 4096,
+        presence_events: bool = False,
+    ) -> None:
+        super().configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        # the history lives in Redis, shared by every worker, instead of in this process
+        self.history = None
+        self._shared_history = (
+            RedisHistory(self._client, self.prefix, history_size, history_ttl)
+            if history_size > 0
+            else None
+        )
+
+    def idempotency_store(self, max_entries: int, max_bytes: int) -> IdempotencyStore:
+        return RedisIdempotencyStore(self._client, self.prefix, max_bytes)
+
+    def _make_presence(self, ttl: float, max_info_bytes: int) -> Presence:
+        return RedisPresence(self._client, self.prefix, ttl, max_info_bytes)
+
+    def _shares_history(self) -> bool:
+        return self._shared_history is not None
+
+    async def _publish_positioned(self, topic: str, template: PushTemplate) -> int:
+        history = self._shared_history
+        assert history is not None
+        if self._connected and self._redis is not None:
+            try:
+                async with asyncio.timeout(self.publish_timeout):
+                    await history.publish(topic, template, self._channel(topic), self._origin)
+                # delivered here too by the listener, in offset order
+                return self.subscribers(topic)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.error("history publish to %r failed: %r", topic, exc)
+        self.dropped += 1
+        logger.warning("Redis is down: push to %r reached this worker only, unnumbered", topic)
+        return self.deliver(topic, unnumbered(template))
+
+    async def _history_since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
+        history = self._shared_history
+        assert history is not None
+        if not self._connected:
+            raise ConnectionError("Redis is down")
+        async with asyncio.timeout(self.publish_timeout):
+            return await history.since(topic, since)
+
+    def _client(self) -> Any:
+        return self._redis
 
     # Private methods
 
@@ -261,6 +352,8 @@ class RedisBackplane(Backplane):
                                 break
                     self._pubsub = pubsub
                     self._connected = True
+                    if self._observer is not None:
+                        self._observer.backplane_connected(True)
                 self.connects += 1
                 if down_since is not None:
                     logger.warning(
@@ -320,6 +413,13 @@ class RedisBackplane(Backplane):
         kind = message["type"]
         if kind == "message":
             data: bytes = message["data"]
+            if data[_ORIGIN_LEN : _ORIGIN_LEN + 1] != b"{":
+                # numbered by the history script: `<origin><offset> <frame>`, delivered by
+                # every worker (the publishing one too) in the order Redis numbered them
+                number, _, frame = data[_ORIGIN_LEN:].partition(b" ")
+                topic = message["channel"][len(self.prefix.encode()) :].decode()
+                self.deliver(topic, frame.decode(), int(number))
+                return
             if data[:_ORIGIN_LEN] == self._origin:
                 return  # published here, and already delivered here
             topic = message["channel"][len(self.prefix.encode()) :].decode()
@@ -330,6 +430,8 @@ class RedisBackplane(Backplane):
                     waiter.set_result(None)
 
     def _disconnected(self) -> None:
+        if self._connected and self._observer is not None:
+            self._observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ._concurrency import ensure_async
+from ._idempotency import (
+    Idempotency,
+    connection_identity,
+    default_identity,
+    fingerprint,
+    storage_key,
+)
+from ._observe import Fanout, Observer
 from ._protocol import Settings
 from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from ._schema import TopicType
 from .asgi import ConnectionRegistry, handle
-from .envelope import RESERVED_ROUTES
+from .envelope import RESERVED_ROUTES, Request
+from .errors import EncodeError
 from .topics import Backplane, InMemoryBackplane
 from .types import (
     ASGIReceiveCallable,
@@ -34,6 +44,7 @@ from .types import (
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .metrics import PrometheusMetrics
 
 __all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
@@ -74,6 +85,33 @@ class SocketRouter:
         on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
+        metrics_url: a path (`"/metrics"`) where a plain HTTP GET answers Prometheus
+            metrics; needs the `metrics` extra. None: no metrics, nothing recorded.
+        tracing: True for an OpenTelemetry span per request from the global tracer
+            provider, or a `TracerProvider` to use; needs the `otel` extra.
+        history_size: pushes kept per topic so that `ws.subscribe(topic, since=...)` can
+            replay what a client missed; every push then carries `headers.offset` and
+            `headers.epoch`. 0 (the default): no history, no positions.
+        history_ttl: seconds a push is kept; a topic without a publish for this long starts
+            a new epoch.
+        history_max_bytes: characters of pushes kept per topic in memory (the in-memory
+            backplane); the oldest go first.
+        history_max_topics: topics with a history in memory; past it the one published to
+            longest ago is forgotten.
+        idempotency_ttl: seconds the answer of an idempotent route is kept for retries.
+        idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
+            default the user `access_logic` put in `scope["user"]`. None from it: the
+            guarantee holds per connection only.
+        idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
+            store; in Redis an answer longer than `idempotency_max_bytes` is not kept.
+        presence_ttl: seconds within which the members of a worker that died disappear.
+        presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
+            topic's subscribers when a member joins or leaves it.
+        presence_max_info_bytes: the largest encoded info a member may carry.
+        asyncapi_url: answer a plain HTTP GET at this path with `asyncapi()` as JSON;
+            None: every HTTP request is answered 426, as without it.
+        max_validation_errors: field errors listed in the 400 of a payload that does not fit
+            its declared type (the answer also counts them all).
     """
 
     def __init__(
@@ -97,6 +135,21 @@ class SocketRouter:
         on_startup: Sequence[Callable[[], Any]] = (),
         on_shutdown: Sequence[Callable[[], Any]] = (),
         backplane: Backplane | str | None = None,
+        metrics_url: str | None = None,
+        tracing: Any = False,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        history_max_bytes: int = 1024 * 1024,
+        history_max_topics: int = 10_000,
+        idempotency_ttl: float = 300.0,
+        idempotency_identity: Callable[[Any], str | None] | None = None,
+        idempotency_max_entries: int = 10_000,
+        idempotency_max_bytes: int = 16 * 1024 * 1024,
+        presence_ttl: float = 15.0,
+        presence_events: bool = False,
+        presence_max_info_bytes: int = 4096,
+        asyncapi_url: str | None = None,
+        max_validation_errors: int = 10,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -115,6 +168,16 @@ class SocketRouter:
         check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if metrics_url is not None and (
+            not isinstance(metrics_url, str) or not metrics_url.startswith("/")
+        ):
+            raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
+        if asyncapi_url is not None and not asyncapi_url.startswith("/"):
+            raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
+        if max_validation_errors < 1:
+            raise ValueError(
+                f"max_validation_errors must be at least 1, got {max_validation_errors}"
+            )
 
         #: the options above, checked and frozen: what connections and the handshake read
         self.settings = Settings(
@@ -132,6 +195,11 @@ class SocketRouter:
             allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
             require_origin=require_origin,
         )
+        self._asyncapi_url = asyncapi_url
+        self._max_validation_errors = max_validation_errors
+        # Declared push topics, in declaration order: documented, and publish() serialises
+        # payloads of typed ones. Empty for most routers, so publish() pays one test.
+        self._topic_types: list[TopicType] = []
 
         # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
         # instead of spawning threads without limit.
@@ -151,6 +219,45 @@ class SocketRouter:
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
         self.backplane: Backplane = make_backplane(backplane)
+        self.backplane.configure(
+            history_size=history_size,
+            history_ttl=history_ttl,
+            history_max_bytes=history_max_bytes,
+            history_max_topics=history_max_topics,
+            presence_ttl=presence_ttl,
+            presence_max_info_bytes=presence_max_info_bytes,
+            presence_events=presence_events,
+        )
+        if idempotency_identity is not None and not callable(idempotency_identity):
+            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
+        # whose answers an idempotent retry may receive
+        self._identity = idempotency_identity or default_identity
+        #: runs idempotent routes once per key; the lifespan shutdown closes it
+        self.idempotency = Idempotency(
+            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
+            idempotency_ttl,
+        )
+
+        #: the path answering Prometheus metrics, or None
+        self.metrics_url = metrics_url
+        #: the Prometheus metrics when `metrics_url` is set (an ASGI app too, and its
+        #: `registry` can be scraped elsewhere), else None
+        self.metrics: PrometheusMetrics | None = None
+        # whoever watches the router; None (the default) keeps every call site to one test
+        self._observer: Observer | None = None
+        observers: list[Observer] = []
+        if metrics_url is not None:
+            from .metrics import build_metrics
+
+            self.metrics = build_metrics()
+            observers.append(self.metrics)
+        if tracing is not False and tracing is not None:
+            from .tracing import Tracing
+
+            observers.append(Tracing(None if tracing is True else tracing))
+        if observers:
+            self._observer = observers[0] if len(observers) == 1 else Fanout(observers)
+            self.backplane.observe(self._observer)
 
     # Public API
 
@@ -160,8 +267,16 @@ class SocketRouter:
         Raises:
             ValueError: `name` is reserved (`PING`, `PONG`) or already registered, or an
                 option key is unknown.
-            TypeError: a hook or the handler cannot take the arguments it will be given.
+            TypeError: used bare (`@router.route` without the name), or a hook or the
+                handler cannot take the arguments it will be given.
         """
+        if callable(name):
+            # `@router.route` with no parentheses hands us the handler as the name; the
+            # decorator it would return replaces the handler and registers nothing
+            raise TypeError(
+                f'@router.route needs the route name: write @router.route("name") above '
+                f"{getattr(name, '__qualname__', None) or name!r}, not a bare @router.route"
+            )
 
         def decorator(fn: F) -> F:
             self.add_route(name, fn, options)
@@ -198,6 +313,8 @@ class SocketRouter:
         other.backplane = self.backplane
         for name, route in other._routes.items():
             self._routes[prefix + name] = replace(route, name=prefix + name)
+        known = {t.pattern for t in self._topic_types}
+        self._topic_types += [t for t in other._topic_types if t.pattern not in known]
 
     @property
     def routes(self) -> dict[str, Route]:
@@ -217,10 +334,79 @@ class SocketRouter:
         The frame is encoded once; its `route` is the topic and its uuid a fresh server
         uuid. Delivery is at most once, in publish order per publisher.
 
+        A topic declared with `push_topic(..., payload=T)` has its payload checked and
+        serialised as `T` first (a model becomes its JSON form).
+
         Raises:
-            EncodeError: the payload or headers cannot be encoded as JSON.
+            EncodeError: the payload or headers cannot be encoded as JSON, or the payload
+                does not fit the type declared for the topic.
         """
+        if self._topic_types:
+            payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
+
+    async def presence(self, topic: str) -> dict[str, Any]:
+        """The members of `topic` on every worker: `{member_id: info}`.
+
+        A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
+        """
+        return await self.backplane.members(topic)
+
+    def push_topic(
+        self, pattern: str, *, payload: Any = None, description: str | None = None
+    ) -> None:
+        """Declare a push topic: documented in `asyncapi()` and `typescript()`.
+
+        Args:
+            pattern: a topic name (`"news"`), or a pattern whose `{placeholders}` stand for
+                any text (`"room:{room}"`).
+            payload: the payload's type (anything pydantic's `TypeAdapter` accepts);
+                `publish()` to a matching topic checks and serialises it.
+            description: what a subscriber receives, for the document's readers.
+
+        Raises:
+            ValueError: the pattern is empty or already declared.
+            ImportError: a type is given and pydantic v2 is not installed.
+        """
+        if any(t.pattern == pattern for t in self._topic_types):
+            raise ValueError(f"push topic {pattern!r} is already declared")
+        self._topic_types.append(
+            TopicType.build(pattern, payload, description, self.max_validation_errors)
+        )
+
+    @property
+    def push_topics(self) -> list[TopicType]:
+        """The declared push topics, in declaration order (a copy)."""
+        return list(self._topic_types)
+
+    def asyncapi(
+        self,
+        title: str = "ObservableSocket API",
+        version: str = "0.1.0",
+        *,
+        description: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        """Return this router's AsyncAPI 3.0 document, as a JSON-ready dict.
+
+        Args:
+            address: the socket's path (`"/ws"`), when it is fixed.
+        """
+        from ._apidoc import asyncapi_document
+
+        return asyncapi_document(
+            self, title=title, version=version, description=description, address=address
+        )
+
+    def typescript(self) -> str:
+        """Return TypeScript declarations of this router's payload types.
+
+        An interface per model, `Routes` (route name -> `{request; response}`) and `Topics`
+        (push topic -> payload), for `Message<Routes["math/sum"]["request"]>`.
+        """
+        from ._apidoc import typescript_module
+
+        return typescript_module(self)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
@@ -240,10 +426,33 @@ class SocketRouter:
 
     # For the layers below: read-only views of the router's state
 
+    async def answer_once(
+        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
+    ) -> str:
+        """The answer to a request on an idempotent route: computed once per (identity,
+        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
+        """
+        try:
+            identity = self._identity(ws)
+        except Exception:
+            logger.exception("idempotency_identity raised: keyed to the connection")
+            identity = None
+        if identity is None:
+            identity = connection_identity(ws)
+        key = storage_key(str(identity), route.name, request.uuid)
+        await self.backplane.start()
+        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
+
     @property
     def route_table(self) -> Mapping[str, Route]:
         """The live routes by name, not a copy: what each connection's protocol looks up."""
         return self._routes
+
+    @property
+    def observer(self) -> Observer | None:
+        """What the connections, the handshake and the backplane report to; None when
+        neither metrics nor tracing is on."""
+        return self._observer
 
     @property
     def access_logic(self) -> AsyncFn | None:
@@ -327,6 +536,16 @@ class SocketRouter:
         """Whether handshakes without an `Origin` header are refused."""
         return self.settings.require_origin
 
+    @property
+    def asyncapi_url(self) -> str | None:
+        """The path a plain HTTP GET gets the AsyncAPI document at; None: not served."""
+        return self._asyncapi_url
+
+    @property
+    def max_validation_errors(self) -> int:
+        """Field errors listed in the 400 of a payload that does not fit its type."""
+        return self._max_validation_errors
+
     # Seams for adapters
 
     def socket_for(self, connection: Any) -> Any:
@@ -339,8 +558,31 @@ class SocketRouter:
 
     # Private methods
 
+    def _serialise_push(self, topic: str, payload: Any) -> Any:
+        from ._schema import Invalid
+
+        for declared in self._topic_types:
+            if declared.regex.fullmatch(topic):
+                if declared.schema is None:
+                    return payload
+                try:
+                    return declared.schema.serialise(payload)
+                except Invalid as exc:
+                    raise EncodeError(
+                        f"payload for topic {topic!r} does not fit the type declared for "
+                        f"{declared.pattern!r}: {exc}"
+                    ) from None
+        return payload
+
     def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        return build_route(name, handler, options, self._executor, self.settings.handler_timeout)
+        return build_route(
+            name,
+            handler,
+            options,
+            self._executor,
+            self.settings.handler_timeout,
+            self._max_validation_errors,
+        )
 
 
 def make_backplane(spec: Backplane | str | None) -> Backplane:

@@ -2,14 +2,22 @@
 
 It speaks to the app exactly as a server would (`websocket.connect`, `websocket.receive`,
 `websocket.disconnect`) and offers the real client's `request()`, `send()` and `pushes()`,
-so a test reads like production code::
+so a test reads like production code. It has two faces:
+
+- `with TestClient(app) as client:` in a plain `def` test: the app runs on an event loop of
+  its own on a background thread (a `Portal`), and `client` is a `BlockingTestClient` whose
+  methods block. No async test plugin is needed::
 
     from observable_socket_asgi.testing import TestClient
 
-    async def test_sum():
-        async with TestClient(router, headers={"token": "abc"}) as client:
-            res = await client.request("math/sum", [1, 2, 3])
+    def test_sum():
+        with TestClient(router, headers={"token": "abc"}) as client:
+            res = client.request("math/sum", [1, 2, 3])
             assert res.ok and res.payload == {"sum": 6}
+
+- `async with TestClient(app) as client:` in an `async def` test, in the test's own loop.
+  pytest runs such tests when they are marked `@pytest.mark.observable_socket` (this
+  package's pytest plugin, registered on install) or by any async test plugin.
 
 Every wait is bounded by `timeout` (5 s by default), so a stuck handler or a push that
 never comes fails the test with a message that says what was awaited, instead of hanging it.
@@ -18,16 +26,19 @@ never comes fails the test with a message that says what was awaited, instead of
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid as uuid_module
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from ._client_protocol import Answer, Correlator, PushBuffer, Pushed
+from ._client_protocol import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
+from ._portal import Portal
 from .envelope import Push, Response, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
 from .types import Payload
 
 __all__ = [
+    "BlockingTestClient",
     "ConnectionClosed",
     "HandshakeRejected",
     "RequestTimeout",
@@ -36,6 +47,8 @@ __all__ = [
 ]
 
 _DEFAULT: Any = object()
+
+logger = logging.getLogger("observable_socket_asgi.testing")
 
 
 def websocket_scope(
@@ -127,6 +140,8 @@ class TestClient:
             tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], asyncio.Queue[dict[str, Any]]]
             | None
         ) = None
+        # the blocking face while used as `with TestClient(app)`
+        self._blocking: BlockingTestClient | None = None
 
     # Public API
 
@@ -146,6 +161,24 @@ class TestClient:
         await self.close()
         if self._lifespan is not None:
             await self._shutdown()
+
+    def __enter__(self) -> BlockingTestClient:
+        """Start the app on a loop of its own, for plain `def` tests; see `BlockingTestClient`."""
+        if self._task is not None:
+            raise RuntimeError("this TestClient is already connected")
+        portal = Portal()
+        try:
+            portal.call(self.__aenter__())
+        except BaseException:
+            portal.stop()
+            raise
+        self._blocking = BlockingTestClient(self, portal)
+        return self._blocking
+
+    def __exit__(self, *exc_info: object) -> None:
+        blocking, self._blocking = self._blocking, None
+        if blocking is not None:
+            blocking._exit()
 
     @property
     def closed(self) -> bool:
@@ -184,10 +217,14 @@ class TestClient:
     async def send(
         self, route: str, payload: Payload = None, *, headers: Mapping[str, Any] | None = None
     ) -> None:
-        """Send a message without waiting for its answer (which is dropped when it comes)."""
+        """Send a message without waiting for its answer (which is dropped when it comes).
+
+        An error answer (not 2xx) is logged as a warning on `observable_socket_asgi.testing`,
+        as the real client does; use `request()` to assert on it.
+        """
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
-        self._protocol.ignore(uuid)
+        self._protocol.ignore(uuid, route)
         await self._inbox.put(self._frame(uuid, route, headers, payload))
 
     async def send_raw(self, data: str | bytes) -> None:
@@ -317,7 +354,9 @@ class TestClient:
                 incoming.waiter.set_result(incoming.response)
         elif isinstance(incoming, Pushed):
             self._pushes.add(incoming.push)
-        # a PONG, or a late answer nobody waits for: dropped
+        elif isinstance(incoming, Dropped):
+            report_failed_send(logger, incoming)
+        # a PONG: dropped
 
     def _fail_pending(self) -> None:
         for future in self._protocol.take_all():
@@ -381,3 +420,87 @@ class TestClient:
                 return await outbox.get()
         except TimeoutError:
             raise AssertionError(f"timed out after {self.timeout} s waiting for {what}") from None
+
+
+class BlockingTestClient:
+    """The blocking face of a `TestClient`, for plain `def` tests: `with TestClient(app) as c`.
+
+    The app runs on an event loop of its own on a background thread, so sync and async
+    handlers, pushes and the lifespan behave as under a server; each method blocks until the
+    async `TestClient` method of the same name returns, and raises what it raises.
+    """
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, portal: Portal) -> None:
+        #: the async client underneath (its methods must run on `portal.loop`)
+        self.client = client
+        self.portal = portal
+
+    # Public API
+
+    @property
+    def closed(self) -> bool:
+        """True once the app closed the socket or `close()` was called."""
+        return self.client.closed
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the app sent, once it closed the socket."""
+        return self.client.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason the app sent."""
+        return self.client.close_reason
+
+    def request(
+        self,
+        route: str,
+        payload: Payload = None,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        timeout: float | None = _DEFAULT,
+    ) -> Response:
+        """Send a request and return the app's answer; see `TestClient.request`."""
+        return self.portal.call(
+            self.client.request(route, payload, headers=headers, timeout=timeout)
+        )
+
+    def send(
+        self, route: str, payload: Payload = None, *, headers: Mapping[str, Any] | None = None
+    ) -> None:
+        """Send a message without waiting for its answer; see `TestClient.send`."""
+        self.portal.call(self.client.send(route, payload, headers=headers))
+
+    def send_raw(self, data: str | bytes) -> None:
+        """Send a frame as is."""
+        self.portal.call(self.client.send_raw(data))
+
+    def next_push(self, timeout: float | None = None) -> Push:
+        """Return the next push; see `TestClient.next_push`."""
+        return self.portal.call(self.client.next_push(timeout))
+
+    def pushes(self) -> Iterator[Push]:
+        """Yield pushes until the app closes the socket; fails a test that waits too long."""
+        while True:
+            try:
+                yield self.next_push()
+            except ConnectionClosed:
+                return
+
+    def wait_closed(self) -> int:
+        """Wait for the app to close the socket and return its close code."""
+        return self.portal.call(self.client.wait_closed())
+
+    def close(self, code: int = 1000) -> None:
+        """Disconnect and wait for the app to return; re-raises an error the app raised."""
+        self.portal.call(self.client.close(code))
+
+    # Private methods
+
+    def _exit(self) -> None:
+        try:
+            self.portal.call(self.client.__aexit__(None, None, None))
+        finally:
+            self.portal.stop()

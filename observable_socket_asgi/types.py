@@ -97,6 +97,11 @@ class RouteOptions(TypedDict, total=False):
 
     `timeout` (seconds) overrides the router's `handler_timeout` for this route, and
     `rate_limit` (`(messages, per_seconds)`) counts this route's requests in a bucket of its own.
+    `payload` and `response` declare types (anything pydantic v2's `TypeAdapter` accepts):
+    the payload is validated as it enters the pipeline (400 with field errors), a 2xx
+    response payload is checked and serialised after `dehydrate` (500 when it does not fit).
+    `idempotent` runs the route once per uuid (and identity) within the router's
+    `idempotency_ttl`, answering retries with the first answer.
     """
 
     data_check: DataCheck | None
@@ -105,6 +110,9 @@ class RouteOptions(TypedDict, total=False):
     dehydrate: DehydrateFunction | None
     timeout: float | None
     rate_limit: tuple[int, float] | None
+    idempotent: bool
+    payload: Any
+    response: Any
 
 
 ScopeMapping = Mapping[str, Any]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
 
 import pytest
 
 from observable_socket_asgi import Connection, SocketRouter
+from observable_socket_asgi.logs import JsonFormatter
 from tests.helpers import (
+    MS,
     TIMEOUT,
     Communicator,
     Conversation,
@@ -237,3 +241,73 @@ async def test_origin_not_allowed_closes_1008() -> None:
     good_scope = ws_scope(headers=[(b"origin", b"https://app.example.com")])
     async with conversation(router, good_scope) as conv:
         assert (await conv.ask(request("echo", 2)))["payload"] == 2
+
+
+def refusing_router(case: str) -> SocketRouter:
+    async def slow(ws: Any) -> bool:
+        await asyncio.sleep(10 * TIMEOUT)
+        return True
+
+    def boom(ws: Any) -> bool:
+        raise RuntimeError("database down")
+
+    cases: dict[str, dict[str, Any]] = {
+        "origin": {"allowed_origins": ["https://app.example.com"]},
+        "no origin": {"require_origin": True},
+        "access": {"access_logic": lambda ws: False},
+        "raised": {"access_logic": boom},
+        "slow": {"access_logic": slow, "handshake_timeout": 50 * MS},
+    }
+    return echo_router(**cases[case])
+
+
+@pytest.mark.parametrize(
+    ("case", "why", "level"),
+    [
+        ("origin", "origin 'https://evil.example' not allowed", logging.WARNING),
+        ("no origin", "no Origin header", logging.WARNING),
+        ("access", "access_logic said no", logging.WARNING),
+        ("raised", "access_logic raised", logging.ERROR),
+        ("slow", f"access_logic took over {50 * MS} s, try again later", logging.WARNING),
+    ],
+)
+async def test_every_refusal_is_logged_once_with_the_client_address(
+    case: str, why: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each refused handshake gives one record: the client address in the text and as the
+    `client` field a JSON formatter writes out."""
+    caplog.set_level(logging.DEBUG, logger="observable_socket_asgi")
+    headers = [(b"host", b"h")]
+    if case == "origin":
+        headers.append((b"origin", b"https://evil.example"))
+    conv = Conversation(refusing_router(case), ws_scope(headers=headers, client=("10.0.0.7", 5123)))
+    assert (await conv.connect())["type"] == "websocket.accept"
+    assert (await conv.output())["type"] == "websocket.close"
+    await conv.comm.wait(TIMEOUT)
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.levelno == level
+    assert record.getMessage() == f"refused 10.0.0.7:5123: {why}"
+    assert record.client == "10.0.0.7:5123"  # type: ignore[attr-defined]
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["client"], entry["path"], entry["level"]) == (
+        "10.0.0.7:5123",
+        "/ws",
+        logging.getLevelName(level),
+    )
+    assert ("exc_info" in entry) is (case == "raised")
+
+
+async def test_refusal_over_max_connections_is_logged_with_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past max_connections the refusal names the client and how many connections are open."""
+    router = echo_router(max_connections=1)
+    caplog.set_level(logging.WARNING, logger="observable_socket_asgi")
+    async with conversation(router):
+        conv = Conversation(router, ws_scope(client=("10.0.0.8", 6000)))
+        assert (await conv.connect())["type"] == "websocket.accept"
+        assert (await conv.output())["code"] == 1013
+        await conv.comm.wait(TIMEOUT)
+    [record] = caplog.records
+    assert record.getMessage() == "refused 10.0.0.8:6000: 1 connections open"
+    assert record.client == "10.0.0.8:6000"  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +37,11 @@ async def total(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
 @router.route("echo")
 async def echo(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
     return {"headers": headers, "payload": payload}
+
+
+@router.route("boom")
+async def boom(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+    raise RuntimeError("boom")
 
 
 @router.route("slow")
@@ -172,20 +179,143 @@ def test_listen_prints_pushes_as_json_lines_until_interrupted() -> None:
     assert status == 0
 
 
+def test_call_ping_prints_the_pong() -> None:
+    """`call URL PING` prints the server's PONG and exits 0 (it is a request like any)."""
+    with running(router) as server:
+        done = cli("call", server.url, "PING", "--timeout", str(PROCESS_TIMEOUT))
+    assert done.returncode == 0, done.stderr
+    pong = json.loads(done.stdout)
+    assert pong["route"] == "PONG" and pong["status"] == 200 and pong["payload"] is None
+    assert isinstance(pong["uuid"], str)
+
+
+@contextlib.contextmanager
+def serving_demo(tmp_path: Path) -> Iterator[str]:
+    """Run `observable-socket serve examples.app:app` on a free port; yield its URL."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "EXAMPLES_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "observable_socket_asgi", "serve", "examples.app:app", "--port=0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            lines = lines_of(proc.stderr)
+            found = None
+            while found is None:
+                line = lines.get(timeout=PROCESS_TIMEOUT)
+                found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            yield f"ws://127.0.0.1:{found.group(1)}/ws"
+        finally:
+            assert stop(proc) == 0
+
+
+def test_listen_calls_a_route_first_and_says_when_connected(tmp_path: Path) -> None:
+    """listen --call clock/subscribe on the demo: the call's answer and "connected" on
+    stderr, then the clock's pushes as JSON lines on stdout."""
+    listen = ["--call", "echo", "--payload", '{"a": 1}', "--call", "clock/subscribe"]
+    with serving_demo(tmp_path) as url, popen("listen", url, *listen) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            errors = lines_of(proc.stderr)
+            said = [errors.get(timeout=PROCESS_TIMEOUT) for _ in range(3)]
+            lines = lines_of(proc.stdout)
+            pushes = [json.loads(lines.get(timeout=PROCESS_TIMEOUT)) for _ in range(2)]
+        finally:
+            status = stop(proc)
+    assert said[0].startswith("called echo: ") and '"payload": {"a": 1}' in said[0]
+    assert said[1].startswith("called clock/subscribe: ") and '"status": 200' in said[1]
+    assert said[2] == f"connected to {url}; listening for pushes (Ctrl-C to stop)\n"
+    assert [p["route"] for p in pushes] == ["clock", "clock"]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d", p["payload"]["time"]) for p in pushes)
+    assert status == 0
+
+
+def test_listen_stops_with_1_when_a_call_fails() -> None:
+    """A --call answered with an error status ends listen with exit 1, saying which."""
+    with running(router) as server:
+        done = cli("listen", server.url, "--call", "nope", "--timeout", str(PROCESS_TIMEOUT))
+    assert done.returncode == 1, done.stderr
+    assert "called nope: " in done.stderr and '"status": 404' in done.stderr
+    assert "error: --call nope was answered 404" in done.stderr
+    assert done.stdout == ""
+
+
+def test_listen_payload_usage_errors() -> None:
+    """--payload without a --call before it, twice for one call, or not JSON: exit 2."""
+    for args in (
+        ["--payload", "1"],
+        ["--call", "echo", "--payload", "1", "--payload", "2"],
+        ["--call", "echo", "--payload", "{nope"],
+    ):
+        done = cli("listen", "ws://127.0.0.1:1/ws", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "--payload" in done.stderr
+
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+
+
+def next_line(lines: queue.Queue[str], pattern: str) -> re.Match[str]:
+    """The first line read that matches `pattern` (earlier lines are skipped)."""
+    while True:
+        found = re.search(pattern, lines.get(timeout=PROCESS_TIMEOUT))
+        if found:
+            return found
+
+
 def test_serve_runs_a_router_with_uvicorn() -> None:
-    """serve module:router starts uvicorn; the call command gets an answer from it."""
+    """serve module:router starts uvicorn; the call command gets an answer from it; uvicorn's
+    lines and the router's share one format, with time and level."""
     with popen("serve", "tests.test_cli:router", "--port", "0") as proc:
         try:
             assert proc.stderr is not None
             lines = lines_of(proc.stderr)
-            port = None
-            while port is None:
-                line = lines.get(timeout=PROCESS_TIMEOUT)
-                found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-                if found:
-                    port = int(found.group(1))
-            done = cli("call", f"ws://127.0.0.1:{port}/ws", "math/sum", "[2, 3]")
+            found = next_line(lines, r"running on http://127\.0\.0\.1:(\d+)")
+            assert re.match(f"{STAMP} INFO    uvicorn.error: Uvicorn running", found.string)
+            url = f"ws://127.0.0.1:{found.group(1)}/ws"
+            done = cli("call", url, "math/sum", "[2, 3]")
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["payload"] == {"sum": 5}
+            assert cli("call", url, "boom").returncode == 1
+            line = next_line(lines, "observable_socket_asgi").string
+            assert re.match(
+                f"{STAMP} ERROR   observable_socket_asgi.pipeline: "
+                r"route 'boom' \(uuid '[-0-9a-f]+'\) raised "
+                r"\[route=boom uuid=[-0-9a-f]+ client=127\.0\.0\.1:\d+\]$",
+                line,
+            ), line
+            assert next_line(lines, "Traceback").string.startswith("Traceback")
         finally:
             assert stop(proc) == 0
+
+
+def test_serve_logs_json_lines() -> None:
+    """--log-format json: uvicorn's lines and the router's are JSON objects, the router's
+    with route, uuid and client as fields."""
+    with popen("serve", "tests.test_cli:router", "--port=0", "--log-format=json") as proc:
+        try:
+            assert proc.stderr is not None
+            lines = lines_of(proc.stderr)
+            started = json.loads(next_line(lines, "Uvicorn running on").string)
+            assert (started["logger"], started["level"]) == ("uvicorn.error", "INFO")
+            port = re.search(r":(\d+)", started["message"].rsplit("127.0.0.1", 1)[1])
+            assert port is not None
+            assert cli("call", f"ws://127.0.0.1:{port.group(1)}/ws", "boom").returncode == 1
+            entry = json.loads(next_line(lines, "observable_socket_asgi").string)
+        finally:
+            assert stop(proc) == 0
+    assert (entry["logger"], entry["level"], entry["route"]) == (
+        "observable_socket_asgi.pipeline",
+        "ERROR",
+        "boom",
+    )
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", entry["client"]) and entry["uuid"]
+    assert entry["exc_info"].endswith("RuntimeError: boom") and entry["time"]

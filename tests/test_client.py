@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 from typing import Any
 
@@ -12,11 +14,13 @@ from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import (
     ConnectFailed,
     ConnectionClosed,
+    Position,
     Push,
     RequestTimeout,
     connect,
 )
-from tests.helpers import MS, TIMEOUT, Server, running, wait_until
+from observable_socket_asgi.envelope import Response
+from tests.helpers import MS, TIMEOUT, Server, eventually, on_server, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +100,39 @@ async def test_send_is_fire_and_forget_and_its_answer_is_not_a_push() -> None:
             await sock.request("subscribe", 1)  # its push comes after send's answer
             push = await anext(aiter(sock.pushes()))
             assert push.route == "ticks" and push.payload == {"n": 0}
+
+
+async def test_request_ping_returns_the_pong() -> None:
+    """request("PING") is answered by the server's PONG, not timed out."""
+    with running(make_router()) as server:
+        async with connect(server.url, timeout=TIMEOUT, heartbeat_interval=None) as sock:
+            res = await sock.request("PING")
+            assert res.ok and res.payload is None and isinstance(res.uuid, str)
+            assert sock._protocol.in_flight == 0
+            # and a route after it still correlates
+            assert (await sock.request("echo", 1)).payload == 1
+
+
+async def test_send_to_a_failing_route_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """send()'s error answer (a 404) is logged with route, uuid and status; a 2xx is not."""
+    caplog.set_level(logging.WARNING, "observable_socket_asgi.client")
+    with running(make_router()) as server:
+        async with connect(server.url) as sock:
+            await sock.send("echo", 1)
+            await sock.send("log/event", {"x": 1})
+            await sock.request("echo", 2)  # answered after both sends' answers
+
+            def warned() -> list[logging.LogRecord]:
+                return [r for r in caplog.records if r.name == "observable_socket_asgi.client"]
+
+            await wait_until(warned, what="the warning")
+    [record] = warned()
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "send() to route 'log/event' was answered 404: {'message': 'route not found: log/event'}"
+    )
+    assert record.route == "log/event" and record.status == 404  # type: ignore[attr-defined]
+    assert isinstance(record.uuid, str)  # type: ignore[attr-defined]
 
 
 async def test_request_timeout_per_call_and_default() -> None:
@@ -199,6 +236,54 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
     finally:
         if first.thread.is_alive():
             await asyncio.to_thread(first.stop)
+
+
+async def test_on_open_runs_on_every_connection_and_renews_a_subscription() -> None:
+    """on_open runs after the first handshake and each reconnection, and may make requests."""
+    router = make_router()
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.subscribe("news")
+        return {}
+
+    @router.route("leave")
+    async def leave(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await ws.close(1001, "going away")
+        return {}
+
+    answers: list[int] = []
+
+    async def on_open(sock: Any) -> None:
+        answers.append((await sock.request("join")).status)
+
+    with running(router) as server:
+        async with connect(
+            server.url, on_open=on_open, timeout=TIMEOUT, backoff_initial=10 * MS
+        ) as sock:
+            await wait_until(lambda: answers == [200], what="the first on_open")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await sock.send("leave")  # the server closes with 1001: the client reconnects
+            await wait_until(lambda: answers == [200, 200], what="on_open after reconnecting")
+            await eventually(server, lambda: router.backplane.subscribers("news"), 1)
+            await on_server(server, lambda: asyncio.ensure_future(router.publish("news", 7)))
+            push = await anext(aiter(sock.pushes()))
+            assert (push.route, push.payload) == ("news", 7)
+
+
+async def test_failing_on_open_is_logged_and_the_client_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An on_open that raises is logged with its traceback; the connection stays usable."""
+
+    def on_open(sock: Any) -> None:
+        raise ValueError("boom")
+
+    with running(make_router()) as server:
+        async with connect(server.url, on_open=on_open) as sock:
+            assert (await sock.request("echo", 1)).payload == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("on_open callback failed")]
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
 
 
 async def test_close_1008_is_never_retried() -> None:
@@ -333,3 +418,73 @@ async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
                 with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
                     await refused.request("math/sum", [1])
                 assert info.value.code == 1013
+
+
+# Resuming topics across reconnects
+
+
+def resumable_router() -> SocketRouter:
+    """Rooms with history; `kick` makes the client miss three pushes, then closes 1012."""
+    router = SocketRouter(history_size=100)
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        got = await ws.subscribe(payload["topic"], since=payload["since"])
+        return {"payload": {"recovered": got.recovered, "offset": got.offset, "epoch": got.epoch}}
+
+    @router.route("say")
+    async def say(ws: Any, headers: Any, payload: Any) -> Any:
+        await router.publish("t", payload)
+        return {}
+
+    @router.route("kick")
+    async def kick(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.unsubscribe("t")
+        for n in range(3):
+            await router.publish("t", f"missed {n}")
+        await ws.close(1012, "restart")
+        return {}
+
+    return router
+
+
+async def test_subscribe_resumes_from_the_last_position_after_a_reconnect() -> None:
+    """The client re-runs its subscribe call with `since` and receives what it missed."""
+    answers: list[Response] = []
+    answered = asyncio.Event()
+
+    def on_answer(answer: Response) -> None:
+        answers.append(answer)
+        answered.set()
+
+    with running(resumable_router()) as server:
+        async with connect(server.url, backoff_initial=0.01) as client:
+            first = await client.subscribe("join", {"topic": "t"}, topic="t", on_answer=on_answer)
+            assert first.payload["recovered"] is False
+            await client.request("say", "one")
+            pushes = client.pushes()
+            assert (await anext(pushes)).payload == "one"
+            position = client.position("t")
+            assert position is not None and position.offset == 1
+
+            with contextlib.suppress(ConnectionClosed):
+                await client.request("kick")
+            missed = [(await anext(pushes)).payload for _ in range(3)]
+            assert missed == ["missed 0", "missed 1", "missed 2"]
+            await asyncio.wait_for(answered.wait(), TIMEOUT)
+            assert answers[0].payload == {
+                "recovered": True,
+                "offset": 4,
+                "epoch": position.epoch,
+            }
+            assert client.position("t") == Position(4, position.epoch)
+            await client.request("say", "live")
+            assert (await anext(pushes)).payload == "live"
+
+
+async def test_request_with_an_explicit_uuid() -> None:
+    """A caller-chosen uuid is sent as is (for idempotent retries); a pending one is refused."""
+    with running(make_router()) as server:
+        async with connect(server.url) as client:
+            answer = await client.request("echo", 1, uuid="my-uuid-1")
+            assert answer.uuid == "my-uuid-1"

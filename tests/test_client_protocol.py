@@ -40,12 +40,24 @@ def test_reply_resolves_its_waiter_once() -> None:
     assert isinstance(protocol.receive(frame(uuid="u2", status=200)), Pushed)
 
 
-def test_pong_is_recognised_before_the_uuid() -> None:
-    """A PONG is a Pong even when its uuid is a pending request's."""
+def test_pong_answers_a_pending_ping_request() -> None:
+    """A PONG whose uuid is a pending request's (request("PING")) is that request's Answer."""
     protocol: Correlator[str] = Correlator()
     protocol.expect("u1", "w")
-    assert isinstance(protocol.receive(frame(uuid="u1", route="PONG")), Pong)
-    assert protocol.in_flight == 1
+    incoming = protocol.receive(frame(uuid="u1", route="PONG", status=200, payload=None))
+    assert isinstance(incoming, Answer) and incoming.waiter == "w"
+    assert (incoming.response.uuid, incoming.response.status) == ("u1", 200)
+    assert protocol.in_flight == 0
+
+
+def test_heartbeat_pong_is_a_pong_and_frees_its_uuid() -> None:
+    """A PONG for an ignored (heartbeat) uuid or an unknown one is a Pong, never a push."""
+    protocol: Correlator[str] = Correlator()
+    protocol.ignore("beat")
+    assert isinstance(protocol.receive(frame(uuid="beat", route="PONG")), Pong)
+    assert isinstance(protocol.receive(frame(uuid="other", route="PONG")), Pong)
+    # the heartbeat's uuid was forgotten with its PONG: a frame reusing it is a push
+    assert isinstance(protocol.receive(frame(uuid="beat", route="x")), Pushed)
 
 
 def test_unknown_uuid_is_a_push_with_lenient_fields() -> None:
@@ -65,9 +77,16 @@ def test_forgotten_and_ignored_answers_are_dropped_once() -> None:
     assert protocol.forget("late") == "w"
     assert protocol.forget("late") is None
     protocol.ignore(7)
-    assert protocol.receive(frame(uuid="late")) == Dropped("late")
-    assert protocol.receive(frame(uuid=7)) == Dropped(7)
+    protocol.ignore("sent", "log/event")
+    dropped = protocol.receive(frame(uuid="late"))
+    assert isinstance(dropped, Dropped) and (dropped.uuid, dropped.route) == ("late", None)
+    dropped = protocol.receive(frame(uuid=7))
+    assert isinstance(dropped, Dropped) and (dropped.uuid, dropped.route) == (7, None)
     assert isinstance(protocol.receive(frame(uuid=7)), Pushed)
+    # a send()'s answer carries its route and status, for the client to report an error
+    dropped = protocol.receive(frame(uuid="sent", status=404, payload={"message": "nope"}))
+    assert isinstance(dropped, Dropped) and dropped.route == "log/event"
+    assert (dropped.response.status, dropped.response.payload) == (404, {"message": "nope"})
 
 
 def test_ignored_uuids_are_bounded_oldest_first() -> None:

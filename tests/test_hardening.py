@@ -358,8 +358,10 @@ async def test_handler_timeout_answers_504_cancels_and_logs(
             assert (reply["status"], reply["uuid"]) == (504, "slow-uuid-1")
             assert cancelled.is_set()
             assert await conv.nothing()
-    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("'slow'" in m and "slow-uuid-1" in m for m in messages), messages
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "'slow'" in record.getMessage() and "slow-uuid-1" in record.getMessage()
+    fields = (record.route, record.uuid, record.client)  # type: ignore[attr-defined]
+    assert fields == ("slow", "slow-uuid-1", "127.0.0.1:51000")
 
 
 async def test_route_timeout_overrides_router() -> None:

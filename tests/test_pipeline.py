@@ -304,6 +304,50 @@ async def test_bad_result_is_500(result: Any, caplog: pytest.LogCaptureFixture) 
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
 
 
+@pytest.mark.parametrize(
+    ("result", "keys"),
+    [
+        ({"sum": 10}, "'sum'"),
+        ({"status": 201, "payload": 1, "data": 2, "Status": 3}, "'Status', 'data'"),
+    ],
+)
+async def test_result_with_unknown_keys_is_500_logged_with_the_keys(
+    result: dict[str, Any], keys: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """{"sum": 10} is a mistake, not a 200 with a null payload: 500, logged with the keys,
+    the route, the uuid and the client address as fields."""
+
+    class Peer:
+        client = ("10.1.2.3", 4567)
+
+    async def handler(ws: Any, headers: Any, payload: Any) -> Any:
+        return result
+
+    caplog.set_level(logging.ERROR, logger="observable_socket_asgi")
+    router = SocketRouter()
+    route = router.add_route("math/sum", handler)
+    reply = orjson.loads(await run(route, Peer(), Request("u-9", "math/sum", None, [1])))
+    assert (reply["status"], reply["payload"]) == (500, {"message": "internal server error"})
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"route 'math/sum' (uuid 'u-9'): handler returned the key(s) {keys}; a result has only "
+        "'status', 'headers' and 'payload' (put the data under 'payload')"
+    )
+    fields = (record.route, record.uuid, record.client)  # type: ignore[attr-defined]
+    assert fields == ("math/sum", "u-9", "10.1.2.3:4567")
+
+
+async def test_handler_exception_record_carries_route_uuid_and_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising handler's record has route, uuid and client (unknown without a scope)."""
+    caplog.set_level(logging.ERROR, logger="observable_socket_asgi")
+    await serve(_raise, uuid=5)
+    [record] = caplog.records
+    fields = (record.route, record.uuid, record.client)  # type: ignore[attr-defined]
+    assert fields == ("r", 5, "unknown")
+
+
 async def test_result_defaults() -> None:
     """An empty result is 200, headers {}, payload null; a null status or headers is the default."""
 

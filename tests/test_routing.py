@@ -42,6 +42,14 @@ def test_unknown_option_refused() -> None:
     assert issubclass(ConfigurationError, ValueError)
 
 
+def test_bare_route_decorator_raises_naming_the_mistake() -> None:
+    """`@router.route` without parentheses is a TypeError at import time, not a no-op."""
+    router = SocketRouter()
+    with pytest.raises(TypeError, match=r'write @router.route\("name"\) above .*handler3'):
+        router.route(handler3)  # type: ignore[arg-type]
+    assert router.routes == {}
+
+
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_empty_or_non_string_name_refused(name: Any) -> None:
     """A route name must be a non-empty string."""

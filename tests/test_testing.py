@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import ConnectionClosed, RequestTimeout
-from observable_socket_asgi.testing import TestClient
-from tests.helpers import MS
+from observable_socket_asgi.testing import HandshakeRejected, TestClient
+from tests.helpers import MS, PROCESS_TIMEOUT
 
 
 def make_router(**options: Any) -> SocketRouter:
@@ -65,6 +71,18 @@ async def test_concurrent_requests_and_send() -> None:
         await client.request("subscribe", 1)
         push = await client.next_push()
         assert push.payload == {"n": 0}
+
+
+async def test_ping_and_a_failing_send(caplog: pytest.LogCaptureFixture) -> None:
+    """request("PING") returns the PONG; send()'s 404 is logged as a warning, not lost."""
+    async with TestClient(make_router()) as client:
+        res = await client.request("PING")
+        assert res.ok and res.payload is None
+        await client.send("log/event", {"x": 1})
+        await client.request("echo", 1)  # answered after the send's 404
+    [record] = [r for r in caplog.records if r.name == "observable_socket_asgi.testing"]
+    assert record.levelno == logging.WARNING and "'log/event' was answered 404" in record.message
+    assert record.route == "log/event"  # type: ignore[attr-defined]
 
 
 async def test_pushes_iterate_in_order() -> None:
@@ -133,3 +151,151 @@ async def test_app_error_is_reported() -> None:
     with pytest.raises(AssertionError, match="boom"):
         async with TestClient(broken, timeout=500 * MS) as client:
             await client.request("anything")
+
+
+# The blocking face: plain `def` tests, the app on a loop of its own
+
+
+def test_blocking_client_in_a_plain_def_test() -> None:
+    """`with TestClient(app)` answers, pushes and runs the lifespan without an async test."""
+    with TestClient(make_router(), headers={"token": "abc"}) as client:
+        portal = client.portal
+        res = client.request("math/sum", [1, 2, 3])
+        assert res.ok and res.payload == {"sum": 6, "started": ["up"]}
+        assert client.request("echo", 5).headers == {"token": "abc"}  # a sync handler
+        client.send("echo", "ignored")
+        assert client.request("subscribe", 2).status == 201
+        assert [push.payload for push in (client.next_push(), client.next_push())] == [
+            {"n": 0},
+            {"n": 1},
+        ]
+        with pytest.raises(RequestTimeout, match="no answer to request 'slow'"):
+            client.request("slow", 10_000 * MS, timeout=50 * MS)
+        with pytest.raises(ConnectionClosed):
+            client.request("bye")
+        assert client.wait_closed() == 1001 and client.closed
+        assert list(client.pushes()) == []
+    # the portal's loop is closed and its thread gone
+    assert portal.loop.is_closed()
+    assert not any(t.name == "observable-socket-portal" for t in threading.enumerate())
+
+
+def test_blocking_client_refusal_and_app_errors() -> None:
+    """A 1008 refusal is a close code; a crashing app fails the block with its exception."""
+    with TestClient(make_router(access_logic=lambda ws: False)) as client:
+        assert client.wait_closed() == 1008
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        raise ValueError("boom")
+
+    with pytest.raises(AssertionError, match="boom"):
+        with TestClient(broken, timeout=500 * MS) as client:
+            client.request("anything")
+
+
+def test_blocking_client_handshake_rejected() -> None:
+    """An app that closes before accepting raises HandshakeRejected from `with`."""
+
+    async def reject(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await receive()
+        await send({"type": "websocket.close", "code": 1013, "reason": "later"})
+
+    with pytest.raises(HandshakeRejected):
+        with TestClient(reject):
+            pass  # pragma: no cover - never entered
+
+
+USER_APP = """
+from observable_socket_asgi import SocketRouter, Status
+
+def access_logic(ws) -> bool:
+    return ws.query_params.get("token") == "abc"
+
+router = SocketRouter(access_logic)
+
+@router.route("math/sum")
+async def sum_handler(ws, headers, payload):
+    return {"status": Status.OK, "payload": {"sum": sum(payload or [])}}
+"""
+
+USER_TESTS = """
+import pytest
+from observable_socket_asgi.testing import TestClient
+from app import router
+
+def test_sum():
+    with TestClient(router, query_string="token=abc") as client:
+        res = client.request("math/sum", [1, 2, 3])
+        assert res.ok and res.payload == {"sum": 6}
+
+def test_refused_without_token():
+    with TestClient(router) as client:
+        assert client.wait_closed() == 1008
+
+@pytest.mark.observable_socket
+async def test_sum_async():
+    async with TestClient(router, query_string="token=abc") as client:
+        res = await client.request("math/sum", [1, 2, 3])
+        assert res.ok and res.payload == {"sum": 6}
+
+@pytest.mark.observable_socket
+async def test_refused_with_a_wrong_token():
+    async with TestClient(router, query_string="token=wrong") as client:
+        assert await client.wait_closed() == 1008
+
+@pytest.mark.observable_socket
+async def test_this_one_fails():
+    async with TestClient(router, query_string="token=abc") as client:
+        res = await client.request("math/sum", [1, 2, 3])
+        assert res.payload == {"sum": 7}
+"""
+
+
+HIDDEN = ("uvicorn", "websockets", "fastapi", "starlette", "redis", "anyio")
+
+
+def test_user_tests_run_under_plain_pytest(tmp_path: Path) -> None:
+    """A user's test file, public API only, runs under a bare pytest with the core alone.
+
+    No suite conftest, no async plugin (anyio's is turned off), and the server, client,
+    FastAPI and Redis packages hidden: plain `def` tests use the blocking face, marked
+    `async def` tests run through the package's own pytest plugin, and a failing assertion
+    fails (so the run is real).
+    """
+    (tmp_path / "app.py").write_text(USER_APP)
+    (tmp_path / "test_app.py").write_text(USER_TESTS)
+    code = f"""
+import sys
+
+class Hide:
+    # a package that is not installed: its import fails (sys.modules[name] = None would
+    # trip pytest's plugin scan)
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {HIDDEN!r}:
+            raise ImportError(f"No module named {{name!r}}")
+
+sys.meta_path.insert(0, Hide())
+import pytest
+raise SystemExit(pytest.main(["-p", "no:anyio", "-p", "no:cacheprovider", "-rA"]))
+"""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(tmp_path)},
+    )
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr  # one test fails, on purpose
+    assert "4 passed" in out and "1 failed" in out, out
+    assert "FAILED test_app.py::test_this_one_fails" in out
+    assert "not natively supported" not in out
