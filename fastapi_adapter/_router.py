@@ -117,13 +117,20 @@ class SocketRouter(_CoreRouter):
         # measurable cost per message. Its state is set to match instead: connected while
         # the router serves (so a handler may still use `ws.send_json`), closed after.
         send: Any = ws._send
-        if ws.application_state is WebSocketState.CONNECTED:
+        accepted = ws.application_state is WebSocketState.CONNECTED
+        if accepted:
             # The endpoint already called `ws.accept()`: the core's accept must not go out.
             send = _skip_accept(send)
         ws.application_state = ws.client_state = WebSocketState.CONNECTED
         token = _serving.set(ws)
         try:
-            await serve_connection(self, ws.scope, ws._receive, send)  # type: ignore[arg-type]
+            await serve_connection(
+                self,
+                ws.scope,
+                ws._receive,  # type: ignore[arg-type]
+                send,
+                accepted=accepted,
+            )
         finally:
             _serving.reset(token)
             ws.application_state = ws.client_state = WebSocketState.DISCONNECTED

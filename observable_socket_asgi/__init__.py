@@ -9,6 +9,7 @@ included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types o
 
     logs _portal                                      log formats and set-up; a loop on a thread
     status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
+    _scan _outage                                     bounded frame scans; outage log rule
     _observe _top                                     the observer interface; the live view
     errors _backoff _route                            exceptions; reconnect delays; a frozen Route
     metrics tracing                                   Prometheus, OpenTelemetry observers
@@ -35,6 +36,7 @@ from .errors import (
     FrameTooLarge,
     ObservableSocketError,
     ProtocolError,
+    SubscriptionLimitError,
 )
 from .logs import logging_config
 from .routing import Route, SocketRouter
@@ -85,6 +87,7 @@ __all__ = [
     "SocketRouter",
     "Status",
     "Subscription",
+    "SubscriptionLimitError",
     "__version__",
     "is_success",
     "logging_config",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from .status import CloseCode
 
-__all__ = ["NO_RECONNECT_CODES", "backoff", "may_reconnect"]
+__all__ = ["NO_RECONNECT_CODES", "backoff", "may_reconnect", "parse_retry_after", "retry_delay"]
 
 #: close codes after which the JS client does not reconnect: policy violation (the server
 #: refused this client; retrying cannot help) and internal error (retrying may hammer a
@@ -53,3 +53,24 @@ def backoff(
     while True:
         yield rand() * ceiling
         ceiling = min(maximum, ceiling * factor)
+
+
+def retry_delay(delay: float, retry_after: float | None) -> float:
+    """The wait before the next attempt: the backoff's `delay`, but never less than what a
+    server refusing the handshake asked for in `Retry-After` (its jitter already spreads
+    the clients it refused)."""
+    if retry_after is None:
+        return delay
+    return max(delay, retry_after)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read a `Retry-After` header given in seconds; None if absent or not a number (an
+    HTTP date is not honoured: the backoff applies)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 else None

@@ -160,6 +160,15 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="text lines with time and level, or one JSON object per line (default text)",
     )
+    serve.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the largest WebSocket message uvicorn reads (default: twice the router's "
+        "max_message_bytes; larger messages are closed 1009 by uvicorn before the router "
+        "sees them, smaller ones over the limit are answered 413)",
+    )
 
     asyncapi = commands.add_parser(
         "asyncapi",
@@ -407,6 +416,10 @@ def _serve(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     from .logs import logging_config
 
+    ws_max_size = args.ws_max_size
+    if ws_max_size is None:
+        ws_max_size = ws_max_size_for(_import_app(args.app))
+    options: dict[str, Any] = {} if ws_max_size is None else {"ws_max_size": ws_max_size}
     uvicorn.run(
         args.app,
         host=args.host,
@@ -415,5 +428,32 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         # uvicorn's lines and the router's in one format, with time and level
         log_config=logging_config(args.log_level, format=args.log_format),
+        **options,
     )
     return EXIT_OK
+
+
+def ws_max_size_for(app: Any) -> int | None:
+    """uvicorn's `ws_max_size` for `app`: twice a router's `max_message_bytes`, else None.
+
+    uvicorn reads a whole message before the router sees it, up to `ws_max_size` (16 MiB by
+    default), so that setting, not the router's limit, bounds what one message can cost.
+    Twice the limit keeps a polite 413 (with the request's uuid) for messages somewhat over
+    it, and lets uvicorn close with 1009 anything larger.
+    """
+    from .routing import SocketRouter
+
+    if isinstance(app, SocketRouter) and app.max_message_bytes is not None:
+        return 2 * app.max_message_bytes
+    return None
+
+
+def _import_app(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise _UsageError(f"cannot import {spec!r}: {exc}") from None
+    return value

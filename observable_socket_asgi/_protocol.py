@@ -11,14 +11,25 @@ Rules (this module alone decides them):
               has been handed to the server (`reply_sent()`); a frame is answered at once
               with 413 (too large), 400 (malformed), PONG (heartbeat), 404 (no such route)
               or 429 (over a token bucket), or dispatched to its route.
-    reading   at `max_in_flight` frames in flight the shell stops reading (`paused()`), so
-              TCP backpressure, not memory, absorbs a client that sends faster than it reads.
+    bytes     `buffered` counts the bytes held for the client: requests read and not yet
+              answered, frames read ahead and held unparsed, replies and pushes handed to the
+              writer and not yet taken by the server. The shell reports them (`hold()`,
+              `release()`); `max_buffered_bytes` bounds them.
+    reading   at `max_in_flight` frames in flight, or `max_buffered_bytes` held, the shell
+              stops reading (`paused()`), so TCP backpressure, not memory, absorbs a client
+              that sends faster than it reads. While paused it still reads frames ahead and
+              holds them unparsed (`may_read_ahead()`: up to `max_in_flight` of them, within
+              the byte budget), only to hear a client that leaves while every slot is held.
     buckets   one token bucket per connection (`rate_limit`), and one per route that has its
               own; a request spends a token of its route's bucket if it has one, else of the
-              connection's. PING is never limited.
-    pushes    pushes waiting behind a busy writer are bounded by `max_queued_pushes`; past
-              it `slow_consumer` applies: close with 1013, or drop the oldest queued push.
-              Replies are never dropped.
+              connection's. A malformed frame or an unknown route spends one of the
+              connection's too: every frame that makes the server work counts. PING is never
+              limited. Refusals (429) draw on a second bucket of the same size (at least 10)
+              and window: a client that empties it too keeps sending past its limit and is
+              `abusive` (close 1008).
+    pushes    pushes waiting behind a busy writer are bounded by `max_queued_pushes` and by
+              the byte budget; past either `slow_consumer` applies: close with 1013, or drop
+              the oldest queued push. Replies are never dropped.
     idle      no frame (PING included) for `idle_timeout` seconds: close with 1001.
 """
 
@@ -59,6 +70,11 @@ class Settings:
     handshake_timeout: float | None = 10.0
     idle_timeout: float | None = 120.0
     max_connections: int | None = None
+    max_buffered_bytes: int = 4 * 1024 * 1024
+    handshake_rate: tuple[int, float] | None = None
+    retry_after: int = 5
+    max_topics: int = 1024
+    max_topic_bytes: int = 1024
     allowed_origins: tuple[str, ...] | None = None
     require_origin: bool = False
 
@@ -98,6 +114,9 @@ class Bucket:
 
 _RATE_LIMITED = "rate limit exceeded, slow down"
 
+# The fewest 429s a connection may draw within a limit's window before it counts as abusive.
+_MIN_REFUSALS = 10
+
 
 class Protocol:
     """One connection's protocol state: in-flight count, buckets, queued pushes, last frame.
@@ -112,10 +131,14 @@ class Protocol:
         "_bucket",
         "_heartbeat",
         "_max_bytes",
+        "_refusals",
         "_route_buckets",
         "_routes",
+        "abusive",
+        "buffered",
         "in_flight",
         "last_seen",
+        "max_buffered_bytes",
         "max_in_flight",
         "queued_pushes",
         "settings",
@@ -132,6 +155,13 @@ class Protocol:
         self.in_flight = 0
         #: pushes waiting behind the writer (replies waiting are not counted)
         self.queued_pushes = 0
+        self.max_buffered_bytes = settings.max_buffered_bytes
+        #: bytes held for this client (see "bytes" in the module docstring)
+        self.buffered = 0
+        #: set when the client keeps sending past its rate limit: the shell closes with 1008
+        self.abusive = False
+        # 429s given, in a bucket of the limit's size: made on the first refusal
+        self._refusals: Bucket | None = None
         #: when the last frame arrived
         self.last_seen = now
         rate = settings.rate_limit
@@ -152,21 +182,26 @@ class Protocol:
         """
         self.last_seen = now
         self.in_flight += 1
+        bucket = self._bucket
         try:
             request = parse_request(data, self._max_bytes)
         except ProtocolError as exc:
             logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
+            if bucket is not None and not bucket.take(now):
+                return self._refuse(exc.uuid, bucket, now)
             return encode_error(exc.status, exc.uuid, exc.message)
         name = request.route
         route = self._routes.get(name)
         if route is None:
             if name == PING and self._heartbeat:
                 return encode_pong(request.uuid)
+            if bucket is not None and not bucket.take(now):
+                return self._refuse(request.uuid, bucket, now)
             return encode_error(Status.NOT_FOUND, request.uuid, f"route not found: {name}")
-        if (self._bucket is not None or route.rate_limit is not None) and not self._allow(
-            route, now
-        ):
-            return encode_error(Status.TOO_MANY_REQUESTS, request.uuid, _RATE_LIMITED)
+        if bucket is not None or route.rate_limit is not None:
+            refused_by = self._allow(route, now)
+            if refused_by is not None:
+                return self._refuse(request.uuid, refused_by, now)
         return route, request
 
     def reply_sent(self) -> None:
@@ -174,17 +209,38 @@ class Protocol:
         self.in_flight -= 1
 
     def paused(self) -> bool:
-        """True while `max_in_flight` frames are in flight: stop reading until one is answered."""
-        return self.in_flight >= self.max_in_flight
+        """True while `max_in_flight` frames are in flight or `max_buffered_bytes` are held:
+        stop reading until a reply leaves."""
+        return self.in_flight >= self.max_in_flight or self.buffered >= self.max_buffered_bytes
+
+    def may_read_ahead(self, held_frames: int) -> bool:
+        """While paused, whether one more frame may be read and held unparsed (to hear a
+        client that leaves): fewer than `max_in_flight` held, and bytes to spare."""
+        return held_frames < self.max_in_flight and self.buffered < self.max_buffered_bytes
+
+    # Bytes
+
+    def hold(self, nbytes: int) -> None:
+        """The shell now holds `nbytes` more for this client."""
+        self.buffered += nbytes
+
+    def release(self, nbytes: int) -> None:
+        """The shell no longer holds `nbytes` of them."""
+        self.buffered -= nbytes
 
     # Pushes
 
-    def push(self, writer_busy: bool) -> PushAction:
-        """Decide what to do with a new push; the counts of dropped pushes are already taken.
+    def push(self, writer_busy: bool, nbytes: int = 0) -> PushAction:
+        """Decide what to do with a new push of `nbytes`; the counts of dropped pushes are
+        already taken.
 
-        A push is queued only behind a busy writer, so only then can the bound be reached.
+        A push is queued only behind a busy writer, so only then can a bound be reached:
+        `max_queued_pushes`, or the byte budget.
         """
-        if not writer_busy or self.queued_pushes < self.settings.max_queued_pushes:
+        if not writer_busy or (
+            self.queued_pushes < self.settings.max_queued_pushes
+            and self.buffered + nbytes <= self.max_buffered_bytes
+        ):
             return PushAction.SEND
         if self.settings.slow_consumer == "drop_oldest":
             self.queued_pushes -= 1
@@ -220,7 +276,8 @@ class Protocol:
 
     # Private methods
 
-    def _allow(self, route: Route, now: float) -> bool:
+    def _allow(self, route: Route, now: float) -> Bucket | None:
+        """Spend a token for `route`; return the bucket that refused, or None."""
         rate = route.rate_limit
         if rate is not None:
             buckets = self._route_buckets
@@ -229,6 +286,22 @@ class Protocol:
             bucket = buckets.get(route.name)
             if bucket is None:
                 bucket = buckets[route.name] = Bucket(rate[0], rate[1], now)
-            return bucket.take(now)
-        assert self._bucket is not None
-        return self._bucket.take(now)
+        else:
+            assert self._bucket is not None
+            bucket = self._bucket
+        return None if bucket.take(now) else bucket
+
+    def _refuse(self, uuid: str | int | None, bucket: Bucket, now: float) -> str:
+        """A 429; past as many of them as the refusing bucket holds (at least
+        `_MIN_REFUSALS`) within its window, the client is abusive."""
+        refusals = self._refusals
+        if refusals is None:
+            # The refusing bucket's window, and at least _MIN_REFUSALS in it: a client that
+            # retries a route limited to one call a minute a few times is not abusive.
+            window = bucket.capacity / bucket.refill
+            refusals = self._refusals = Bucket(
+                max(int(bucket.capacity), _MIN_REFUSALS), window, now
+            )
+        if not refusals.take(now):
+            self.abusive = True
+        return encode_error(Status.TOO_MANY_REQUESTS, uuid, _RATE_LIMITED)

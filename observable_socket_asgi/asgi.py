@@ -1,8 +1,20 @@
 """ASGI scope dispatch: websocket handshakes, the connection registry, lifespan, plain HTTP.
 
-A refused WebSocket is accepted and then closed with a code (1008 policy, 1013 try again
-later, 1011 server error) rather than rejected with an HTTP status: the JS client reads a
-refused handshake as 1006 and retries it five times, but stops after 1008 and 1011.
+The close policy, written for the JS client's rules (it never reconnects after 1008 or
+1011; after any other close it reconnects at once, its attempt counter reset by the open;
+a handshake refused before any open is retried after 1, 2, 4, 8 and 15 s, then given up):
+
+    "come back later"   over `max_connections`, over `handshake_rate`, `access_logic`
+                        raised or ran past `handshake_timeout`: refused BEFORE accept, so
+                        the client backs off instead of reconnecting every second. Where
+                        the server offers the `websocket.http.response` extension (uvicorn
+                        does) the refusal is an HTTP 503 with `Retry-After`; elsewhere a
+                        close before accept (the server answers HTTP 403).
+    "never come back"   origin not allowed, `access_logic` returned False: accept, then
+                        close 1008 with a short reason; the user must act.
+    never 1011          for anything transient: it strands the browser tab until reload.
+
+Every refusal is logged once, at warning level, with the client's address and the reason.
 """
 
 from __future__ import annotations
@@ -12,11 +24,13 @@ import functools
 import inspect
 import json
 import logging
+import random
 import re
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._concurrency import Continuation
+from ._protocol import Bucket
 from .connection import Connection
 from .logs import peer
 from .status import CloseCode
@@ -46,10 +60,13 @@ class ConnectionRegistry:
         `run()` returns: what tests check for leaks.
     """
 
-    __slots__ = ("_connections", "_limit", "_slots_taken")
+    __slots__ = ("_connections", "_handshakes", "_limit", "_rate", "_slots_taken")
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, handshake_rate: tuple[int, float] | None = None) -> None:
         self._limit = limit
+        # `(handshakes, per_seconds)`; its bucket is made on the first handshake
+        self._rate = handshake_rate
+        self._handshakes: Bucket | None = None
         # connections past the limit check and not yet ended, handshakes included
         self._slots_taken = 0
         # accepted connections, not yet ended
@@ -75,6 +92,16 @@ class ConnectionRegistry:
     def release(self) -> None:
         """Give back a slot taken by `reserve()`."""
         self._slots_taken -= 1
+
+    def admit(self, now: float) -> bool:
+        """Spend a token of `handshake_rate`; False when the window's handshakes are spent."""
+        rate = self._rate
+        if rate is None:
+            return True
+        bucket = self._handshakes
+        if bucket is None:
+            bucket = self._handshakes = Bucket(rate[0], rate[1], now)
+        return bucket.take(now)
 
     def add(self, conn: Connection) -> None:
         """Count `conn` as served; its handshake is complete."""
@@ -113,46 +140,50 @@ async def serve_connection(
     receive: ASGIReceiveCallable,
     send: ASGISendCallable,
     socket: Any = None,
+    accepted: bool = False,
 ) -> None:
     """Run the handshake checks, accept, and serve one connection until it ends.
 
     Args:
         socket: the object handed to hooks as `ws`; by default `router.socket_for(conn)`.
+        accepted: the handshake was already accepted (an endpoint called `ws.accept()`):
+            a refusal to retry can then only be a close 1013.
     """
     conn = Connection(router, scope, receive, send)
     conn.socket = router.socket_for(conn) if socket is None else socket
+    settings = router.settings
     observer = router.observer
-    refusal = _refusal(router.settings, conn)
+    refusal = _refusal(settings, conn)
     if refusal is not None:
         code, reason = refusal
         await _refuse(send, code, reason, observer, "origin")
         return
     registry = router.registry
     if not registry.reserve():
-        _log_refusal(conn, "%d connections open", registry.slots_taken)
-        await _refuse(send, CloseCode.TRY_AGAIN_LATER, "try again later", observer, "capacity")
+        _log_refusal(conn, "max_connections (%d) reached", registry.slots_taken)
+        await _deny(send, scope, settings.retry_after, accepted, observer, "capacity")
         return
     try:
+        if not registry.admit(asyncio.get_running_loop().time()):
+            _log_refusal(conn, "over handshake_rate %s", settings.handshake_rate)
+            await _deny(send, scope, settings.retry_after, accepted, observer, "capacity")
+            return
         access_logic = router.access_logic
         if access_logic is not None:
-            timeout = router.settings.handshake_timeout
+            timeout = settings.handshake_timeout
             try:
                 allowed = await _check_access(access_logic, conn.socket, timeout)
             except TimeoutError:
                 _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
-                await _refuse(
-                    send,
-                    CloseCode.TRY_AGAIN_LATER,
-                    "handshake timed out",
-                    observer,
-                    "handshake_timeout",
+                await _deny(
+                    send, scope, settings.retry_after, accepted, observer, "handshake_timeout"
                 )
                 return
             except Exception:
-                _log_refusal(conn, "access_logic raised", level=logging.ERROR, exc_info=True)
-                await _refuse(
-                    send, CloseCode.INTERNAL_ERROR, "internal server error", observer, "error"
-                )
+                # a transient fault (a database briefly down) until shown otherwise: the
+                # client is told to come back, never 1011
+                _log_refusal(conn, "access_logic raised, try again later", exc_info=True)
+                await _deny(send, scope, settings.retry_after, accepted, observer, "error")
                 return
             if not allowed:
                 _log_refusal(conn, "access_logic said no")
@@ -270,11 +301,54 @@ async def _refuse(
     observer: Observer | None = None,
     why: str = "error",
 ) -> None:
-    """Accept, then close with `code`; `why` is the observer's refusal reason."""
+    """Refuse for good: accept, then close with `code` (1008), which the JS client obeys;
+    `why` is the observer's refusal reason."""
     if observer is not None:
         observer.connection_refused(why)
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
     await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+_BUSY = b"503 Service Unavailable: try again later.\n"
+
+
+async def _deny(
+    send: ASGISendCallable,
+    scope: Scope,
+    retry_after: int,
+    accepted: bool,
+    observer: Observer | None,
+    why: str,
+) -> None:
+    """Refuse for now, before accept: an HTTP 503 with `Retry-After` where the server offers
+    the denial extension, else a close before accept (the server answers 403). `why` is the
+    observer's refusal reason.
+
+    `Retry-After` is drawn between `retry_after` and twice it, so the clients refused in
+    one wave do not all come back in the same second.
+    """
+    if observer is not None:
+        observer.connection_refused(why)
+    if accepted:  # too late to refuse the handshake: the nearest thing, a close 1013
+        await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": ""})
+        return
+    extensions: Any = scope.get("extensions") or {}
+    if "websocket.http.response" not in extensions:
+        await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": ""})
+        return
+    wait = retry_after + random.randint(0, retry_after)
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 503,
+            "headers": [
+                (b"retry-after", str(wait).encode()),
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(_BUSY)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": _BUSY, "more_body": False})
 
 
 async def _lifespan(

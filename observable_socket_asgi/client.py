@@ -3,7 +3,8 @@
 It behaves like the JS client: requests are correlated by a fresh uuid4 string, global
 headers are merged into every message (PINGs included), a PING goes out every
 `heartbeat_interval` and the socket counts as dead when no PONG answers it, and a lost
-connection is reopened with backoff unless the server closed it with 1008 or 1011.
+connection is reopened with backoff unless the server closed it with 1008 or 1011; a
+handshake the server refuses with `Retry-After` (503, overload) is not retried sooner.
 
 Rules of the client's life (this module alone changes them)::
 
@@ -46,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         'pip install "observable-socket-asgi[client]"'
     ) from exc
 
-from ._backoff import backoff, may_reconnect
+from ._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
 from ._client_protocol import (
     Answer,
     Correlator,
@@ -543,7 +544,13 @@ class Client:
         try:
             return await websockets.connect(self.url, **self._connect_options)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            raise ConnectFailed(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+            status = retry_after = None
+            if isinstance(exc, websockets.InvalidStatus):
+                status = exc.response.status_code
+                retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
+            raise ConnectFailed(
+                f"cannot connect to {self.url}: {_describe(exc)}", status, retry_after
+            ) from exc
 
     def _attach(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -666,12 +673,15 @@ class Client:
     async def _reconnect(self) -> ClientConnection | None:
         if self._delays is None:
             self._delays = backoff(*self._backoff)
+        retry_after: float | None = None
         while self.max_attempts is None or self._attempts < self.max_attempts:
             self._attempts += 1
-            await asyncio.sleep(next(self._delays))
+            await asyncio.sleep(retry_delay(next(self._delays), retry_after))
             try:
                 return await self._open()
             except ConnectFailed as exc:
+                # a server refusing with 503 says when to come back: never sooner
+                retry_after = exc.retry_after
                 logger.info(
                     "reconnection attempt %d to %s failed: %s", self._attempts, self.url, exc
                 )

@@ -13,20 +13,27 @@ Rules of a connection's life (`Lifecycle`; this module alone changes it, through
     CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). At `max_in_flight` the loop reads one message
-ahead, only to hear a disconnect, then stops reading, so TCP backpressure, not memory,
-absorbs a client that sends faster than it reads. Every frame leaves through the one
-writer (`_write`; a reply finding it idle is written by the same steps inlined in `_serve`,
-a push by `send_frame_nowait`): whoever finds it idle writes, others queue their frame
-behind it, so frames are whole and never interleaved, and the common case costs no task
-switch. Pushes queue behind
-a separate bound (`max_queued_pushes`) with a slow-consumer policy; replies are never
-dropped by it.
+if it suspends (`_concurrency.start_eagerly`). At `max_in_flight`, or with
+`max_buffered_bytes` held for the client, the loop reads frames ahead only to hear a client
+that leaves (as many as the protocol allows, held unparsed), then stops reading, so TCP
+backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
+leaves through `_write`, the one writer (a push that finds it idle is written by the same
+steps in `send_frame_nowait`): whoever finds it idle writes, others queue their frame behind
+it, so frames are whole and never interleaved, and the common case costs no
+task switch. Pushes queue behind their own bounds (`max_queued_pushes`, and the byte budget)
+with a slow-consumer policy; replies are never dropped by it. The shell tells the protocol
+the bytes it holds (`hold`/`release`, some inlined): a request from read to reply built, a
+frame from `_write` until the server has taken it.
+
+A handler that raises `CancelledError` the router did not cause (its task was not
+cancelled: it awaited something cancelled elsewhere) is answered 500 like any failure, so
+its slot and bytes are freed; a cancelled request task has no reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,8 +46,8 @@ from ._observe import MALFORMED, UNKNOWN, status_of
 from ._observe import PING as PING_LABEL
 from ._protocol import Protocol, PushAction
 from .datastructures import ScopeViews
-from .envelope import encode_error, encode_push, parse_request
-from .errors import ConnectionClosed
+from .envelope import encode_error, encode_push, frame_size, parse_request
+from .errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
 from .logs import peer
 from .pipeline import run as run_pipeline
 from .presence import NO_PRESENCE
@@ -82,6 +89,7 @@ class Connection(ScopeViews):
     __slots__ = (
         "_ahead",
         "_close_code",
+        "_held",
         "_idle_handle",
         "_lifecycle",
         "_loop",
@@ -127,6 +135,8 @@ class Connection(ScopeViews):
         # the one receive() the loop keeps pending while at max_in_flight, so that a client
         # that leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
+        # frames read ahead while paused, unparsed, waiting for a slot (see _wait_for_slot)
+        self._held: deque[dict[str, Any]] | None = None
         # request tasks that suspended (those that finished eagerly never appear here)
         self._tasks: set[asyncio.Task[None]] | None = None
         # frames waiting for the writer: (frame, is_reply); created on first contention
@@ -177,7 +187,7 @@ class Connection(ScopeViews):
         """
         if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        if self._admit_push():
+        if self._admit_push(frame):
             await self._write(frame, False)
 
     def send_frame_nowait(self, frame: str) -> asyncio.Task[None] | None:
@@ -186,7 +196,7 @@ class Connection(ScopeViews):
 
         With the writer idle the frame goes to the server at once, in the caller's task; if
         the server's send has to wait (a full socket buffer), the rest of it runs in the
-        returned task. With the writer busy the frame queues behind it under the same bound
+        returned task. With the writer busy the frame queues behind it under the same bounds
         and slow-consumer policy as `send_frame`. A closed connection is skipped.
 
         Returns:
@@ -199,29 +209,35 @@ class Connection(ScopeViews):
         hands to every subscriber (servers only read it)."""
         if self._lifecycle is not _OPEN:
             return None
-        if self._writing:  # the bound applies only behind a busy writer
-            if self._admit_push():
-                self._enqueue(message["text"], False)
+        frame: str = message["text"]
+        if self._writing:  # the bounds apply only behind a busy writer
+            if self._admit_push(frame):
+                self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
+                self._enqueue(frame, False)
             return None
         self._writing = True
+        size = len(frame)
+        protocol = self._protocol
+        protocol.buffered += size
         # The server's send, stepped here in the publisher's task: it runs no user code, so
         # it needs no context copy or current-task swap, and most often it finishes at once.
         send: Any = self._send(message)
         try:
             yielded = send.send(None)
         except StopIteration:
+            protocol.buffered -= size
             self._writing = False
-            if self._observer is not None:
-                self._observer.push_sent()
+            self._sent(False, size)
             if self._out:
                 self._release_writer()
             return None
         except Exception as exc:
+            protocol.buffered -= size
             self._write_failed(exc)
             self._release_writer()
             return None
         task = finish_in_task(send, yielded, self._loop)
-        task.add_done_callback(self._push_written)
+        task.add_done_callback(functools.partial(self._push_written, size))
         return task
 
     async def subscribe(
@@ -244,9 +260,27 @@ class Connection(ScopeViews):
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
+            SubscriptionLimitError: `topic` is longer than the router's `max_topic_bytes`,
+                or this connection already holds `max_topics` topics (a `ValueError` with a
+                `status` of 400, for the handler to answer with).
             ValueError: `since` is not a position, or `presence` is too large.
         """
-        return await self._router.backplane.subscribe(self, topic, since, presence)
+        backplane = self._router.backplane
+        if type(topic) is str:
+            settings = self._router.settings
+            limit = settings.max_topic_bytes
+            if len(topic) > limit or (len(topic) * 4 > limit and frame_size(topic) > limit):
+                raise SubscriptionLimitError(
+                    f"topic name is {frame_size(topic)} bytes, over the limit of {limit}",
+                    "max_topic_bytes",
+                )
+            held = backplane.topics_of(self)
+            if len(held) >= settings.max_topics and topic not in held:
+                raise SubscriptionLimitError(
+                    f"a connection may subscribe to {settings.max_topics} topics at most",
+                    "max_topics",
+                )
+        return await backplane.subscribe(self, topic, since, presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop receiving `topic`; a topic this connection does not hold is ignored."""
@@ -284,14 +318,24 @@ class Connection(ScopeViews):
         try:
             while self._lifecycle is _OPEN:
                 # `protocol.paused()`, inlined: it is asked once per frame
-                if protocol.in_flight >= protocol.max_in_flight:
-                    await self._wait_for_slot(receive)  # a slot is free, or the client left
-                ahead = self._ahead
-                if ahead is None:
-                    message = await receive()
+                while (
+                    protocol.in_flight >= protocol.max_in_flight
+                    or protocol.buffered >= protocol.max_buffered_bytes
+                ):
+                    if await self._wait_for_slot(receive):
+                        break  # the client left: `_ahead` holds its disconnect
+                held = self._held
+                if held:
+                    message = held.popleft()
+                    size = len(message.get("text") or message.get("bytes") or b"")
+                    protocol.release(size)  # counted again below, as a request
                 else:
-                    self._ahead = None
-                    message = await ahead
+                    ahead = self._ahead
+                    if ahead is None:
+                        message = await receive()
+                    else:
+                        self._ahead = None
+                        message = await ahead
                 mtype = message["type"]
                 if mtype == "websocket.receive":
                     data = message.get("text")
@@ -304,12 +348,18 @@ class Connection(ScopeViews):
                         await write(decision, True)
                         if observer is not None:
                             self._answered(observer, decision, data, started)
+                        if protocol.abusive:
+                            await self._close_abusive()
                         continue
                     route, request = decision
+                    size = len(data)
+                    protocol.buffered += size  # `protocol.hold()`, inlined; `_serve` releases
                     if observer is None:
-                        task = start_eagerly(serve(route, request), loop)
+                        task = start_eagerly(serve(route, request, size), loop)
                     else:
-                        task = start_eagerly(self._serve_observed(route, request, started), loop)
+                        task = start_eagerly(
+                            self._serve_observed(route, request, started, size), loop
+                        )
                     if task is not None:  # it suspended: keep it to cancel on disconnect
                         self._track(task)
                 elif mtype == "websocket.disconnect":
@@ -358,31 +408,44 @@ class Connection(ScopeViews):
         """The client's address for log lines, `"host:port"` (only built when logging)."""
         return peer(self.scope.get("client"))
 
-    async def _serve(self, route: Route, request: Request) -> None:
-        """Run one request and write its reply. Never raises but CancelledError."""
-        if route.idempotent:
-            # run in a task of its own that this connection's end does not cancel
-            frame = await self._router.answer_once(
-                route, self.socket, request, lambda: self._answer(route, request)
-            )
-        elif route.timeout is None:  # the common case: no coroutine more than needed
-            frame = await run_pipeline(route, self.socket, request)
-        else:
-            frame = await self._answer(route, request)
-        if self._writing or self._lifecycle is not _OPEN:
-            await self._write(frame, True)
-            return
-        # `_write` with the writer idle, the common case, inlined: one coroutine fewer per reply
-        self._writing = True
+    async def _serve(self, route: Route, request: Request, size: int) -> None:
+        """Run one request and write its reply. Never raises but CancelledError.
+
+        `size` is the request frame's length, held in the byte budget until its reply is
+        built (or the request is cancelled).
+        """
         try:
-            await self._send({"type": "websocket.send", "text": frame})
-            self._sent(True)
-            if self._out:
-                await self._drain()
-        except Exception as exc:
-            self._write_failed(exc)
+            if route.idempotent:
+                # run in a task of its own that this connection's end does not cancel
+                frame = await self._router.answer_once(
+                    route, self.socket, request, lambda: self._answer(route, request)
+                )
+            elif route.timeout is None:  # the common case: no coroutine more than needed
+                frame = await run_pipeline(route, self.socket, request)
+            else:
+                frame = await self._answer(route, request)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request was cancelled (its connection ended): no reply
+            # A cancellation the router did not cause: the handler awaited a future or task
+            # someone else cancelled. It is the handler's failure, answered like any other;
+            # not answering would hold this request's slot for ever.
+            frame = self._foreign_cancellation(route, request)
         finally:
-            self._release_writer()
+            self._release(size)
+        await self._write(frame, True)
+
+    def _foreign_cancellation(self, route: Route, request: Request) -> str:
+        logger.error(
+            "route %r (uuid %r) raised CancelledError the router did not cause (it awaited "
+            "something cancelled elsewhere); answered 500",
+            route.name,
+            request.uuid,
+            exc_info=True,
+            extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
+        )
+        return encode_error(Status.INTERNAL_SERVER_ERROR, request.uuid, "internal server error")
 
     async def _answer(self, route: Route, request: Request) -> str:
         """The reply frame of one request, a 504 past the route's timeout."""
@@ -406,20 +469,31 @@ class Connection(ScopeViews):
 
     # Reports to the observer, when there is one
 
-    async def _serve_observed(self, route: Route, request: Request, started: float) -> None:
+    async def _serve_observed(
+        self, route: Route, request: Request, started: float, size: int
+    ) -> None:
         """`_serve`, reported to the observer; used only when one is configured."""
         observer = self._observer
         assert observer is not None
         token = observer.request_started(route.name, request.headers, started)
         status: int | None = None  # stays None if cancelled before a reply exists
         try:
-            # as `_serve` decides: an idempotent route runs once per key
-            if route.idempotent:
-                frame = await self._router.answer_once(
-                    route, self.socket, request, lambda: self._answer(route, request)
-                )
-            else:
-                frame = await self._answer(route, request)
+            # as `_serve` decides: an idempotent route runs once per key, a cancellation
+            # the router did not cause is a 500, the request's bytes are freed
+            try:
+                if route.idempotent:
+                    frame = await self._router.answer_once(
+                        route, self.socket, request, lambda: self._answer(route, request)
+                    )
+                else:
+                    frame = await self._answer(route, request)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                frame = self._foreign_cancellation(route, request)
+            finally:
+                self._release(size)
             status = status_of(frame)
             await self._write(frame, True)
         finally:
@@ -433,11 +507,16 @@ class Connection(ScopeViews):
         elif status == Status.NOT_FOUND:
             label = UNKNOWN
         elif status == Status.TOO_MANY_REQUESTS:
-            # A registered route's name (only those are rate limited); parsed again only
-            # here, when metrics are on, rather than carried beside every frame.
-            label = parse_request(data).route
-            if label not in self._router.route_table:
-                label = UNKNOWN
+            # A registered route's name, an unknown one, or a malformed frame (every frame
+            # but PING is rate limited); parsed again only here, when metrics are on, rather
+            # than carried beside every frame, and never past the size limit.
+            try:
+                label = parse_request(data, self._router.settings.max_message_bytes).route
+            except ProtocolError:
+                label = MALFORMED
+            else:
+                if label not in self._router.route_table:
+                    label = UNKNOWN
         else:  # 400, 413: not a usable request
             label = MALFORMED
         observer.answered(label, status, started)
@@ -465,39 +544,42 @@ class Connection(ScopeViews):
         (nothing queued) costs no task switch.
         """
         if self._writing:
+            self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
             self._enqueue(frame, is_reply)
             return
         if self._lifecycle is not _OPEN:
             if is_reply:
-                self._sent(is_reply)
+                self._sent(is_reply, 0)
             elif self._observer is not None:
                 self._observer.pushes_dropped(1)
             return
         self._writing = True
+        send = self._send
+        protocol = self._protocol
         try:
-            await self._send({"type": "websocket.send", "text": frame})
-            self._sent(is_reply)
-            if self._out:
-                await self._drain()
+            while True:
+                size = len(frame)
+                protocol.buffered += size
+                try:
+                    await send({"type": "websocket.send", "text": frame})
+                finally:
+                    protocol.buffered -= size
+                self._sent(is_reply, size)
+                out = self._out
+                if not out:
+                    break
+                frame, is_reply = out.popleft()
+                protocol.buffered -= len(frame)  # held again around its send, above
+                if not is_reply:
+                    self._dequeued(frame)
         except Exception as exc:
             self._write_failed(exc)
         finally:
             self._release_writer()
 
-    async def _drain(self) -> None:
-        """Send, in order, what queued up behind the current write; the caller is the writer."""
-        out = self._out
-        send = self._send
-        while out:
-            frame, is_reply = out.popleft()
-            if not is_reply:
-                self._dequeued(frame)
-            await send({"type": "websocket.send", "text": frame})
-            self._sent(is_reply)
-
-    def _admit_push(self) -> bool:
-        """Apply the push bound to a new push; False when it is not to be sent (closing)."""
-        action = self._protocol.push(self._writing)
+    def _admit_push(self, frame: str) -> bool:
+        """Apply the push bounds to a new push; False when it is not to be sent (closing)."""
+        action = self._protocol.push(self._writing, len(frame))
         if action is PushAction.SEND:
             return True
         if action is PushAction.DROP_OLDEST:
@@ -510,14 +592,15 @@ class Connection(ScopeViews):
             return False
         assert_never(action)
 
-    def _push_written(self, task: asyncio.Task[None]) -> None:
+    def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
         """A push write that had to wait is over: the writer is free (or the peer gone)."""
+        self._protocol.buffered -= size
         if not task.cancelled():
             exc = task.exception()
             if isinstance(exc, Exception):
                 self._write_failed(exc)
-            elif exc is None and self._observer is not None:
-                self._observer.push_sent()
+            elif exc is None:
+                self._sent(False, size)
         self._release_writer()
 
     def _enqueue(self, frame: str, is_reply: bool) -> None:
@@ -549,52 +632,93 @@ class Connection(ScopeViews):
         out = self._out
         if out and not self._writing:
             frame, is_reply = out.popleft()
+            self._protocol.buffered -= len(frame)
             if not is_reply:
                 self._dequeued(frame)
             await self._write(frame, is_reply)
 
-    def _sent(self, is_reply: bool) -> None:
+    def _sent(self, is_reply: bool, size: int) -> None:
+        """A frame of `size` bytes left (or was dropped): a reply frees its slot, and any
+        frame may let a paused receive loop read again."""
         if is_reply:
             self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
+        elif self._observer is not None:
+            self._observer.push_sent()
+        if is_reply or size:
             waiter = self._slot_waiter
             if waiter is not None:
                 self._slot_waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-        elif self._observer is not None:
-            self._observer.push_sent()
+
+    def _release(self, size: int) -> None:
+        """Bytes held for a request are freed: a paused receive loop may read again."""
+        self._protocol.buffered -= size
+        waiter = self._slot_waiter
+        if waiter is not None:
+            self._slot_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _drop_queue(self) -> None:
         out = self._out
         dropped: list[str] = []
         while out:
             frame, is_reply = out.popleft()
+            self._protocol.release(len(frame))
             if is_reply:
-                self._sent(is_reply)
+                self._sent(is_reply, len(frame))
             else:
                 dropped.append(frame)
         self._protocol.queue_dropped()
         self._pushes_dropped(dropped)
+        held = self._held
+        while held:
+            message = held.popleft()
+            self._protocol.release(len(message.get("text") or message.get("bytes") or b""))
 
-    async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        """Wait until a reply has been handed to the server, reading at most one message ahead.
+    async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+        """Wait until a reply or bytes are freed, reading frames ahead meanwhile; return True
+        if the client left.
 
-        That one message is read only to hear a disconnect: if it is one, the slot wait ends
-        at once and the loop handles it; a frame waits, unparsed, for its turn. Reading stops
-        there, so TCP backpressure still holds the rest.
+        Frames read ahead are held unparsed, in order, for their turn, as long as the
+        protocol allows (`may_read_ahead`: as many as `max_in_flight`, within the byte
+        budget). They are read only so that a client that leaves while every slot is held
+        (by handlers that never return) is heard at once and its handlers cancelled. Past
+        that, reading stops, so TCP backpressure still holds the rest.
         """
+        protocol = self._protocol
         waiter = self._slot_waiter = self._loop.create_future()
-        ahead = self._ahead
-        if ahead is None:
-            ahead = self._ahead = asyncio.ensure_future(receive())
-        if not ahead.done():
-            await asyncio.wait((waiter, ahead), return_when=asyncio.FIRST_COMPLETED)
-        if waiter.done():
-            return
-        if ahead.exception() is None and ahead.result()["type"] == "websocket.disconnect":
-            self._slot_waiter = None
-            return  # the loop reads the disconnect from `_ahead` next
-        await waiter  # a frame was read ahead: it waits, unparsed, for this slot
+        while True:
+            ahead = self._ahead
+            if ahead is None:
+                held = self._held
+                if not protocol.may_read_ahead(0 if held is None else len(held)):
+                    await waiter
+                    return False
+                ahead = self._ahead = asyncio.ensure_future(receive())
+            if not ahead.done():
+                await asyncio.wait((waiter, ahead), return_when=asyncio.FIRST_COMPLETED)
+            if waiter.done():
+                return False
+            if ahead.exception() is not None:
+                self._slot_waiter = None
+                return True  # the loop awaits `_ahead` and meets the error
+            message = ahead.result()
+            if message["type"] != "websocket.receive":
+                # the client left: what was read ahead will never be answered
+                self._slot_waiter = None
+                held = self._held
+                while held:
+                    dropped = held.popleft()
+                    protocol.release(len(dropped.get("text") or dropped.get("bytes") or b""))
+                return True  # the loop reads the disconnect from `_ahead` next
+            self._ahead = None
+            if self._held is None:
+                self._held = deque()
+            self._held.append(message)
+            protocol.hold(len(message.get("text") or message.get("bytes") or b""))
+            protocol.last_seen = self._loop.time()  # the client is there: not idle
 
     def _drop_oldest_push(self) -> None:
         """Drop the oldest queued push (the protocol has already uncounted it)."""
@@ -603,15 +727,18 @@ class Connection(ScopeViews):
         for index, (frame, is_reply) in enumerate(out):
             if not is_reply:
                 del out[index]
+                self._protocol.release(len(frame))
                 self._pushes_dropped([frame])
                 break
 
     def _close_slow_consumer(self) -> None:
         """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
         logger.warning(
-            "slow consumer %s: %d pushes queued, closing with 1013",
+            "slow consumer %s: pushes past max_queued_pushes (%d) or max_buffered_bytes (%d "
+            "held), closing with 1013",
             self._peer(),
             self._router.settings.max_queued_pushes,
+            self._protocol.buffered,
             extra={"client": self._peer()},
         )
         # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
@@ -619,7 +746,9 @@ class Connection(ScopeViews):
         out = self._out
         if out:
             replies = [item for item in out if item[1]]
-            self._pushes_dropped([frame for frame, is_reply in out if not is_reply])
+            dropped = [frame for frame, is_reply in out if not is_reply]
+            self._protocol.release(sum(len(frame) for frame in dropped))
+            self._pushes_dropped(dropped)
             out.clear()
             out.extend(replies)
         if self._observer is not None:
@@ -630,6 +759,22 @@ class Connection(ScopeViews):
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)
         self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+
+    async def _close_abusive(self) -> None:
+        """The client kept sending past its rate limit: close with 1008, logged once.
+
+        Awaited by the receive loop itself, which then ends: a task spawned for it would be
+        cancelled by the loop's own cleanup before the close frame left.
+        """
+        if self._lifecycle is not _OPEN:
+            return
+        logger.warning(
+            "closing %s with 1008: kept sending past its rate limit %s",
+            self._peer(),
+            self._router.settings.rate_limit,
+            extra={"client": self._peer()},
+        )
+        await self._close_or_abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),

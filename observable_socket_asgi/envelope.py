@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
 from .types import Header, Payload, Uuid
@@ -194,10 +195,8 @@ def _pick(name: str, value: Any, alias: str, alias_value: Any) -> Any:
 
 
 def frame_size(data: str | bytes) -> int:
-    """Return the size of a frame in bytes, encoding a `str` only when it is close to a limit."""
-    if isinstance(data, bytes):
-        return len(data)
-    return len(data.encode("utf-8", "surrogatepass"))
+    """Return the size of a frame in bytes; a `str` is encoded in bounded chunks."""
+    return utf8_size(data)
 
 
 def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
@@ -213,18 +212,21 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
 
     Raises:
         FrameTooLarge: the frame is over `max_bytes` (413, with the uuid when it can be read).
-        ProtocolError: the frame is not a JSON object with a usable uuid and route (400).
+        ProtocolError: the frame is not a JSON object with a usable uuid and route, or nests
+            deeper than `MAX_DEPTH` levels (400). Its uuid is read from the frame's first
+            characters when the frame cannot be parsed (a lone surrogate escape).
     """
     # len(str) counts code points, and a code point is 1 to 4 bytes in UTF-8: only frames in
-    # the uncertain band pay for an encode.
+    # the uncertain band pay for an encode. The refusal never parses the frame: its uuid is
+    # read from a small prefix, so refusing costs the same for 2 MiB as for 200 MiB.
     if max_bytes is not None and len(data) * 4 > max_bytes:
-        size = frame_size(data)
+        size = utf8_size(data)
         if size > max_bytes:
-            raise FrameTooLarge(size, max_bytes, _uuid_of(data))
+            raise FrameTooLarge(size, max_bytes, scan_uuid(data))
     try:
         obj = _loads(data)
-    except _JSONDecodeError:
-        raise ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)") from None
+    except _JSONDecodeError as exc:
+        raise ProtocolError(_decode_problem(exc), uuid=scan_uuid(data)) from None
     if type(obj) is not dict:
         raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
 
@@ -244,6 +246,11 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
         if route is None:
             raise ProtocolError("request has no route (expected a string)", uuid=uuid)
         raise ProtocolError(f"route must be a string, got {_json_type(route)}", uuid=uuid)
+
+    if may_be_too_deep(data) and too_deep(obj):
+        raise ProtocolError(
+            f"frame nests deeper than {MAX_DEPTH} levels of arrays and objects", uuid=uuid
+        )
 
     headers = obj.get("headers")
     if headers is None:
@@ -350,16 +357,14 @@ def parse_message(data: str | bytes) -> dict[str, Any]:
     return obj
 
 
-def _uuid_of(data: str | bytes) -> Uuid | None:
-    """Best effort: the uuid of an oversized frame, so its 413 can be correlated."""
-    try:
-        obj = parse_message(data)
-    except ProtocolError:
-        return None
-    uuid = obj.get("uuid")
-    if uuid is None:
-        uuid = obj.get("track_id")
-    return uuid if type(uuid) is str or type(uuid) is int else None
+def _decode_problem(exc: ValueError) -> str:
+    """The 400's message for a frame orjson refused; names a lone surrogate, the usual cause."""
+    if "surrogate" in str(exc):
+        return (
+            "frame is not valid JSON: it holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+            "which is not Unicode text"
+        )
+    return "frame is not valid JSON (expected one UTF-8 JSON object)"
 
 
 def _json_type(value: Any) -> str:

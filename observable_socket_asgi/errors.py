@@ -8,6 +8,8 @@ The tree::
      │    └── (400 cases)         not JSON, not an object, bad uuid/route/headers types
      ├── EncodeError              also a TypeError: a reply or push JSON cannot express
      ├── ConfigurationError       also a ValueError: a route or router set up wrongly
+     ├── SubscriptionLimitError   also a ValueError: `ws.subscribe()` past max_topics or
+     │                            max_topic_bytes; carries .status (400) for the handler
      ├── ConnectionClosed         a push or request on a connection that is closing or gone;
      │                            .code, .reason, .may_have_reached_server, .route
      └── ClientError              the client's and the test client's other errors
@@ -38,6 +40,7 @@ __all__ = [
     "ObservableSocketError",
     "ProtocolError",
     "RequestTimeout",
+    "SubscriptionLimitError",
 ]
 
 
@@ -77,6 +80,27 @@ class FrameTooLarge(ProtocolError):
 
 class ConfigurationError(ObservableSocketError, ValueError):
     """A router or route configured wrongly; raised at registration, never per request."""
+
+
+class SubscriptionLimitError(ObservableSocketError, ValueError):
+    """`ws.subscribe()` refused: a topic name over `max_topic_bytes`, or a connection already
+    holding `max_topics` topics.
+
+    The message says which limit and its value; it contains nothing of the server but the
+    limit, so a handler may send it back: `{"status": exc.status, "payload": {"message":
+    str(exc)}}`.
+
+    Args:
+        message: what was refused and why.
+        limit: the option that refused it, `"max_topics"` or `"max_topic_bytes"`.
+    """
+
+    #: the status a handler would answer with (400 BAD_REQUEST)
+    status: int = Status.BAD_REQUEST
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class EncodeError(ObservableSocketError, TypeError):
@@ -130,7 +154,21 @@ class ClientError(ObservableSocketError):
 
 
 class ConnectFailed(ClientError, ConnectionError):
-    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP."""
+    """The WebSocket handshake failed: refused, unreachable, timed out or rejected by HTTP.
+
+    Args:
+        message: what failed.
+        status: the HTTP status that refused the handshake (503 for a server that asks to
+            be retried), or None when no HTTP answer came.
+        retry_after: the seconds the server's `Retry-After` asked to wait, or None.
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class RequestTimeout(ClientError, TimeoutError):

@@ -9,10 +9,13 @@ Rules of the listener (this module alone changes them):
     channel of every topic that has a local subscriber (`prefix + topic`), plus a control
     channel of its own so that it is always subscribed. When the connection fails (Redis
     restarted, network cut, no answer to PING within `2 * ping_interval`), `connected`
-    turns False, an error is logged on every attempt, and the listener reconnects after a
-    jittered exponential backoff (`_backoff.py`, the client's) that starts over after a
-    success; on reconnect it
+    turns False and the listener reconnects after a jittered exponential backoff
+    (`_backoff.py`, the client's) that starts over after a success; on reconnect it
     subscribes every topic this worker needs again.
+
+    An outage is logged once when it starts (with the Redis address, never its password),
+    then summarised every `log_interval` seconds (attempts, publishes dropped), and once
+    more when it ends (`_outage.OutageReport`); never a line per attempt or per publish.
 
     Pub/sub commands are sent under one lock, and each re-reads the wanted set right before
     it is sent, so a subscribe racing an unsubscribe of the same topic always ends in the
@@ -45,6 +48,7 @@ from typing import Any
 from ._backoff import backoff
 from ._history import PushTemplate, Recovery, unnumbered
 from ._idempotency import IdempotencyStore
+from ._outage import OutageReport, Summary, redact_url
 from .presence import Presence
 from .topics import Backplane
 
@@ -81,6 +85,7 @@ class RedisBackplane(Backplane):
         max_backoff: the longest wait between reconnect attempts, in seconds.
         publish_timeout: seconds a PUBLISH may take before the push counts as dropped.
         connect_timeout: seconds to open a connection to Redis.
+        log_interval: seconds between two log lines summarising an outage.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class RedisBackplane(Backplane):
         max_backoff: float = 5.0,
         publish_timeout: float = 2.0,
         connect_timeout: float = 2.0,
+        log_interval: float = 60.0,
     ) -> None:
         super().__init__()
         self.url = url
@@ -100,6 +106,10 @@ class RedisBackplane(Backplane):
         self.max_backoff = max_backoff
         self.publish_timeout = publish_timeout
         self.connect_timeout = connect_timeout
+        #: where Redis is, for logs: the URL without its password
+        self.address = redact_url(url)
+        # when to log during an outage: once at its start, then a summary per log_interval
+        self._outage = OutageReport(log_interval)
         #: publishes that did not reach Redis (listener down, error or timeout)
         self.dropped = 0
         #: successful (re)connections of the listener; 1 after the first
@@ -190,10 +200,7 @@ class RedisBackplane(Backplane):
     async def _remote_publish(self, topic: str, frame: str) -> None:
         observer = self._observer
         if not self._connected or self._redis is None:
-            self.dropped += 1
-            if observer is not None:
-                observer.backplane_dropped()
-            logger.warning("Redis is down: push to %r reached this worker only", topic)
+            self._dropped_publish(topic, None)
             return
         channel, body = self._channel(topic), self._origin + frame.encode()
         started = time.perf_counter() if observer is not None else 0.0
@@ -208,13 +215,52 @@ class RedisBackplane(Backplane):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.dropped += 1
-            if observer is not None:
-                observer.backplane_dropped()
-            logger.error("PUBLISH to %r failed, push reached this worker only: %r", topic, exc)
+            self._dropped_publish(topic, exc)
             return
         if observer is not None:
             observer.backplane_published(time.perf_counter() - started)
+
+    # Private methods: telling an outage
+
+    def _dropped_publish(self, topic: str, exc: BaseException | None) -> None:
+        self.dropped += 1
+        if self._observer is not None:
+            self._observer.backplane_dropped()
+        now = asyncio.get_running_loop().time()
+        if self._outage.dropped(now):
+            logger.warning(
+                "Redis backplane at %s is unreachable (%s): publishes reach this worker's "
+                "subscribers only; dropped publishes are summarised every %g s",
+                self.address,
+                "listener down" if exc is None else repr(exc),
+                self._outage.interval,
+            )
+            return
+        self._log_summary(now)
+
+    def _log_summary(self, now: float) -> None:
+        report = self._outage.summary(now)
+        if report is not None:
+            logger.warning(
+                "Redis backplane at %s still down after %.1f s: %d failed attempt(s) and "
+                "%d publish(es) that reached this worker only, in the last %g s",
+                self.address,
+                report.lasted,
+                report.attempts,
+                report.dropped,
+                self._outage.interval,
+            )
+
+    def _log_recovered(self, report: Summary | None, topics: int) -> None:
+        if report is not None:
+            logger.warning(
+                "Redis backplane at %s reconnected after %.1f s; resubscribed %d topic(s); "
+                "%d publish(es) since the last report reached this worker only",
+                self.address,
+                report.lasted,
+                topics,
+                report.dropped,
+            )
 
     # History, presence and idempotent answers, in Redis
 
@@ -267,9 +313,9 @@ class RedisBackplane(Backplane):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.error("history publish to %r failed: %r", topic, exc)
-        self.dropped += 1
-        logger.warning("Redis is down: push to %r reached this worker only, unnumbered", topic)
+                self._dropped_publish(topic, exc)
+                return self.deliver(topic, unnumbered(template))
+        self._dropped_publish(topic, None)
         return self.deliver(topic, unnumbered(template))
 
     async def _history_since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
@@ -329,7 +375,6 @@ class RedisBackplane(Backplane):
         """
         delays = self._delays()
         loop = asyncio.get_running_loop()
-        down_since: float | None = None
         attempts = 0
         while True:
             pubsub = self._redis.pubsub()
@@ -355,13 +400,7 @@ class RedisBackplane(Backplane):
                     if self._observer is not None:
                         self._observer.backplane_connected(True)
                 self.connects += 1
-                if down_since is not None:
-                    logger.warning(
-                        "Redis backplane reconnected after %.1f s; resubscribed %d topic(s)",
-                        loop.time() - down_since,
-                        len(topics),
-                    )
-                down_since = None
+                self._log_recovered(self._outage.recovered(loop.time()), len(topics))
                 attempts = 0
                 delays = self._delays()
                 assert self._up is not None
@@ -374,18 +413,25 @@ class RedisBackplane(Backplane):
                 raise
             except Exception as exc:
                 self._disconnected()
-                if down_since is None:
-                    down_since = loop.time()
                 attempts += 1
                 delay = next(delays)
-                logger.error(
-                    "Redis backplane disconnected for %.1f s (attempt %d): %r; pushes reach "
-                    "this worker's subscribers only; retrying in %.2f s",
-                    loop.time() - down_since,
-                    attempts,
-                    exc,
-                    delay,
-                )
+                if self._outage.failed(loop.time()):
+                    logger.error(
+                        "Redis backplane at %s is unreachable: %r; pushes reach this worker's "
+                        "subscribers only; retrying with backoff, summarised every %g s",
+                        self.address,
+                        exc,
+                        self._outage.interval,
+                    )
+                else:
+                    logger.debug(
+                        "Redis backplane at %s: attempt %d failed: %r; retrying in %.2f s",
+                        self.address,
+                        attempts,
+                        exc,
+                        delay,
+                    )
+                    self._log_summary(loop.time())
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(delay)

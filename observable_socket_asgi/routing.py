@@ -61,23 +61,36 @@ class SocketRouter:
 
     Args:
         access_logic: `fn(ws) -> bool`, sync or async, run before a connection is served;
-            False accepts then closes it with 1008 so the JS client does not reconnect.
+            False accepts then closes it with 1008 so the JS client does not reconnect; an
+            exception refuses the handshake before accept (503) so it comes back later.
         heartbeat: answer `PING` with `PONG` (the JS client's keep-alive).
         max_in_flight: requests of one connection being served or waiting to be written;
             past it the router stops reading that socket (TCP backpressure).
         max_message_bytes: the largest frame served; larger ones are answered 413.
         max_queued_pushes: pushes waiting for a slow client before `slow_consumer` applies.
+        max_buffered_bytes: bytes the router holds for one client at most: requests read
+            and not yet answered, replies and pushes not yet taken by the server. Past it the
+            router stops reading that socket, and a new push meets `slow_consumer`.
         slow_consumer: `"close"` (close 1013, the JS client reconnects) or `"drop_oldest"`.
         close_timeout: seconds a close the router decides on (slow consumer, idle) may wait
             for the peer to take the close frame before the socket is dropped without it.
         handler_timeout: seconds before a request is cancelled and answered 504; None: none.
-        rate_limit: `(messages, per_seconds)` token bucket per connection; over it, 429.
-        handshake_timeout: seconds `access_logic` may take; past it the connection is
-            closed with 1013 (try again later). None: no limit.
+        rate_limit: `(messages, per_seconds)` token bucket per connection, counting every
+            frame but PING; over it, 429. More 429s than `messages` (at least 10) within
+            `per_seconds` close the connection with 1008.
+        handshake_timeout: seconds `access_logic` may take; past it the handshake is
+            refused before accept (HTTP 503, `Retry-After`). None: no limit.
         idle_timeout: seconds without any frame (PING included) before closing with 1001;
             None: never. The default outlasts the JS client's 60 s heartbeat.
-        max_connections: connections served at once by this router; past it, new ones are
-            closed with 1013. None: no limit.
+        max_connections: connections served at once by this router; past it new handshakes
+            are refused before accept (HTTP 503 with `Retry-After`). None: no limit.
+        handshake_rate: `(handshakes, per_seconds)`: new connections admitted per window,
+            bursts up to `handshakes`; past it refused like `max_connections`, which spreads
+            a reconnect wave (after a deploy) over time. None: no limit.
+        retry_after: seconds a refused handshake is told to wait (`Retry-After`).
+        max_topics: topics one connection may subscribe to; past it `ws.subscribe()`
+            raises `SubscriptionLimitError`.
+        max_topic_bytes: the longest topic name `ws.subscribe()` accepts, in UTF-8 bytes.
         allowed_origins: exact origins (`"https://app.example.com"`), host patterns
             (`"https://*.example.com"`) or `"*"`; None: every origin. Others close 1008.
         require_origin: refuse handshakes without an `Origin` header (non-browser clients).
@@ -122,6 +135,7 @@ class SocketRouter:
         max_in_flight: int = 64,
         max_message_bytes: int | None = 1024 * 1024,
         max_queued_pushes: int = 1024,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
         slow_consumer: Literal["close", "drop_oldest"] = "close",
         close_timeout: float = 5.0,
         handler_timeout: float | None = None,
@@ -129,6 +143,10 @@ class SocketRouter:
         handshake_timeout: float | None = 10.0,
         idle_timeout: float | None = 120.0,
         max_connections: int | None = None,
+        handshake_rate: tuple[int, float] | None = None,
+        retry_after: int = 5,
+        max_topics: int = 1024,
+        max_topic_bytes: int = 1024,
         allowed_origins: Iterable[str] | None = None,
         require_origin: bool = False,
         sync_workers: int | None = None,
@@ -168,6 +186,11 @@ class SocketRouter:
         check_rate("rate_limit", rate_limit)
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        check_rate("handshake_rate", handshake_rate)
+        _check_at_least("max_buffered_bytes", max_buffered_bytes, 1024)
+        _check_at_least("retry_after", retry_after, 1)
+        _check_at_least("max_topics", max_topics, 1)
+        _check_at_least("max_topic_bytes", max_topic_bytes, 1)
         if metrics_url is not None and (
             not isinstance(metrics_url, str) or not metrics_url.startswith("/")
         ):
@@ -192,6 +215,11 @@ class SocketRouter:
             handshake_timeout=handshake_timeout,
             idle_timeout=idle_timeout,
             max_connections=max_connections,
+            max_buffered_bytes=max_buffered_bytes,
+            handshake_rate=handshake_rate,
+            retry_after=retry_after,
+            max_topics=max_topics,
+            max_topic_bytes=max_topic_bytes,
             allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
             require_origin=require_origin,
         )
@@ -214,7 +242,9 @@ class SocketRouter:
         # connection's protocol through `route_table`
         self._routes: dict[str, Route] = {}
         #: live connections and the slots max_connections counts; asgi.py changes it
-        self.registry = ConnectionRegistry(self.settings.max_connections)
+        self.registry = ConnectionRegistry(
+            self.settings.max_connections, self.settings.handshake_rate
+        )
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
@@ -527,6 +557,31 @@ class SocketRouter:
         return self.settings.max_connections
 
     @property
+    def max_buffered_bytes(self) -> int:
+        """Bytes held for one client before reading stops and pushes meet `slow_consumer`."""
+        return self.settings.max_buffered_bytes
+
+    @property
+    def handshake_rate(self) -> tuple[int, float] | None:
+        """`(handshakes, per_seconds)` admitted; None: no limit."""
+        return self.settings.handshake_rate
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds a refused handshake is told to wait."""
+        return self.settings.retry_after
+
+    @property
+    def max_topics(self) -> int:
+        """Topics one connection may subscribe to."""
+        return self.settings.max_topics
+
+    @property
+    def max_topic_bytes(self) -> int:
+        """The longest topic name accepted, in UTF-8 bytes."""
+        return self.settings.max_topic_bytes
+
+    @property
     def allowed_origins(self) -> tuple[str, ...] | None:
         """Origins admitted; None: every origin."""
         return self.settings.allowed_origins
@@ -605,3 +660,8 @@ def make_backplane(spec: Backplane | str | None) -> Backplane:
             return RedisBackplane(spec)
         raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
     raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")
+
+
+def _check_at_least(name: str, value: int, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Coroutine
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from ._history import MemoryHistory, Recovery, Subscription, parse_since, split_push
@@ -87,6 +89,11 @@ class Backplane:
         self.presence_events = False
         # leave events published from sync close callbacks
         self._chores: set[asyncio.Task[Any]] = set()
+        # deliveries not yet handed to every subscriber, oldest first: while any is here, a
+        # new one queues behind it, so every subscriber gets pushes in delivery order
+        self._backlog: deque[_Delivery] = deque()
+        # the task handing the backlog out, slice by slice (see `deliver`)
+        self._fanout: asyncio.Task[None] | None = None
 
     # Public API
 
@@ -99,6 +106,10 @@ class Backplane:
     def topics(self) -> frozenset[str]:
         """The topics that have at least one local subscriber."""
         return frozenset(self._subscribers)
+
+    def topics_of(self, conn: Connection) -> AbstractSet[str]:
+        """The topics `conn` is subscribed to here (read-only; do not keep it across awaits)."""
+        return self._topics_of.get(conn, _NONE)
 
     def subscribers(self, topic: str) -> int:
         """How many local connections are subscribed to `topic`."""
@@ -152,6 +163,11 @@ class Backplane:
 
     async def stop(self) -> None:
         """Stop carrying publishes; the router's lifespan shutdown calls it."""
+        fanout = self._fanout
+        if fanout is not None:
+            fanout.cancel()
+            await asyncio.gather(fanout, return_exceptions=True)
+            self._backlog.clear()
         if self._started:
             self._started = False
             if self._chores:
@@ -247,25 +263,26 @@ class Backplane:
 
         `offset` is the push's position when it has one: connections still catching up on
         the topic hold the push back until their replay is sent.
+
+        The frame goes out in slices (`_SLICE_COUNT` subscribers, or `_SLICE_BYTES` of
+        frames, whichever comes first): the first slice now, the rest from a task that lets
+        the event loop run between slices, so one publish to many subscribers cannot stall
+        every other connection. A delivery made while earlier ones are still being handed
+        out waits behind them: each subscriber gets pushes in delivery order.
         """
         subs = self._subscribers.get(topic)
         if not subs:
             return 0
-        sending = self._sending
-        replaying = self._replaying.get(topic)
-        # one message for all: servers only read it, and a dict per subscriber is measurable
-        message = {"type": "websocket.send", "text": frame}
-        for conn in list(subs):
-            if replaying is not None:
-                held = replaying.get(conn)
-                if held is not None:
-                    held.append((offset, frame))
-                    continue
-            task = conn._push_nowait(message)
-            if task is not None:
-                sending.add(task)
-                task.add_done_callback(sending.discard)
-        return len(subs)
+        delivery = _Delivery(topic, frame, offset, list(subs))
+        backlog = self._backlog
+        if not backlog:
+            self._hand_out(delivery)
+            if delivery.done < len(delivery.targets):
+                backlog.append(delivery)
+                self._fanout = asyncio.get_running_loop().create_task(self._fan_out())
+        else:
+            backlog.append(delivery)
+        return len(delivery.targets)
 
     async def members(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`."""
@@ -314,6 +331,44 @@ class Backplane:
         return MemoryPresence(ttl, max_info_bytes)
 
     # Private methods
+
+    def _hand_out(self, delivery: _Delivery) -> None:
+        """Hand `delivery` to its next slice of subscribers."""
+        frame = delivery.frame
+        per = max(1, min(_SLICE_COUNT, _SLICE_BYTES // max(1, len(frame))))
+        start = delivery.done
+        end = delivery.done = min(len(delivery.targets), start + per)
+        sending = self._sending
+        replaying = self._replaying.get(delivery.topic)
+        # one message for all: servers only read it, and a dict per subscriber is measurable
+        message = {"type": "websocket.send", "text": frame}
+        for conn in delivery.targets[start:end]:
+            if replaying is not None:
+                held = replaying.get(conn)
+                if held is not None:
+                    held.append((delivery.offset, frame))
+                    continue
+            task = conn._push_nowait(message)
+            if task is not None:
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+
+    async def _fan_out(self) -> None:
+        """Hand the backlog out slice by slice, in order, yielding to the loop between slices.
+
+        Nobody awaits this task: it cannot fail (a failed write only closes its connection), and it
+        ends when the backlog is empty; `stop()` cancels it.
+        """
+        backlog = self._backlog
+        try:
+            while backlog:
+                await asyncio.sleep(0)
+                delivery = backlog[0]
+                self._hand_out(delivery)
+                if delivery.done >= len(delivery.targets):
+                    backlog.popleft()
+        finally:
+            self._fanout = None
 
     async def _publish_frame(self, topic: str, frame: str) -> int:
         if not self._started:
@@ -428,6 +483,27 @@ class Backplane:
         if not subs:
             del self._subscribers[topic]
             self._remote_unsubscribe(topic)
+
+
+# A publish hands its frame to at most this many subscribers, or this many bytes of frames
+# (at least one subscriber), before it lets the event loop run other connections.
+_SLICE_COUNT = 256
+_SLICE_BYTES = 1024 * 1024
+
+_NONE: frozenset[str] = frozenset()
+
+
+class _Delivery:
+    """One push on its way to the subscribers a delivery found: `done` of them have it."""
+
+    __slots__ = ("done", "frame", "offset", "targets", "topic")
+
+    def __init__(self, topic: str, frame: str, offset: int | None, targets: list[Any]) -> None:
+        self.topic = topic
+        self.frame = frame
+        self.offset = offset
+        self.targets = targets
+        self.done = 0
 
 
 class InMemoryBackplane(Backplane):

@@ -56,3 +56,16 @@ def test_reconnect_policy_by_close_code() -> None:
     assert not may_reconnect(1011)
     for code in (1000, 1001, 1006, 1012, 1013, None):
         assert may_reconnect(code)
+
+
+def test_retry_after_is_a_floor_for_the_next_attempt() -> None:
+    """A 503's Retry-After (in seconds) is waited out at least; dates and junk are ignored."""
+    from observable_socket_asgi._backoff import parse_retry_after, retry_delay
+
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 3 ") == 3.0
+    for value in (None, "Wed, 21 Oct 2015 07:28:00 GMT", "-1", "soon"):
+        assert parse_retry_after(value) is None
+    assert retry_delay(0.2, None) == 0.2
+    assert retry_delay(0.2, 5.0) == 5.0
+    assert retry_delay(9.0, 5.0) == 9.0

@@ -405,19 +405,17 @@ async def test_late_answer_to_a_timed_out_request_is_not_a_push() -> None:
             assert sock.dropped_pushes == 0
 
 
-async def test_server_that_closes_at_once_with_1013_is_not_hammered() -> None:
-    """Accepted then closed at once (1013): attempts count until max_attempts, then it gives up."""
-    with running(make_router(max_connections=1)) as server:
+async def test_server_over_its_limit_refuses_with_retry_after() -> None:
+    """Over max_connections the server refuses the handshake (503): `ConnectFailed` carries
+    the status and the Retry-After the reconnect loop will wait at least."""
+    with running(make_router(max_connections=1, retry_after=2)) as server:
         async with connect(server.url, timeout=TIMEOUT) as holder:
             assert (await holder.request("math/sum", [1])).payload == {"sum": 1}
-            async with connect(
-                server.url, backoff_initial=1 * MS, backoff_max=0.5, max_attempts=3
-            ) as refused:
-                await wait_until(lambda: refused.closed)
-                assert refused.close_code == 1013
-                with pytest.raises(ConnectionClosed, match="gave up reconnecting") as info:
-                    await refused.request("math/sum", [1])
-                assert info.value.code == 1013
+            with pytest.raises(ConnectFailed) as info:
+                async with connect(server.url):
+                    pass
+            assert info.value.status == 503
+            assert info.value.retry_after is not None and 2 <= info.value.retry_after <= 4
 
 
 # Resuming topics across reconnects

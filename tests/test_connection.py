@@ -298,8 +298,9 @@ async def test_slow_request_overtaken_by_fast_one() -> None:
 
 
 async def test_max_in_flight_backpressure() -> None:
-    """At max_in_flight the router reads one message ahead (to hear a disconnect) and then
-    stops reading until a slot frees; nothing is dropped or answered early."""
+    """At max_in_flight the router reads up to max_in_flight frames ahead (to hear a
+    disconnect) and holds them unparsed, then stops reading until a slot frees; nothing is
+    dropped or answered early, and order is kept."""
     release = [asyncio.Event(), asyncio.Event()]
     router = make_router(max_in_flight=2)
 
@@ -313,13 +314,15 @@ async def test_max_in_flight_backpressure() -> None:
         await conv.send(request("wait", 1, uuid="b"))
         await conv.send(request("echo", "third", uuid="c"))
         await conv.send(request("echo", "fourth", uuid="d"))
-        assert await conv.nothing()  # "c" was read ahead but is not served yet
-        # the fourth frame is still waiting in the server's hands, unread
+        await conv.send(request("echo", "fifth", uuid="e"))
+        assert await conv.nothing()  # "c" and "d" were read ahead but are not served yet
+        # the fifth frame is still waiting in the server's hands, unread
         assert conv.comm.input_queue.qsize() == 1
         release[1].set()
         assert (await conv.reply())["uuid"] == "b"
         assert (await conv.reply())["uuid"] == "c"
         assert (await conv.reply())["uuid"] == "d"
+        assert (await conv.reply())["uuid"] == "e"
         assert conv.comm.input_queue.qsize() == 0
         release[0].set()
         assert (await conv.reply())["uuid"] == "a"

@@ -137,16 +137,23 @@ def test_binary_utf8_frame() -> None:
 
 
 def test_invalid_utf8_bytes_is_400() -> None:
-    """Bytes that are not UTF-8 are a 400, never a crash."""
+    """Bytes that are not UTF-8 are a 400 with the uuid read before them, never a crash."""
     exc = error_of(b'{"uuid": 1, "route": "\xff\xfe"}')
-    assert (exc.status, exc.uuid) == (400, None)
+    assert (exc.status, exc.uuid) == (400, 1)
+    assert error_of(b'{"route": "\xff\xfe"}').uuid is None
 
 
-@pytest.mark.parametrize("data", ["", "not json", "{", '{"uuid": 1,}', "\x00"])
+@pytest.mark.parametrize("data", ["", "not json", "{", '{"uuid": [1,}', "\x00"])
 def test_not_json_is_400(data: str) -> None:
     """Text that is not JSON is a 400 with uuid null."""
     exc = error_of(data)
     assert (exc.status, exc.uuid) == (400, None)
+
+
+def test_not_json_with_a_readable_uuid_is_400_with_it() -> None:
+    """Broken JSON whose uuid can be read from its start is answered with that uuid."""
+    assert error_of('{"uuid": 1,}').uuid == 1
+    assert error_of('{"track_id": "t", "route": "x", ').uuid == "t"
 
 
 @pytest.mark.parametrize("data", ["[]", "1", '"s"', "null", "true", "[{}]"])

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.asgi import origin_allowed
@@ -38,6 +38,15 @@ def scope_with_origin(origin: str | None) -> dict[str, Any]:
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     return ws_scope(headers=headers)
+
+
+async def denied(app: Any, scope: dict[str, Any]) -> dict[str, Any]:
+    """Connect and return the close that refuses the handshake before accept."""
+    conv = Conversation(app, scope)
+    closing = await conv.connect()
+    assert closing["type"] == "websocket.close", closing
+    await conv.comm.wait(TIMEOUT)
+    return closing
 
 
 async def refused(app: Any, scope: dict[str, Any]) -> dict[str, Any]:
@@ -131,10 +140,10 @@ async def test_origin_refused_before_access_logic() -> None:
     assert calls == []
 
 
-async def test_slow_access_logic_is_closed_1013_after_handshake_timeout(
+async def test_slow_access_logic_is_refused_before_accept_after_handshake_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """access_logic past handshake_timeout: closed 1013 "handshake timed out", logged."""
+    """access_logic past handshake_timeout: refused before accept (come back later), logged."""
 
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
@@ -142,8 +151,8 @@ async def test_slow_access_logic_is_closed_1013_after_handshake_timeout(
 
     app = echo_router(access_logic=access_logic, handshake_timeout=50 * MS)
     with caplog.at_level(logging.WARNING, logger="observable_socket_asgi"):
-        closing = await refused(app, ws_scope())
-    assert (closing["code"], closing["reason"]) == (1013, "handshake timed out")
+        closing = await denied(app, ws_scope())
+    assert closing["code"] == 1013
     assert any("access_logic" in r.getMessage() for r in caplog.records)
 
 
@@ -183,15 +192,16 @@ def test_handshake_timeout_default_and_validation() -> None:
 # Connection limit: in-process
 
 
-async def test_max_connections_closes_1013_and_frees_slots() -> None:
-    """Past max_connections a socket is closed 1013; a slot frees when a client leaves."""
+async def test_max_connections_refuses_before_accept_and_frees_slots() -> None:
+    """Past max_connections a handshake is refused before accept; a slot frees when a
+    client leaves."""
     app = echo_router(max_connections=2)
     first, second = Conversation(app), Conversation(app)
     for conv in (first, second):
         assert (await conv.connect())["type"] == "websocket.accept"
     await wait_until(lambda: len(app.connections) == 2)
-    closing = await refused(app, ws_scope())
-    assert (closing["code"], closing["reason"]) == (1013, "try again later")
+    closing = await denied(app, ws_scope())
+    assert closing["code"] == 1013
     await first.disconnect()
     async with conversation(app) as third:
         assert (await third.ask(request("echo", 3)))["payload"] == 3
@@ -216,12 +226,11 @@ async def test_max_connections_exact_with_concurrent_handshakes() -> None:
     outcomes: list[str] = []
     for conv in convs:
         first = await conv.output()
-        assert first["type"] == "websocket.accept"
-        if await conv.nothing(50 * MS):
+        if first["type"] == "websocket.accept":
+            assert await conv.nothing(50 * MS)
             outcomes.append("served")
         else:
-            closing = await conv.output()
-            assert closing["code"] == 1013
+            assert (first["type"], first["code"]) == ("websocket.close", 1013)
             outcomes.append("refused")
     assert outcomes.count("served") == 2, outcomes
     assert len(app.connections) == 2
@@ -416,7 +425,7 @@ def test_e2e_origin_check() -> None:
 
 @pytest.mark.e2e
 def test_e2e_handshake_timeout() -> None:
-    """Over uvicorn, an access_logic slower than handshake_timeout ends in close 1013."""
+    """Over uvicorn, an access_logic slower than handshake_timeout is refused with 503."""
 
     async def access_logic(ws: Any) -> bool:
         await asyncio.sleep(10 * TIMEOUT)
@@ -425,8 +434,10 @@ def test_e2e_handshake_timeout() -> None:
     app = echo_router(access_logic=access_logic, handshake_timeout=50 * MS)
 
     async def scenario(url: str) -> None:
-        async with connect(url) as ws:
-            assert await _close_of(ws) == (1013, "handshake timed out")
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url):
+                pass
+        assert info.value.response.status_code == 503
 
     with running(app) as server:
         asyncio.run(scenario(server.url))
@@ -434,7 +445,7 @@ def test_e2e_handshake_timeout() -> None:
 
 @pytest.mark.e2e
 def test_e2e_max_connections() -> None:
-    """Over uvicorn, the connection past the limit is closed 1013 and the others still work."""
+    """Over uvicorn, the handshake past the limit gets 503 and the others still work."""
     app = echo_router(max_connections=2)
 
     async def scenario(url: str) -> None:
@@ -443,8 +454,10 @@ def test_e2e_max_connections() -> None:
             await b.send(request("echo", 2))
             assert orjson.loads(await a.recv())["payload"] == 1
             assert orjson.loads(await b.recv())["payload"] == 2
-            async with connect(url) as c:
-                assert await _close_of(c) == (1013, "try again later")
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url):
+                    pass
+            assert info.value.response.status_code == 503
         async with connect(url) as d:
             await d.send(request("echo", 4))
             assert orjson.loads(await d.recv())["payload"] == 4
@@ -515,7 +528,7 @@ def test_e2e_handler_timeout() -> None:
 def test_e2e_connection_count_exact_under_churn() -> None:
     """1,000 connect/request/close cycles, 20 at a time, against `max_connections=10`.
 
-    A client closed 1013 retries (as the JS client does): every cycle is served in the end,
+    A client refused (503) retries (as the JS client does): every cycle is served in the end,
     the server never serves more than the limit at once, and the registry drains to 0. A
     leaked slot would starve the retries; an overshoot would show in the peak.
     """
@@ -543,8 +556,8 @@ def test_e2e_connection_count_exact_under_churn() -> None:
                     if n % 3 == 0:
                         await ws.close()  # the others leave by dropping out of `async with`
                     return
-            except ConnectionClosed as exc:
-                assert exc.rcvd is not None and exc.rcvd.code == 1013, exc
+            except InvalidStatus as exc:
+                assert exc.response.status_code == 503, exc
                 refusals += 1
                 await asyncio.sleep(MS)
 

@@ -284,7 +284,8 @@ async def test_refusals_are_counted_by_reason() -> None:
                     await bad.recv()
             async with connect(server.url, origin=Origin("https://ok.example")) as first:
                 assert (await exchange(first, request("ok")))["status"] == 200
-                with pytest.raises(websockets.ConnectionClosed):
+                # over capacity: refused before accept (503), never opened
+                with pytest.raises(websockets.InvalidStatus):
                     async with connect(server.url, origin=Origin("https://ok.example")) as extra:
                         await extra.recv()
         s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)

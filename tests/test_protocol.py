@@ -185,3 +185,108 @@ def test_idle_timeout_counts_from_the_last_frame() -> None:
 def test_settings_default_to_the_router_defaults() -> None:
     """A bare Settings() is what SocketRouter() builds, so the two cannot drift apart."""
     assert Settings() == SocketRouter().settings
+
+
+# Every frame that makes the server work counts against the rate limit
+
+
+def test_malformed_frames_and_unknown_routes_spend_tokens_but_ping_does_not() -> None:
+    """Bad JSON and unknown routes draw on the connection's bucket (429 with the uuid when
+    it can be read); PING never does."""
+    proto = protocol(rate_limit=(2, 10.0))
+    assert reply(proto.receive('{"uuid":"a","route":', 0.0))["status"] == 400
+    assert reply(proto.receive(frame("nowhere", uuid="b"), 0.0))["status"] == 404
+    for _ in range(5):
+        assert reply(proto.receive(frame("PING", uuid="p"), 0.0))["route"] == "PONG"
+    over = reply(proto.receive('{"uuid":"c","route":', 0.0))
+    assert (over["status"], over["uuid"]) == (429, "c")
+    assert reply(proto.receive(frame("nowhere", uuid="d"), 0.0))["status"] == 429
+    assert reply(proto.receive(frame(uuid="e"), 0.0))["status"] == 429
+
+
+def test_a_client_that_keeps_sending_past_its_limit_becomes_abusive() -> None:
+    """As many 429s again as the bucket holds (at least 10), within its window, mark the
+    connection abusive (the shell closes it 1008); refusals spread over time do not."""
+    proto = protocol(rate_limit=(12, 30.0))
+    for n in range(12):
+        dispatched(proto.receive(frame(uuid=n), 0.0))
+    for n in range(12):
+        assert reply(proto.receive(frame(uuid=n), 0.0))["status"] == 429
+        assert not proto.abusive
+    reply(proto.receive(frame(uuid="one more"), 0.0))
+    assert proto.abusive
+
+    patient = protocol(rate_limit=(3, 30.0))
+    now = 0.0
+    refused = 0
+    for _ in range(100):  # one every 6 s, over the 1 per 10 s: some 429s, never abusive
+        decision = patient.receive(frame(), now)
+        refused += isinstance(decision, str)
+        now += 6.0
+    assert refused > 0 and not patient.abusive
+
+
+def test_a_route_bucket_refusals_count_towards_abuse_too() -> None:
+    """A route's own bucket refusing also counts, with at least 10 refusals tolerated per
+    window: retrying a route limited to one call per 10 s a few times is not abuse."""
+    proto = protocol()
+    dispatched(proto.receive(frame("slow"), 0.0))
+    for _ in range(10):
+        assert reply(proto.receive(frame("slow"), 0.0))["status"] == 429
+        assert not proto.abusive
+    reply(proto.receive(frame("slow"), 0.0))
+    assert proto.abusive
+
+
+# The byte budget
+
+
+def test_reading_pauses_at_the_byte_budget_as_at_max_in_flight() -> None:
+    """Bytes held (requests, frames not yet taken by the server) pause reading at
+    max_buffered_bytes; releasing them resumes it."""
+    proto = protocol(max_buffered_bytes=4096)
+    assert proto.max_buffered_bytes == 4096
+    assert not proto.paused()
+    proto.hold(4000)
+    assert not proto.paused()
+    proto.hold(96)
+    assert proto.paused()
+    proto.release(1)
+    assert not proto.paused()
+
+
+def test_read_ahead_is_bounded_by_count_and_bytes() -> None:
+    """While paused, at most max_in_flight frames are held unparsed, within the budget."""
+    proto = protocol(max_in_flight=2, max_buffered_bytes=2048)
+    assert proto.may_read_ahead(0) and proto.may_read_ahead(1)
+    assert not proto.may_read_ahead(2)
+    proto.hold(2048)
+    assert not proto.may_read_ahead(0)
+
+
+def test_a_push_past_the_byte_budget_meets_the_slow_consumer_policy() -> None:
+    """Behind a busy writer a push that would take the bytes held past the budget is a
+    slow consumer, however few pushes are queued; with an idle writer it is sent."""
+    proto = protocol(max_buffered_bytes=100_000)
+    proto.hold(60_000)
+    assert proto.push(writer_busy=False, nbytes=50_000) is PushAction.SEND
+    assert proto.push(writer_busy=True, nbytes=40_000) is PushAction.SEND
+    assert proto.push(writer_busy=True, nbytes=40_001) is PushAction.CLOSE
+    dropping = protocol(max_buffered_bytes=100_000, slow_consumer="drop_oldest")
+    dropping.push_queued()
+    dropping.hold(90_000)
+    assert dropping.push(writer_busy=True, nbytes=20_000) is PushAction.DROP_OLDEST
+
+
+def test_new_limits_are_validated() -> None:
+    """The byte budget, topic limits, handshake rate and Retry-After refuse nonsense."""
+    cases: tuple[tuple[str, Any], ...] = (
+        ("max_buffered_bytes", 10),
+        ("max_topics", 0),
+        ("max_topic_bytes", 0),
+        ("retry_after", 0),
+        ("handshake_rate", (0, 1.0)),
+    )
+    for name, bad in cases:
+        with pytest.raises(ValueError, match=name):
+            SocketRouter(**{name: bad})

@@ -445,3 +445,82 @@ async def test_included_router_publishes_to_the_including_routers_subscribers() 
     assert push["payload"] == "hello"
     assert any(f.get("uuid") == 2 and f["status"] == 202 for f in frames)
     await conv.disconnect()
+
+
+# A publish to many subscribers shares the event loop
+
+
+class _Sink:
+    """A stand-in connection for the fan-out: records what it is handed, never suspends."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.on_close: list[Any] = []
+        self.closed = False
+        self.client = None
+
+    async def send_frame(self, frame: str) -> None:
+        self.frames.append(frame)
+
+    def _push_nowait(self, message: dict[str, Any]) -> None:
+        """What a publish calls (Connection's): the frame is taken at once."""
+        self.frames.append(message["text"])
+
+
+async def test_a_large_fan_out_yields_to_the_loop_and_keeps_order() -> None:
+    """A publish to 2,000 subscribers is handed out in slices: other callbacks run before
+    the last subscriber has it, and every subscriber still gets the pushes in publish order."""
+    backplane = InMemoryBackplane()
+    sinks = [_Sink() for _ in range(2000)]
+    for sink in sinks:
+        await backplane.subscribe(sink, "wave")  # type: ignore[arg-type]
+    seen_when_the_loop_ran: list[int] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: seen_when_the_loop_ran.append(len(sinks[-1].frames)))
+    for n in range(3):
+        await backplane.publish("wave", n)
+    await asyncio.sleep(0)
+    # the loop ran while the publishes were still going out
+    assert seen_when_the_loop_ran == [0]
+    await wait_until(lambda: all(len(sink.frames) == 3 for sink in sinks))
+    for sink in (sinks[0], sinks[999], sinks[-1]):
+        assert [orjson.loads(f)["payload"] for f in sink.frames] == [0, 1, 2]
+    await backplane.stop()
+
+
+async def test_a_small_fan_out_is_handed_out_at_once() -> None:
+    """Few subscribers and small frames: every subscriber has the push when publish returns."""
+    backplane = InMemoryBackplane()
+    sinks = [_Sink() for _ in range(10)]
+    for sink in sinks:
+        await backplane.subscribe(sink, "t")  # type: ignore[arg-type]
+    await backplane.publish("t", "now")
+    assert all(len(sink.frames) == 1 for sink in sinks)
+
+
+async def test_subscription_limits_refuse_with_a_clear_error() -> None:
+    """Past max_topics, or a topic name over max_topic_bytes: SubscriptionLimitError (a
+    ValueError with status 400) naming the limit; what fits stays subscribed."""
+    from observable_socket_asgi import SubscriptionLimitError
+    from tests.helpers import conversation
+
+    router = SocketRouter(max_topics=2, max_topic_bytes=8)
+    refusals: list[tuple[str, int]] = []
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        try:
+            await ws.subscribe(payload)
+        except SubscriptionLimitError as exc:
+            refusals.append((exc.limit, exc.status))
+            return {"status": exc.status, "payload": {"message": str(exc)}}
+        return {}
+
+    async with conversation(router) as conv:
+        assert (await conv.ask(request("join", "éééé")))["status"] == 200  # 8 bytes
+        assert (await conv.ask(request("join", "ééééé")))["status"] == 400  # 10 bytes
+        assert (await conv.ask(request("join", "b")))["status"] == 200
+        assert (await conv.ask(request("join", "b")))["status"] == 200  # already held
+        assert (await conv.ask(request("join", "c")))["status"] == 400
+    assert refusals == [("max_topic_bytes", 400), ("max_topics", 400)]
+    assert isinstance(SubscriptionLimitError("x", "max_topics"), ValueError)
