@@ -1,37 +1,39 @@
-"""The demo server: `uvicorn examples.app:app` (or `scripts/serve`), then talk to ws://127.0.0.1:8000/ws.
+"""The demo server: `scripts/serve` (or `python -m examples.app`), run from the clone's root.
 
-It serves the README's quickstart route (`math/sum`), an echo, two push demos (`clock/ticks`
-answers then pushes to the caller; `clock/subscribe` subscribes the caller to the topic
-"clock", published every second: `observable-socket listen URL --call clock/subscribe`), and
-the "fetch once, use twice" article route on a real SQLite database, created and seeded on first
-start. A small ASGI middleware puts a database session and the user (from `?user=...`) into
-the scope of each connection, which is where the article hooks look for them.
+It serves the quickstart route (`math/sum`), an echo, two push demos (`clock/ticks` answers
+then pushes to the caller; `clock/subscribe` subscribes the caller to the topic "clock",
+published every second: `observable-socket listen URL --call clock/subscribe`), and the "fetch
+once, use twice" article route on a real SQLite database, created and seeded on first start. A
+small ASGI middleware (`examples.db.DatabaseMiddleware`) puts a database session and the user
+(from `?user=...`) into the scope of each connection, which is where the article hooks look for
+them.
+
+`python -m examples.app` takes its address from `--host`/`--port`, else from the `HOST` and
+`PORT` environment variables, else 127.0.0.1:8000; port 0 picks a free one. It prints the
+address it really listens on once the socket is bound. `uvicorn examples.app:app` serves the
+same app with uvicorn's own options (and prints uvicorn's own address line).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from observable_socket_asgi import SocketRouter, Status
-from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from .articles import router as articles
-from .db import dispose, get_async_db, init_db
+from .db import DatabaseMiddleware, dispose, init_db
 
 log = logging.getLogger("uvicorn.error")
-
-
-async def announce() -> None:
-    await init_db()
-    log.info(
-        "ObservableSocket demo ready. Try:\n"
-        "  .venv/bin/observable-socket call ws://127.0.0.1:8000/ws math/sum '[1, 2, 3, 4]'\n"
-        "  .venv/bin/observable-socket call ws://127.0.0.1:8000/ws get-article -H article=1\n"
-        "  or point the ObservableSocket JS client at ws://127.0.0.1:8000/ws"
-    )
 
 
 async def start_clock() -> None:
@@ -58,7 +60,7 @@ async def publish_clock() -> None:
 # the clock's task, while the app runs (a list, so the hooks need no global statement)
 clock_task: list[asyncio.Task[None]] = []
 
-router = SocketRouter(on_startup=[announce, start_clock], on_shutdown=[stop_clock, dispose])
+router = SocketRouter(on_startup=[init_db, start_clock], on_shutdown=[stop_clock, dispose])
 
 
 @router.route("math/sum")
@@ -97,31 +99,45 @@ async def subscribe_clock(ws: Any, headers: Any, payload: Any) -> dict[str, Any]
 router.include_router(articles)
 
 
-class DatabaseMiddleware:
-    """Give each WebSocket connection an `AsyncSession` in `scope["db"]` and a user.
-
-    The user comes from the query string (`?user=alice`), standing in for real
-    authentication. One session serves one connection; the demo's article requests are
-    short and sequential per client.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
-        from urllib.parse import parse_qs
-
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        async with get_async_db() as db:
-            scope = dict(scope)  # type: ignore[assignment]
-            scope["db"] = db  # type: ignore[typeddict-unknown-key]
-            scope["user"] = query.get("user", [None])[0]  # type: ignore[typeddict-unknown-key]
-            await self.app(scope, receive, send)
-
-
 app = DatabaseMiddleware(router)
+
+
+def banner(url: str) -> str:
+    """What to type next, with the address the server really listens on."""
+    cli = str(Path(sys.executable).with_name("observable-socket"))
+    with contextlib.suppress(ValueError):  # shorter when it lies below the current directory
+        cli = str(Path(cli).relative_to(Path.cwd()))
+    return (
+        f"ObservableSocket demo listening on {url}. Try:\n"
+        f"  {cli} call {url} math/sum '[1, 2, 3, 4]'\n"
+        f"  {cli} call {url} get-article -H article=1\n"
+        f"  {cli} listen {url} --call clock/subscribe\n"
+        f"  or point the ObservableSocket JS client at {url}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the demo on the address from the arguments or the environment, then say where."""
+    parser = argparse.ArgumentParser(prog="python -m examples.app", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    asyncio.run(_serve(uvicorn.Server(config)))
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    task = asyncio.create_task(server.serve())
+    # uvicorn.Server says it has bound its sockets only through a flag, so poll it.
+    while not server.started and not task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if server.started:
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        print(banner(f"ws://{host}:{port}/ws"), flush=True)
+    await task
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,11 @@
 `access_article` loads the article once (SQLAlchemy, async) and caches it in
 `local["value"]`; the handler receives `local` because no `hydrate` is defined; and
 `article_to_json` (dehydrate) shapes the payload only on a 2xx answer.
+
+The hooks read the connection's database session from `ws.scope["db"]`. Included in the demo
+(`examples.app`), the demo's middleware puts it there; served alone
+(`uvicorn examples.articles:router`, from the clone's root), this router wraps itself in the
+same middleware, so every connection gets its own session either way.
 """
 
 from __future__ import annotations
@@ -13,10 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from observable_socket_asgi import Connection as WebSocket
 from observable_socket_asgi import HandlerResult, MessageData, SocketRouter, Status
+from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
 
+from .db import DatabaseMiddleware, dispose
 from .models import Article
 
-router = SocketRouter()
+
+class ArticleRouter(SocketRouter):
+    """A router that opens a database session per connection when nothing outside did."""
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        await DatabaseMiddleware(super().__call__)(scope, receive, send)
+
+
+router = ArticleRouter(on_shutdown=[dispose])
 
 
 async def data_check_article(message: MessageData, local: dict) -> bool:

@@ -11,6 +11,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import (
@@ -19,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from .models import Article, Author, Base
 
@@ -84,3 +88,29 @@ async def dispose() -> None:
     _engine = _sessions = None
     _seeded = False
     _ready = None
+
+
+class DatabaseMiddleware:
+    """Give each WebSocket connection an `AsyncSession` in `scope["db"]` and a user.
+
+    The user comes from the query string (`?user=alice`), standing in for real
+    authentication. One session serves one connection and is closed when it ends. A scope
+    that already holds a `db` (put there by an outer middleware or a FastAPI dependency) is
+    passed on untouched, so wrapping twice opens one session, not two.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "websocket" or "db" in scope:
+            await self.app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        async with get_async_db() as db:
+            scope = dict(scope)  # type: ignore[assignment]
+            scope["db"] = db  # type: ignore[typeddict-unknown-key]
+            scope.setdefault("user", query.get("user", [None])[0])  # type: ignore[misc]
+            await self.app(scope, receive, send)

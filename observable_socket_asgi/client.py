@@ -126,11 +126,13 @@ class Client:
             dead; it is then closed, pending requests fail, and it is reopened.
         reconnect: reopen a lost connection (never after close codes 1008 and 1011).
         max_attempts: reconnection attempts before giving up; None tries forever.
-        backoff_initial, backoff_max, backoff_factor: the delays between attempts
-            (exponential with full jitter). They reset, and so does the attempt count, only
-            once a connection has stayed open for `backoff_max` seconds: a server that
+        backoff_initial: the first delay before reconnecting; the delays between attempts
+            grow exponentially, with full jitter. They reset, and so does the attempt count,
+            only once a connection has stayed open for `backoff_max` seconds: a server that
             accepts and closes at once (1013 "try again later") is retried ever more slowly
             and counts against `max_attempts`, instead of being hammered.
+        backoff_max: the longest delay between attempts.
+        backoff_factor: how much each delay grows over the previous one.
         on_push: called with every push (sync, or async: then run as a task); when given,
             pushes are not buffered for `pushes()`.
         on_open: called with the client after every successful handshake, the first and each

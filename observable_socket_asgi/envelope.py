@@ -13,7 +13,7 @@ import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -137,13 +137,35 @@ class Request(MessageData):
         }
 
 
+class _StatusFrame:
+    """`ok` and `to_dict`, shared by the two frames a server sends: `Response` and `Push`.
+
+    A mixin with no slots of its own, so each frame keeps its own dataclass layout (slots,
+    frozenness); `_WIRE_FIELDS` names the wire fields in the order they are written.
+    """
+
+    __slots__ = ()
+    _WIRE_FIELDS: ClassVar[tuple[str, ...]]
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return is_success(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form of this frame."""
+        return {name: getattr(self, name) for name in self._WIRE_FIELDS}
+
+
 @dataclass(slots=True, init=False)
-class Response(MessageData):
+class Response(MessageData, _StatusFrame):
     """A response envelope: `{"uuid", "status", "headers", "payload"}`.
 
     Accepts `track_id` for `uuid`, like `Request`.
     """
 
+    _WIRE_FIELDS: ClassVar[tuple[str, ...]] = ("uuid", "status", "headers", "payload")
     uuid: Uuid | None
     status: int
 
@@ -165,20 +187,6 @@ class Response(MessageData):
     def track_id(self) -> Uuid | None:
         """The original package's name for `uuid`."""
         return self.uuid
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status."""
-        return is_success(self.status)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form of this response."""
-        return {
-            "uuid": self.uuid,
-            "status": self.status,
-            "headers": self.headers,
-            "payload": self.payload,
-        }
 
 
 def _pick(name: str, value: Any, alias: str, alias_value: Any) -> Any:
@@ -388,29 +396,15 @@ def _json_type(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Push:
+class Push(_StatusFrame):
     """A message the server sent unasked: `{"uuid", "route", "status", "headers", "payload"}`."""
 
+    _WIRE_FIELDS: ClassVar[tuple[str, ...]] = ("uuid", "route", "status", "headers", "payload")
     route: str | None
     payload: Payload
     headers: Header
     status: int = Status.OK
     uuid: Uuid | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status."""
-        return is_success(self.status)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form of this push."""
-        return {
-            "uuid": self.uuid,
-            "route": self.route,
-            "status": self.status,
-            "headers": self.headers,
-            "payload": self.payload,
-        }
 
 
 def response_from(obj: Mapping[str, Any]) -> Response:

@@ -22,7 +22,7 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ._observe import MALFORMED, PING, REFUSAL_REASONS, UNKNOWN, Observer, close_code_label
 from .types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -60,6 +60,25 @@ DURATION_BUCKETS = (
 PUBLISH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 2.0)
 
 _PREFIX = "observable_socket"
+
+# Each family's help text, by name without the prefix: both observers register the same
+# families (one as collected figures, one as prometheus_client metric objects).
+_HELP = {
+    "connections_open": "WebSocket connections open now.",
+    "connections": "WebSocket handshakes by outcome: accepted, or refused_<reason>.",
+    "disconnects": "Accepted connections ended, by close code (other: non-standard).",
+    "requests": "Frames answered, by route label and status.",
+    "request_duration_seconds": (
+        "From frame read to reply handed to the server (or queued behind a write)."
+    ),
+    "requests_in_flight": "Requests read whose reply is not yet handed to the server.",
+    "pushes": "Pushes by outcome: sent (handed to the server) or dropped.",
+    "queued_push_bytes": "Bytes of pushes waiting behind a busy writer.",
+    "slow_consumer_closes": "Connections closed for not reading their pushes.",
+    "backplane_connected": "1 while publishes reach every worker, else 0.",
+    "backplane_dropped": "Publishes that reached this worker's subscribers only.",
+    "backplane_publish_seconds": "Time to hand one publish to the other workers.",
+}
 
 
 def multiprocess_mode() -> bool:
@@ -207,67 +226,31 @@ class PrometheusMetrics(Observer):
 
     def collect(self) -> Iterator[Metric]:
         """The families, from the current figures; safe to call from another thread."""
-        yield _gauge("connections_open", "WebSocket connections open now.", self._open)
-        yield _counter(
-            "connections",
-            "WebSocket handshakes by outcome: accepted, or refused_<reason>.",
-            "outcome",
-            dict(self._outcomes),
-        )
-        yield _counter(
-            "disconnects",
-            "Accepted connections ended, by close code (other: non-standard).",
-            "code",
-            dict(self._disconnects),
-        )
+        yield _gauge("connections_open", self._open)
+        yield _counter("connections", "outcome", dict(self._outcomes))
+        yield _counter("disconnects", "code", dict(self._disconnects))
         requests = CounterMetricFamily(
-            f"{_PREFIX}_requests", "Frames answered, by route label and status.",
-            labels=["route", "status"],
-        )  # fmt: skip
+            f"{_PREFIX}_requests", _HELP["requests"], labels=["route", "status"]
+        )
         for (route, status), count in list(self._requests.items()):
             requests.add_metric([route, str(status)], count)
         yield requests
         durations = HistogramMetricFamily(
             f"{_PREFIX}_request_duration_seconds",
-            "From frame read to reply handed to the server (or queued behind a write).",
+            _HELP["request_duration_seconds"],
             labels=["route"],
         )
         for route, histogram in list(self._durations.items()):
             durations.add_metric([route], histogram.buckets(), histogram.total)
         yield durations
-        yield _gauge(
-            "requests_in_flight",
-            "Requests read whose reply is not yet handed to the server.",
-            self._in_flight,
-        )
-        yield _counter(
-            "pushes",
-            "Pushes by outcome: sent (handed to the server) or dropped.",
-            "outcome",
-            {"sent": self._sent, "dropped": self._dropped},
-        )
-        yield _gauge(
-            "queued_push_bytes", "Bytes of pushes waiting behind a busy writer.", self._queued_bytes
-        )
-        yield _counter(
-            "slow_consumer_closes",
-            "Connections closed for not reading their pushes.",
-            None,
-            {"": self._slow_closes},
-        )
-        yield _gauge(
-            "backplane_connected", "1 while publishes reach every worker, else 0.",
-            self._backplane_up,
-        )  # fmt: skip
-        yield _counter(
-            "backplane_dropped",
-            "Publishes that reached this worker's subscribers only.",
-            None,
-            {"": self._backplane_dropped},
-        )
+        yield _gauge("requests_in_flight", self._in_flight)
+        yield _counter("pushes", "outcome", {"sent": self._sent, "dropped": self._dropped})
+        yield _gauge("queued_push_bytes", self._queued_bytes)
+        yield _counter("slow_consumer_closes", None, {"": self._slow_closes})
+        yield _gauge("backplane_connected", self._backplane_up)
+        yield _counter("backplane_dropped", None, {"": self._backplane_dropped})
         publish = HistogramMetricFamily(
-            f"{_PREFIX}_backplane_publish_seconds",
-            "Time to hand one publish to the other workers.",
+            f"{_PREFIX}_backplane_publish_seconds", _HELP["backplane_publish_seconds"]
         )
         publish.add_metric([], self._publish.buckets(), self._publish.total)
         yield publish
@@ -323,56 +306,33 @@ class MultiprocessMetrics(PrometheusMetrics):
 
     def _register(self) -> None:
         reg = self.registry
-        self.connections_open = Gauge(
-            "connections_open", "WebSocket connections open now.",
-            namespace=_PREFIX, registry=reg, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.connections_total = Counter(
-            "connections", "WebSocket handshakes by outcome: accepted, or refused_<reason>.",
-            ["outcome"], namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
-        self.disconnects_total = Counter(
-            "disconnects", "Accepted connections ended, by close code (other: non-standard).",
-            ["code"], namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
-        self.requests_total = Counter(
-            "requests", "Frames answered, by route label and status.",
-            ["route", "status"], namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
-        self.request_duration_seconds = Histogram(
-            "request_duration_seconds",
-            "From frame read to reply handed to the server (or queued behind a write).",
-            ["route"], namespace=_PREFIX, registry=reg, buckets=DURATION_BUCKETS,
-        )  # fmt: skip
-        self.requests_in_flight = Gauge(
-            "requests_in_flight", "Requests read whose reply is not yet handed to the server.",
-            namespace=_PREFIX, registry=reg, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.pushes_total = Counter(
-            "pushes", "Pushes by outcome: sent (handed to the server) or dropped.",
-            ["outcome"], namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
-        self.queued_push_bytes_gauge = Gauge(
-            "queued_push_bytes", "Bytes of pushes waiting behind a busy writer.",
-            namespace=_PREFIX, registry=reg, multiprocess_mode="livesum",
-        )  # fmt: skip
-        self.slow_consumer_closes_total = Counter(
-            "slow_consumer_closes", "Connections closed for not reading their pushes.",
-            namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
+
+        def counter(name: str, *labels: str) -> Counter:
+            return Counter(name, _HELP[name], labels, namespace=_PREFIX, registry=reg)
+
+        def gauge(name: str, mode: Literal["livesum", "livemin"] = "livesum") -> Gauge:
+            return Gauge(name, _HELP[name], namespace=_PREFIX, registry=reg, multiprocess_mode=mode)
+
+        def histogram(name: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(
+                name, _HELP[name], labels, namespace=_PREFIX, registry=reg, buckets=buckets
+            )
+
+        self.connections_open = gauge("connections_open")
+        self.connections_total = counter("connections", "outcome")
+        self.disconnects_total = counter("disconnects", "code")
+        self.requests_total = counter("requests", "route", "status")
+        self.request_duration_seconds = histogram(
+            "request_duration_seconds", DURATION_BUCKETS, "route"
+        )
+        self.requests_in_flight = gauge("requests_in_flight")
+        self.pushes_total = counter("pushes", "outcome")
+        self.queued_push_bytes_gauge = gauge("queued_push_bytes")
+        self.slow_consumer_closes_total = counter("slow_consumer_closes")
         # The backplane counts as connected only while every worker's is (the lowest value).
-        self.backplane_connected_gauge = Gauge(
-            "backplane_connected", "1 while publishes reach every worker, else 0.",
-            namespace=_PREFIX, registry=reg, multiprocess_mode="livemin",
-        )  # fmt: skip
-        self.backplane_dropped_total = Counter(
-            "backplane_dropped", "Publishes that reached this worker's subscribers only.",
-            namespace=_PREFIX, registry=reg,
-        )  # fmt: skip
-        self.backplane_publish_seconds = Histogram(
-            "backplane_publish_seconds", "Time to hand one publish to the other workers.",
-            namespace=_PREFIX, registry=reg, buckets=PUBLISH_BUCKETS,
-        )  # fmt: skip
+        self.backplane_connected_gauge = gauge("backplane_connected", "livemin")
+        self.backplane_dropped_total = counter("backplane_dropped")
+        self.backplane_publish_seconds = histogram("backplane_publish_seconds", PUBLISH_BUCKETS)
         self.backplane_connected_gauge.set(1)
         # Children by label, looked up once: `labels()` takes a lock and builds a key.
         self._children: dict[tuple[str, int], Any] = {}
@@ -468,14 +428,14 @@ def build_metrics() -> PrometheusMetrics:
     return MultiprocessMetrics() if multiprocess_mode() else PrometheusMetrics()
 
 
-def _gauge(name: str, documentation: str, value: float) -> Metric:
-    return GaugeMetricFamily(f"{_PREFIX}_{name}", documentation, value=value)
+def _gauge(name: str, value: float) -> Metric:
+    return GaugeMetricFamily(f"{_PREFIX}_{name}", _HELP[name], value=value)
 
 
-def _counter(name: str, documentation: str, label: str | None, values: dict[str, int]) -> Metric:
+def _counter(name: str, label: str | None, values: dict[str, int]) -> Metric:
     if label is None:
-        return CounterMetricFamily(f"{_PREFIX}_{name}", documentation, value=values[""])
-    family = CounterMetricFamily(f"{_PREFIX}_{name}", documentation, labels=[label])
+        return CounterMetricFamily(f"{_PREFIX}_{name}", _HELP[name], value=values[""])
+    family = CounterMetricFamily(f"{_PREFIX}_{name}", _HELP[name], labels=[label])
     for key, value in values.items():
         family.add_metric([key], value)
     return family

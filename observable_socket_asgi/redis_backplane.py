@@ -141,13 +141,18 @@ class RedisBackplane(Backplane):
     # Backplane hooks
 
     async def _start(self) -> None:
+        # TCP keepalive notices a peer gone without a word; redis-py refuses the option on a
+        # unix:// URL (no TCP there, and the peer is on this machine).
+        keepalive: dict[str, Any] = (
+            {} if self.url.startswith("unix://") else {"socket_keepalive": True}
+        )
         self._redis = aioredis.Redis.from_url(
             self.url,
             # The listener owns reconnection (with backoff and resubscription), so redis-py
             # must report a failure at once instead of retrying behind its back.
             retry=Retry(NoBackoff(), 0),
             socket_connect_timeout=self.connect_timeout,
-            socket_keepalive=True,
+            **keepalive,
         )
         self._up = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -265,25 +270,10 @@ class RedisBackplane(Backplane):
     # History, presence and idempotent answers, in Redis
 
     def configure(
-        self,
-        *,
-        history_size: int = 0,
-        history_ttl: float = 300.0,
-        history_max_bytes: int = 1024 * 1024,
-        history_max_topics: int = 10_000,
-        presence_ttl: float = 15.0,
-        presence_max_info_bytes: int = 4096,
-        presence_events: bool = False,
+        self, *, history_size: int = 0, history_ttl: float = 300.0, **options: Any
     ) -> None:
-        super().configure(
-            history_size=history_size,
-            history_ttl=history_ttl,
-            history_max_bytes=history_max_bytes,
-            history_max_topics=history_max_topics,
-            presence_ttl=presence_ttl,
-            presence_max_info_bytes=presence_max_info_bytes,
-            presence_events=presence_events,
-        )
+        # only the history settings matter here; the rest go to `Backplane.configure` as given
+        super().configure(history_size=history_size, history_ttl=history_ttl, **options)
         # the history lives in Redis, shared by every worker, instead of in this process
         self.history = None
         self._shared_history = (

@@ -95,7 +95,8 @@ class SocketRouter:
             (`"https://*.example.com"`) or `"*"`; None: every origin. Others close 1008.
         require_origin: refuse handshakes without an `Origin` header (non-browser clients).
         sync_workers: threads for plain-`def` hooks and handlers.
-        on_startup, on_shutdown: callables (sync or async) run by the ASGI lifespan.
+        on_startup: callables (sync or async) run by the ASGI lifespan's startup.
+        on_shutdown: callables (sync or async) run by the ASGI lifespan's shutdown.
         backplane: what carries `publish()` to subscribers: None (this process only), a
             `redis://` URL (every worker sharing that Redis), or a `Backplane` instance.
         metrics_url: a path (`"/metrics"`) where a plain HTTP GET answers Prometheus

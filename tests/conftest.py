@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.helpers import WS_IMPLEMENTATIONS, Server, running
+from tests.helpers import WS_IMPLEMENTATIONS, Server, refusing_port, running
+from tests.redis_servers import redis_server  # noqa: F401 (a fixture, for every test file)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SIGINT back its default action when the suite was started with it ignored.
+
+    A shell runs a background job (`pytest &`, as scripts/test-pythons runs one per Python)
+    with SIGINT ignored, and every process started from it inherits that: Python then
+    installs no KeyboardInterrupt handler, and the tests that stop a CLI or a server with
+    Ctrl-C would wait on a process that never hears it.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -24,6 +39,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return None
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where connections are refused for the whole test (see refusing_port)."""
+    with refusing_port() as port:
+        yield port
+
+
 @pytest.fixture(params=WS_IMPLEMENTATIONS)
 def ws_impl(request: pytest.FixtureRequest) -> str:
     """Each of uvicorn's WebSocket implementations."""
@@ -32,15 +54,11 @@ def ws_impl(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def serve(ws_impl: str) -> Iterator[Any]:
-    """`serve(app, **uvicorn_options)` starts a real uvicorn server; stopped after the test."""
-    stack: list[Any] = []
+    """`serve(app, **uvicorn_options)` starts a real uvicorn server; stopped after the test
+    (every one of them, even when stopping another fails)."""
+    with contextlib.ExitStack() as stack:
 
-    def start(app: Any, **options: Any) -> Server:
-        cm = running(app, ws=ws_impl, **options)
-        server = cm.__enter__()
-        stack.append(cm)
-        return server
+        def start(app: Any, **options: Any) -> Server:
+            return stack.enter_context(running(app, ws=ws_impl, **options))
 
-    yield start
-    for cm in reversed(stack):
-        cm.__exit__(None, None, None)
+        yield start

@@ -264,6 +264,18 @@ def free_socket() -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where a connection is refused, for the length of the block.
+
+    The port stays bound (never listening) until the block ends: a port bound and closed at
+    once could be taken by another copy of the suite running at the same time, and answer.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 class Server:
     """A real uvicorn server on 127.0.0.1, in a thread with its own event loop."""
 
@@ -305,16 +317,18 @@ class Server:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(30)
+        if self.thread.ident is not None:  # started
+            self.thread.join(30)
         self.sock.close()
 
 
 @contextlib.contextmanager
 def running(app: Any, ws: str = "websockets-sansio", **options: Any) -> Iterator[Server]:
-    """Run `app` on real uvicorn for the duration of the block."""
+    """Run `app` on real uvicorn for the duration of the block; stopped (and its socket
+    closed) however the block ends, also when the start itself fails."""
     server = Server(app, ws=ws, **options)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()

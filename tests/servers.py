@@ -4,7 +4,10 @@ Granian and Daphne, each on 127.0.0.1 on a free port, serving an app named by im
 A subprocess rather than a thread, because Granian and Daphne own their process (a Rust
 runtime; Twisted's reactor) and because stopping one with a signal is what an operator does.
 Granian takes a port number only (no inherited socket), so a free port is picked, and the
-start is retried on another one if the port was taken in between.
+start is retried on another one if the port was taken in between. Several copies of the suite
+may run at once, so a server counts as started only once the socket listening on its port is
+held by its own process tree: otherwise the other copy's server, on a port taken in between,
+would answer the readiness check while this one exits with "address in use".
 """
 
 from __future__ import annotations
@@ -40,6 +43,42 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on 127.0.0.1:`port` (Linux's /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        # local address as hex "0100007F:PORT", state 0A is LISTEN, then the inode
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """True when every socket listening on 127.0.0.1:`port` belongs to `pid` or a process
+    it started (granian's workers, uvicorn's), and there is at least one."""
+    inodes = _listening_inodes(port)
+    held = set()
+    for process in _tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{process}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    held.add(os.readlink(fd))
+    return bool(inodes) and all(f"socket:[{inode}]" in held for inode in inodes)
 
 
 def command(
@@ -118,7 +157,8 @@ class ServerProcess:
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT),
             ):
-                return True
+                if owns_listener(self.process.pid, self.port):
+                    return True
             pause(0.05)
         self.kill()
         return False
@@ -154,8 +194,8 @@ def serving(
 ) -> Iterator[ServerProcess]:
     """Run `app` on `server` for the duration of the block, then stop it and close its log."""
     proc = ServerProcess(server, app, options, env)
-    proc.start()
     try:
+        proc.start()
         yield proc
     finally:
         with contextlib.suppress(Exception):

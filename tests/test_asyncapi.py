@@ -8,35 +8,22 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi._schema import Schema, json_schemas, topic_regex
+from observable_socket_asgi._schema import topic_regex
 from observable_socket_asgi.asyncapi import (
-    SCHEMA_REF,
     RouteDoc,
     TopicDoc,
     build_document,
     identifier,
 )
 from tests import npm
-from tests.typed_types import Basket, Move, Order, SumIn, SumOut
+from tests.typed_docs import sample_schemas
+from tests.typed_types import SumOut
 
 
 def sample() -> dict[str, Any]:
     """A document with typed and untyped routes, shared models and two push topics."""
 
-    def schema(tp: Any) -> Schema:
-        return Schema.build(tp, 10, "t")
-
-    by_key, definitions = json_schemas(
-        [
-            ("sum", "validation", schema(SumIn)),
-            ("sum", "serialization", schema(SumOut)),
-            ("move", "validation", schema(Move)),
-            ("order", "validation", schema(Order)),
-            ("order", "serialization", schema(Basket)),
-            ("room", "serialization", schema(SumOut)),
-        ],
-        SCHEMA_REF,
-    )
+    by_key, definitions = sample_schemas(("room", "serialization", SumOut))
     routes = [
         RouteDoc(
             "math/sum",

@@ -8,7 +8,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.envelope import encode_push
-from tests.helpers import PROCESS_TIMEOUT, running
+from tests.helpers import PROCESS_TIMEOUT, refusing_port, running
 
 pytestmark = pytest.mark.e2e
 
@@ -127,11 +126,8 @@ def test_call_timeout_exits_4() -> None:
 
 def test_call_refused_and_closed_exit_3() -> None:
     """Nobody listening, or a server closing with 1008: a clear message and exit 3."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    done = cli("call", f"ws://127.0.0.1:{port}/ws", "math/sum", "[1]")
+    with refusing_port() as port:
+        done = cli("call", f"ws://127.0.0.1:{port}/ws", "math/sum", "[1]")
     assert done.returncode == 3
     assert "connection refused" in done.stderr
 

@@ -20,7 +20,16 @@ from observable_socket_asgi.client import (
     connect,
 )
 from observable_socket_asgi.envelope import Response
-from tests.helpers import MS, TIMEOUT, Server, eventually, on_server, running, wait_until
+from tests.helpers import (
+    MS,
+    TIMEOUT,
+    Server,
+    eventually,
+    on_server,
+    refusing_port,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,14 +57,6 @@ def make_router(**options: Any) -> SocketRouter:
         return {"status": 201}
 
     return router
-
-
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return int(port)
 
 
 # The pure policy
@@ -307,9 +308,8 @@ async def test_close_1008_is_never_retried() -> None:
 
 async def test_connect_refused_raises_connect_failed() -> None:
     """Nobody listening: entering the block raises ConnectFailed with a clear message."""
-    url = f"ws://127.0.0.1:{closed_port()}"
-    with pytest.raises(ConnectFailed, match="connection refused"):
-        async with connect(url):
+    with refusing_port() as port, pytest.raises(ConnectFailed, match="connection refused"):
+        async with connect(f"ws://127.0.0.1:{port}"):
             pass
 
 

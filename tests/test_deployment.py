@@ -35,9 +35,9 @@ from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import Client, ConnectFailed
 from tests.helpers import JS_PING, MS, PROCESS_TIMEOUT, TIMEOUT, Server, pause, request, running
 from tests.protocol_cases import install_routes
-from tests.servers import serving
+from tests.redis_servers import RedisServer, redis_server  # noqa: F401
+from tests.servers import owns_listener, serving
 from tests.test_end_to_end import error_logs, make_router
-from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ server {{
 
 
 def tls_server(site: str, directory: Path) -> str:
-    """The site's `server` block over TLS, as the README says to change it: `ssl` on the
+    """The site's `server` block over TLS, as the deployment guide says to change it: `ssl` on the
     `listen` line and a certificate (self-signed for 127.0.0.1, made here with openssl)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -177,7 +177,9 @@ class Nginx:
         deadline = time.monotonic() + PROCESS_TIMEOUT
         while time.monotonic() < deadline and self.process.poll() is None:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                return True
+                # nginx retries a bind for a while: what answers may be another copy's server
+                if owns_listener(self.process.pid, port):
+                    return True
             pause(20 * MS)
         return False
 

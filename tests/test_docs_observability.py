@@ -1,9 +1,8 @@
-"""The README's "Metrics, tracing and a live view" section runs as written.
+"""The "Metrics, tracing and a live view" page (docs/observability.md) runs as written.
 
 Its Python blocks become `app.py` (the app, then the SDK set-up appended, as the text says)
-and `client.py`; its shell blocks run in bash as they are, on a free port instead of 8000,
-with `uvicorn` started in the background (and stopped after the block) and `top` shown twice
-instead of forever.
+and `client.py`; its shell blocks run in bash as they are, on a free port instead of 8013,
+with `uvicorn` started in the background (and stopped after the block) and `top` shown twice.
 """
 
 from __future__ import annotations
@@ -11,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,25 @@ SHIMS = """
 set -euo pipefail
 # Stop the servers gracefully when the block ends, and wait for them.
 trap 'for p in $(cat "$SERVER_PIDS" 2>/dev/null); do kill "$p" 2>/dev/null || :; done; wait' EXIT
+# uvicorn serves the socket the test holds bound to $PORT (inherited as $PORT_FD): a port
+# closed and named again could be taken meanwhile by another copy of the suite. The socket
+# listens already, so readiness is an HTTP answer, not an accepted connection.
 uvicorn() {
-    command "$PY" -m uvicorn "$@" --port "$PORT" --log-level warning >>"$SERVER_LOG" 2>&1 &
+    command "$PY" -m uvicorn "$@" --fd "$PORT_FD" --log-level warning >>"$SERVER_LOG" 2>&1 &
     echo $! >>"$SERVER_PIDS"
     "$PY" - <<'WAIT'
 import os, socket, time
 deadline = time.monotonic() + 20 * float(os.environ["SCALE"])
 while True:
     try:
-        socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 0.5).close()
-        break
+        with socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 0.5) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\\r\\n\\r\\n")
+            if sock.recv(16).startswith(b"HTTP/"):
+                break
     except OSError:
-        assert time.monotonic() < deadline, "uvicorn did not listen"
-        time.sleep(0.05)
+        pass
+    assert time.monotonic() < deadline, "uvicorn did not answer"
+    time.sleep(0.05)
 WAIT
 }
 python() { command "$PY" "$@"; }
@@ -52,9 +59,9 @@ observable-socket() { command "$PY" -m observable_socket_asgi "$@" --count 2 --i
 
 
 def blocks() -> list[tuple[str, str]]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "observability.md").read_text()
     match = SECTION.search(text)
-    assert match, "the README lost its observability section"
+    assert match, "docs/observability.md lost its observability section"
     return [(lang, body) for lang, body in BLOCK.findall(match.group(1))]
 
 
@@ -66,11 +73,17 @@ def test_the_section_has_the_blocks_this_test_runs() -> None:
 
 def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a shell block; its servers stop with it (the trap), or here if it timed out."""
-    script = SHIMS + block.replace("8000", "$PORT")
+    script = SHIMS + block.replace("8013", "$PORT")
     pids = Path(env["SERVER_PIDS"])
     try:
         return subprocess.run(
-            ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            ["bash", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            pass_fds=[int(env["PORT_FD"])],
         )
     finally:
         for pid in pids.read_text().split() if pids.exists() else ():
@@ -81,25 +94,31 @@ def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
         pids.unlink(missing_ok=True)
 
 
-def test_readme_observability_section_runs(tmp_path: Path) -> None:
+@pytest.fixture
+def port() -> Iterator[socket.socket]:
+    """A listening socket on a free loopback port, closed after the test whatever happens."""
+    with free_socket() as sock:
+        yield sock
+
+
+def test_readme_observability_section_runs(tmp_path: Path, port: socket.socket) -> None:
     """The app serves metrics and spans, the traced client continues its trace on the server,
     `top` shows the route, and the multi-worker set-up scrapes both workers."""
     (app, sdk), client, (_, one), (_, many) = blocks()[:2], blocks()[2], blocks()[3], blocks()[4]
     (tmp_path / "app.py").write_text(app[1] + "\n" + sdk[1])
-    port = free_socket()
     number = port.getsockname()[1]
-    port.close()
     env = {
         **os.environ,
         "PY": sys.executable,
         "PORT": str(number),
+        "PORT_FD": str(port.fileno()),
         "SCALE": str(MS * 1000),
         "SERVER_LOG": str(tmp_path / "server.log"),
         "SERVER_PIDS": str(tmp_path / "pids"),
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    (tmp_path / "client.py").write_text(client[1].replace("8000", str(number)))
+    (tmp_path / "client.py").write_text(client[1].replace("8013", str(number)))
 
     done = run_bash(one, tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr

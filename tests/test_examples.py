@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +21,23 @@ from websockets.asyncio.client import connect
 
 from observable_socket_asgi import SocketRouter
 from tests.helpers import TIMEOUT, plain_asgi, request, running
+from tests.processes import stop
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 async def ask(url: str, *frames: str) -> list[dict[str, Any]]:
-    """Send each frame and read one answer per frame, on one connection."""
+    """Send each frame and read its answer, on one connection, setting pushes aside."""
     async with asyncio.timeout(TIMEOUT), connect(url) as ws:
         answers = []
         for frame in frames:
             await ws.send(frame)
-            answers.append(orjson.loads(await ws.recv()))
+            answer = orjson.loads(await ws.recv())
+            while "route" in answer:  # a push (replies carry no route)
+                answer = orjson.loads(await ws.recv())
+            answers.append(answer)
         return answers
 
 
@@ -97,3 +110,117 @@ def test_router_mounted_in_starlette_with_root_path() -> None:
     assert answer["status"] == 200
     assert answer["payload"]["path"].endswith("/api/ws")
     assert answer["payload"]["root_path"].startswith("/prefix")
+
+
+# Examples' error paths and the ways they are served
+
+
+def test_chat_checks_payloads_in_data_check() -> None:
+    """examples/chat.py answers 400 (not 500) to a join, leave or say with a bad payload."""
+    from examples import chat
+
+    bad = [
+        request("room/join", None, uuid=1),
+        request("room/join", {"name": "ada"}, uuid=2),
+        request("room/join", {"room": ""}, uuid=3),
+        request("room/leave", [1], uuid=4),
+        request("room/say", {"room": "lobby"}, uuid=5),
+        request("room/say", {"room": "lobby", "text": 5}, uuid=6),
+    ]
+    with running(chat.app) as server:
+        answers = asyncio.run(ask(f"{server.url}/ws", *bad))
+        (joined,) = asyncio.run(ask(f"{server.url}/ws", request("room/join", {"room": "x"})))
+    assert [(a["uuid"], a["status"]) for a in answers] == [(n, 400) for n in range(1, 7)]
+    assert joined["status"] == 200 and joined["payload"] == {"topic": "room:x"}
+
+
+def test_articles_router_served_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`uvicorn examples.articles:router`: the router opens a session per connection itself."""
+    monkeypatch.setenv("EXAMPLES_DB_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    from examples import articles
+
+    with running(articles.router) as server:
+        alice = asyncio.run(
+            ask(f"{server.url}/ws?user=alice", *map(article, range(5), (1, 3, 4, 99, "x")))
+        )
+        anonymous = asyncio.run(ask(f"{server.url}/", article(1, 2)))
+    assert [a["status"] for a in alice] == [200, 200, 403, 404, 400]
+    assert alice[1]["payload"]["title"] == "Alice's drafts"
+    assert [a["status"] for a in anonymous] == [403]
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws2", "/ws3", "/ws4/"])
+def test_fastapi_example_every_way_has_a_session(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of the FastAPI example's four ways gives get-article a session and the user."""
+    monkeypatch.setenv("EXAMPLES_DB_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    from examples import fastapi_app
+
+    with running(fastapi_app.app) as server:
+        alice = asyncio.run(
+            ask(f"{server.url}{path}?user=alice", *map(article, range(4), (1, 3, 4, 99)))
+        )
+        anonymous = asyncio.run(ask(f"{server.url}{path}", article(1, 3)))
+    assert [a["status"] for a in alice] == [200, 200, 403, 404]
+    assert alice[0]["payload"]["author"] == "alice"
+    assert [a["status"] for a in anonymous] == [403]
+
+
+def read_banner(proc: subprocess.Popen[str]) -> str:
+    """The ws:// address the demo prints once it listens (fails if it exits first)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "listening on" in line:
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(20 * TIMEOUT)
+    match = re.search(r"listening on (ws://\S+/ws)\.", "".join(lines))
+    assert match, f"no address in the demo's output: {lines!r}"
+    return match.group(1)
+
+
+@contextlib.contextmanager
+def demo_process(args: list[str], env: dict[str, str]) -> Iterator[str]:
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield read_banner(proc)
+    finally:
+        stop(proc, 10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["scripts/serve"], {"PORT": "0"}),
+        ([sys.executable, "-m", "examples.app", "--port", "0"], {"PORT": "1"}),
+        ([sys.executable, "-m", "examples.app", "--port", "0", "--host", "localhost"], {}),
+    ],
+    ids=["serve-PORT", "demo-port-over-PORT", "demo-host"],
+)
+def test_demo_prints_the_address_it_listens_on(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """`scripts/serve` and `python -m examples.app` take the port from --port, else PORT, and
+    print the address they really listen on: a client reaches the demo there."""
+    env = {**env, "EXAMPLES_DB_URL": f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"}
+    with demo_process(args, env) as url:
+        assert not url.endswith(":0/ws") and ":1/ws" not in url
+        (answer,) = asyncio.run(ask(url, request("math/sum", [1, 2, 3, 4])))
+    assert answer["payload"] == {"sum": 10}

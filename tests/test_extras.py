@@ -6,31 +6,12 @@ None` makes its import fail), so the rest of the suite keeps its modules.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import textwrap
 import tomllib
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROCESS_TIMEOUT
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_hidden(hidden: tuple[str, ...], body: str) -> subprocess.CompletedProcess[str]:
-    """Run `body` in a new interpreter in which the modules `hidden` cannot be imported."""
-    code = "import sys\n"
-    code += "".join(f"sys.modules[{name!r}] = None\n" for name in hidden)
-    code += textwrap.dedent(body)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-        cwd=ROOT,
-    )
+from tests.processes import ROOT, run_hidden
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +23,8 @@ from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
 from tests.helpers import MS, TIMEOUT, Server, free_socket, request, running
 from tests.metrics_helpers import Scrape, scrape
-from tests.test_redis_backplane import RedisServer
+from tests.processes import run_hidden, stop
+from tests.redis_servers import RedisServer
 
 
 def scrape_of(metrics: PrometheusMetrics) -> Scrape:
@@ -362,7 +360,8 @@ def test_router_metrics_option_is_checked() -> None:
 
 def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
     """With metrics and tracing off, serving a request imports neither library."""
-    code = textwrap.dedent(
+    out = run_hidden(
+        (),
         """
         import asyncio, sys
         from observable_socket_asgi import SocketRouter
@@ -384,31 +383,13 @@ def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
                      if m.split(".")[0] in ("prometheus_client", "opentelemetry")
                      or m in ("observable_socket_asgi.metrics", "observable_socket_asgi.tracing"))
         print(bad)
-        """
+        """,
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # A Redis outage, with a real redis-server
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for one test; skipped (or failed in CI) when it is not installed."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        if os.environ.get("OBSERVABLE_SOCKET_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required here (OBSERVABLE_SOCKET_REQUIRE_REDIS=1)")
-        pytest.skip("redis-server not found: apt-get install redis-server")
-    server = RedisServer(executable)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.mark.redis
@@ -446,55 +427,61 @@ async def test_redis_outage_is_seen_in_the_backplane_metrics(redis_server: Redis
 
 
 def test_two_workers_scrape_adds_up_both(tmp_path: Any) -> None:
-    """With PROMETHEUS_MULTIPROC_DIR, `uvicorn --workers 2` reports both workers' requests
-    and connections whichever worker answers the scrape."""
+    """With PROMETHEUS_MULTIPROC_DIR, two worker processes report both workers' requests and
+    connections, whichever of them answers the scrape.
+
+    Each worker listens on a socket of its own, so the test decides which worker serves
+    which connection: with `--workers 2` on one socket the kernel may hand every connection
+    to the same worker on a loaded machine, and the sum would prove nothing.
+    """
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    fd = sock.fileno()
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "examples.observed:app", "--fd", str(fd),
-         "--workers", "2", "--log-level", "warning"],
-        cwd=root,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
-        pass_fds=[fd],
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/metrics"
+    socks = [free_socket(), free_socket()]
+    uvicorn_command = [sys.executable, "-m", "uvicorn", "examples.observed:app"]
+    uvicorn_command += ["--log-level", "warning"]
+    procs = [
+        subprocess.Popen(
+            [*uvicorn_command, "--fd", str(sock.fileno())],
+            cwd=root,
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)},
+            pass_fds=[sock.fileno()],
+        )
+        for sock in socks
+    ]
+    ports = [sock.getsockname()[1] for sock in socks]
     try:
-        asyncio.run(_two_workers(f"ws://127.0.0.1:{port}/ws", url))
+        asyncio.run(_two_workers(ports))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        sock.close()
+        for proc in procs:
+            stop(proc, 30)
+        for sock in socks:
+            sock.close()
 
 
-async def _two_workers(ws_url: str, url: str) -> None:
+async def _two_workers(ports: list[int]) -> None:
+    urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
     async with asyncio.timeout(TIMEOUT * 6):
-        while True:  # both workers import the app and start; any scrape answering will do
-            try:
-                await asyncio.to_thread(scrape, url)
-                break
-            except OSError:
-                await asyncio.sleep(50 * MS)
+        for url in urls:  # each worker imports the app and starts
+            while True:
+                try:
+                    await asyncio.to_thread(scrape, url)
+                    break
+                except OSError:
+                    await asyncio.sleep(50 * MS)
         pids: dict[int, int] = {}
         connections = 0
-        # The kernel spreads connections between the workers; stop once both served some.
-        while len(pids) < 2 or min(pids.values()) < 2:
-            assert connections < 200, f"one worker served every connection: {pids}"
-            async with connect(ws_url, compression=None) as ws:
-                connections += 1
-                for n in range(3):
-                    reply = await exchange(ws, request("whoami", None, uuid=n))
-                    pid = reply["payload"]["pid"]
-                    pids[pid] = pids.get(pid, 0) + 1
+        for port, count in zip(ports, (2, 3), strict=True):  # 2 connections to one, 3 to the other
+            for _ in range(count):
+                async with connect(f"ws://127.0.0.1:{port}/ws", compression=None) as ws:
+                    connections += 1
+                    for n in range(3):
+                        reply = await exchange(ws, request("whoami", None, uuid=n))
+                        pid = reply["payload"]["pid"]
+                        pids[pid] = pids.get(pid, 0) + 1
+        assert len(pids) == 2, pids  # two processes really served
         total = sum(pids.values())
-        for _ in range(6):  # several scrapes, answered by either worker: the same sums
+        for url in urls * 3:  # several scrapes, from either worker: the same sums
             s = await wait_for_scrape(url, lambda s: s.value("connections_open") == 0)
             assert s.value("requests_total", route="whoami", status=200) == total, pids
             assert s.value("connections_total", outcome="accepted") == connections

@@ -1,4 +1,4 @@
-"""The README's resume / idempotency / presence section runs as written.
+"""The resume / idempotency / presence page (docs/resume.md) runs as written.
 
 Its `# name.py` blocks are written to a temporary directory; the test module among them runs
 under pytest; the client script runs against the module's router served by real uvicorn (the
@@ -38,7 +38,7 @@ def pytest_pyfunc_call(pyfuncitem):
 
 def blocks() -> list[tuple[str, str, str]]:
     """(language, the comment line before the fence, code) of every block in the section."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "resume.md").read_text()
     section = text[text.index("<!-- BEGIN:resume -->") : text.index("<!-- END:resume -->")]
     found = []
     for match in re.finditer(r"((?:<!--[^\n]*-->\n)?)```(\w+)\n(.*?)\n```", section, re.S):
@@ -70,7 +70,7 @@ def test_section_has_what_it_promises() -> None:
 
 
 def test_the_test_module_passes(page: Path) -> None:
-    """The README's test of a resume passes under pytest."""
+    """The page's test of a resume passes under pytest."""
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_rooms.py"],
         cwd=page,

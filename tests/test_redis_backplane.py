@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,92 +16,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from observable_socket_asgi import SocketRouter, Status
 from observable_socket_asgi.redis_backplane import RedisBackplane
-from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, free_socket, pause, request
+from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, free_socket, request
+from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway redis-server on a loopback port, without persistence."""
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.executable,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = _deadline()
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 500 * MS) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or _now() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            _pause()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(PROCESS_TIMEOUT)
-            self.proc = None
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
-
-
-def _deadline() -> float:
-    return _now() + 10_000 * MS
-
-
-def _pause() -> None:
-    pause(20 * MS)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for one test; skipped (or failed in CI) when it is not installed."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        if os.environ.get("OBSERVABLE_SOCKET_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is required here (OBSERVABLE_SOCKET_REQUIRE_REDIS=1)")
-        pytest.skip("redis-server not found: apt-get install redis-server")
-    server = RedisServer(executable)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def test_reconnect_delays_grow_to_max_backoff_with_jitter() -> None:
@@ -254,8 +172,10 @@ async def next_push(ws: ClientConnection, topic: str) -> Any:
 
 @pytest.fixture
 def workers(redis_server: RedisServer) -> Iterator[list[Worker]]:
-    started = [Worker(redis_server.url), Worker(redis_server.url)]
+    started: list[Worker] = []
     try:
+        for _ in range(2):
+            started.append(Worker(redis_server.url))  # the first stopped if the second fails
         yield started
     finally:
         for worker in started:

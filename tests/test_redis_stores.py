@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._history import split_push
@@ -17,13 +16,13 @@ from observable_socket_asgi._redis_stores import RedisHistory, RedisIdempotencyS
 from observable_socket_asgi.envelope import encode_reply
 from observable_socket_asgi.redis_backplane import RedisBackplane
 from tests.helpers import MS, TIMEOUT, Conversation, request
-from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
+from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis
 
 
 async def client(server: RedisServer) -> Any:
-    return aioredis.Redis.from_url(server.url)
+    return server.client()
 
 
 async def until(check: Callable[[], Any]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.helpers import MS, TIMEOUT, free_socket, request
-from tests.test_redis_backplane import RedisServer, redis_server  # noqa: F401
+from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 
 pytestmark = pytest.mark.redis
 
@@ -61,8 +61,10 @@ class Worker:
 
 @pytest.fixture
 def workers(redis_server: RedisServer) -> Iterator[list[Worker]]:  # noqa: F811
-    started = [Worker(redis_server.url), Worker(redis_server.url)]
+    started: list[Worker] = []
     try:
+        for _ in range(2):
+            started.append(Worker(redis_server.url))  # the first stopped if the second fails
         yield started
     finally:
         for worker in started:

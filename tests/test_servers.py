@@ -2,7 +2,7 @@
 Hypercorn, Granian and Daphne, each a real process on 127.0.0.1 and a real `websockets` client.
 
 The shared protocol cases and the bundled examples run on each. Then one test per row of the
-README's "Servers" table checks what differs between servers, so the table cannot go stale.
+"Servers" table (docs/servers.md) checks what differs between servers, so it cannot go stale.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_fastapi_example_on_every_server(server: str, tmp_path: Path) -> None:
     assert payloads == [{"sum": 10}] * 4
 
 
-# Where servers differ: one test per row of the README's "Servers" table
+# Where servers differ: one test per row of the "Servers" table (docs/servers.md)
 
 #: how a server ends a connection whose incoming message is over its default limit:
 #: the close code the client reads, None for a dropped connection without a close frame
@@ -285,7 +285,7 @@ class PingCounter(ClientConnection):
         super().process_event(event)
 
 
-#: the flag that makes each server send protocol pings (its default in the README's table);
+#: the flag that makes each server send protocol pings (its default in the Servers table);
 #: Granian has no such setting
 PING_FLAG = {
     **{name: ("--ws-ping-interval", str(200 * MS)) for name in UVICORNS},
@@ -340,10 +340,10 @@ def test_daphne_closes_every_websocket_after_websocket_timeout() -> None:
 
 
 def test_readme_servers_table_names_these_tests() -> None:
-    """Each row of the README's "Servers" table names a test of this file that exists, and
-    every test of a difference here has its row."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("\n## Servers\n", 1)[1].split("\n## ", 1)[0]
+    """Each row of the "Servers" table (docs/servers.md) names a test of this file that
+    exists, and every test of a difference here has its row."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "servers.md").read_text()
+    section = page.split("# Servers\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "`test_" in line]
     cited = {re.findall(r"`(test_\w+)`", row)[-1] for row in rows}
     differences = {

@@ -137,17 +137,18 @@ async def test_handshake_headers_reach_the_app() -> None:
         assert (await client.request("who")).payload == ["Bearer x", "7"]
 
 
+async def broken(scope: Any, receive: Any, send: Any) -> None:
+    """An app that has no lifespan and crashes on the first frame after accepting."""
+    if scope["type"] == "lifespan":
+        raise RuntimeError("no lifespan")
+    await receive()
+    await send({"type": "websocket.accept"})
+    await receive()
+    raise ValueError("boom")
+
+
 async def test_app_error_is_reported() -> None:
     """An app that crashes fails the test with its exception, not a hang."""
-
-    async def broken(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            raise RuntimeError("no lifespan")
-        await receive()
-        await send({"type": "websocket.accept"})
-        await receive()
-        raise ValueError("boom")
-
     with pytest.raises(AssertionError, match="boom"):
         async with TestClient(broken, timeout=500 * MS) as client:
             await client.request("anything")
@@ -184,14 +185,6 @@ def test_blocking_client_refusal_and_app_errors() -> None:
     """A 1008 refusal is a close code; a crashing app fails the block with its exception."""
     with TestClient(make_router(access_logic=lambda ws: False)) as client:
         assert client.wait_closed() == 1008
-
-    async def broken(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            raise RuntimeError("no lifespan")
-        await receive()
-        await send({"type": "websocket.accept"})
-        await receive()
-        raise ValueError("boom")
 
     with pytest.raises(AssertionError, match="boom"):
         with TestClient(broken, timeout=500 * MS) as client:

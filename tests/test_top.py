@@ -17,7 +17,7 @@ pytest.importorskip("prometheus_client")
 from observable_socket_asgi import _top
 from observable_socket_asgi._observe import UNKNOWN
 from observable_socket_asgi.metrics import PrometheusMetrics
-from tests.helpers import MS, TIMEOUT, free_socket, request, running
+from tests.helpers import MS, TIMEOUT, refusing_port, request, running
 
 
 def text_of(metrics: PrometheusMetrics) -> str:
@@ -147,10 +147,8 @@ def test_top_shows_a_live_router() -> None:
 
 def test_top_reports_an_unreachable_server() -> None:
     """No server: the screen says why, and --count ends with exit status 3."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    done = run_top(f"http://127.0.0.1:{port}/metrics", "--count", "1", "--timeout", "2")
+    with refusing_port() as port:
+        done = run_top(f"http://127.0.0.1:{port}/metrics", "--count", "1", "--timeout", "2")
     assert done.returncode == 3
     assert "cannot read the metrics" in done.stdout
     bad = run_top("ws://127.0.0.1:1/metrics", "--count", "1")

@@ -25,6 +25,7 @@ from observable_socket_asgi import EncodeError, SocketRouter, Status
 from observable_socket_asgi.testing import TestClient
 from tests import npm
 from tests.helpers import TIMEOUT, Communicator, request, running
+from tests.typed_docs import MESSAGE_TS
 from tests.typed_types import Item, Move, Order, SumIn, SumOut
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +33,8 @@ BIN = Path(sys.executable).parent
 
 
 def readme_blocks(language: str) -> list[str]:
-    """The code blocks of one language in the README's typed-routes section."""
-    text = (ROOT / "README.md").read_text()
+    """The code blocks of one language in the typed-routes page (docs/typed.md)."""
+    text = (ROOT / "docs" / "typed.md").read_text()
     section = text.split("<!-- BEGIN:typed -->", 1)[1].split("<!-- END:typed -->", 1)[0]
     return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
 
@@ -118,18 +119,10 @@ def test_readme_command_lines_and_typescript(readme_app: ModuleType, tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-USAGE = """\
-import type { Routes, Topics } from "./api";
-
-// The ObservableSocket client's message: generic in its payload.
-interface Message<T> {
-  uuid: string;
-  route: string;
-  headers: { [key: string]: unknown };
-  payload: T;
-  status: number;
-}
-
+USAGE = (
+    'import type { Routes, Topics } from "./api";\n\n'
+    + MESSAGE_TS
+    + """
 export const sum: Message<Routes["math/sum"]["request"]> = {
   uuid: "1", route: "math/sum", headers: {}, payload: { numbers: [1, 2] }, status: 200,
 };
@@ -142,6 +135,7 @@ export const wrong: Message<Routes["math/sum"]["request"]> = {
   uuid: "2", route: "math/sum", headers: {}, payload: { numbers: "1, 2" }, status: 200,
 };
 """
+)
 
 
 # The pipeline with types

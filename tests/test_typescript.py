@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi._schema import Schema, json_schemas
 from observable_socket_asgi._typescript import render, ts_type
-from observable_socket_asgi.asyncapi import SCHEMA_REF, RouteDoc, TopicDoc
+from observable_socket_asgi.asyncapi import RouteDoc, TopicDoc
 from tests import npm
-from tests.typed_types import Basket, Move, Order, SumIn, SumOut
+from tests.typed_docs import MESSAGE_TS, sample_schemas
 
 
 @pytest.mark.parametrize(
@@ -59,20 +58,7 @@ def test_object_properties_and_optional_keys() -> None:
 
 
 def generated() -> str:
-    def schema(tp: Any) -> Schema:
-        return Schema.build(tp, 10, "t")
-
-    by_key, definitions = json_schemas(
-        [
-            ("sum", "validation", schema(SumIn)),
-            ("sum", "serialization", schema(SumOut)),
-            ("move", "validation", schema(Move)),
-            ("order", "validation", schema(Order)),
-            ("order", "serialization", schema(Basket)),
-            ("maybe", "validation", schema(list[int] | None)),
-        ],
-        SCHEMA_REF,
-    )
+    by_key, definitions = sample_schemas(("maybe", "validation", list[int] | None))
     routes = [
         RouteDoc(
             "math/sum",
@@ -107,18 +93,10 @@ def test_render_declares_interfaces_and_maps() -> None:
     assert "export interface ErrorPayload {" in text
 
 
-USAGE = """\
-import type { ErrorPayload, Routes, RouteName, Topics } from "./api";
-
-// The ObservableSocket client's message: generic in its payload.
-interface Message<T> {
-  uuid: string;
-  route: string;
-  headers: { [key: string]: unknown };
-  payload: T;
-  status: number;
-}
-
+USAGE = (
+    'import type { ErrorPayload, Routes, RouteName, Topics } from "./api";\n\n'
+    + MESSAGE_TS
+    + """
 type Request<R extends RouteName> = Message<Routes[R]["request"]>;
 
 function send<R extends RouteName>(route: R, payload: Routes[R]["request"]): Request<R> {
@@ -143,6 +121,7 @@ export const half = send("game/move", { x: 1 });
 // @ts-expect-error: no such route
 export const missing = send("no/such/route", null);
 """
+)
 
 
 def test_generated_typescript_compiles_strictly(tmp_path: Path) -> None:
