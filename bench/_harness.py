@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+#: where results go; BENCH_RESULTS moves them (the smoke test writes to a temporary folder)
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench" / "results")
 SEED = 20250101
 SERVER_CORE, CLIENT_CORE = "0", "1"
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -62,13 +63,20 @@ def available(name: str) -> str | None:
 class Server:
     """A contender served by uvicorn in a child process pinned to the server core."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str] | None = None, core: str = SERVER_CORE
+    ) -> None:
+        from bench.apps import PATHS
+
         self.name = name
         self.port = _free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.url = f"ws://127.0.0.1:{self.port}{PATHS.get(name, '/ws')}"
+        #: what the load generator must speak to it
+        self.proto = "socketio" if name == "socketio" else "envelope"
         self.proc = subprocess.Popen(
-            [*_pin(SERVER_CORE), sys.executable, "-m", "bench.server", name, str(self.port)],
+            [*_pin(core), sys.executable, "-m", "bench.server", name, str(self.port)],
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
             # the original package prints every close code on stdout
             stdout=subprocess.DEVNULL,
         )
@@ -104,6 +112,51 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence), on the client core:
+    in the fan-out scenario the client mostly waits, the subscribers' server must not share."""
+
+    def __init__(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError("redis-server not found: apt-get install redis-server")
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(
+            [
+                *_pin(CLIENT_CORE),
+                executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -223,9 +276,26 @@ def contenders(requested: list[str] | None = None) -> tuple[list[str], dict[str,
     return [name for name in names if name not in missing], missing
 
 
-def env_float(name: str, default: float) -> float:
+def quick() -> bool:
+    """True for a smoke run (`scripts/bench --quick`, BENCH_QUICK=1): tiny counts, one repeat,
+    numbers that mean nothing; it only shows that every scenario runs end to end."""
+    return os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def env_float(name: str, default: float, quick_value: float | None = None) -> float:
+    if quick_value is not None and quick() and name not in os.environ:
+        return quick_value
     return float(os.environ.get(name, default))
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, quick_value: int | None = None) -> int:
+    if quick_value is not None and quick() and name not in os.environ:
+        return quick_value
     return int(os.environ.get(name, default))
+
+
+def env_ints(name: str, default: list[int], quick_value: list[int] | None = None) -> list[int]:
+    """A comma-separated list of counts, e.g. BENCH_GROWTH_CONNS=1,16,256."""
+    if name in os.environ:
+        return [int(part) for part in os.environ[name].split(",") if part.strip()]
+    return list(quick_value if quick_value is not None and quick() else default)

@@ -8,6 +8,12 @@ routers of this project only), and `push` starts pushing frames at the client (t
 slow-consumer scenario). The bare apps ignore `route` except
 where a scenario needs it; they are the ceilings, not routers.
 
+Fan-out (`bench/fanout.py`) adds two routes to `bare`, `router` and `socketio`: `subscribe`
+puts the connection on the topic `fan`, and `fanout` (payload `{"count": n}`) pushes `n`
+frames of about 100 B to every subscriber, then answers. `socketio` speaks Socket.IO, not
+the envelope: each route is an event and the request's uuid travels as the ack id, so the
+same envelope comes back in the ack (`bench/loadgen.py` speaks both).
+
 `build(name)` returns the app; `CONTENDERS` lists the names in report order. An app that
 cannot be built (the FastAPI adapter before it exists) raises `Unavailable`.
 """
@@ -15,6 +21,7 @@ cannot be built (the FastAPI adapter before it exists) raises `Unavailable`.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +33,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: report order; `bare` is the baseline every figure is divided by
-CONTENDERS = ("bare", "bare_task", "fastapi", "original", "router", "adapter")
+CONTENDERS = ("bare", "bare_task", "fastapi", "original", "router", "adapter", "socketio")
 
 LABELS = {
     "bare": "bare ASGI echo (inline)",
@@ -36,9 +43,21 @@ LABELS = {
     "router": "observable-socket-asgi (standalone)",
     "adapter": "observable-socket-asgi via fastapi_adapter",
     "router_drop": "observable-socket-asgi, slow_consumer='drop_oldest'",
+    "router_redis": "observable-socket-asgi with the Redis backplane (pushes from another worker)",
+    "router_access": "observable-socket-asgi with an async access_logic checking a query token",
+    "socketio": "python-socketio AsyncServer (ASGI), events with ack, emit(room=...)",
     "router_metrics": "observable-socket-asgi, metrics_url='/metrics'",
     "router_tracing": "observable-socket-asgi, tracing (SDK, batch processor, no export)",
 }
+
+#: the URL path each contender serves its socket on (default: /ws)
+PATHS = {"socketio": "/socket.io/?EIO=4&transport=websocket"}
+
+#: the fan-out topic (a Socket.IO room for `socketio`) and the payload of each push: with
+#: the envelope around it a push frame is about 100 bytes
+TOPIC = "fan"
+FAN_PAYLOAD = "p" * 32
+ACCESS_TOKEN = "abc"
 
 SLOW_SECONDS = 0.05
 #: push frames per batch, and the pause between batches, of the slow-consumer pusher
@@ -68,6 +87,17 @@ def _reply(request: dict[str, Any]) -> str:
             "payload": request.get("payload"),
         }
     ).decode()
+
+
+def _push_envelope(seq: int) -> dict[str, Any]:
+    """The push every fan-out contender sends: the router's push shape, sequence in headers."""
+    return {
+        "uuid": f"s-{seq}",
+        "route": TOPIC,
+        "status": 200,
+        "headers": {"seq": seq},
+        "payload": FAN_PAYLOAD,
+    }
 
 
 # Bare ASGI baselines
@@ -121,6 +151,10 @@ def _bare_factory() -> ASGIApp:
                     await asyncio.sleep(SLOW_SECONDS)
                 elif route == "push" and pusher is None:
                     pusher = asyncio.get_running_loop().create_task(_naive_pusher(send))
+                elif route == "subscribe":
+                    subscribers[send] = None
+                elif route == "fanout":
+                    await _bare_fanout(subscribers, int(request["payload"]["count"]))
                 reply = {
                     "uuid": request.get("uuid"),
                     "status": 200,
@@ -129,10 +163,24 @@ def _bare_factory() -> ASGIApp:
                 }
                 await send({"type": "websocket.send", "text": dumps(reply).decode()})
         finally:
+            subscribers.pop(send, None)
             if pusher is not None:
                 pusher.cancel()
 
+    subscribers: dict[Send, None] = {}
     return app
+
+
+async def _bare_fanout(subscribers: dict[Send, None], count: int) -> None:
+    """The least a server can do: encode each push once, await every subscriber's send."""
+    dumps = orjson.dumps
+    for seq in range(count):
+        message = {"type": "websocket.send", "text": dumps(_push_envelope(seq)).decode()}
+        for send in list(subscribers):
+            try:
+                await send(message)
+            except Exception:  # the peer left
+                subscribers.pop(send, None)
 
 
 def _bare_task_factory() -> ASGIApp:
@@ -284,6 +332,19 @@ def _register(router: Any) -> None:
         asyncio.get_running_loop().create_task(_router_pusher(ws))
         return {"payload": None}
 
+    @router.route("subscribe")
+    async def subscribe(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        conn = ws if hasattr(ws, "subscribe") else ws.state.observable
+        await conn.subscribe(TOPIC)
+        return {"payload": None}
+
+    @router.route("fanout")
+    async def fanout(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        publish = router.publish
+        for seq in range(int(payload["count"])):
+            await publish(TOPIC, FAN_PAYLOAD, {"seq": seq})
+        return {"payload": None}
+
     try:
         import pydantic  # noqa: F401
     except ImportError:  # the `schema` extra is not installed: no typed route to measure
@@ -336,6 +397,23 @@ def _router_drop_factory() -> ASGIApp:
     return router  # type: ignore[return-value]
 
 
+def _router_redis_factory() -> ASGIApp:
+    """The router on the Redis backplane at $BENCH_REDIS_URL (the fan-out scenario starts it)."""
+    from observable_socket_asgi import SocketRouter
+
+    url = os.environ.get("BENCH_REDIS_URL")
+    if not url:
+        raise Unavailable("BENCH_REDIS_URL is not set (the fan-out scenario starts redis-server)")
+    try:
+        from observable_socket_asgi.redis_backplane import RedisBackplane
+    except ImportError as exc:
+        raise Unavailable(f"redis-py is not installed: {exc}") from exc
+    # subscribe() and publish() start the backplane themselves (the bench has lifespan off)
+    router = SocketRouter(backplane=RedisBackplane(url))
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
 def _router_metrics_factory() -> ASGIApp:
     from observable_socket_asgi import SocketRouter
 
@@ -343,6 +421,18 @@ def _router_metrics_factory() -> ASGIApp:
         router = SocketRouter(metrics_url="/metrics")
     except ImportError as exc:
         raise Unavailable(f"prometheus_client is not installed: {exc!r}") from exc
+    _register(router)
+    return router  # type: ignore[return-value]
+
+
+def _router_access_factory() -> ASGIApp:
+    """The router with an async access_logic that reads a token from the query string."""
+    from observable_socket_asgi import SocketRouter
+
+    async def access_logic(ws: Any) -> bool:
+        return bool(ws.query_params.get("token") == ACCESS_TOKEN)
+
+    router = SocketRouter(access_logic=access_logic)
     _register(router)
     return router  # type: ignore[return-value]
 
@@ -372,6 +462,46 @@ def _router_tracing_factory() -> ASGIApp:
     return router  # type: ignore[return-value]
 
 
+def _socketio_factory() -> ASGIApp:
+    """python-socketio on the same uvicorn: every route an event answered through its ack."""
+    try:
+        import socketio
+    except ImportError as exc:
+        raise Unavailable(f"python-socketio is not installed: {exc}") from exc
+
+    sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+
+    def reply(data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "uuid": data.get("uuid"),
+            "status": 200,
+            "headers": {},
+            "payload": data.get("payload"),
+        }
+
+    @sio.on("echo")  # type: ignore[misc]
+    async def echo(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return reply(data)
+
+    @sio.on("slow")  # type: ignore[misc]
+    async def slow(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(SLOW_SECONDS)
+        return reply(data)
+
+    @sio.on("subscribe")  # type: ignore[misc]
+    async def subscribe(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        await sio.enter_room(sid, TOPIC)
+        return reply(data)
+
+    @sio.on("fanout")  # type: ignore[misc]
+    async def fanout(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        for seq in range(int(data["payload"]["count"])):
+            await sio.emit("push", _push_envelope(seq), room=TOPIC)
+        return reply(data)
+
+    return socketio.ASGIApp(sio)  # type: ignore[no-any-return]
+
+
 def _adapter_factory() -> ASGIApp:
     try:
         from fastapi import FastAPI
@@ -395,6 +525,9 @@ _FACTORIES: dict[str, Callable[[], ASGIApp]] = {
     "router": _router_factory,
     "adapter": _adapter_factory,
     "router_drop": _router_drop_factory,
+    "router_redis": _router_redis_factory,
+    "router_access": _router_access_factory,
+    "socketio": _socketio_factory,
     "router_metrics": _router_metrics_factory,
     "router_tracing": _router_tracing_factory,
 }

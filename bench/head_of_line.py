@@ -18,12 +18,14 @@ from bench._harness import contenders, env_int, loadgen, order, save, servers
 
 def main() -> None:
     names, missing = contenders()
-    repeats = env_int("BENCH_REPEATS", 3)
+    repeats = env_int("BENCH_REPEATS", 3, 1)
     runs: list[dict[str, Any]] = []
     with servers(names) as running:
         for repeat in range(repeats):
             for name in order(names, repeat):
-                result = loadgen({"mode": "hol", "url": running[name].url})
+                result = loadgen(
+                    {"mode": "hol", "url": running[name].url, "proto": running[name].proto}
+                )
                 result.update(contender=name, repeat=repeat)
                 runs.append(result)
                 print(

@@ -25,9 +25,9 @@ CONNS, INFLIGHT = 16, 16
 
 def main() -> None:
     names, missing = contenders(["bare", *ROUTERS])
-    repeats = env_int("BENCH_REPEATS", 3)
-    duration = env_float("BENCH_DURATION", 1.5)
-    warmup = env_float("BENCH_WARMUP", 0.5)
+    repeats = env_int("BENCH_REPEATS", 3, 1)
+    duration = env_float("BENCH_DURATION", 1.5, 0.2)
+    warmup = env_float("BENCH_WARMUP", 0.5, 0.1)
     cases = [("bare", "echo")] + [
         (name, route)
         for name in names

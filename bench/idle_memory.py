@@ -15,21 +15,31 @@ import json
 import time
 from typing import Any
 
-from bench._harness import Server, contenders, env_int, loadgen_interactive, order, save
+from bench._harness import (
+    Server,
+    contenders,
+    env_int,
+    env_ints,
+    loadgen_interactive,
+    order,
+    save,
+)
 
 STEPS = [1, 1000, 5000]
 SETTLE = 0.5
 
 
-def measure(name: str) -> dict[str, Any]:
+def measure(name: str, steps: list[int] = STEPS) -> dict[str, Any]:
     """RSS of a fresh `name` server at each step, KiB."""
     server = Server(name)
     try:
-        client = loadgen_interactive({"mode": "idle", "url": server.url, "steps": STEPS})
+        client = loadgen_interactive(
+            {"mode": "idle", "url": server.url, "steps": steps, "proto": server.proto}
+        )
         assert client.stdin is not None and client.stdout is not None
         rss: dict[int, int] = {0: server.rss_kib()}
         try:
-            for _ in STEPS:
+            for _ in steps:
                 line = client.stdout.readline()
                 if not line:
                     raise RuntimeError(f"{name}: load generator ended early")
@@ -45,20 +55,21 @@ def measure(name: str) -> dict[str, Any]:
                 client.wait()
     finally:
         server.stop()
-    base = rss[STEPS[0]]
+    base = rss[steps[0]]
     return {
         "rss_kib": rss,
-        "kib_per_conn": {n: (rss[n] - base) / (n - STEPS[0]) for n in STEPS[1:]},
+        "kib_per_conn": {n: (rss[n] - base) / (n - steps[0]) for n in steps[1:]},
     }
 
 
 def main() -> None:
     names, missing = contenders()
     repeats = env_int("BENCH_REPEATS_MEMORY", 1)
+    steps = env_ints("BENCH_MEMORY_STEPS", STEPS, [1, 20, 50])
     runs: list[dict[str, Any]] = []
     for repeat in range(repeats):
         for name in order(names, repeat):
-            result = measure(name)
+            result = measure(name, steps)
             result.update(contender=name, repeat=repeat)
             runs.append(result)
             per = result["kib_per_conn"]
@@ -67,7 +78,7 @@ def main() -> None:
                 + "  ".join(f"{n}: {kib:5.1f} KiB/conn" for n, kib in per.items()),
                 flush=True,
             )
-    print(f"wrote {save('idle_memory', {'runs': runs, 'missing': missing, 'steps': STEPS})}")
+    print(f"wrote {save('idle_memory', {'runs': runs, 'missing': missing, 'steps': steps})}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python -m bench.loadgen '<json spec>'
 
-It prints one JSON object per result line on stdout. Modes:
+It prints one JSON object per result line on stdout. `"proto": "socketio"` in the spec speaks
+Socket.IO (Engine.IO 4 over the WebSocket) instead of the envelope. Modes:
 
 - `throughput`: `conns` connections, each keeping `inflight` requests outstanding (a new
   one leaves as each answer arrives), for `warmup` + `duration` seconds; counts answers and
@@ -11,6 +12,9 @@ It prints one JSON object per result line on stdout. Modes:
   until every slow answer is in; fast latencies and the total time.
 - `idle`: opens connections up to each count in `steps` (one echo each, so the app is
   serving them), prints `{"open": n}` and waits for a line on stdin before the next step.
+- `fanout`: subscribers subscribe, a publisher asks for pushes, timed until the last
+  subscriber has the last push (see `fanout`).
+- `connect`: handshakes per second (see `connect_rate`).
 - `slow`: sends one `push` request, stops reading, waits for a line on stdin, then reads
   again and reports what arrived and how the connection ended.
 
@@ -36,12 +40,68 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_
 from bench.server import raise_file_limit
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAYLOAD = b'"headers":{"token":"abc"},"payload":[1,2,3,4],"status":200}'
+PAYLOAD = b"[1,2,3,4]"
 
 
-def _frame_suffix(route: str) -> bytes:
+def _envelope_tail(route: str, payload: bytes = PAYLOAD) -> bytes:
     """Everything after the uuid: the JS client's frame shape (see PROTOCOL.md)."""
-    return b',"route":"' + route.encode() + b'",' + PAYLOAD
+    return (
+        b',"route":"'
+        + route.encode()
+        + b'","headers":{"token":"abc"},"payload":'
+        + payload
+        + b',"status":200}'
+    )
+
+
+class Codec:
+    """The envelope protocol: a request is the envelope, a reply carries its uuid, a push
+    has a `route`."""
+
+    handshake = False
+
+    def __init__(self) -> None:
+        self._tails: dict[tuple[str, bytes], bytes] = {}
+
+    def request(self, uuid: int, route: str, payload: bytes = PAYLOAD) -> bytes:
+        tail = self._tails.get((route, payload))
+        if tail is None:
+            tail = self._tails[(route, payload)] = _envelope_tail(route, payload)
+        return b'{"uuid":%d' % uuid + tail
+
+    def parse(self, data: bytes) -> tuple[str, Any, int]:
+        """-> (kind, uuid, status); kind is "reply" or "push". A push is told by its `route`
+        key without decoding it: at 100k pushes/s the client's own parsing would count."""
+        if b'"route":' in data:
+            return "push", None, 200
+        message = orjson.loads(data)
+        return "reply", message["uuid"], message["status"]
+
+
+class SocketIOCodec(Codec):
+    """Socket.IO over Engine.IO 4: each route an event whose ack id is the request's uuid,
+    the data the same envelope; `42["push",{...}]` is a push."""
+
+    handshake = True
+
+    def request(self, uuid: int, route: str, payload: bytes = PAYLOAD) -> bytes:
+        tail = self._tails.get((route, payload))
+        if tail is None:
+            tail = self._tails[(route, payload)] = _envelope_tail(route, payload) + b"]"
+        return b'42%d["%s",{"uuid":%d' % (uuid, route.encode(), uuid) + tail
+
+    def parse(self, data: bytes) -> tuple[str, Any, int]:
+        if data.startswith(b"43"):
+            bracket = data.index(b"[")
+            reply = orjson.loads(data[bracket:])[0]
+            return "reply", int(data[2:bracket]), reply["status"]
+        if data.startswith(b"42"):
+            return "push", None, 200
+        return "control", None, 0
+
+
+def codec_for(spec: dict[str, Any]) -> Codec:
+    return SocketIOCodec() if spec.get("proto") == "socketio" else Codec()
 
 
 def _cpu() -> float:
@@ -80,10 +140,20 @@ class _Closed:
 
 
 class _Base(WSListener):  # type: ignore[misc]
+    """Speaks the codec: answers Socket.IO's handshake and pings, hands replies and pushes
+    to `on_reply` / `on_push`; `ready` resolves once requests may be sent."""
+
+    codec: Codec = Codec()
+
     def __init__(self) -> None:
         super().__init__()
         self.closed = _Closed()
         self.ended = asyncio.Event()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        if not self.codec.handshake and not self.ready.done():
+            self.ready.set_result(None)
 
     def _on_close(self, transport: WSTransport, frame: WSFrame) -> None:
         code = frame.get_close_code()
@@ -92,6 +162,31 @@ class _Base(WSListener):  # type: ignore[misc]
         transport.send_close(code)
         transport.disconnect()
 
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            self._on_close(transport, frame)
+            return
+        now = time.perf_counter_ns()
+        data = frame.get_payload_as_bytes()
+        kind, uuid, status = self.codec.parse(data)
+        if kind == "reply":
+            self.on_reply(transport, uuid, status, now)
+        elif kind == "push":
+            self.on_push(transport, now)
+        elif data[:1] == b"0":  # Engine.IO open: join the default namespace
+            transport.send(WSMsgType.TEXT, b"40")
+        elif data[:2] == b"40":  # namespace joined
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif data == b"2":  # Engine.IO ping
+            transport.send(WSMsgType.TEXT, b"3")
+
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
+        pass
+
+    def on_push(self, transport: WSTransport, now: int) -> None:
+        pass
+
 
 # Throughput
 
@@ -99,8 +194,9 @@ class _Base(WSListener):  # type: ignore[misc]
 class _Throughput:
     """Shared state of one throughput run: a closed loop per connection."""
 
-    def __init__(self, route: str, inflight: int) -> None:
-        self.suffix = _frame_suffix(route)
+    def __init__(self, codec: Codec, route: str, inflight: int) -> None:
+        self.codec = codec
+        self.route = route
         self.inflight = inflight
         self.next_uuid = 0
         self.sent_at: dict[int, int] = {}
@@ -115,26 +211,22 @@ class _Throughput:
     def send(self, transport: WSTransport) -> None:
         uuid = self.next_uuid = self.next_uuid + 1
         self.sent_at[uuid] = time.perf_counter_ns()
-        transport.send(WSMsgType.TEXT, b'{"uuid":%d' % uuid + self.suffix)
+        transport.send(WSMsgType.TEXT, self.codec.request(uuid, self.route))
 
 
 class _ThroughputListener(_Base):
     def __init__(self, run: _Throughput) -> None:
         super().__init__()
         self.run = run
+        self.codec = run.codec
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            self._on_close(transport, frame)
-            return
-        now = time.perf_counter_ns()
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
         run = self.run
-        reply = orjson.loads(frame.get_payload_as_bytes())
-        sent = run.sent_at.pop(reply["uuid"], None)
+        sent = run.sent_at.pop(uuid, None)
         if run.measuring and sent is not None:
             run.count += 1
             run.samples.append(now - sent)
-            if reply["status"] != 200:
+            if status != 200:
                 run.errors += 1
         if run.running:
             run.send(transport)
@@ -143,15 +235,18 @@ class _ThroughputListener(_Base):
 
 
 async def _connect(url: str, factory: Any, count: int, batch: int = 100) -> list[Any]:
+    """Open `count` connections, `batch` at a time, each ready for requests."""
     pairs: list[Any] = []
     while len(pairs) < count:
         size = min(batch, count - len(pairs))
-        pairs.extend(await asyncio.gather(*(ws_connect(factory, url) for _ in range(size))))
+        new = await asyncio.gather(*(ws_connect(factory, url) for _ in range(size)))
+        await asyncio.wait_for(asyncio.gather(*(listener.ready for _, listener in new)), 30)
+        pairs.extend(new)
     return pairs
 
 
 async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
-    run = _Throughput(spec.get("route", "echo"), spec["inflight"])
+    run = _Throughput(codec_for(spec), spec.get("route", "echo"), spec["inflight"])
     pairs = await _connect(spec["url"], lambda: _ThroughputListener(run), spec["conns"])
     for transport, _ in pairs:
         for _ in range(run.inflight):
@@ -194,19 +289,14 @@ class _HolListener(_Base):
         self.fast: list[int] = []
         self.done = asyncio.get_running_loop().create_future()
         self.next_uuid = 0
-        self.echo = _frame_suffix("echo")
+        self.echo = "echo"
 
-    def send(self, transport: WSTransport, suffix: bytes) -> None:
+    def send(self, transport: WSTransport, route: str) -> None:
         uuid = self.next_uuid = self.next_uuid + 1
         self.sent_at[uuid] = time.perf_counter_ns()
-        transport.send(WSMsgType.TEXT, b'{"uuid":%d' % uuid + suffix)
+        transport.send(WSMsgType.TEXT, self.codec.request(uuid, route))
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            self._on_close(transport, frame)
-            return
-        now = time.perf_counter_ns()
-        uuid = orjson.loads(frame.get_payload_as_bytes())["uuid"]
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
         sent = self.sent_at.pop(uuid)
         if uuid <= 16:
             self.slow_left -= 1
@@ -219,8 +309,9 @@ class _HolListener(_Base):
 
 
 async def head_of_line(spec: dict[str, Any]) -> dict[str, Any]:
-    transport, listener = await ws_connect(_HolListener, spec["url"])
-    slow = _frame_suffix("slow")
+    _HolListener.codec = codec_for(spec)
+    ((transport, listener),) = await _connect(spec["url"], _HolListener, 1)
+    slow = "slow"
     start = time.perf_counter_ns()
     for _ in range(16):
         listener.send(transport, slow)
@@ -242,10 +333,7 @@ class _IdleListener(_Base):
         super().__init__()
         self.answered = asyncio.get_running_loop().create_future()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            self._on_close(transport, frame)
-            return
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
         if not self.answered.done():
             self.answered.set_result(None)
 
@@ -253,7 +341,8 @@ class _IdleListener(_Base):
 async def idle(spec: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     pairs: list[Any] = []
-    frame = b'{"uuid":1' + _frame_suffix("echo")
+    _IdleListener.codec = codec_for(spec)
+    frame = _IdleListener.codec.request(1, "echo")
     for step in spec["steps"]:
         new = await _connect(spec["url"], _IdleListener, step - len(pairs), batch=200)
         for transport, _ in new:
@@ -271,10 +360,10 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class _SlowListener(_Base):
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.CLOSE:
-            self._on_close(transport, frame)
-            return
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
+        self.closed.frames += 1
+
+    def on_push(self, transport: WSTransport, now: int) -> None:
         self.closed.frames += 1
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -286,7 +375,7 @@ class _SlowListener(_Base):
 async def slow_consumer(spec: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     transport, listener = await ws_connect(_SlowListener, spec["url"])
-    transport.send(WSMsgType.TEXT, b'{"uuid":1' + _frame_suffix("push"))
+    transport.send(WSMsgType.TEXT, Codec().request(1, "push"))
     await asyncio.sleep(0.05)
     transport.underlying_transport.pause_reading()
     print(json.dumps({"paused": True}), flush=True)
@@ -301,7 +390,168 @@ async def slow_consumer(spec: dict[str, Any]) -> dict[str, Any]:
     return {"close_code": listener.closed.code, "frames_after_resume": listener.closed.frames}
 
 
-MODES = {"throughput": throughput, "hol": head_of_line, "idle": idle, "slow": slow_consumer}
+# Fan-out
+
+
+class _FanRun:
+    """One fan-out round: every subscriber waits for `pushes` pushes."""
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
+class _Subscriber(_Base):
+    run: _FanRun
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = 0
+        self.answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
+        if status != 200:
+            raise RuntimeError(f"subscribe answered {status}")
+        if not self.answered.done():
+            self.answered.set_result(None)
+
+    def on_push(self, transport: WSTransport, now: int) -> None:
+        self.pending -= 1
+        if self.pending == 0:
+            run = self.run
+            run.left -= 1
+            if run.left == 0 and not run.done.done():
+                run.done.set_result(now)
+
+
+class _Publisher(_Base):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: asyncio.Queue[int] = asyncio.Queue()
+
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
+        self.answers.put_nowait(status)
+
+
+async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
+    """`subscribers` connections on `url` subscribe; a publisher connection on
+    `publish_url` (another worker, for a backplane) asks for `pushes` pushes, `rounds`
+    times after one warm-up round (of `warmup_pushes`, default `pushes`); each round is
+    timed from the request until the last subscriber has its last push, and the
+    subscribers' server CPU is read around it."""
+    codec = codec_for(spec)
+    _Subscriber.codec = _Publisher.codec = codec
+    n, pushes = spec["subscribers"], spec["pushes"]
+    subs = await _connect(spec["url"], _Subscriber, n, batch=200)
+    for i, (transport, _) in enumerate(subs):
+        transport.send(WSMsgType.TEXT, codec.request(i + 1, "subscribe"))
+    await asyncio.wait_for(asyncio.gather(*(listener.answered for _, listener in subs)), 60)
+    ((pub, publisher),) = await _connect(spec.get("publish_url") or spec["url"], _Publisher, 1)
+    pid, pub_pid = spec.get("server_pid"), spec.get("publisher_pid")
+    times: list[float] = []
+    cpus: list[float] = []
+    pub_cpus: list[float] = []
+    client_cpus: list[float] = []
+    for round_ in range(spec["rounds"] + 1):
+        count = spec.get("warmup_pushes", pushes) if round_ == 0 else pushes
+        run = _FanRun()
+        run.left = n
+        _Subscriber.run = run
+        for _, listener in subs:
+            listener.pending = count
+        payload = b'{"count":%d}' % count
+        cpu0, pcpu0, ccpu0 = _proc_cpu(pid), _proc_cpu(pub_pid), _cpu()
+        t0 = time.perf_counter_ns()
+        pub.send(WSMsgType.TEXT, codec.request(round_ + 1, "fanout", payload))
+        end = await asyncio.wait_for(run.done, spec.get("timeout", 120))
+        status = await asyncio.wait_for(publisher.answers.get(), 30)
+        cpu1, pcpu1, ccpu1 = _proc_cpu(pid), _proc_cpu(pub_pid), _cpu()
+        if status != 200:
+            raise RuntimeError(f"fanout answered {status}")
+        if round_ == 0:
+            continue  # warm-up
+        times.append((end - t0) / 1e9)
+        cpus.append(cpu1 - cpu0)
+        pub_cpus.append(pcpu1 - pcpu0)
+        client_cpus.append((ccpu1 - ccpu0) / ((end - t0) / 1e9))
+    pub.disconnect()
+    for transport, _ in subs:
+        transport.disconnect()
+    frames = n * pushes
+    best = sorted(times)[len(times) // 2]
+    return {
+        "seconds": times,
+        "median_s": best,
+        "pushes_per_s": frames / best,
+        "server_cpu_s": cpus,
+        "publisher_cpu_s": pub_cpus,
+        # the load generator's CPU as a fraction of one core while the round ran
+        "client_cpu": sorted(client_cpus)[len(client_cpus) // 2],
+        # the subscribers' server's CPU as a fraction of one core while the round ran
+        "server_cpu": sorted(cpus)[len(cpus) // 2] / best,
+        # server CPU per delivered frame; ticks are 10 ms, so only meaningful for big rounds
+        "server_us_per_frame": sorted(cpus)[len(cpus) // 2] / frames * 1e6,
+    }
+
+
+# Connection set-up
+
+
+class _Handshake(_Base):
+    pass
+
+
+async def connect_rate(spec: dict[str, Any]) -> dict[str, Any]:
+    """`concurrency` loops each open a connection, wait until it is ready (for Socket.IO:
+    its namespace joined), close it, and start over; counts completed handshakes in the
+    measured window."""
+    _Handshake.codec = codec_for(spec)
+    url = spec["url"]
+    state = {"measuring": False, "running": True, "count": 0, "errors": 0}
+
+    async def one_loop() -> None:
+        while state["running"]:
+            try:
+                transport, listener = await ws_connect(_Handshake, url)
+                await asyncio.wait_for(listener.ready, 10)
+            except Exception:
+                if state["measuring"]:
+                    state["errors"] += 1
+                continue
+            if state["measuring"]:
+                state["count"] += 1
+            transport.disconnect()
+
+    loops = [asyncio.ensure_future(one_loop()) for _ in range(spec["concurrency"])]
+    await asyncio.sleep(spec["warmup"])
+    pid = spec.get("server_pid")
+    state["measuring"] = True
+    cpu0, server0, t0 = _cpu(), _proc_cpu(pid), time.perf_counter()
+    await asyncio.sleep(spec["duration"])
+    state["measuring"] = False
+    cpu1, server1, t1 = _cpu(), _proc_cpu(pid), time.perf_counter()
+    state["running"] = False
+    await asyncio.wait(loops, timeout=10)
+    elapsed = t1 - t0
+    count = int(state["count"])
+    return {
+        "rate": count / elapsed,
+        "count": count,
+        "errors": state["errors"],
+        "client_cpu": (cpu1 - cpu0) / elapsed,
+        "server_cpu": (server1 - server0) / elapsed,
+        "server_us_per_handshake": (server1 - server0) / count * 1e6 if count else None,
+    }
+
+
+MODES = {
+    "throughput": throughput,
+    "hol": head_of_line,
+    "idle": idle,
+    "slow": slow_consumer,
+    "fanout": fanout,
+    "connect": connect_rate,
+}
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     names, missing = contenders(NAMES)
-    seconds = env_float("BENCH_SLOW_SECONDS", 5.0)
+    seconds = env_float("BENCH_SLOW_SECONDS", 5.0, 1.0)
     runs: list[dict[str, Any]] = []
     for name in names:
         result = measure(name, seconds)

@@ -13,7 +13,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bench._harness import contenders, env_float, env_int, loadgen, order, save, servers
+from bench._harness import (
+    contenders,
+    env_float,
+    env_int,
+    loadgen,
+    order,
+    quick,
+    save,
+    servers,
+)
 
 CONFIGS = [(1, 1), (1, 16), (16, 1), (16, 16), (64, 1), (64, 16), (256, 1), (256, 16)]
 
@@ -32,6 +41,7 @@ def run_config(
             "duration": duration,
             "route": route,
             "server_pid": server.proc.pid,
+            "proto": server.proto,
         }
     )
     result["loadavg"] = os.getloadavg()[0]
@@ -40,13 +50,13 @@ def run_config(
 
 def main() -> None:
     names, missing = contenders()
-    repeats = env_int("BENCH_REPEATS", 3)
-    duration = env_float("BENCH_DURATION", 1.5)
-    warmup = env_float("BENCH_WARMUP", 0.5)
+    repeats = env_int("BENCH_REPEATS", 3, 1)
+    duration = env_float("BENCH_DURATION", 1.5, 0.2)
+    warmup = env_float("BENCH_WARMUP", 0.5, 0.1)
     runs: list[dict[str, Any]] = []
     with servers(names) as running:
         for repeat in range(repeats):
-            for conns, inflight in CONFIGS:
+            for conns, inflight in [(1, 1), (16, 16)] if quick() else CONFIGS:
                 for name in order(names, repeat * 100 + conns + inflight):
                     result = run_config(running[name], conns, inflight, "echo", duration, warmup)
                     result.update(contender=name, conns=conns, inflight=inflight, repeat=repeat)

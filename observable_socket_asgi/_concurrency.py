@@ -24,7 +24,14 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-__all__ = ["arity_accepts", "ensure_async", "is_async_callable", "start_eagerly"]
+__all__ = [
+    "arity_accepts",
+    "ensure_async",
+    "is_async_callable",
+    "Continuation",
+    "finish_in_task",
+    "start_eagerly",
+]
 
 logger = logging.getLogger("observable_socket_asgi.concurrency")
 
@@ -64,6 +71,95 @@ def arity_accepts(fn: Callable[..., Any], count: int) -> bool:
     except TypeError:
         return False
     return True
+
+
+class _Resumed(collections.abc.Coroutine[Any, Any, None]):
+    """The rest of a coroutine whose first step already ran, for a Task to drive.
+
+    The first `send` hands the Task what the first step yielded, so the Task waits on
+    that same future. A `throw` that comes first (the task was cancelled before it ever
+    ran, e.g. a disconnect read right behind the request) cancels that future and goes
+    into the coroutine itself, as in any task: the handler sees its CancelledError and
+    is not left suspended for the garbage collector to close.
+    """
+
+    __slots__ = ("_coro", "_started", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            return self._yielded
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if not self._started:
+            self._started = True
+            if asyncio.isfuture(self._yielded):
+                self._yielded.cancel()
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        raise TypeError("only a Task drives a resumed coroutine")  # pragma: no cover
+
+
+class Continuation:
+    """Finish, in the awaiting task, a coroutine whose first step the caller already ran.
+
+    `await Continuation(coro, yielded)` is what `await coro` would have been had the first
+    `coro.send(None)` not been made by hand: the task waits on what that step yielded, then
+    every later send, throw (a cancellation) and close goes to `coro`. It lets a caller step
+    a coroutine once and pay for a timer, a task or anything else only if it suspends.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self._coro, self._yielded
+        while True:
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(value)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def finish_in_task(
+    coro: Coroutine[Any, Any, None], yielded: Any, loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[None]:
+    """Return a task running the rest of `coro`, whose first step the caller ran by hand
+    (`yielded = coro.send(None)`, which did not finish).
+
+    Stepping by hand, in the caller's own task and context, is for coroutines that run no
+    user code, such as the server's `send` for a push: `start_eagerly`'s context copy and
+    current-task swap exist for handlers, which may read contextvars or
+    `asyncio.current_task()`, and on a fan-out they would cost more than the write itself,
+    once per subscriber.
+    """
+    return asyncio.Task(_Resumed(coro, yielded), loop=loop)
 
 
 if sys.version_info >= (3, 12):
@@ -109,41 +205,3 @@ else:  # pragma: no cover - exercised only on 3.11
                 _current_tasks[loop] = outer
         _Task.__init__(task, _Resumed(coro, yielded), loop=loop, context=context)
         return task
-
-    class _Resumed(collections.abc.Coroutine[Any, Any, None]):
-        """The rest of a coroutine whose first step already ran, for a Task to drive.
-
-        The first `send` hands the Task what the first step yielded, so the Task waits on
-        that same future. A `throw` that comes first (the task was cancelled before it ever
-        ran, e.g. a disconnect read right behind the request) cancels that future and goes
-        into the coroutine itself, as in any task: the handler sees its CancelledError and
-        is not left suspended for the garbage collector to close.
-        """
-
-        __slots__ = ("_coro", "_started", "_yielded")
-
-        def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-            self._coro = coro
-            self._yielded = yielded
-            self._started = False
-
-        def send(self, value: Any) -> Any:
-            if not self._started:
-                self._started = True
-                return self._yielded
-            return self._coro.send(value)
-
-        def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-            if not self._started:
-                self._started = True
-                if asyncio.isfuture(self._yielded):
-                    self._yielded.cancel()
-            if val is None and tb is None:
-                return self._coro.throw(typ)
-            return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
-
-        def close(self) -> None:
-            self._coro.close()
-
-        def __await__(self) -> Generator[Any, Any, None]:
-            raise TypeError("only a Task drives a resumed coroutine")  # pragma: no cover

@@ -26,8 +26,10 @@ import json
 import logging
 import random
 import re
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
+from ._concurrency import Continuation
 from ._protocol import Bucket
 from .connection import Connection
 from .logs import peer
@@ -170,8 +172,7 @@ async def serve_connection(
         if access_logic is not None:
             timeout = settings.handshake_timeout
             try:
-                async with asyncio.timeout(timeout):
-                    allowed = await access_logic(conn.socket)
+                allowed = await _check_access(access_logic, conn.socket, timeout)
             except TimeoutError:
                 _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
                 await _deny(
@@ -200,6 +201,32 @@ async def serve_connection(
                 observer.connection_closed(conn.close_code)
     finally:
         registry.release()
+
+
+async def _check_access(access_logic: Any, socket: Any, limit: float | None) -> Any:
+    """Run `access_logic(socket)` in this task, bounded by `limit` seconds.
+
+    The timer is armed only if the check suspends: most checks (a token compared, a cache
+    hit) finish in their first step, and a timer per handshake cost more than such a check.
+    The first step runs in this same task and context, as a plain `await` would.
+
+    Raises:
+        TimeoutError: the check was still waiting after `limit` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    coro = access_logic(socket)
+    if not isinstance(coro, CoroutineType):  # an awaitable that is not a coroutine
+        async with asyncio.timeout(limit):
+            return await coro
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        return done.value
+    if limit is None:
+        return await Continuation(coro, yielded)
+    async with asyncio.timeout_at(start + limit):
+        return await Continuation(coro, yielded)
 
 
 def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:

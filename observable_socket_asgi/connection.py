@@ -17,8 +17,9 @@ if it suspends (`_concurrency.start_eagerly`). At `max_in_flight`, or with
 `max_buffered_bytes` held for the client, the loop reads frames ahead only to hear a client
 that leaves (as many as the protocol allows, held unparsed), then stops reading, so TCP
 backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
-leaves through `_write`, the one writer: whoever finds it idle writes, others queue their
-frame behind it, so frames are whole and never interleaved, and the common case costs no
+leaves through `_write`, the one writer (a push that finds it idle is written by the same
+steps in `send_frame_nowait`): whoever finds it idle writes, others queue their frame behind
+it, so frames are whole and never interleaved, and the common case costs no
 task switch. Pushes queue behind their own bounds (`max_queued_pushes`, and the byte budget)
 with a slow-consumer policy; replies are never dropped by it. The shell tells the protocol
 the bytes it holds (`hold`/`release`, some inlined): a request from read to reply built, a
@@ -32,6 +33,7 @@ its slot and bytes are freed; a cancelled request task has no reply.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,7 +41,7 @@ from enum import IntEnum
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
-from ._concurrency import start_eagerly
+from ._concurrency import finish_in_task, start_eagerly
 from ._observe import MALFORMED, UNKNOWN, status_of
 from ._observe import PING as PING_LABEL
 from ._protocol import Protocol, PushAction
@@ -185,19 +187,58 @@ class Connection(ScopeViews):
         """
         if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        action = self._protocol.push(self._writing, len(frame))
-        if action is PushAction.SEND:
-            pass
-        elif action is PushAction.DROP_OLDEST:
-            self._drop_oldest_push()
-        elif action is PushAction.CLOSE:
-            self._close_slow_consumer()
-            if self._observer is not None:
-                self._observer.pushes_dropped(1)  # this push too
-            return
-        else:
-            assert_never(action)
-        await self._write(frame, False)
+        if self._admit_push(frame):
+            await self._write(frame, False)
+
+    def send_frame_nowait(self, frame: str) -> asyncio.Task[None] | None:
+        """Send an already encoded push without awaiting it: what a publish does for each
+        subscriber, so that no subscriber waits for another.
+
+        With the writer idle the frame goes to the server at once, in the caller's task; if
+        the server's send has to wait (a full socket buffer), the rest of it runs in the
+        returned task. With the writer busy the frame queues behind it under the same bounds
+        and slow-consumer policy as `send_frame`. A closed connection is skipped.
+
+        Returns:
+            The task finishing a write that had to wait, else None.
+        """
+        return self._push_nowait({"type": "websocket.send", "text": frame})
+
+    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+        """`send_frame_nowait` for a `websocket.send` message that a publish builds once and
+        hands to every subscriber (servers only read it)."""
+        if self._lifecycle is not _OPEN:
+            return None
+        frame: str = message["text"]
+        if self._writing:  # the bounds apply only behind a busy writer
+            if self._admit_push(frame):
+                self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
+                self._enqueue(frame, False)
+            return None
+        self._writing = True
+        size = len(frame)
+        protocol = self._protocol
+        protocol.buffered += size
+        # The server's send, stepped here in the publisher's task: it runs no user code, so
+        # it needs no context copy or current-task swap, and most often it finishes at once.
+        send: Any = self._send(message)
+        try:
+            yielded = send.send(None)
+        except StopIteration:
+            protocol.buffered -= size
+            self._writing = False
+            self._sent(False, size)
+            if self._out:
+                self._release_writer()
+            return None
+        except Exception as exc:
+            protocol.buffered -= size
+            self._write_failed(exc)
+            self._release_writer()
+            return None
+        task = finish_in_task(send, yielded, self._loop)
+        task.add_done_callback(functools.partial(self._push_written, size))
+        return task
 
     async def subscribe(
         self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
@@ -267,7 +308,8 @@ class Connection(ScopeViews):
         write = self._write
         observer = self._observer
         started = 0.0
-        self._main_task = asyncio.current_task()
+        # the loop is passed: without it, 3.11 makes a getpid() system call to find it
+        self._main_task = asyncio.current_task(loop)
         # the idle clock starts when serving starts, not when the handshake began
         protocol.last_seen = loop.time()
         idle_timeout = self._router.settings.idle_timeout
@@ -535,6 +577,32 @@ class Connection(ScopeViews):
         finally:
             self._release_writer()
 
+    def _admit_push(self, frame: str) -> bool:
+        """Apply the push bounds to a new push; False when it is not to be sent (closing)."""
+        action = self._protocol.push(self._writing, len(frame))
+        if action is PushAction.SEND:
+            return True
+        if action is PushAction.DROP_OLDEST:
+            self._drop_oldest_push()
+            return True
+        if action is PushAction.CLOSE:
+            self._close_slow_consumer()
+            if self._observer is not None:
+                self._observer.pushes_dropped(1)  # this push too
+            return False
+        assert_never(action)
+
+    def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
+        """A push write that had to wait is over: the writer is free (or the peer gone)."""
+        self._protocol.buffered -= size
+        if not task.cancelled():
+            exc = task.exception()
+            if isinstance(exc, Exception):
+                self._write_failed(exc)
+            elif exc is None:
+                self._sent(False, size)
+        self._release_writer()
+
     def _enqueue(self, frame: str, is_reply: bool) -> None:
         out = self._out
         if out is None:
@@ -726,7 +794,7 @@ class Connection(ScopeViews):
             return
         self._set_lifecycle(_CLOSED)
         task = self._main_task
-        if task is not None and task is not asyncio.current_task() and not task.done():
+        if task is not None and task is not asyncio.current_task(self._loop) and not task.done():
             task.cancel()
 
     def _check_idle(self) -> None:
@@ -757,7 +825,7 @@ class Connection(ScopeViews):
             self._idle_handle.cancel()
             self._idle_handle = None
         tasks = self._tasks
-        current = asyncio.current_task()
+        current = asyncio.current_task(self._loop)
         while tasks:
             pending = [task for task in tasks if task is not current]
             if not pending:

@@ -9,9 +9,10 @@ Rules of a subscription (this module alone changes them):
 
     `publish(topic, payload, headers)` encodes the push frame once (the route is the topic,
     the uuid a fresh server uuid) and hands that same string to every local subscriber's
-    `send_frame`. A subscriber whose writer is busy queues it behind its own bound and meets
-    the router's slow-consumer policy; a subscriber never delays the others, because each
-    send starts eagerly and only becomes a task if it has to wait for its socket.
+    `send_frame_nowait`. A subscriber whose writer is busy queues it behind its own bound and
+    meets the router's slow-consumer policy; a subscriber never delays the others, because
+    each write runs at once in the publisher's task and only becomes a task if it has to
+    wait for its socket.
 
 A backplane carries publishes between processes. `InMemoryBackplane` (the default) is this
 module's `Backplane` with nothing to carry: one process needs no broker. `RedisBackplane`
@@ -38,7 +39,6 @@ from collections.abc import Coroutine
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from ._concurrency import start_eagerly
 from ._history import MemoryHistory, Recovery, Subscription, parse_since, split_push
 from ._idempotency import IdempotencyStore, MemoryIdempotencyStore
 from .envelope import encode_push
@@ -338,16 +338,17 @@ class Backplane:
         per = max(1, min(_SLICE_COUNT, _SLICE_BYTES // max(1, len(frame))))
         start = delivery.done
         end = delivery.done = min(len(delivery.targets), start + per)
-        loop = asyncio.get_running_loop()
         sending = self._sending
         replaying = self._replaying.get(delivery.topic)
+        # one message for all: servers only read it, and a dict per subscriber is measurable
+        message = {"type": "websocket.send", "text": frame}
         for conn in delivery.targets[start:end]:
             if replaying is not None:
                 held = replaying.get(conn)
                 if held is not None:
                     held.append((delivery.offset, frame))
                     continue
-            task = start_eagerly(_send(conn, frame), loop)
+            task = conn._push_nowait(message)
             if task is not None:
                 sending.add(task)
                 task.add_done_callback(sending.discard)
@@ -355,7 +356,7 @@ class Backplane:
     async def _fan_out(self) -> None:
         """Hand the backlog out slice by slice, in order, yielding to the loop between slices.
 
-        Nobody awaits this task: it cannot fail (each send logs its own failure), and it
+        Nobody awaits this task: it cannot fail (a failed write only closes its connection), and it
         ends when the backlog is empty; `stop()` cancels it.
         """
         backlog = self._backlog
@@ -507,13 +508,3 @@ class _Delivery:
 
 class InMemoryBackplane(Backplane):
     """Topics within one process: the default, and all a single worker needs."""
-
-
-async def _send(conn: Connection, frame: str) -> None:
-    """Send one push; a connection that closed meanwhile is skipped (its on_close cleans up)."""
-    try:
-        await conn.send_frame(frame)
-    except ConnectionClosed:
-        pass
-    except Exception:  # nobody awaits this: log, never let it vanish
-        logger.exception("push to %s failed", conn.client)

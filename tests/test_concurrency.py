@@ -10,7 +10,13 @@ import sys
 
 import pytest
 
-from observable_socket_asgi._concurrency import arity_accepts, is_async_callable, start_eagerly
+from observable_socket_asgi._concurrency import (
+    Continuation,
+    arity_accepts,
+    finish_in_task,
+    is_async_callable,
+    start_eagerly,
+)
 
 current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="outside")
 
@@ -151,3 +157,86 @@ def test_arity_accepts() -> None:
     assert arity_accepts(star, 0) and arity_accepts(star, 5)
     assert arity_accepts(defaulted, 1) and arity_accepts(defaulted, 2)
     assert arity_accepts(max, 2)  # a builtin without a signature is assumed to fit
+
+
+async def test_a_continuation_finishes_a_hand_stepped_coroutine_in_the_same_task() -> None:
+    """After one send by hand, awaiting the continuation returns the coroutine's value, and
+    every step runs in the awaiting task."""
+    seen: list[asyncio.Task[object] | None] = []
+
+    async def work() -> int:
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task())
+        return 42
+
+    coro = work()
+    yielded = coro.send(None)
+    assert await Continuation(coro, yielded) == 42
+    assert seen == [asyncio.current_task()] * 2
+
+
+async def test_a_continuation_passes_cancellation_and_errors_into_the_coroutine() -> None:
+    """Cancelling the awaiting task cancels the coroutine (its cleanup runs); an error it
+    raises after suspending reaches the awaiter."""
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("cleaned")
+
+    async def outer() -> None:
+        coro = forever()
+        await Continuation(coro, coro.send(None))
+
+    task = asyncio.ensure_future(outer())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["cleaned"]
+
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("late")
+
+    coro = failing()
+    with pytest.raises(KeyError, match="late"):
+        await Continuation(coro, coro.send(None))
+
+
+async def test_finish_in_task_runs_the_rest_of_a_hand_stepped_coroutine() -> None:
+    """The first step runs in the caller's task; the rest in the returned task, which waits
+    on what the first step yielded and sees its cancellation."""
+    outer = asyncio.current_task()
+    seen: list[asyncio.Task[object] | None] = []
+    gate = asyncio.Event()
+
+    async def waits() -> None:
+        seen.append(asyncio.current_task())
+        await gate.wait()
+        seen.append(asyncio.current_task())
+
+    coro = waits()
+    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
+    assert seen == [outer] and not task.done()
+    gate.set()
+    await task
+    assert seen[-1] is task
+
+    cleaned: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append("cleaned")
+
+    coro = forever()
+    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == ["cleaned"]

@@ -156,6 +156,31 @@ async def test_slow_access_logic_is_refused_before_accept_after_handshake_timeou
     assert any("access_logic" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("suspends", [False, True])
+async def test_access_logic_runs_in_the_connections_task_with_its_own_timeouts(
+    suspends: bool,
+) -> None:
+    """Whether it answers at once or after waiting, access_logic runs in one task from
+    start to end, so `asyncio.timeout()` inside it and `current_task()` behave as usual,
+    and its answer decides the handshake."""
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def access_logic(ws: Any) -> bool:
+        tasks.append(asyncio.current_task())
+        async with asyncio.timeout(TIMEOUT):
+            if suspends:
+                await asyncio.sleep(0)
+            tasks.append(asyncio.current_task())
+        return bool(ws.query_params.get("token") == "ok")
+
+    app = echo_router(access_logic=access_logic, handshake_timeout=TIMEOUT)
+    async with conversation(app, ws_scope(query_string=b"token=ok")) as conv:
+        assert (await conv.ask(request("echo", 1)))["payload"] == 1
+    assert len(tasks) == 2 and tasks[0] is not None and tasks[0] is tasks[1]
+    closing = await refused(app, ws_scope(query_string=b"token=no"))
+    assert (closing["code"], closing["reason"]) == (1008, "access denied")
+
+
 def test_handshake_timeout_default_and_validation() -> None:
     """handshake_timeout defaults to 10 s, accepts None, and refuses nonsense."""
     assert SocketRouter().handshake_timeout == 10.0

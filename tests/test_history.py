@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter
+from observable_socket_asgi._concurrency import start_eagerly
 from observable_socket_asgi._history import (
     MemoryHistory,
     check_history_options,
@@ -271,6 +272,10 @@ class SlowConnection:
             await self.gate.wait()
         else:
             self.frames.append(frame)
+
+    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+        """What a publish calls (Connection's): the write starts at once, a task if it waits."""
+        return start_eagerly(self.send_frame(message["text"]), asyncio.get_running_loop())
 
 
 async def test_pushes_published_during_a_replay_follow_it() -> None:

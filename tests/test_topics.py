@@ -126,6 +126,77 @@ async def test_pushes_keep_publish_order() -> None:
     await conv.disconnect()
 
 
+async def test_send_frame_nowait_writes_at_once_and_skips_a_closed_connection() -> None:
+    """An encoded push handed to `send_frame_nowait` is written before it returns (no task:
+    the writer was idle); on a closed connection it is skipped without an error."""
+    router = SocketRouter()
+    outcome: list[Any] = []
+
+    @router.route("poke")
+    async def poke(ws: Any, headers: Any, payload: Any) -> Any:
+        outcome.append(ws.send_frame_nowait(envelope.encode_push("note", payload)))
+        return {"payload": "poked"}
+
+    conv = Conversation(router)
+    await conv.connect()
+    await conv.send(request("poke", 5))
+    push, reply = await conv.reply(), await conv.reply()
+    assert (push["route"], push["payload"], reply["payload"]) == ("note", 5, "poked")
+    assert outcome == [None]
+    conn = next(iter(router.connections))
+    await conv.disconnect()
+    await wait_until(lambda: conn.closed)
+    assert conn.send_frame_nowait(envelope.encode_push("note", 6)) is None
+
+
+async def test_a_subscriber_whose_send_waits_gets_its_pushes_in_order_later() -> None:
+    """A push write that has to wait (a full socket) finishes in a task of its own; pushes
+    published meanwhile queue behind it, in order, and the other subscribers get theirs at
+    once."""
+    from observable_socket_asgi.testing import websocket_scope
+
+    router = chat_router()
+    fast = Conversation(router)
+    await fast.connect()
+    await fast.ask(request("join", "t"))
+    gate, leave, joined = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    received: list[Any] = []
+    feed = iter([{"type": "websocket.connect"}, {"type": "websocket.receive", "text": ""}])
+
+    async def receive() -> dict[str, Any]:
+        message = next(feed, None)
+        if message is None:
+            await leave.wait()
+            return {"type": "websocket.disconnect", "code": 1000}
+        if message["type"] == "websocket.receive":
+            message["text"] = request("join", "t", uuid="j")
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.send":
+            return
+        frame = orjson.loads(message["text"])
+        if frame.get("route") != "t":
+            joined.set()
+            return
+        await gate.wait()  # the socket is full until the gate opens
+        received.append(frame["payload"])
+
+    app: Any = router  # driven with plain dicts, as a server would
+    slow = asyncio.create_task(app(websocket_scope(), receive, send))
+    await asyncio.wait_for(joined.wait(), TIMEOUT)
+    for n in range(3):
+        await router.publish("t", n)
+    assert [(await fast.reply())["payload"] for _ in range(3)] == [0, 1, 2]
+    assert received == []
+    gate.set()
+    await wait_until(lambda: len(received) == 3, what="the queued pushes")
+    assert received == [0, 1, 2]
+    leave.set()
+    await asyncio.wait_for(slow, TIMEOUT)
+    await fast.disconnect()
+
+
 async def test_unsubscribe_stops_pushes() -> None:
     """After leaving a topic a connection receives nothing more from it."""
     router = chat_router()
@@ -390,6 +461,10 @@ class _Sink:
 
     async def send_frame(self, frame: str) -> None:
         self.frames.append(frame)
+
+    def _push_nowait(self, message: dict[str, Any]) -> None:
+        """What a publish calls (Connection's): the frame is taken at once."""
+        self.frames.append(message["text"])
 
 
 async def test_a_large_fan_out_yields_to_the_loop_and_keeps_order() -> None:

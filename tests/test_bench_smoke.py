@@ -1,0 +1,205 @@
+"""The benchmark scripts still run: they import, parse their arguments, their load
+generator speaks both protocols, the report's arithmetic is right, and one scenario runs
+end to end with tiny counts. Nothing here times anything or judges a number."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODULES = [
+    "bench._harness",
+    "bench.apps",
+    "bench.fanout",
+    "bench.growth",
+    "bench.handshake",
+    "bench.head_of_line",
+    "bench.history_cost",
+    "bench.hooks_cost",
+    "bench.idle_memory",
+    "bench.instructions",
+    "bench.loadgen",
+    "bench.observability",
+    "bench.profile",
+    "bench.report",
+    "bench.run_all",
+    "bench.server",
+    "bench.slow_consumer",
+    "bench.throughput",
+    "bench.write_cost",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_imports(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__, f"{name} says what it measures"
+
+
+def test_scenarios_parse_their_arguments() -> None:
+    from bench import fanout, growth, handshake, instructions
+
+    args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
+    assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
+    assert handshake.parser().parse_args(["--concurrency", "3"]).concurrency == 3
+    assert growth.parser().parse_args(["--parts", "cpu"]).parts == "cpu"
+    assert instructions.parser().parse_args(["echo", "--contenders", "router"]).workloads == [
+        "echo"
+    ]
+    with pytest.raises(SystemExit):
+        instructions.main(["nonsense"])
+    with pytest.raises(SystemExit):
+        fanout.parser().parse_args(["--subscribers", "many"])
+    with pytest.raises(SystemExit):
+        growth.main(["--parts", "nonsense"])
+
+
+def test_every_contender_builds() -> None:
+    from bench.apps import CONTENDERS, build
+
+    for name in (*CONTENDERS, "router_drop", "router_access"):
+        if name == "original" and importlib.util.find_spec("fastapi_observable_socket") is None:
+            continue  # the original package is installed by scripts/bench only
+        assert callable(build(name)), name
+
+
+def test_quick_mode_shrinks_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench._harness import env_int, env_ints
+
+    monkeypatch.delenv("BENCH_FANOUT_SUBSCRIBERS", raising=False)
+    monkeypatch.setenv("BENCH_QUICK", "1")
+    assert env_int("BENCH_FANOUT_SUBSCRIBERS", 1000, 20) == 20
+    monkeypatch.setenv("BENCH_FANOUT_SUBSCRIBERS", "50")
+    assert env_int("BENCH_FANOUT_SUBSCRIBERS", 1000, 20) == 50
+    monkeypatch.setenv("BENCH_QUICK", "0")
+    monkeypatch.delenv("BENCH_FANOUT_SUBSCRIBERS")
+    assert env_int("BENCH_FANOUT_SUBSCRIBERS", 1000, 20) == 1000
+    monkeypatch.setenv("BENCH_GROWTH_CONNS", "1, 16,256")
+    assert env_ints("BENCH_GROWTH_CONNS", [1], [2]) == [1, 16, 256]
+
+
+def test_codecs_frame_and_parse() -> None:
+    from bench.loadgen import Codec, SocketIOCodec
+
+    envelope = Codec()
+    frame = json.loads(envelope.request(7, "echo"))
+    assert frame == {
+        "uuid": 7,
+        "route": "echo",
+        "headers": {"token": "abc"},
+        "payload": [1, 2, 3, 4],
+        "status": 200,
+    }
+    assert envelope.parse(b'{"uuid":7,"status":404,"headers":{},"payload":null}') == (
+        "reply",
+        7,
+        404,
+    )
+    assert envelope.parse(b'{"uuid":"s-1","route":"fan","status":200}')[0] == "push"
+
+    sio = SocketIOCodec()
+    raw = sio.request(12, "fanout", b'{"count":3}')
+    assert raw.startswith(b"4212[")
+    event, data = json.loads(raw[4:])
+    assert (event, data["uuid"], data["payload"]) == ("fanout", 12, {"count": 3})
+    assert sio.parse(b'4312[{"uuid":12,"status":200}]') == ("reply", 12, 200)
+    assert sio.parse(b'42["push",{}]')[0] == "push"
+    assert sio.parse(b'0{"sid":"x"}')[0] == "control"
+
+
+def test_report_fits_and_ratios() -> None:
+    from bench import report
+
+    intercept, slope = report._fit([10.0, 100.0, 1000.0], [3.0, 21.0, 201.0])
+    assert slope == pytest.approx(0.2)
+    assert intercept == pytest.approx(1.0)
+    by = {0: {"bare": 2.0, "router": 4.0}, 1: {"bare": 3.0, "router": 4.0}}
+    # bare's time over the router's, per repeat: 0.5 and 0.75
+    assert report._pair(by, "router", "bare", invert=True) == pytest.approx(0.625)
+    fan = {
+        "subscribers": 10,
+        "pushes": 2,
+        "rounds": 1,
+        "repeats": 1,
+        "runs": [
+            {
+                "contender": name,
+                "repeat": 0,
+                "median_s": seconds,
+                "pushes_per_s": 20 / seconds,
+                "server_us_per_frame": us,
+            }
+            for name, seconds, us in [
+                ("bare", 1.0, 5.0),
+                ("router", 2.0, 10.0),
+                ("router_redis", 4.0, 10.0),
+                ("socketio", 8.0, 40.0),
+            ]
+        ],
+    }
+    text = "\n".join(report.fanout_section(fan, {}))
+    assert "| router | 2000 | 10 | 0.50 | 10.0 | 0.50 |" in text
+    assert "router over python-socketio: 4.00 x by time" in text
+    assert "Redis backplane over in-memory: 0.50 by time" in text
+    targets = "\n".join(report.targets_section({"fanout": fan}))
+    assert "| fan-out >= 4 x python-socketio | 4.00 by time" in targets
+    assert targets.count("**missed**") == 1  # 0.5 x bare by time and by CPU
+    # Redis: half the in-memory speed by time, the same CPU per push
+    assert "| 0.50 by time (by server CPU per push: 1.00) | missed by rate, met by CPU |" in targets
+
+
+@pytest.mark.parametrize("workload", ["echo", "fanout", "handshake"])
+def test_instruction_workloads_serve_every_unit(workload: str) -> None:
+    """The in-process drivers callgrind counts really serve what they claim (no valgrind)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--run", workload, "router", "7"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    units = json.loads(proc.stdout.strip().splitlines()[-1])["units"]
+    from bench.instructions import SUBSCRIBERS
+
+    assert units == (7 * SUBSCRIBERS if workload == "fanout" else 7)
+
+
+def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
+    """A real smoke run: servers, the load generator, every fan-out contender but Redis."""
+    env = {**os.environ, "BENCH_RESULTS": str(tmp_path), "BENCH_QUICK": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.fanout",
+            "--quick",
+            "--contenders",
+            "bare,router,socketio",
+            "--subscribers",
+            "5",
+            "--pushes",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "fanout.json").read_text())
+    assert sorted(r["contender"] for r in data["runs"]) == ["bare", "router", "socketio"]
+    assert not data["missing"]
+    for run in data["runs"]:
+        assert run["subscribers"] == 5 and run["pushes"] == 3
+        assert len(run["seconds"]) == 1 and run["median_s"] > 0
