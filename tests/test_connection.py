@@ -11,7 +11,16 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter, Status
-from tests.helpers import JS_FRAME, JS_PING, MS, TIMEOUT, Conversation, conversation, request
+from tests.helpers import (
+    JS_FRAME,
+    JS_PING,
+    MS,
+    TIMEOUT,
+    Conversation,
+    conversation,
+    request,
+    wait_until,
+)
 
 
 def make_router(**options: Any) -> SocketRouter:
@@ -315,8 +324,10 @@ async def test_max_in_flight_backpressure() -> None:
         await conv.send(request("echo", "third", uuid="c"))
         await conv.send(request("echo", "fourth", uuid="d"))
         await conv.send(request("echo", "fifth", uuid="e"))
-        assert await conv.nothing()  # "c" and "d" were read ahead but are not served yet
-        # the fifth frame is still waiting in the server's hands, unread
+        # "c" and "d" are read ahead (on a loaded machine that may take a while) ...
+        await wait_until(lambda: conv.comm.input_queue.qsize() == 1, what="two frames read ahead")
+        assert await conv.nothing()  # ... but not served yet,
+        # and the fifth frame is still waiting in the server's hands, unread
         assert conv.comm.input_queue.qsize() == 1
         release[1].set()
         assert (await conv.reply())["uuid"] == "b"
