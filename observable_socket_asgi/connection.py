@@ -415,12 +415,14 @@ class Connection(ScopeViews):
         built (or the request is cancelled).
         """
         try:
-            if route.idempotent:
+            if route.plain:  # the common case: no coroutine more than needed
+                frame = await run_pipeline(route, self.socket, request)
+            elif route.idempotent:
                 # run in a task of its own that this connection's end does not cancel
                 frame = await self._router.answer_once(
                     route, self.socket, request, lambda: self._answer(route, request)
                 )
-            elif route.timeout is None:  # the common case: no coroutine more than needed
+            elif route.timeout is None:
                 frame = await run_pipeline(route, self.socket, request)
             else:
                 frame = await self._answer(route, request)

@@ -40,6 +40,11 @@ async def run(route: Route, ws: Any, request: Request) -> str:
     """Serve one request through `route`'s hooks and handler; return the reply frame."""
     uuid = request.uuid
     try:
+        if route.plain:  # the handler and its reply, nothing else to check
+            status, headers, payload = _unpack(
+                await route.handler(ws, request.headers, request.payload)
+            )
+            return encode_reply(uuid, status, headers, payload)
         if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
         else:
