@@ -74,6 +74,9 @@ class Route:
     payload_schema: Schema | None = None
     #: the declared 2xx response type: checked and serialised after dehydrate
     response_schema: Schema | None = None
+    #: `direct`, and no dehydrate, timeout or idempotency: the request needs nothing but
+    #: the handler's call and its reply, so one flag spares every other check per request
+    plain: bool = False
 
 
 def build_route(
@@ -146,6 +149,14 @@ def build_route(
             "(hydrated value or local) or three (ws, headers, payload)"
         )
 
+    direct = (
+        data_check is None
+        and access is None
+        and hydrate is None
+        and payload_schema is None
+        and response_schema is None
+        and call_mode is not CallMode.SINGLE
+    )
     return Route(
         name=name,
         handler=ensure_async(handler, executor),
@@ -158,15 +169,11 @@ def build_route(
         dehydrate=None if dehydrate is None else ensure_async(dehydrate, executor),
         timeout=timeout,
         rate_limit=rate_limit,
-        direct=data_check is None
-        and access is None
-        and hydrate is None
-        and payload_schema is None
-        and response_schema is None
-        and call_mode is not CallMode.SINGLE,
+        direct=direct,
         idempotent=idempotent,
         payload_schema=payload_schema,
         response_schema=response_schema,
+        plain=direct and dehydrate is None and timeout is None and not idempotent,
     )
 
 

@@ -415,12 +415,14 @@ class Connection(ScopeViews):
         built (or the request is cancelled).
         """
         try:
-            if route.idempotent:
+            if route.plain:  # the common case: no coroutine more than needed
+                frame = await run_pipeline(route, self.socket, request)
+            elif route.idempotent:
                 # run in a task of its own that this connection's end does not cancel
                 frame = await self._router.answer_once(
                     route, self.socket, request, lambda: self._answer(route, request)
                 )
-            elif route.timeout is None:  # the common case: no coroutine more than needed
+            elif route.timeout is None:
                 frame = await run_pipeline(route, self.socket, request)
             else:
                 frame = await self._answer(route, request)
@@ -433,7 +435,10 @@ class Connection(ScopeViews):
             # not answering would hold this request's slot for ever.
             frame = self._foreign_cancellation(route, request)
         finally:
-            self._release(size)
+            if self._slot_waiter is None:  # `_release(size)`, inlined for the common case
+                self._protocol.buffered -= size
+            else:
+                self._release(size)
         await self._write(frame, True)
 
     def _foreign_cancellation(self, route: Route, request: Request) -> str:
@@ -564,7 +569,10 @@ class Connection(ScopeViews):
                     await send({"type": "websocket.send", "text": frame})
                 finally:
                     protocol.buffered -= size
-                self._sent(is_reply, size)
+                if is_reply and self._slot_waiter is None:
+                    protocol.in_flight -= 1  # `_sent(True, size)`, inlined for the common case
+                else:
+                    self._sent(is_reply, size)
                 out = self._out
                 if not out:
                     break
@@ -575,7 +583,9 @@ class Connection(ScopeViews):
         except Exception as exc:
             self._write_failed(exc)
         finally:
-            self._release_writer()
+            self._writing = False
+            if self._out:  # only then is there more for `_release_writer` to do
+                self._release_writer()
 
     def _admit_push(self, frame: str) -> bool:
         """Apply the push bounds to a new push; False when it is not to be sent (closing)."""

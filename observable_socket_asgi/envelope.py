@@ -255,7 +255,9 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
             raise ProtocolError("request has no route (expected a string)", uuid=uuid)
         raise ProtocolError(f"route must be a string, got {_json_type(route)}", uuid=uuid)
 
-    if may_be_too_deep(data) and too_deep(obj):
+    # more than MAX_DEPTH levels need more than MAX_DEPTH brackets, so more characters:
+    # a short frame (most of them) skips counting its brackets
+    if len(data) > MAX_DEPTH and may_be_too_deep(data) and too_deep(obj):
         raise ProtocolError(
             f"frame nests deeper than {MAX_DEPTH} levels of arrays and objects", uuid=uuid
         )
