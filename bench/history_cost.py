@@ -17,64 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench._harness import env_int, median, order, save
+from bench._harness import RedisServer, env_int, median, order, save
 from observable_socket_asgi import SocketRouter
 
 HISTORY_SIZE = 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def redis_server() -> Iterator[str | None]:
-    """A throwaway redis-server without persistence; None when it is not installed."""
-    executable = shutil.which("redis-server")
-    if executable is None:
+    """The harness's throwaway redis-server, or None when none is installed."""
+    if shutil.which("redis-server") is None:
         yield None
         return
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            executable,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), 1) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.stop()
 
 
 async def one_run(backplane: str | None, history: bool, subscribers: int, publishes: int) -> float:
