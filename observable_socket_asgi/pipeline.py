@@ -41,18 +41,9 @@ async def run(route: Route, ws: Any, request: Request) -> str:
     uuid = request.uuid
     try:
         if route.plain:  # the handler and its reply, nothing else to check
-            result = await route.handler(ws, request.headers, request.payload)
-            # `_unpack`'s checks for the usual result, a plain dict of known keys with an
-            # int status and dict headers (or none); anything else goes through `_unpack`
-            if type(result) is dict and result.keys() <= _RESULT_KEYS:
-                status = result.get("status", 200)
-                headers = result.get("headers")
-                if type(status) is int and 100 <= status <= 599:
-                    if headers is None:
-                        return encode_reply(uuid, status, {}, result.get("payload"))
-                    if type(headers) is dict:
-                        return encode_reply(uuid, status, headers, result.get("payload"))
-            status, headers, payload = _unpack(result)
+            status, headers, payload = _unpack(
+                await route.handler(ws, request.headers, request.payload)
+            )
             return encode_reply(uuid, status, headers, payload)
         if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
