@@ -11,6 +11,11 @@ with N2 units; (Ir(N2) - Ir(N1)) / (N2 - N1) is the cost of one unit with start-
 import costs cancelled out.
 
 - `echo`: one connection, N echo requests (the JS client's frame); unit = one request.
+  `receive()` returns at once, as a server's does when frames are already queued.
+- `echo_wait`: the same, but each frame arrives from a loop callback, the way a real server
+  delivers it when the client has one request in flight (256 x 1): the connection's task
+  suspends and is woken for every frame, so what is counted includes passing that wake-up
+  through every coroutine between the server's task and the app's `receive()`.
 - `fanout`: 100 subscribers, then one `fanout` request for N pushes; unit = one push
   delivered to one subscriber.
 - `handshake`: N connections, each connect -> accept -> disconnect; unit = one
@@ -35,7 +40,12 @@ from typing import Any
 
 from bench._harness import ROOT, save
 
-WORKLOADS = {"echo": (2000, 12000), "fanout": (50, 250), "handshake": (200, 1200)}
+WORKLOADS = {
+    "echo": (2000, 12000),
+    "echo_wait": (2000, 12000),
+    "fanout": (50, 250),
+    "handshake": (200, 1200),
+}
 CONTENDERS = ["bare", "router"]
 SUBSCRIBERS = 100
 FRAME = '{"uuid":%d,"route":"echo","headers":{"token":"abc"},"payload":[1,2,3,4],"status":200}'
@@ -66,6 +76,28 @@ async def _echo(app: Any, n: int) -> int:
 
     async def receive() -> dict[str, Any]:
         return next(feed)
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sent
+        sent += 1
+
+    await app(_scope(), receive, send)
+    return sent - 1  # the accept
+
+
+async def _echo_wait(app: Any, n: int) -> int:
+    loop = asyncio.get_running_loop()
+    messages: list[dict[str, Any]] = [{"type": "websocket.connect"}]
+    messages += [{"type": "websocket.receive", "text": FRAME % i} for i in range(n)]
+    messages.append({"type": "websocket.disconnect", "code": 1000})
+    feed = iter(messages)
+    sent = 0
+
+    async def receive() -> dict[str, Any]:
+        # as a server's queue: the frame is handed over by a callback the loop runs later
+        arrived: asyncio.Future[dict[str, Any]] = loop.create_future()
+        loop.call_soon(arrived.set_result, next(feed))
+        return await arrived
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal sent
@@ -164,7 +196,9 @@ def child(workload: str, name: str, n: int) -> None:
     from bench.apps import build
 
     app = build(name)
-    drive = {"echo": _echo, "fanout": _fanout, "handshake": _handshake}[workload]
+    drive = {"echo": _echo, "echo_wait": _echo_wait, "fanout": _fanout, "handshake": _handshake}[
+        workload
+    ]
     done = uvloop.run(drive(app, n))
     print(json.dumps({"units": done}))
 

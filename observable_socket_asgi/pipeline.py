@@ -21,7 +21,7 @@ from .errors import EncodeError
 from .logs import peer
 from .status import Status, is_success
 
-__all__ = ["run"]
+__all__ = ["failure", "reply", "run"]
 
 logger = logging.getLogger("observable_socket_asgi.pipeline")
 
@@ -41,10 +41,7 @@ async def run(route: Route, ws: Any, request: Request) -> str:
     uuid = request.uuid
     try:
         if route.plain:  # the handler and its reply, nothing else to check
-            status, headers, payload = _unpack(
-                await route.handler(ws, request.headers, request.payload)
-            )
-            return encode_reply(uuid, status, headers, payload)
+            return reply(uuid, await route.handler(ws, request.headers, request.payload))
         if route.direct:  # no data_check, access or hydrate: straight to the handler
             result = await route.handler(ws, request.headers, request.payload)
         else:
@@ -93,15 +90,38 @@ async def run(route: Route, ws: Any, request: Request) -> str:
         if route.response_schema is not None and is_success(status):
             payload = route.response_schema.serialise(payload)
         return encode_reply(uuid, status, headers, payload)
-    except Invalid as exc:
+    except Exception as exc:
+        return failure(route, ws, uuid, exc)
+
+
+def reply(uuid: Any, result: Any) -> str:
+    """The reply frame for a handler's `result`, on a route with no dehydrate and no declared
+    response type.
+
+    Raises:
+        Exception: the result is not a valid `HandlerResult`, or not JSON-serialisable; what
+            `failure()` turns into the 500.
+    """
+    # `{"payload": ...}`, the usual result, needs none of `_unpack`'s checks
+    if type(result) is dict and len(result) == 1 and "payload" in result:
+        return encode_reply(uuid, 200, {}, result["payload"])
+    status, headers, payload = _unpack(result)
+    return encode_reply(uuid, status, headers, payload)
+
+
+def failure(route: Route, ws: Any, uuid: Any, exc: Exception) -> str:
+    """The 500 reply to a request whose user code failed (or whose result is unusable),
+    logged once with the route, the uuid and the cause; the exception never reaches the wire.
+    """
+    if isinstance(exc, Invalid):
         logger.error(
             "route %r (uuid %r): response does not fit its declared type: %s", route.name, uuid, exc
         )
-    except _BadResult as exc:
+    elif isinstance(exc, _BadResult):
         logger.error(
             "route %r (uuid %r): %s", route.name, uuid, exc, extra=_context(route, ws, uuid)
         )
-    except EncodeError as exc:
+    elif isinstance(exc, EncodeError):
         logger.error(
             "route %r (uuid %r): reply is not JSON-serialisable: %s",
             route.name,
@@ -109,9 +129,13 @@ async def run(route: Route, ws: Any, request: Request) -> str:
             exc,
             extra=_context(route, ws, uuid),
         )
-    except Exception as exc:
-        logger.exception(
-            "route %r (uuid %r) raised", route.name, uuid, extra=_context(route, ws, uuid)
+    else:
+        logger.error(
+            "route %r (uuid %r) raised",
+            route.name,
+            uuid,
+            exc_info=exc,
+            extra=_context(route, ws, uuid),
         )
         note_failure(exc)  # to the request's span, when tracing
     return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
