@@ -124,12 +124,19 @@ class SocketRouter(_CoreRouter):
         ws.application_state = ws.client_state = WebSocketState.CONNECTED
         token = _serving.set(ws)
         try:
-            await serve_connection(
-                self,
-                ws.scope,
-                ws._receive,  # type: ignore[arg-type]
-                send,
-                accepted=accepted,
+            # Served in a task of its own. At low load the receive loop suspends and wakes
+            # once per frame, and each wake-up passes through every coroutine between the
+            # server's task and `receive()`: here a dozen of FastAPI's and Starlette's
+            # (middleware, routing, the endpoint). In a fresh task that chain is the
+            # connection's own. Cancelling this coroutine cancels the task it awaits.
+            await asyncio.get_running_loop().create_task(
+                serve_connection(
+                    self,
+                    ws.scope,
+                    ws._receive,  # type: ignore[arg-type]
+                    send,
+                    accepted=accepted,
+                )
             )
         finally:
             _serving.reset(token)
