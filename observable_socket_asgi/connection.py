@@ -41,7 +41,7 @@ from enum import IntEnum
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
-from ._concurrency import finish_in_task, start_eagerly
+from ._concurrency import DONE, finish_in_task, start_eagerly
 from ._observe import MALFORMED, UNKNOWN, status_of
 from ._observe import PING as PING_LABEL
 from ._protocol import Protocol, PushAction
@@ -222,22 +222,22 @@ class Connection(ScopeViews):
         protocol.buffered += size
         # The server's send, stepped here in the publisher's task: it runs no user code, so
         # it needs no context copy or current-task swap, and most often it finishes at once.
-        send: Any = self._send(message)
+        steps = self._send(message).__await__()
         try:
-            yielded = send.send(None)
-        except StopIteration:
+            yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
+        except Exception as exc:
+            protocol.buffered -= size
+            self._write_failed(exc)
+            self._release_writer()
+            return None
+        if yielded is DONE:
             protocol.buffered -= size
             self._writing = False
             self._sent(False, size)
             if self._out:
                 self._release_writer()
             return None
-        except Exception as exc:
-            protocol.buffered -= size
-            self._write_failed(exc)
-            self._release_writer()
-            return None
-        task = finish_in_task(send, yielded, self._loop)
+        task = finish_in_task(steps, yielded, self._loop)
         task.add_done_callback(functools.partial(self._push_written, size))
         return task
 
