@@ -210,33 +210,33 @@ class Connection(ScopeViews):
         hands to every subscriber (servers only read it)."""
         if self._lifecycle is not _OPEN:
             return None
-        frame: str = message["text"]
         if self._writing:  # the bounds apply only behind a busy writer
+            frame: str = message["text"]
             if self._admit_push(frame):
                 self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
                 self._enqueue(frame, False)
             return None
         self._writing = True
-        size = len(frame)
-        protocol = self._protocol
-        protocol.buffered += size
         # The server's send, stepped here in the publisher's task: it runs no user code, so
         # it needs no context copy or current-task swap, and most often it finishes at once.
+        # The frame's bytes are counted only if it has to wait: nothing runs during the step
+        # that could read the count, so a send that finishes at once holds nothing.
         steps = self._send(message).__await__()
         try:
             yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
         except Exception as exc:
-            protocol.buffered -= size
             self._write_failed(exc)
             self._release_writer()
             return None
-        if yielded is DONE:
-            protocol.buffered -= size
+        if yielded is DONE:  # `_sent(False, 0)`, inlined: once per subscriber of a publish
             self._writing = False
-            self._sent(False, size)
+            if self._observer is not None:
+                self._observer.push_sent()
             if self._out:
                 self._release_writer()
             return None
+        size = len(message["text"])
+        self._protocol.buffered += size  # `hold()`: until the server has taken it
         task = finish_in_task(steps, yielded, self._loop)
         task.add_done_callback(functools.partial(self._push_written, size))
         return task
