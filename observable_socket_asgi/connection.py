@@ -23,7 +23,8 @@ it, so frames are whole and never interleaved, and the common case costs no
 task switch. Pushes queue behind their own bounds (`max_queued_pushes`, and the byte budget)
 with a slow-consumer policy; replies are never dropped by it. The shell tells the protocol
 the bytes it holds (`hold`/`release`, some inlined): a request from read to reply built, a
-frame from `_write` until the server has taken it.
+frame from `_write` until the server has taken it (a push only while the server's send waits:
+one the server takes at once was never held where anything could see it).
 
 A handler that raises `CancelledError` the router did not cause (its task was not
 cancelled: it awaited something cancelled elsewhere) is answered 500 like any failure, so
