@@ -17,6 +17,11 @@ Socket.IO (Engine.IO 4 over the WebSocket) instead of the envelope. Modes:
 - `connect`: handshakes per second (see `connect_rate`).
 - `slow`: sends one `push` request, stops reading, waits for a line on stdin, then reads
   again and reports what arrived and how the connection ended.
+- `counted`: as `throughput`, but by count: `warmup_count` requests, then prints
+  `{"ready": true}` and waits for a line on stdin, then exactly `count` requests (each
+  connection keeping `inflight` outstanding), all answered, then prints `{"done": n}` and
+  waits for a line again: between the two lines the server did the work of exactly
+  `count` requests (what `bench/served_instructions.py` counts).
 
 Its own CPU use (user + system, as a fraction of one core) is in every throughput result,
 to show it is not the bottleneck.
@@ -276,6 +281,53 @@ async def throughput(spec: dict[str, Any]) -> dict[str, Any]:
         # comparable when other processes take part of the server's core
         "server_us_per_msg": (server1 - server0) / run.count * 1e6 if run.count else None,
     }
+
+
+# Counted: a fixed number of requests between two handshakes with the driver
+
+
+class _Counted(_Throughput):
+    """A closed loop that stops sending after a set number of requests."""
+
+    def __init__(self, codec: Codec, route: str, inflight: int) -> None:
+        super().__init__(codec, route, inflight)
+        self.remaining = 0
+
+    def send(self, transport: WSTransport) -> None:
+        if self.remaining <= 0:
+            self.running = False
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.running = False  # answers still due drain the loop; none is sent after
+        super().send(transport)
+
+
+async def _counted_round(run: _Counted, pairs: list[Any], count: int) -> None:
+    run.remaining, run.running = count, True
+    run.drained.clear()
+    for transport, _ in pairs:
+        for _ in range(run.inflight):
+            run.send(transport)
+    await asyncio.wait_for(run.drained.wait(), 600)
+
+
+async def counted(spec: dict[str, Any]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    run = _Counted(codec_for(spec), spec.get("route", "echo"), spec["inflight"])
+    pairs = await _connect(spec["url"], lambda: _ThroughputListener(run), spec["conns"])
+    await _counted_round(run, pairs, spec["warmup_count"])
+    print(json.dumps({"ready": True}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    run.measuring = True
+    run.count = run.errors = 0
+    await _counted_round(run, pairs, spec["count"])
+    run.measuring = False
+    print(json.dumps({"done": run.count}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for transport, _ in pairs:
+        transport.disconnect()
+    return {"count": run.count, "errors": run.errors}
 
 
 # Head-of-line blocking
@@ -551,6 +603,7 @@ MODES = {
     "slow": slow_consumer,
     "fanout": fanout,
     "connect": connect_rate,
+    "counted": counted,
 }
 
 

@@ -32,6 +32,7 @@ MODULES = [
     "bench.profile",
     "bench.report",
     "bench.run_all",
+    "bench.served_instructions",
     "bench.server",
     "bench.slow_consumer",
     "bench.throughput",
@@ -46,7 +47,7 @@ def test_module_imports(name: str) -> None:
 
 
 def test_scenarios_parse_their_arguments() -> None:
-    from bench import fanout, growth, handshake, instructions
+    from bench import fanout, growth, handshake, instructions, served_instructions
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
     assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
@@ -55,6 +56,8 @@ def test_scenarios_parse_their_arguments() -> None:
     assert instructions.parser().parse_args(["echo", "--contenders", "router"]).workloads == [
         "echo"
     ]
+    served = served_instructions.parser().parse_args(["--configs", "4x2", "--count", "9"])
+    assert (served.configs, served.count) == ("4x2", 9)
     with pytest.raises(SystemExit):
         instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
@@ -157,7 +160,7 @@ def test_report_fits_and_ratios() -> None:
     assert "| 0.50 by time (by server CPU per push: 1.00) | missed by rate, met by CPU |" in targets
 
 
-@pytest.mark.parametrize("workload", ["echo", "fanout", "handshake"])
+@pytest.mark.parametrize("workload", ["echo", "echo_wait", "fanout", "handshake"])
 def test_instruction_workloads_serve_every_unit(workload: str) -> None:
     """The in-process drivers callgrind counts really serve what they claim (no valgrind)."""
     proc = subprocess.run(
@@ -172,6 +175,37 @@ def test_instruction_workloads_serve_every_unit(workload: str) -> None:
     from bench.instructions import SUBSCRIBERS
 
     assert units == (7 * SUBSCRIBERS if workload == "fanout" else 7)
+
+
+def test_counted_load_sends_exactly_its_count() -> None:
+    """The load generator's `counted` mode (what bench.served_instructions counts between
+    its two lines) has exactly `count` requests answered, against a real served router."""
+    from bench._harness import Server
+
+    server = Server("router")
+    try:
+        spec = {
+            "mode": "counted",
+            "url": server.url,
+            "conns": 3,
+            "inflight": 4,
+            "warmup_count": 5,
+            "count": 50,
+            "route": "echo",
+            "proto": "envelope",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out, _ = proc.communicate("\n\n", timeout=60)
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert lines == [{"ready": True}, {"done": 50}, {"count": 50, "errors": 0}]
 
 
 def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
