@@ -13,7 +13,9 @@ Socket.IO (Engine.IO 4 over the WebSocket) instead of the envelope. Modes:
 - `idle`: opens connections up to each count in `steps` (one echo each, so the app is
   serving them), prints `{"open": n}` and waits for a line on stdin before the next step.
 - `fanout`: subscribers subscribe, a publisher asks for pushes, timed until the last
-  subscriber has the last push (see `fanout`).
+  subscriber has the last push (see `fanout`); with `"stepwise": true` each timed round is
+  announced (`{"ready": n}`) and closed (`{"done": frames}`), each followed by a wait for a
+  line on stdin, for a profiler to count that round alone.
 - `connect`: handshakes per second (see `connect_rate`).
 - `slow`: sends one `push` request, stops reading, waits for a line on stdin, then reads
   again and reports what arrived and how the connection ended.
@@ -512,6 +514,9 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         for _, listener in subs:
             listener.pending = count
         payload = b'{"count":%d}' % count
+        if round_ and spec.get("stepwise"):  # a profiler zeroes its counters now
+            print(json.dumps({"ready": round_}), flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         cpu0, pcpu0, ccpu0 = _proc_cpu(pid), _proc_cpu(pub_pid), _cpu()
         t0 = time.perf_counter_ns()
         pub.send(WSMsgType.TEXT, codec.request(round_ + 1, "fanout", payload))
@@ -520,6 +525,9 @@ async def fanout(spec: dict[str, Any]) -> dict[str, Any]:
         cpu1, pcpu1, ccpu1 = _proc_cpu(pid), _proc_cpu(pub_pid), _cpu()
         if status != 200:
             raise RuntimeError(f"fanout answered {status}")
+        if round_ and spec.get("stepwise"):  # ... and reads them now
+            print(json.dumps({"done": n * count}), flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         if round_ == 0:
             continue  # warm-up
         times.append((end - t0) / 1e9)

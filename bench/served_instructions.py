@@ -2,6 +2,7 @@
 
     python -m bench.served_instructions [--contenders bare,router,adapter]
         [--configs 16x16,256x1] [--count 20000]
+        [--fanout bare,router] [--subscribers 1000] [--pushes 20]
 
 `bench/instructions.py` counts the app alone, in process. This counts what the real server
 process executes in user space (uvicorn's frame parsing and queues, uvloop, the app) for a
@@ -12,12 +13,15 @@ are sent and answered, and the counters are dumped (`callgrind_control -d`). Oth
 the machine cannot move the figure, unlike msg/s or CPU time. What it leaves out is the
 kernel (the socket reads and writes, the same for every contender: `bench/write_cost.py`
 measures them), so its ratios to the bare app overstate the difference in CPU time.
-About a minute per contender and configuration. Results: bench/results/served_instructions.json.
+The same for fan-out: one round of `--pushes` pushes to `--subscribers` subscribers (the
+load generator's `fanout` mode, stepwise), per delivered push. About a minute per contender
+and configuration. Results: bench/results/served_instructions.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--count", type=int, default=20000)
+    p.add_argument(
+        "--fanout",
+        default="bare,router",
+        help="contenders for the fan-out count ('' for none)",
+    )
+    p.add_argument("--subscribers", type=int, default=1000)
+    p.add_argument("--pushes", type=int, default=20)
     return p
 
 
@@ -81,17 +93,18 @@ def _total(path: Path) -> int:
     return int(match.group(1))
 
 
-def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
-    """Instructions the served contender executed for exactly `count` requests."""
+@contextlib.contextmanager
+def _served(name: str) -> Iterator[tuple[subprocess.Popen[Any], str, Path]]:
+    """Serve contender `name` under callgrind; yield the process, its URL and the directory
+    its dumps go to."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "callgrind.out"
         server = subprocess.Popen(
             [
                 *_pin(SERVER_CORE),
                 _tool("valgrind"),
                 "--tool=callgrind",
-                f"--callgrind-out-file={base}",
+                f"--callgrind-out-file={Path(tmp) / 'callgrind.out'}",
                 sys.executable,
                 "-m",
                 "bench.server",
@@ -105,45 +118,59 @@ def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
         )
         try:
             _wait_listening(server, port)
-            spec = {
-                "mode": "counted",
-                "url": f"ws://127.0.0.1:{port}{PATHS.get(name, '/ws')}",
-                "conns": conns,
-                "inflight": inflight,
-                "warmup_count": WARMUP,
-                "count": count,
-                "route": "echo",
-                "proto": "envelope",
-            }
-            client = subprocess.Popen(
-                [*_pin(CLIENT_CORE), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert client.stdin is not None and client.stdout is not None
-            if "ready" not in json.loads(client.stdout.readline()):
-                raise RuntimeError("the load generator did not get ready")
-            _control("-z", str(server.pid))
-            client.stdin.write("\n")
-            client.stdin.flush()
-            done = json.loads(client.stdout.readline())
-            _control("-d", str(server.pid))
-            client.stdin.write("\n")
-            client.stdin.flush()
-            result = json.loads(client.stdout.read().strip().splitlines()[-1])
-            client.wait(60)
-            dumps = sorted(Path(tmp).glob("callgrind.out*"))
-            if not dumps:
-                raise RuntimeError("callgrind wrote no dump")
-            instructions = _total(dumps[-1])
+            yield server, f"ws://127.0.0.1:{port}{PATHS.get(name, '/ws')}", Path(tmp)
         finally:
             server.terminate()
             server.wait(60)
-    if done["done"] != count or result["errors"]:
-        raise RuntimeError(f"{name}: {done['done']} of {count} answered, {result['errors']} errors")
+
+
+def _count(server: subprocess.Popen[Any], dumps: Path, spec: dict[str, Any]) -> tuple[int, Any]:
+    """Run the load generator (a stepwise mode); return the instructions the server executed
+    between its `ready` and `done` lines, and what `done` said."""
+    client = subprocess.Popen(
+        [*_pin(CLIENT_CORE), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdin is not None and client.stdout is not None
+    if "ready" not in json.loads(client.stdout.readline()):
+        raise RuntimeError("the load generator did not get ready")
+    _control("-z", str(server.pid))
+    client.stdin.write("\n")
+    client.stdin.flush()
+    done = json.loads(client.stdout.readline())["done"]
+    _control("-d", str(server.pid))
+    client.stdin.write("\n")
+    client.stdin.flush()
+    client.stdout.read()
+    if client.wait(120) != 0:
+        raise RuntimeError("the load generator failed")
+    files = sorted(dumps.glob("callgrind.out*"))
+    if not files:
+        raise RuntimeError("callgrind wrote no dump")
+    return _total(files[-1]), done
+
+
+def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
+    """Instructions the served contender executed for exactly `count` echo requests."""
+    with _served(name) as (server, url, dumps):
+        spec = {
+            "mode": "counted",
+            "url": url,
+            "conns": conns,
+            "inflight": inflight,
+            "warmup_count": WARMUP,
+            "count": count,
+            "route": "echo",
+            "proto": "envelope",
+        }
+        instructions, done = _count(server, dumps, spec)
+    if done != count:
+        raise RuntimeError(f"{name}: {done} of {count} answered")
     return {
+        "workload": "echo",
         "contender": name,
         "conns": conns,
         "inflight": inflight,
@@ -153,10 +180,36 @@ def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
     }
 
 
+def measure_fanout(name: str, subscribers: int, pushes: int) -> dict[str, Any]:
+    """Instructions the served contender executed for one round of `pushes` pushes to
+    `subscribers` subscribers (the publish request included), after a warm-up round."""
+    with _served(name) as (server, url, dumps):
+        spec = {
+            "mode": "fanout",
+            "url": url,
+            "subscribers": subscribers,
+            "pushes": pushes,
+            "rounds": 1,
+            "stepwise": True,
+            "timeout": 600,
+            "proto": "envelope",
+        }
+        instructions, frames = _count(server, dumps, spec)
+    return {
+        "workload": "fanout",
+        "contender": name,
+        "subscribers": subscribers,
+        "pushes": pushes,
+        "frames": frames,
+        "instructions": instructions,
+        "per_push": instructions / frames,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     runs = []
-    for config in args.configs.split(","):
+    for config in args.configs.split(",") if args.configs else []:
         conns, inflight = (int(part) for part in config.split("x"))
         base = None
         for name in args.contenders.split(","):
@@ -166,6 +219,15 @@ def main(argv: list[str] | None = None) -> None:
             ratio = f"  {run['per_request'] / base:.2f} x bare" if base else ""
             per = run["per_request"]
             print(f"{config:>6} {name:<10} {per:>10,.0f} instructions/request{ratio}")
+    if args.fanout:
+        base = None
+        for name in args.fanout.split(","):
+            run = measure_fanout(name, args.subscribers, args.pushes)
+            runs.append(run)
+            base = run["per_push"] if name == "bare" else base
+            ratio = f"  {run['per_push'] / base:.2f} x bare" if base else ""
+            per = run["per_push"]
+            print(f"fanout {name:<10} {per:>10,.0f} instructions/delivered push{ratio}")
     print(f"wrote {save('served_instructions', {'runs': runs})}")
 
 

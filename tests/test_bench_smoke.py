@@ -57,7 +57,7 @@ def test_scenarios_parse_their_arguments() -> None:
         "echo"
     ]
     served = served_instructions.parser().parse_args(["--configs", "4x2", "--count", "9"])
-    assert (served.configs, served.count) == ("4x2", 9)
+    assert (served.configs, served.count, served.fanout) == ("4x2", 9, "bare,router")
     with pytest.raises(SystemExit):
         instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
@@ -206,6 +206,37 @@ def test_counted_load_sends_exactly_its_count() -> None:
         server.stop()
     lines = [json.loads(line) for line in out.strip().splitlines()]
     assert lines == [{"ready": True}, {"done": 50}, {"count": 50, "errors": 0}]
+
+
+def test_stepwise_fanout_announces_its_round() -> None:
+    """The load generator's stepwise fan-out (what bench.served_instructions counts): the
+    timed round is announced, closed with the frames delivered, and really delivered."""
+    from bench._harness import Server
+
+    server = Server("router")
+    try:
+        spec = {
+            "mode": "fanout",
+            "url": server.url,
+            "subscribers": 3,
+            "pushes": 4,
+            "rounds": 1,
+            "stepwise": True,
+            "proto": "envelope",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out, _ = proc.communicate("\n\n", timeout=60)
+    finally:
+        server.stop()
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert lines[:2] == [{"ready": 1}, {"done": 12}]
+    assert len(lines[2]["seconds"]) == 1 and lines[2]["median_s"] > 0
 
 
 def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
