@@ -217,11 +217,10 @@ class Connection(ScopeViews):
                 self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
                 self._enqueue(frame, False)
             return None
-        self._writing = True
         # The server's send, stepped here in the publisher's task: it runs no user code, so
         # it needs no context copy or current-task swap, and most often it finishes at once.
-        # The frame's bytes are counted only if it has to wait: nothing runs during the step
-        # that could read the count, so a send that finishes at once holds nothing.
+        # Nothing of this connection runs during that synchronous step, so only a send that
+        # has to wait takes the writer and holds the frame's bytes (in the budget).
         steps = self._send(message).__await__()
         try:
             yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
@@ -230,12 +229,12 @@ class Connection(ScopeViews):
             self._release_writer()
             return None
         if yielded is DONE:  # `_sent(False, 0)`, inlined: once per subscriber of a publish
-            self._writing = False
             if self._observer is not None:
                 self._observer.push_sent()
             if self._out:
                 self._release_writer()
             return None
+        self._writing = True  # until the task finishing the send is done (`_push_written`)
         size = len(message["text"])
         self._protocol.buffered += size  # `hold()`: until the server has taken it
         task = finish_in_task(steps, yielded, self._loop)
