@@ -124,9 +124,17 @@ def _served(name: str) -> Iterator[tuple[subprocess.Popen[Any], str, Path]]:
             server.wait(60)
 
 
-def _count(server: subprocess.Popen[Any], dumps: Path, spec: dict[str, Any]) -> tuple[int, Any]:
-    """Run the load generator (a stepwise mode); return the instructions the server executed
-    between its `ready` and `done` lines, and what `done` said."""
+def _count(name: str, spec: dict[str, Any]) -> tuple[int, Any]:
+    """Serve `name` under callgrind and run the load generator (`spec`, a stepwise mode)
+    against it; return the instructions the server executed between the generator's `ready`
+    and `done` lines, and what `done` said."""
+    with _served(name) as (server, url, dumps):
+        return _count_served(server, dumps, {**spec, "url": url})
+
+
+def _count_served(
+    server: subprocess.Popen[Any], dumps: Path, spec: dict[str, Any]
+) -> tuple[int, Any]:
     client = subprocess.Popen(
         [*_pin(CLIENT_CORE), sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
         cwd=ROOT,
@@ -155,18 +163,18 @@ def _count(server: subprocess.Popen[Any], dumps: Path, spec: dict[str, Any]) -> 
 
 def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
     """Instructions the served contender executed for exactly `count` echo requests."""
-    with _served(name) as (server, url, dumps):
-        spec = {
+    instructions, done = _count(
+        name,
+        {
             "mode": "counted",
-            "url": url,
             "conns": conns,
             "inflight": inflight,
             "warmup_count": WARMUP,
             "count": count,
             "route": "echo",
             "proto": "envelope",
-        }
-        instructions, done = _count(server, dumps, spec)
+        },
+    )
     if done != count:
         raise RuntimeError(f"{name}: {done} of {count} answered")
     return {
@@ -183,18 +191,10 @@ def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
 def measure_fanout(name: str, subscribers: int, pushes: int) -> dict[str, Any]:
     """Instructions the served contender executed for one round of `pushes` pushes to
     `subscribers` subscribers (the publish request included), after a warm-up round."""
-    with _served(name) as (server, url, dumps):
-        spec = {
-            "mode": "fanout",
-            "url": url,
-            "subscribers": subscribers,
-            "pushes": pushes,
-            "rounds": 1,
-            "stepwise": True,
-            "timeout": 600,
-            "proto": "envelope",
-        }
-        instructions, frames = _count(server, dumps, spec)
+    spec = {"mode": "fanout", "subscribers": subscribers, "pushes": pushes, "rounds": 1}
+    instructions, frames = _count(
+        name, {**spec, "stepwise": True, "timeout": 600, "proto": "envelope"}
+    )
     return {
         "workload": "fanout",
         "contender": name,
@@ -204,6 +204,11 @@ def measure_fanout(name: str, subscribers: int, pushes: int) -> dict[str, Any]:
         "instructions": instructions,
         "per_push": instructions / frames,
     }
+
+
+def _print(label: str, run: dict[str, Any], key: str, unit: str, base: float | None) -> None:
+    ratio = f"  {run[key] / base:.2f} x bare" if base else ""
+    print(f"{label:>6} {run['contender']:<10} {run[key]:>10,.0f} instructions/{unit}{ratio}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,18 +221,13 @@ def main(argv: list[str] | None = None) -> None:
             run = measure(name, conns, inflight, args.count)
             runs.append(run)
             base = run["per_request"] if name == "bare" else base
-            ratio = f"  {run['per_request'] / base:.2f} x bare" if base else ""
-            per = run["per_request"]
-            print(f"{config:>6} {name:<10} {per:>10,.0f} instructions/request{ratio}")
-    if args.fanout:
-        base = None
-        for name in args.fanout.split(","):
-            run = measure_fanout(name, args.subscribers, args.pushes)
-            runs.append(run)
-            base = run["per_push"] if name == "bare" else base
-            ratio = f"  {run['per_push'] / base:.2f} x bare" if base else ""
-            per = run["per_push"]
-            print(f"fanout {name:<10} {per:>10,.0f} instructions/delivered push{ratio}")
+            _print(config, run, "per_request", "request", base)
+    base = None
+    for name in args.fanout.split(",") if args.fanout else []:
+        run = measure_fanout(name, args.subscribers, args.pushes)
+        runs.append(run)
+        base = run["per_push"] if name == "bare" else base
+        _print("fanout", run, "per_push", "delivered push", base)
     print(f"wrote {save('served_instructions', {'runs': runs})}")
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,16 +178,32 @@ def test_instruction_workloads_serve_every_unit(workload: str) -> None:
     assert units == (7 * SUBSCRIBERS if workload == "fanout" else 7)
 
 
-def test_counted_load_sends_exactly_its_count() -> None:
-    """The load generator's `counted` mode (what bench.served_instructions counts between
-    its two lines) has exactly `count` requests answered, against a real served router."""
+def _stepwise(spec: dict[str, Any]) -> list[Any]:
+    """Run a stepwise load-generator mode against a served router, answering both of its
+    waits; return the lines it printed, parsed."""
     from bench._harness import Server
 
     server = Server("router")
     try:
-        spec = {
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", json.dumps({**spec, "url": server.url})],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out, _ = proc.communicate("\n\n", timeout=60)
+    finally:
+        server.stop()
+    return [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_counted_load_sends_exactly_its_count() -> None:
+    """The load generator's `counted` mode (what bench.served_instructions counts between
+    its two lines) has exactly `count` requests answered, against a real served router."""
+    lines = _stepwise(
+        {
             "mode": "counted",
-            "url": server.url,
             "conns": 3,
             "inflight": 4,
             "warmup_count": 5,
@@ -194,47 +211,23 @@ def test_counted_load_sends_exactly_its_count() -> None:
             "route": "echo",
             "proto": "envelope",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        out, _ = proc.communicate("\n\n", timeout=60)
-    finally:
-        server.stop()
-    lines = [json.loads(line) for line in out.strip().splitlines()]
+    )
     assert lines == [{"ready": True}, {"done": 50}, {"count": 50, "errors": 0}]
 
 
 def test_stepwise_fanout_announces_its_round() -> None:
     """The load generator's stepwise fan-out (what bench.served_instructions counts): the
     timed round is announced, closed with the frames delivered, and really delivered."""
-    from bench._harness import Server
-
-    server = Server("router")
-    try:
-        spec = {
+    lines = _stepwise(
+        {
             "mode": "fanout",
-            "url": server.url,
             "subscribers": 3,
             "pushes": 4,
             "rounds": 1,
             "stepwise": True,
             "proto": "envelope",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        out, _ = proc.communicate("\n\n", timeout=60)
-    finally:
-        server.stop()
-    lines = [json.loads(line) for line in out.strip().splitlines()]
+    )
     assert lines[:2] == [{"ready": 1}, {"done": 12}]
     assert len(lines[2]["seconds"]) == 1 and lines[2]["median_s"] > 0
 
