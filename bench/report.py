@@ -413,6 +413,29 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def _curve_rows(
+    points: list[int],
+    names: list[str],
+    main: tuple[dict[int, dict[str, float]], str],
+    extra: tuple[dict[int, dict[str, float]], str],
+    ratio: tuple[str, str],
+) -> list[list[str]]:
+    """A cost curve's rows: per point, each contender's `main` value with `extra` in
+    brackets, then main's ratio of `ratio[0]` over `ratio[1]` when both contenders ran."""
+    (values, fmt), (brackets, extra_fmt) = main, extra
+    rows = []
+    for n in points:
+        row = [f"{n:,}"]
+        for name in names:
+            row.append(
+                f"{_fmt(values[n].get(name), fmt)} ({_fmt(brackets[n].get(name), extra_fmt)})"
+            )
+        if ratio[0] in names and ratio[1] in names:
+            row.append(_fmt(values[n].get(ratio[0], math.nan) / values[n].get(ratio[1], math.nan)))
+        rows.append(row)
+    return rows
+
+
 def growth_section(data: dict[str, Any], curves: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if data.get("cpu"):
@@ -421,14 +444,7 @@ def growth_section(data: dict[str, Any], curves: dict[str, Any]) -> list[str]:
         conns = sorted({r["conns"] for r in runs})
         us = _medians(runs, lambda r: r.get("server_us_per_msg"), lambda r: r["conns"])
         rate = _medians(runs, lambda r: r["rate"], lambda r: r["conns"])
-        rows = []
-        for n in conns:
-            row = [f"{n:,}"]
-            for name in names:
-                row.append(f"{_fmt(us[n].get(name), '.1f')} ({_fmt(rate[n].get(name), ',.0f')})")
-            if "bare" in names and "router" in names:
-                row.append(_fmt(us[n].get("router", math.nan) / us[n].get("bare", math.nan)))
-            rows.append(row)
+        rows = _curve_rows(conns, names, (us, ".1f"), (rate, ",.0f"), ("router", "bare"))
         slopes = []
         for name in names:
             big = [n for n in conns if n >= 16]
@@ -481,14 +497,7 @@ def growth_section(data: dict[str, Any], curves: dict[str, Any]) -> list[str]:
         pushes = runs[0]["pushes"]
         ms = _medians(runs, lambda r: r["median_s"] * 1e3, lambda r: r["subscribers"])
         cpu = _medians(runs, lambda r: r["server_us_per_frame"], lambda r: r["subscribers"])
-        rows = []
-        for n in sizes:
-            row = [f"{n:,}"]
-            for name in names:
-                row.append(f"{_fmt(ms[n].get(name), '.1f')} ({_fmt(cpu[n].get(name), '.1f')})")
-            if "bare" in names and "router" in names:
-                row.append(_fmt(ms[n].get("bare", math.nan) / ms[n].get("router", math.nan)))
-            rows.append(row)
+        rows = _curve_rows(sizes, names, (ms, ".1f"), (cpu, ".1f"), ("bare", "router"))
         slopes = []
         for name in names:
             _, b = _fit([float(n) for n in sizes], [ms[n].get(name, math.nan) for n in sizes])
