@@ -405,7 +405,7 @@ def _router_redis_factory() -> ASGIApp:
     if not url:
         raise Unavailable("BENCH_REDIS_URL is not set (the fan-out scenario starts redis-server)")
     try:
-        from observable_socket_asgi.redis_backplane import RedisBackplane
+        from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
     except ImportError as exc:
         raise Unavailable(f"redis-py is not installed: {exc}") from exc
     # subscribe() and publish() start the backplane themselves (the bench has lifespan off)

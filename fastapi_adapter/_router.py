@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from observable_socket_asgi import Connection
 from observable_socket_asgi import SocketRouter as _CoreRouter
-from observable_socket_asgi.asgi import serve_connection
+from observable_socket_asgi.server.asgi import serve_connection
 from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ["SocketRouter", "observable"]

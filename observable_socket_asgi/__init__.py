@@ -5,29 +5,45 @@ handler and answers `{"uuid", "status", "headers", "payload"}`. A `SocketRouter`
 complete ASGI application: `uvicorn module:router`.
 
 Layers, lowest first: a module imports only modules of the lines above its own, lazy imports
-included (`tests/test_layers.py` checks it; `TYPE_CHECKING` imports name types only):
+included, and a folder only the folders above it (`tests/test_layers.py` checks both;
+`TYPE_CHECKING` imports name types only). Names are dotted from the package; a folder's
+`__init__` holds its docstring, and `client.__init__` the client's public names:
 
-    logs _portal                                      log formats and set-up; a loop on a thread
-    status types datastructures _concurrency _schema  codes; aliases; scope views; threads; types
-    _scan _outage                                     bounded frame scans; outage log rule
-    _observe _top                                     the observer interface; the live view
-    errors _backoff _route                            exceptions; reconnect delays; a frozen Route
-    metrics tracing                                   Prometheus, OpenTelemetry observers
-    envelope                                          pure wire format: parse and encode frames
-    _protocol _client_protocol asyncapi               connection rules; correlation; AsyncAPI
-    _history _idempotency _resume presence            positions; run-once; client positions; members
-    pipeline topics _typescript _redis_stores         hooks -> reply; push fan-out; TS; Redis keys
-    connection redis_backplane _apidoc                I/O shell; Redis fan-out; a router described
-    asgi                                              scope dispatch, handshake checks, lifespan
-    routing client                                    SocketRouter, the ASGI app; the Python client
-    testing _cli __init__                             in-process test client; command line; exports
-    __main__ _pytest_plugin                           `python -m ...`; the pytest marker
+    ./                                               the pure core, at the top of the package
+    logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
+    _concurrency _schema                             threads, arity; declared types (pydantic)
+    errors _backoff _route                           exceptions; reconnect delays; a frozen Route
+    envelope                                         pure wire format: parse and encode frames
+    _protocol                                        per-connection rules: (frame, now) -> action
+    observe/                                         watching a running router
+    observe.__init__ observe._observe observe._top   the observer interface; the live view
+    observe.metrics observe.tracing                  Prometheus, OpenTelemetry observers
+    describe/                                        a router described for others
+    describe.__init__ describe.asyncapi              the AsyncAPI document
+    describe._typescript                             TypeScript declarations
+    describe._apidoc                                 a router's routes and topics described
+    pubsub/                                          topics and what travels with a push
+    pubsub.__init__ pubsub._resume pubsub._outage    client positions; outage log rule
+    pubsub._history pubsub._idempotency              positions in a topic; run-once
+    pubsub.presence                                  members of a topic
+    pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
+    pubsub.redis_backplane                           Redis fan-out
+    server/                                          the serving machinery
+    server.__init__ server.pipeline                  hooks -> reply
+    server.connection                                the I/O shell
+    server.asgi                                      scope dispatch, handshake checks, lifespan
+    server.routing                                   SocketRouter, the ASGI app
+    client/                                          the Python end of the wire
+    client._correlation client._portal               answers to requests; a loop on a thread
+    client._client                                   the asyncio client
+    client.__init__                                  the client's public names
+    ./                                               the entry points
+    testing cli __init__                             in-process test client; command line; exports
+    __main__ _pytest_plugin                          `python -m ...`; the pytest marker
 """
 
 from __future__ import annotations
 
-from ._history import Subscription
-from .connection import Connection
 from .envelope import MessageData, Request, Response
 from .errors import (
     ConfigurationError,
@@ -39,9 +55,11 @@ from .errors import (
     SubscriptionLimitError,
 )
 from .logs import logging_config
-from .routing import Route, SocketRouter
+from .pubsub._history import Subscription
+from .pubsub.topics import Backplane, InMemoryBackplane
+from .server.connection import Connection
+from .server.routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
-from .topics import Backplane, InMemoryBackplane
 from .types import (
     AccessCheck,
     DataCheck,

@@ -31,8 +31,8 @@ import uuid as uuid_module
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from ._client_protocol import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
-from ._portal import Portal
+from .client._correlation import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
+from .client._portal import Portal
 from .envelope import Push, Response, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
 from .types import Payload

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from observable_socket_asgi._schema import topic_regex
-from observable_socket_asgi.asyncapi import (
+from observable_socket_asgi.describe.asyncapi import (
     RouteDoc,
     TopicDoc,
     build_document,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from observable_socket_asgi._client_protocol import (
+from observable_socket_asgi.client._correlation import (
     Answer,
     Correlator,
     Dropped,

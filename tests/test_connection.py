@@ -637,7 +637,7 @@ async def test_peer_that_takes_no_frame_is_dropped_after_close_timeout(
 
 async def test_lifecycle_moves_only_forward(caplog: pytest.LogCaptureFixture) -> None:
     """OPEN -> CLOSING -> CLOSED, each move logged at debug; a move back is refused."""
-    from observable_socket_asgi.connection import Connection, Lifecycle
+    from observable_socket_asgi.server.connection import Connection, Lifecycle
     from observable_socket_asgi.testing import websocket_scope
 
     async def receive() -> Any:

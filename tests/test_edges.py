@@ -534,7 +534,7 @@ async def test_redis_outage_is_logged_once_then_summarised(
 ) -> None:
     """Nothing listens at the Redis address: one line names it (never its password), then 60
     publishes add no line each; a summary within `log_interval` counts the dropped ones."""
-    from observable_socket_asgi.redis_backplane import RedisBackplane
+    from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
 
     def ours(record: logging.LogRecord) -> bool:
         return record.name.startswith("observable_socket_asgi")

@@ -28,13 +28,13 @@ REQUIRED = {
 
 CORE_MODULES = [
     "_concurrency",
-    "asgi",
-    "connection",
+    "server.asgi",
+    "server.connection",
     "datastructures",
     "envelope",
     "errors",
-    "pipeline",
-    "routing",
+    "server.pipeline",
+    "server.routing",
     "status",
     "types",
 ]

@@ -15,22 +15,23 @@ from tests.processes import ROOT, run_hidden
 
 
 @pytest.mark.parametrize(
-    ("hidden", "module", "extra"),
+    ("hidden", "statement", "extra"),
     [
-        (("websockets",), "observable_socket_asgi.client", "client"),
-        (("redis",), "observable_socket_asgi.redis_backplane", "redis"),
-        (("fastapi", "starlette"), "fastapi_adapter", "fastapi"),
+        (("websockets",), "from observable_socket_asgi.client import Client", "client"),
+        (("websockets",), "from observable_socket_asgi.client import connect", "client"),
+        (("redis",), "import observable_socket_asgi.pubsub.redis_backplane", "redis"),
+        (("fastapi", "starlette"), "import fastapi_adapter", "fastapi"),
     ],
 )
 def test_import_without_its_extra_names_the_extra(
-    hidden: tuple[str, ...], module: str, extra: str
+    hidden: tuple[str, ...], statement: str, extra: str
 ) -> None:
     """Importing a part whose dependency is missing raises ImportError with the pip command."""
     result = run_hidden(
         hidden,
         f"""
         try:
-            import {module}
+            {statement}
         except ImportError as exc:
             print(exc)
         else:
@@ -46,7 +47,7 @@ def test_serve_without_uvicorn_names_the_extra() -> None:
     result = run_hidden(
         ("uvicorn",),
         """
-        from observable_socket_asgi._cli import main
+        from observable_socket_asgi.cli import main
         raise SystemExit(main(["serve", "examples.app:app"]))
         """,
     )
@@ -59,7 +60,7 @@ def test_call_without_websockets_names_the_client_extra() -> None:
     result = run_hidden(
         ("websockets",),
         """
-        from observable_socket_asgi._cli import main
+        from observable_socket_asgi.cli import main
         raise SystemExit(main(["call", "ws://127.0.0.1:9/ws", "echo"]))
         """,
     )

@@ -11,7 +11,7 @@ import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._concurrency import start_eagerly
-from observable_socket_asgi._history import (
+from observable_socket_asgi.pubsub._history import (
     MemoryHistory,
     check_history_options,
     fill,
@@ -19,7 +19,7 @@ from observable_socket_asgi._history import (
     split_push,
     unnumbered,
 )
-from observable_socket_asgi.topics import InMemoryBackplane
+from observable_socket_asgi.pubsub.topics import InMemoryBackplane
 from tests.helpers import TIMEOUT, Conversation, request
 
 

@@ -10,14 +10,14 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._idempotency import (
+from observable_socket_asgi.envelope import encode_error, encode_reply
+from observable_socket_asgi.pubsub._idempotency import (
     Idempotency,
     MemoryIdempotencyStore,
     default_identity,
     fingerprint,
     storage_key,
 )
-from observable_socket_asgi.envelope import encode_error, encode_reply
 from tests.helpers import MS, TIMEOUT, Conversation, request, ws_scope
 
 

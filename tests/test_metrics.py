@@ -19,8 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.typing import Origin
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._observe import MALFORMED, PING, UNKNOWN
-from observable_socket_asgi.metrics import PrometheusMetrics
+from observable_socket_asgi.observe._observe import MALFORMED, PING, UNKNOWN
+from observable_socket_asgi.observe.metrics import PrometheusMetrics
 from tests.helpers import MS, TIMEOUT, Server, free_socket, request, running
 from tests.metrics_helpers import Scrape, scrape
 from tests.processes import run_hidden, stop
@@ -381,7 +381,8 @@ def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
         asyncio.run(main())
         bad = sorted(m for m in sys.modules
                      if m.split(".")[0] in ("prometheus_client", "opentelemetry")
-                     or m in ("observable_socket_asgi.metrics", "observable_socket_asgi.tracing"))
+                     or m in ("observable_socket_asgi.observe.metrics",
+                              "observable_socket_asgi.observe.tracing"))
         print(bad)
         """,
     )
@@ -396,7 +397,7 @@ def test_core_does_not_import_prometheus_or_opentelemetry_when_off() -> None:
 async def test_redis_outage_is_seen_in_the_backplane_metrics(redis_server: RedisServer) -> None:
     """Publishes are timed while Redis is up; with Redis killed the backplane reads 0 and a
     publish counts as dropped (its local subscriber still gets it); after a restart, 1 again."""
-    from observable_socket_asgi.redis_backplane import RedisBackplane
+    from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
 
     backplane = RedisBackplane(redis_server.url, ping_interval=0.2, max_backoff=0.2)
     router = traffic_router(backplane=backplane)
@@ -495,7 +496,7 @@ def test_multiprocess_variant_records_the_same_figures() -> None:
     (what multiprocess mode writes to its files) as through the plain figures."""
     from prometheus_client import generate_latest
 
-    from observable_socket_asgi.metrics import MultiprocessMetrics
+    from observable_socket_asgi.observe.metrics import MultiprocessMetrics
 
     plain, files = PrometheusMetrics(), MultiprocessMetrics()
     for m in (plain, files):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from observable_socket_asgi import _observe
-from observable_socket_asgi._observe import Fanout, Observer, close_code_label, note_failure
+from observable_socket_asgi.observe import _observe
+from observable_socket_asgi.observe._observe import Fanout, Observer, close_code_label, note_failure
 
 
 def test_close_code_labels_are_bounded() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from observable_socket_asgi._outage import OutageReport, Summary, redact_url
+from observable_socket_asgi.pubsub._outage import OutageReport, Summary, redact_url
 
 
 def test_first_failure_starts_the_outage_and_later_ones_are_counted() -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from observable_socket_asgi import Request, SocketRouter
-from observable_socket_asgi.pipeline import run
+from observable_socket_asgi.server.pipeline import run
 
 WS = object()
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from observable_socket_asgi._portal import Portal
+from observable_socket_asgi.client._portal import Portal
 
 
 def test_call_runs_on_the_portal_thread_and_returns_or_raises() -> None:

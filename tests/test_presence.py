@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from observable_socket_asgi import EncodeError, SocketRouter
-from observable_socket_asgi.presence import MemoryPresence, check_info
+from observable_socket_asgi.pubsub.presence import MemoryPresence, check_info
 from tests.helpers import Conversation, request, ws_scope
 
 

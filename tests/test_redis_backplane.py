@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from observable_socket_asgi import SocketRouter, Status
-from observable_socket_asgi.redis_backplane import RedisBackplane
+from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
 from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, free_socket, request
 from tests.redis_servers import RedisServer
 

@@ -10,11 +10,15 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._history import split_push
-from observable_socket_asgi._idempotency import Idempotency
-from observable_socket_asgi._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 from observable_socket_asgi.envelope import encode_reply
-from observable_socket_asgi.redis_backplane import RedisBackplane
+from observable_socket_asgi.pubsub._history import split_push
+from observable_socket_asgi.pubsub._idempotency import Idempotency
+from observable_socket_asgi.pubsub._redis_stores import (
+    RedisHistory,
+    RedisIdempotencyStore,
+    RedisPresence,
+)
+from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
 from tests.helpers import MS, TIMEOUT, Conversation, request
 from tests.redis_servers import RedisServer, redis_server  # noqa: F401
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from observable_socket_asgi import ConfigurationError, SocketRouter
-from observable_socket_asgi.routing import CallMode
+from observable_socket_asgi.server.routing import CallMode
 
 
 def handler3(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from websockets.asyncio.client import connect
 
 pytest.importorskip("prometheus_client")
 
-from observable_socket_asgi import _top
-from observable_socket_asgi._observe import UNKNOWN
-from observable_socket_asgi.metrics import PrometheusMetrics
+from observable_socket_asgi.observe import _top
+from observable_socket_asgi.observe._observe import UNKNOWN
+from observable_socket_asgi.observe.metrics import PrometheusMetrics
 from tests.helpers import MS, TIMEOUT, refusing_port, request, running
 
 

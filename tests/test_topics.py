@@ -12,10 +12,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-import observable_socket_asgi.topics as topics_module
+import observable_socket_asgi.pubsub.topics as topics_module
 from observable_socket_asgi import ConnectionClosed, SocketRouter, Status, envelope
-from observable_socket_asgi.routing import make_backplane
-from observable_socket_asgi.topics import Backplane, InMemoryBackplane
+from observable_socket_asgi.pubsub.topics import Backplane, InMemoryBackplane
+from observable_socket_asgi.server.routing import make_backplane
 from tests.helpers import (
     TIMEOUT,
     Communicator,

@@ -15,9 +15,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._observe import note_failure
+from observable_socket_asgi.observe._observe import note_failure
+from observable_socket_asgi.observe.tracing import Tracing, inject
 from observable_socket_asgi.testing import TestClient
-from observable_socket_asgi.tracing import Tracing, inject
 from tests.helpers import TIMEOUT, request, running
 from tests.otel_helpers import PARENT_ID, TRACE_ID, TRACEPARENT, memory_provider
 

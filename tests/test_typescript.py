@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi._typescript import render, ts_type
-from observable_socket_asgi.asyncapi import RouteDoc, TopicDoc
+from observable_socket_asgi.describe._typescript import render, ts_type
+from observable_socket_asgi.describe.asyncapi import RouteDoc, TopicDoc
 from tests import npm
 from tests.typed_docs import MESSAGE_TS, sample_schemas
 

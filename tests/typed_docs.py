@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from observable_socket_asgi._schema import Mode, Schema, json_schemas
-from observable_socket_asgi.asyncapi import SCHEMA_REF
+from observable_socket_asgi.describe.asyncapi import SCHEMA_REF
 from tests.typed_types import Basket, Move, Order, SumIn, SumOut
 
 

@@ -15,23 +15,22 @@ from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._concurrency import ensure_async
-from ._idempotency import (
+from .._concurrency import ensure_async
+from .._protocol import Settings
+from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from .._schema import TopicType
+from ..envelope import RESERVED_ROUTES, Request
+from ..errors import EncodeError
+from ..observe._observe import Fanout, Observer
+from ..pubsub._idempotency import (
     Idempotency,
     connection_identity,
     default_identity,
     fingerprint,
     storage_key,
 )
-from ._observe import Fanout, Observer
-from ._protocol import Settings
-from ._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
-from ._schema import TopicType
-from .asgi import ConnectionRegistry, handle
-from .envelope import RESERVED_ROUTES, Request
-from .errors import EncodeError
-from .topics import Backplane, InMemoryBackplane
-from .types import (
+from ..pubsub.topics import Backplane, InMemoryBackplane
+from ..types import (
     ASGIReceiveCallable,
     ASGISendCallable,
     Handler,
@@ -41,10 +40,11 @@ from .types import (
     Scope,
     SocketAccess,
 )
+from .asgi import ConnectionRegistry, handle
 
 if TYPE_CHECKING:
+    from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
-    from .metrics import PrometheusMetrics
 
 __all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
@@ -278,12 +278,12 @@ class SocketRouter:
         self._observer: Observer | None = None
         observers: list[Observer] = []
         if metrics_url is not None:
-            from .metrics import build_metrics
+            from ..observe.metrics import build_metrics
 
             self.metrics = build_metrics()
             observers.append(self.metrics)
         if tracing is not False and tracing is not None:
-            from .tracing import Tracing
+            from ..observe.tracing import Tracing
 
             observers.append(Tracing(None if tracing is True else tracing))
         if observers:
@@ -423,7 +423,7 @@ class SocketRouter:
         Args:
             address: the socket's path (`"/ws"`), when it is fixed.
         """
-        from ._apidoc import asyncapi_document
+        from ..describe._apidoc import asyncapi_document
 
         return asyncapi_document(
             self, title=title, version=version, description=description, address=address
@@ -435,7 +435,7 @@ class SocketRouter:
         An interface per model, `Routes` (route name -> `{request; response}`) and `Topics`
         (push topic -> payload), for `Message<Routes["math/sum"]["request"]>`.
         """
-        from ._apidoc import typescript_module
+        from ..describe._apidoc import typescript_module
 
         return typescript_module(self)
 
@@ -615,7 +615,7 @@ class SocketRouter:
     # Private methods
 
     def _serialise_push(self, topic: str, payload: Any) -> Any:
-        from ._schema import Invalid
+        from .._schema import Invalid
 
         for declared in self._topic_types:
             if declared.regex.fullmatch(topic):
@@ -656,7 +656,7 @@ def make_backplane(spec: Backplane | str | None) -> Backplane:
             return InMemoryBackplane()
         if spec.startswith(("redis://", "rediss://", "unix://")):
             # imported on use: the Redis client is needed only by routers given a Redis URL
-            from .redis_backplane import RedisBackplane
+            from ..pubsub.redis_backplane import RedisBackplane
 
             return RedisBackplane(spec)
         raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")

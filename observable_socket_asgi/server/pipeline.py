@@ -16,13 +16,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ._observe import note_failure
-from ._route import CallMode, Route
-from ._schema import Invalid
-from .envelope import Request, encode_error, encode_reply
-from .errors import EncodeError
-from .logs import peer
-from .status import Status, is_success
+from .._route import CallMode, Route
+from .._schema import Invalid
+from ..envelope import Request, encode_error, encode_reply
+from ..errors import EncodeError
+from ..logs import peer
+from ..observe._observe import note_failure
+from ..status import Status, is_success
 
 __all__ = ["failure", "reply", "run"]
 

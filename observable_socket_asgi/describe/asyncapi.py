@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._schema import PLACEHOLDER
-from .envelope import PING, PONG
-from .status import Status
+from .._schema import PLACEHOLDER
+from ..envelope import PING, PONG
+from ..status import Status
 
 __all__ = [
     "ASYNCAPI_VERSION",

@@ -30,9 +30,9 @@ from typing import Any
 
 import orjson
 
-from .envelope import encode_error
-from .status import Status
-from .types import Payload, Uuid
+from ..envelope import encode_error
+from ..status import Status
+from ..types import Payload, Uuid
 
 __all__ = [
     "NOT_STORED",

@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._backoff import backoff
+from .._backoff import backoff
 from ._history import PushTemplate, Recovery, unnumbered
 from ._idempotency import IdempotencyStore
 from ._outage import OutageReport, Summary, redact_url

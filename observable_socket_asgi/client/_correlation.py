@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-from .envelope import PONG, Push, Response, parse_message, push_from, response_from
-from .types import Uuid
+from ..envelope import PONG, Push, Response, parse_message, push_from, response_from
+from ..types import Uuid
 
 __all__ = [
     "IGNORED_MAX",

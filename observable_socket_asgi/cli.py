@@ -253,7 +253,7 @@ async def _call(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
     options = _options(args)
-    from .client import connect
+    from .client._client import connect
 
     async with connect(
         args.url, reconnect=False, heartbeat_interval=None, timeout=args.timeout, **options
@@ -280,7 +280,7 @@ async def _listen(args: argparse.Namespace) -> int:
         (route, None if payload is None else json.loads(payload))
         for route, payload in args.calls or []
     ]
-    from .client import Client, connect
+    from .client._client import Client, connect
 
     # why listening stopped when a --call failed (the exit status is then 1)
     failed: list[str] = []
@@ -371,7 +371,7 @@ def _top(args: argparse.Namespace) -> int:
     import time
     import urllib.request
 
-    from . import _top
+    from .observe import _top
 
     if args.interval <= 0:
         raise _UsageError(f"--interval must be positive, got {args.interval}")
@@ -441,7 +441,7 @@ def ws_max_size_for(app: Any) -> int | None:
     Twice the limit keeps a polite 413 (with the request's uuid) for messages somewhat over
     it, and lets uvicorn close with 1009 anything larger.
     """
-    from .routing import SocketRouter
+    from .server.routing import SocketRouter
 
     if isinstance(app, SocketRouter) and app.max_message_bytes is not None:
         return 2 * app.max_message_bytes

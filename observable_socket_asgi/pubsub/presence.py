@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .errors import EncodeError
+from ..errors import EncodeError
 
 __all__ = ["NO_PRESENCE", "MemoryPresence", "Presence", "check_info", "member_id"]
 

@@ -42,26 +42,26 @@ from enum import IntEnum
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, assert_never, cast
 
-from ._concurrency import DONE, finish_in_task, start_eagerly
-from ._observe import MALFORMED, UNKNOWN, status_of
-from ._observe import PING as PING_LABEL
-from ._protocol import Protocol, PushAction
-from .datastructures import ScopeViews
-from .envelope import encode_error, encode_push, frame_size, parse_request
-from .errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
-from .logs import peer
+from .._concurrency import DONE, finish_in_task, start_eagerly
+from .._protocol import Protocol, PushAction
+from ..datastructures import ScopeViews
+from ..envelope import encode_error, encode_push, frame_size, parse_request
+from ..errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
+from ..logs import peer
+from ..observe._observe import MALFORMED, UNKNOWN, status_of
+from ..observe._observe import PING as PING_LABEL
+from ..pubsub.presence import NO_PRESENCE
+from ..status import CloseCode, Status
 from .pipeline import failure, reply
 from .pipeline import run as run_pipeline
-from .presence import NO_PRESENCE
-from .status import CloseCode, Status
 
 if TYPE_CHECKING:
-    from ._history import Subscription
-    from ._observe import Observer
-    from ._route import Route
-    from .envelope import Request
+    from .._route import Route
+    from ..envelope import Request
+    from ..observe._observe import Observer
+    from ..pubsub._history import Subscription
+    from ..types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
     from .routing import SocketRouter
-    from .types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
 
 __all__ = ["Connection", "ConnectionClosed"]
 

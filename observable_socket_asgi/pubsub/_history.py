@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .envelope import encode_push
-from .types import Header, Payload
+from ..envelope import encode_push
+from ..types import Header, Payload
 
 __all__ = [
     "MemoryHistory",

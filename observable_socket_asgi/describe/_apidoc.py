@@ -12,10 +12,10 @@ import inspect
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from ._schema import Mode, Schema, TopicType, json_schemas
+from .._schema import Mode, Schema, TopicType, json_schemas
+from ..status import Status
 from ._typescript import render
 from .asyncapi import SCHEMA_REF, RouteDoc, TopicDoc, build_document
-from .status import Status
 
 __all__ = ["asyncapi_document", "describe", "typescript_module"]
 

@@ -29,19 +29,19 @@ import re
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from ._concurrency import Continuation
-from ._protocol import Bucket
+from .._concurrency import Continuation
+from .._protocol import Bucket
+from ..logs import peer
+from ..status import CloseCode
 from .connection import Connection
-from .logs import peer
-from .status import CloseCode
 
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
-    from ._observe import Observer
-    from ._protocol import Settings
+    from .._protocol import Settings
+    from ..observe._observe import Observer
+    from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
     from .routing import SocketRouter
-    from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ["ConnectionRegistry", "handle", "origin_allowed", "serve_connection"]
 

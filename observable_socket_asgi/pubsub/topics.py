@@ -16,7 +16,7 @@ Rules of a subscription (this module alone changes them):
 
 A backplane carries publishes between processes. `InMemoryBackplane` (the default) is this
 module's `Backplane` with nothing to carry: one process needs no broker. `RedisBackplane`
-(`observable_socket_asgi.redis_backplane`) overrides the `_remote_*` hooks.
+(`observable_socket_asgi.pubsub.redis_backplane`) overrides the `_remote_*` hooks.
 
 Without history, delivery is at most once, in publish order per publisher. With history
 (`history_size` > 0) every push carries its position (`headers.offset`, `headers.epoch`,
@@ -39,17 +39,17 @@ from collections.abc import Coroutine
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
+from ..envelope import encode_push
+from ..errors import ConnectionClosed
 from ._history import MemoryHistory, Recovery, Subscription, parse_since, split_push
 from ._idempotency import IdempotencyStore, MemoryIdempotencyStore
-from .envelope import encode_push
-from .errors import ConnectionClosed
 from .presence import NO_PRESENCE, MemoryPresence, Presence, check_info, member_id
 
 if TYPE_CHECKING:
+    from ..observe._observe import Observer
+    from ..server.connection import Connection
+    from ..types import Header, Payload
     from ._history import PushTemplate
-    from ._observe import Observer
-    from .connection import Connection
-    from .types import Header, Payload
 
 __all__ = ["Backplane", "InMemoryBackplane"]
 

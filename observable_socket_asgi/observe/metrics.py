@@ -24,8 +24,8 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
 from ._observe import MALFORMED, PING, REFUSAL_REASONS, UNKNOWN, Observer, close_code_label
-from .types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

@@ -47,8 +47,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         'pip install "observable-socket-asgi[client]"'
     ) from exc
 
-from ._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
-from ._client_protocol import (
+from .._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
+from .._concurrency import is_async_callable
+from ..envelope import PING, Push, Response, encode_request, push_from, response_from
+from ..errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
+from ..pubsub._resume import Position, Positions
+from ..types import Payload
+from ._correlation import (
     Answer,
     Correlator,
     Dropped,
@@ -58,11 +63,6 @@ from ._client_protocol import (
     Pushed,
     report_failed_send,
 )
-from ._concurrency import is_async_callable
-from ._resume import Position, Positions
-from .envelope import PING, Push, Response, encode_request, push_from, response_from
-from .errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
-from .types import Payload
 
 __all__ = [
     "Client",
@@ -193,7 +193,7 @@ class Client:
         # adds the trace context to a request's headers; None unless tracing
         self._inject: Callable[[dict[str, Any]], Any] | None = None
         if tracing:
-            from .tracing import inject
+            from ..observe.tracing import inject
 
             self._inject = inject
         # Reconnection state that outlives a short-lived connection: the delay generator and

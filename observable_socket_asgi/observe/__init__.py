@@ -1,0 +1,3 @@
+"""Watching a running router: the observer interface, Prometheus metrics, OpenTelemetry tracing,
+and the live view of `observable-socket top`.
+"""
