@@ -1,4 +1,4 @@
-"""`python -m observable_socket_asgi` and the `observable-socket` script: see `_cli.py`."""
+"""`python -m observable_socket_asgi` and the `observable-socket` script: see `cli.py`."""
 
 from __future__ import annotations
 

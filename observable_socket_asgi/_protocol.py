@@ -1,6 +1,6 @@
 """The per-connection rules of the protocol, without I/O: what to do with each frame and push.
 
-`Protocol` is the sans-I/O half of a connection (the I/O half is `connection.py`). It never
+`Protocol` is the sans-I/O half of a connection (the I/O half is `server/connection.py`). It never
 awaits, never reads a clock and never sees ASGI: the shell hands it a frame and the time
 (`loop.time()`), and it answers with what to do. So every rule here is tested with plain
 calls and a fake clock (`tests/test_protocol.py`).

@@ -24,7 +24,7 @@ or the new one is (`overflow="drop_newest"`); `dropped_pushes` counts them and t
 drop of each overflow episode is logged as a warning.
 
 Only the I/O lives here: frames are built and read by `envelope.py`, which answer belongs to
-which request and the push buffer are the pure `_client_protocol.py` (shared with the test
+which request and the push buffer are the pure `_correlation.py` (shared with the test
 client), and reconnection delays come from the pure `_backoff.py`.
 """
 

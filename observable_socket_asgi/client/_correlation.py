@@ -1,6 +1,6 @@
 """The client's side of the protocol, with no I/O: which answer belongs to which request.
 
-Shared by the real client (`client.py`) and the in-process test client (`testing.py`), which
+Shared by the real client (`_client.py`) and the in-process test client (`testing.py`), which
 differ only in how frames travel. The shell creates a waiter per request (an asyncio future,
 say), registers it here under the request's uuid, and hands every frame it reads to
 `receive()`, which says what the frame is:

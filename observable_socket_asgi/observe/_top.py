@@ -1,6 +1,6 @@
 """The live view's pure part: a scrape becomes a `Snapshot`, two snapshots become a screen.
 
-`observable-socket top URL` (in `_cli.py`) fetches the router's metrics every second and
+`observable-socket top URL` (in `cli.py`) fetches the router's metrics every second and
 prints `render(previous, current)`; everything that needs no network or clock is here, so it
 is tested on text alone. Rates and percentiles are over the last interval, as Prometheus's
 `rate()` and `histogram_quantile()` would compute them; the first screen, with no previous

@@ -116,8 +116,9 @@ class SocketRouter:
         idempotency_identity: `fn(ws) -> str | None`, whose answers a retry may receive; by
             default the user `access_logic` put in `scope["user"]`. None from it: the
             guarantee holds per connection only.
-        idempotency_max_entries, idempotency_max_bytes: bounds of the in-memory answer
-            store; in Redis an answer longer than `idempotency_max_bytes` is not kept.
+        idempotency_max_entries: answers the in-memory answer store keeps at most.
+        idempotency_max_bytes: characters of answers the in-memory store keeps at most; a
+            larger answer is not kept, in memory or in Redis.
         presence_ttl: seconds within which the members of a worker that died disappear.
         presence_events: publish a push (`headers.presence` = `"join"` or `"leave"`) to a
             topic's subscribers when a member joins or leaves it.
