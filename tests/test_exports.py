@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import observable_socket_asgi
 from tests.helpers import PROCESS_TIMEOUT
 
@@ -75,3 +77,15 @@ def test_core_imports_no_web_framework() -> None:
         check=True,
     )
     assert result.stdout.strip() == ""
+
+
+def test_client_folder_exports_the_client_names() -> None:
+    """`observable_socket_asgi.client` still gives every name the client module exported."""
+    from observable_socket_asgi import client
+    from observable_socket_asgi.client import _client
+
+    assert set(client.__all__) == set(_client.__all__)
+    for name in client.__all__:
+        assert getattr(client, name) is getattr(_client, name), name
+    with pytest.raises(AttributeError, match="nope"):
+        _ = client.nope
