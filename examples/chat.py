@@ -10,8 +10,9 @@ Several workers (or hosts) behind one Redis:
 
 A client sends `room/join {"room": "lobby", "name": "ada"}`, then `room/say {"room": "lobby",
 "text": "hi"}`; everyone in the room, on every worker, receives a push whose `route` is
-`room:lobby`. Payloads are checked in each route's `data_check`, so a missing or malformed
-one is answered 400 before the handler runs.
+`room:lobby`, signed with the name given at join (kept on the connection, per room).
+Payloads are checked in each route's `data_check`, so a missing or malformed one is answered
+400 before the handler runs.
 """
 
 from __future__ import annotations
@@ -40,26 +41,43 @@ def _room(payload: dict[str, Any]) -> str:
     return f"room:{payload['room']}"
 
 
+def _names(ws: Any) -> dict[str, Any]:
+    """The name this connection joined each room under: `room/say` signs with it, so a
+    client gives its name once, at join. Kept in the connection's own state, which ends
+    with it."""
+    try:
+        names: dict[str, Any] = ws.state.chat_names
+    except AttributeError:
+        names = ws.state.chat_names = {}
+    return names
+
+
 @app.route("room/join", options={"data_check": has_room})
 async def join(ws: Any, headers: Any, payload: Any) -> HandlerResult:
     """Subscribe this connection to the room and tell the room."""
     topic = _room(payload)
     await ws.subscribe(topic)
-    await app.publish(topic, {"event": "joined", "name": payload.get("name")})
+    _names(ws)[topic] = name = payload.get("name")
+    await app.publish(topic, {"event": "joined", "name": name})
     return {"status": Status.OK, "payload": {"topic": topic}}
 
 
 @app.route("room/leave", options={"data_check": has_room})
 async def leave(ws: Any, headers: Any, payload: Any) -> HandlerResult:
     """Unsubscribe this connection from the room."""
-    await ws.unsubscribe(_room(payload))
+    topic = _room(payload)
+    await ws.unsubscribe(topic)
+    _names(ws).pop(topic, None)
     return {"status": Status.OK}
 
 
 @app.route("room/say", options={"data_check": has_room_and_text})
 async def say(ws: Any, headers: Any, payload: Any) -> HandlerResult:
-    """Publish a message to everyone in the room, on every worker."""
-    await app.publish(_room(payload), {"text": payload.get("text"), "name": payload.get("name")})
+    """Publish a message to everyone in the room, on every worker, signed with the name
+    given at join (a connection that never joined it may give one with the message)."""
+    topic = _room(payload)
+    name = _names(ws).get(topic, payload.get("name"))
+    await app.publish(topic, {"text": payload["text"], "name": name})
     return {"status": Status.ACCEPTED}
 
 

@@ -134,6 +134,43 @@ def test_chat_checks_payloads_in_data_check() -> None:
     assert joined["status"] == 200 and joined["payload"] == {"topic": "room:x"}
 
 
+def test_chat_signs_what_is_said_with_the_name_given_at_join() -> None:
+    """examples/chat.py: `room/say` without a name pushes the name its connection joined the
+    room under, to everyone in the room; a connection that never joined signs with its own."""
+    from examples import chat
+
+    async def push_in(ws: Any, topic: str) -> dict[str, Any]:
+        while True:  # replies and the "joined" pushes set aside
+            frame = orjson.loads(await ws.recv())
+            if frame.get("route") == topic and "text" in frame["payload"]:
+                payload: dict[str, Any] = frame["payload"]
+                return payload
+
+    async def push_in_joined(ws: Any, name: str) -> None:
+        while True:
+            frame = orjson.loads(await ws.recv())
+            if frame.get("payload") == {"event": "joined", "name": name}:
+                return
+
+    async def run(url: str) -> list[dict[str, Any]]:
+        async with asyncio.timeout(TIMEOUT), connect(url) as ada, connect(url) as bob:
+            await bob.send(request("room/join", {"room": "lobby", "name": "bob"}, uuid=1))
+            await ada.send(request("room/join", {"room": "lobby", "name": "ada"}, uuid=2))
+            await push_in_joined(bob, "ada")
+            await ada.send(request("room/say", {"room": "lobby", "text": "hi"}, uuid=3))
+            first = await push_in(bob, "room:lobby")
+            await ada.send(request("room/leave", {"room": "lobby"}, uuid=4))
+            said = {"room": "lobby", "text": "again", "name": "anon"}
+            await ada.send(request("room/say", said, uuid=5))
+            second = await push_in(bob, "room:lobby")
+            return [first, second]
+
+    with running(chat.app) as server:
+        first, second = asyncio.run(run(f"{server.url}/ws"))
+    assert first == {"text": "hi", "name": "ada"}
+    assert second == {"text": "again", "name": "anon"}  # left the room: its name is gone
+
+
 def test_articles_router_served_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`uvicorn examples.articles:router`: the router opens a session per connection itself."""
     monkeypatch.setenv("EXAMPLES_DB_URL", f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
