@@ -17,7 +17,7 @@ each keeping a database connection that nothing closes: keep the ORM out of them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
@@ -41,12 +41,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def database_sync_to_async(fn: Callable[P, R]) -> Callable[P, Any]:
+def database_sync_to_async(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     """`fn` run on Django's database thread, its stale connections closed before and after.
 
     Django closes a request's connections when the request ends; a socket's messages have no
     such end, so, as Channels does, each call closes the connections that outlived
-    `CONN_MAX_AGE` or broke, instead of failing on them.
+    `CONN_MAX_AGE` or broke, instead of failing on them. It runs on the thread the async
+    ORM's queries run on (asgiref's thread-sensitive one), so it tidies their connection too.
     """
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
