@@ -27,7 +27,7 @@ from observable_socket_asgi import HandlerResult, MessageData, SocketRouter, Sta
 
 __all__ = ["PASSWORDS", "app", "router"]
 
-#: Stand-in for a user table with password hashes.
+#: Stand-in for a user table (a real one keeps password hashes, never the passwords).
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 
 

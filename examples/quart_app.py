@@ -27,7 +27,7 @@ from observable_socket_asgi import HandlerResult, MessageData, SocketRouter, Sta
 
 __all__ = ["PASSWORDS", "app", "quart_app", "router"]
 
-#: Stand-in for a user table with password hashes.
+#: Stand-in for a user table (a real one keeps password hashes, never the passwords).
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 
 quart_app = Quart(__name__)
@@ -102,4 +102,5 @@ async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     if scope["type"] == "websocket" and scope["path"] == "/ws":
         await router(scope, receive, send)
     else:
+        # Quart types its ASGI arguments with Hypercorn's TypedDicts, not asgiref's
         await quart_app(scope, receive, send)  # type: ignore[arg-type]
