@@ -3,8 +3,8 @@
 Import it after `django.setup()` (asgi.py does): it imports the models.
 
 The user is found once per connection, in `access_logic`, from Django's own session cookie
-and with Django's own code (`aget_user`: the session's backend, and its hash, so a password
-change or a logout ends what an old cookie opens). Anonymous visitors are admitted, as
+and with Django's own code (`aget_user`: the session's backend, and its hash, so after a
+password change or a logout an old cookie opens an anonymous socket). Anonymous visitors are admitted, as
 Django's `request.user` admits them; the routes that need a user say so in their `access`
 hook.
 
