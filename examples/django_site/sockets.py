@@ -4,9 +4,9 @@ Import it after `django.setup()` (asgi.py does): it imports the models.
 
 The user is found once per connection, in `access_logic`, from Django's own session cookie
 and with Django's own code (`aget_user`: the session's backend, and its hash, so after a
-password change or a logout an old cookie opens an anonymous socket). Anonymous visitors are admitted, as
-Django's `request.user` admits them; the routes that need a user say so in their `access`
-hook.
+password change or a logout an old cookie opens an anonymous socket). Anonymous visitors are
+admitted, as Django's `request.user` admits them; the routes that need a user say so in their
+`access` hook.
 
 The ORM, done right in a handler: an `async def` handler uses the async API (`aget`,
 `acreate`, `async for`), which runs each query on Django's own database thread; where Django
