@@ -128,6 +128,8 @@ async def handle(
             await metrics.scrape(scope, send)
         elif router.asyncapi_url is not None and _is_asyncapi_path(router.asyncapi_url, scope):
             await _asyncapi(router, scope, send)
+        elif router.explorer is not None and router.explorer.owns(scope):
+            await router.explorer.serve(scope, send)
         else:
             await _upgrade_required(send)
     else:

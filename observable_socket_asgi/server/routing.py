@@ -43,6 +43,7 @@ from ..types import (
 from .asgi import ConnectionRegistry, handle
 
 if TYPE_CHECKING:
+    from ..describe.explorer import Explorer
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
 
@@ -127,6 +128,8 @@ class SocketRouter:
             None: every HTTP request is answered 426, as without it.
         max_validation_errors: field errors listed in the 400 of a payload that does not fit
             its declared type (the answer also counts them all).
+        explorer_url: serve the explorer page at this path (plain HTTP GET): the routes and
+            topics listed, tried over a socket to the same path. None: not served.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class SocketRouter:
         presence_max_info_bytes: int = 4096,
         asyncapi_url: str | None = None,
         max_validation_errors: int = 10,
+        explorer_url: str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -199,6 +203,10 @@ class SocketRouter:
             raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
         if asyncapi_url is not None and not asyncapi_url.startswith("/"):
             raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
+        if explorer_url is not None:
+            from ..describe.explorer import check_url
+
+            check_url("explorer_url", explorer_url)
         if max_validation_errors < 1:
             raise ValueError(
                 f"max_validation_errors must be at least 1, got {max_validation_errors}"
@@ -275,6 +283,12 @@ class SocketRouter:
         #: the Prometheus metrics when `metrics_url` is set (an ASGI app too, and its
         #: `registry` can be scraped elsewhere), else None
         self.metrics: PrometheusMetrics | None = None
+        #: the explorer page (an ASGI app too) when `explorer_url` is set, else None
+        self.explorer: Explorer | None = None
+        if explorer_url is not None:
+            from ..describe.explorer import Explorer
+
+            self.explorer = Explorer(self, explorer_url)
         # whoever watches the router; None (the default) keeps every call site to one test
         self._observer: Observer | None = None
         observers: list[Observer] = []
