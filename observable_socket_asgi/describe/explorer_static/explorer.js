@@ -204,7 +204,9 @@ function renderLists() {
           return el("li", { class: "item", "data-topic": pattern, title: topic.description },
             pattern,
             topic.description ? el("span", { class: "summary", text: topic.description }) : null,
-            topic.payload ? el("pre", { text: pretty(inline(topic.payload)) }) : null);
+            topic.payload
+              ? el("details", {}, el("summary", { text: "payload" }), el("pre", { text: pretty(inline(topic.payload)) }))
+              : null);
         }))));
   }
 }
@@ -242,19 +244,23 @@ function select(name) {
     el("h3", { "data-role": "route-name", text: name }),
     route.summary ? el("p", { text: route.summary }) : null,
     route.description ? el("p", { class: "notice", text: route.description }) : null,
-    el("p", {},
+    el("p", { "data-role": "guards" },
       info.hooks.length ? "Guarded by " : "No hook guards this route. ",
       info.hooks.map((h) => el("span", { class: "badge hook", "data-hook": h, text: h })),
       limits.map((l) => el("span", { class: "badge", text: l })),
-      route.errors.length ? " may answer " : "",
+      route.errors.length ? " · may answer " : "",
       route.errors.map((s) => el("span", { class: "badge", text: s }))),
-    el("div", { class: "schemas" },
-      el("div", {}, el("h2", { text: "Payload" }), fieldsTable(route.request),
-        el("pre", { "data-role": "payload-schema",
-          text: route.request ? pretty(inline(route.request)) : "any JSON (no declared type)" })),
-      el("div", {}, el("h2", { text: "Response" }),
-        el("pre", { "data-role": "response-schema",
-          text: route.response ? pretty(inline(route.response)) : "any JSON (no declared type)" }))));
+    fieldsTable(route.request));
+  fill($("route-schemas"),
+    el("details", { class: "schemas", open: true },
+      el("summary", { text: "Schemas" }),
+      el("div", { class: "pair" },
+        el("div", {}, el("h2", { text: "Payload" }),
+          el("pre", { "data-role": "payload-schema",
+            text: route.request ? pretty(inline(route.request)) : "any JSON (no declared type)" })),
+        el("div", {}, el("h2", { text: "Response (2xx)" }),
+          el("pre", { "data-role": "response-schema",
+            text: route.response ? pretty(inline(route.response)) : "any JSON (no declared type)" })))));
   $("payload").value = pretty(route.request ? example(route.request) : null);
   $("editor-error").textContent = "";
   $("snippet").hidden = true;
