@@ -649,6 +649,10 @@ async function start() {
   if (saved !== null) $("headers").value = saved;
   $("send").addEventListener("click", send);
   $("reconnect").addEventListener("click", reconnect);
+  $("ping").addEventListener("click", () => {
+    awaitingPong = null; // asked for: not a missed PONG
+    ping();
+  });
   $("log-filter").addEventListener("input", refilter);
   $("log-heartbeat").addEventListener("change", refilter);
   $("clear-log").addEventListener("click", () => fill($("log")));
