@@ -508,3 +508,26 @@ def test_fastapi_adapter_mounted_page(browser: Any) -> None:
             assert s.console_errors == []
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_page_socket_meets_allowed_origins(browser: Any) -> None:
+    """The page's socket is a client like any other: an origin not allowed closes it 1008,
+    and the page says so and stops, as the JS client does."""
+    router = SocketRouter(explorer_url="/explorer", allowed_origins=["https://app.example.com"])
+
+    @router.route("echo")
+    async def echo(ws: Any, headers: Any, payload: Any) -> Any:
+        return {"payload": payload}
+
+    context = browser.new_context()
+    try:
+        with running(router) as server:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT * 4 * 1000)
+            page.goto(f"http://127.0.0.1:{server.port}/explorer")
+            page.wait_for_selector('[data-role=state][data-state="closed"]')
+            assert page.inner_text("[data-role=state]") == "closed 1008 origin not allowed"
+            page.wait_for_selector('[data-route="echo"]')
+    finally:
+        context.close()

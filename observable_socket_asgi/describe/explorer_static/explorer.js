@@ -279,6 +279,16 @@ let pingTimer = null;
 let awaitingPong = null;
 const pending = new Map(); // uuid -> {route, started}
 
+// Interactive: the routes are listed and the socket is open (bench/explorer.py times it).
+const milestones = new Set();
+function reached(what) {
+  milestones.add(what);
+  if (milestones.has("listed") && milestones.has("open") && !body.dataset.interactive) {
+    body.dataset.interactive = "true";
+    performance.mark("explorer-interactive");
+  }
+}
+
 function setState(state, text) {
   const node = $("state");
   node.dataset.state = state;
@@ -294,6 +304,7 @@ function connect() {
     if (socket !== ws) return;
     attempt = 0;
     setState("open");
+    reached("open");
     logEvent(`open ${socketUrl}`);
     clearInterval(pingTimer);
     pingTimer = setInterval(ping, PING_EVERY);
@@ -678,6 +689,7 @@ async function start() {
     const wanted = decodeURIComponent(location.hash.slice(1));
     if (routes.has(wanted)) select(wanted);
     body.dataset.ready = "true";
+    reached("listed");
     if (api.metrics) {
       $("metrics-panel").hidden = false;
       await refreshMetrics();
