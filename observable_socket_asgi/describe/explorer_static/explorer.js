@@ -659,6 +659,9 @@ async function start() {
   const saved = localStorage.getItem(HEADERS_KEY);
   if (saved !== null) $("headers").value = saved;
   $("send").addEventListener("click", send);
+  $("headers").addEventListener("input", () => {
+    if (readHeaders() !== null) localStorage.setItem(HEADERS_KEY, $("headers").value);
+  });
   $("reconnect").addEventListener("click", reconnect);
   $("ping").addEventListener("click", () => {
     awaitingPong = null; // asked for: not a missed PONG
