@@ -27,7 +27,7 @@ import pytest
 import uvicorn
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi.explorer import Explorer
+from observable_socket_asgi.describe.explorer import Explorer
 from tests import explorer_app
 from tests.helpers import PROCESS_TIMEOUT, TIMEOUT, Communicator, free_socket, pause, running
 
