@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from observable_socket_asgi import SocketRouter, Status
-from tests.typed_types import Move, SumIn, SumOut
+from tests.typed_types import Basket, Move, Order, SumIn, SumOut
 
 router = SocketRouter(
     explorer_url="/explorer",
@@ -32,6 +32,12 @@ async def sum_handler(ws: Any, headers: Any, payload: SumIn) -> dict[str, Any]:
 async def move(ws: Any, headers: Any, payload: Move) -> dict[str, Any]:
     """Move a piece."""
     return {"payload": {"ok": True}}
+
+
+@router.route("orders/create", options={"payload": Order, "response": Basket})
+async def create(ws: Any, headers: Any, payload: Order) -> dict[str, Any]:
+    """Place an order: nested models, an optional field."""
+    return {"status": Status.CREATED, "payload": {"items": payload.items, "total": 1}}
 
 
 def has_token(ws: Any, message: Any) -> bool:

@@ -269,14 +269,14 @@ def test_lists_routes_and_topics(session: Session, tmp_path: Path) -> None:
     """Every route and push topic of the typed example is listed, grouped, with its hooks."""
     page = session.page
     names = page.eval_on_selector_all("[data-route]", "els => els.map(e => e.dataset.route)")
-    assert names == ["math/sum", "game/move", "rooms/join"]
+    assert names == ["math/sum", "game/move", "orders/create", "rooms/join"]
     topics = page.eval_on_selector_all("[data-topic]", "els => els.map(e => e.dataset.topic)")
     assert topics == ["room:{room}"]
     assert page.inner_text('[data-topic="room:{room}"]').startswith("room:{room}")
     groups = page.eval_on_selector_all(
         "[data-role=routes] [data-group]", "els => els.map(e => e.dataset.group)"
     )
-    assert groups == ["math", "game", "rooms"]
+    assert groups == ["math", "game", "orders", "rooms"]
     assert "access" in page.inner_text('[data-route="rooms/join"]')
     page.click('[data-route="math/sum"]')
     assert json.loads(page.input_value("textarea[data-role=payload]")) == {"numbers": [0]}
@@ -284,6 +284,11 @@ def test_lists_routes_and_topics(session: Session, tmp_path: Path) -> None:
     assert "SumOut" in page.inner_text("[data-role=response-schema]")
     page.click('[data-route="game/move"]')
     assert json.loads(page.input_value("textarea[data-role=payload]")) == {"x": 0, "y": 0}
+    # nested models through $ref, a default, an optional field: an example the route takes
+    page.click('[data-route="orders/create"]')
+    example = json.loads(page.input_value("textarea[data-role=payload]"))
+    assert example == {"items": [{"name": "string", "tags": []}], "note": None}
+    assert "Item" in page.inner_text("[data-role=payload-schema]")
 
 
 @pytest.mark.e2e
@@ -293,6 +298,8 @@ def test_sends_a_request_and_shows_the_answer(session: Session, tmp_path: Path) 
     assert text.startswith("200") and re.search(r"uuid [0-9a-f-]{36}", text)
     assert re.search(r"\d+\.\d ms", text)
     assert json.loads(session.page.inner_text("[data-role=response-payload]")) == {"sum": 42}
+    created = session.send("orders/create")  # the example as it was built
+    assert created.startswith("201") and '"total": 1' in created
     log = session.page.inner_text("[data-role=log]")
     assert '"route":"math/sum"' in log and '"payload":{"sum":42}' in log
     session.shot("explorer-request", tmp_path)

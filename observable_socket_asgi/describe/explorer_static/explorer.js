@@ -145,7 +145,8 @@ function example(schema, depth = 0) {
       const formats = { "date-time": new Date().toISOString(), date: new Date().toISOString().slice(0, 10),
         email: "user@example.com", uuid: uuid4(), uri: "https://example.com/" };
       if (schema.format in formats) return formats[schema.format];
-      return "x".repeat(Math.max(1, schema.minLength ?? 6)).slice(0, Math.max(1, schema.minLength ?? 6));
+      const fits = (n) => n >= (schema.minLength ?? 0) && n <= (schema.maxLength ?? Infinity);
+      return fits(6) ? "string" : "x".repeat(Math.max(1, schema.minLength ?? 1));
     }
     default:
       return null;
@@ -486,8 +487,9 @@ function addLog(node) {
 
 function logFrame(dir, text, message) {
   const beat = message?.route === "PING" || message?.route === "PONG";
+  const size = new TextEncoder().encode(text).length;
   addLog(el("li", { "data-dir": dir, "data-heartbeat": String(beat) },
-    el("span", { class: "time", text: clock() }), text));
+    el("span", { class: "time", text: clock() }), text, el("span", { class: "size", text: ` ${size} B` })));
 }
 
 function logEvent(text) {
