@@ -244,7 +244,7 @@ class Explorer:
                     [(b"cache-control", b"no-store")])  # fmt: skip
 
 
-def policy(scope: Scope) -> bytes:
+def _policy(scope: Scope) -> bytes:
     """The Content-Security-Policy of every answer: this origin only, and its WebSocket."""
     connect = "'self'"
     host = _header(scope, b"host")
@@ -276,7 +276,7 @@ async def _send(
 ) -> None:
     headers = [
         (b"content-type", content_type.encode()),
-        (b"content-security-policy", policy(scope)),
+        (b"content-security-policy", _policy(scope)),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
         *extra,
