@@ -463,7 +463,8 @@ class Restartable:
 
 @pytest.mark.e2e
 def test_survives_a_server_restart(browser: Any, tmp_path: Path) -> None:
-    """The server restarts: the state goes to reconnecting, then open; requests work again."""
+    """The server restarts: the state goes to reconnecting, then open; requests work again,
+    and the Reconnect button opens a new socket."""
     server = Restartable(explorer_app.router)
     context = browser.new_context()
     try:
@@ -479,6 +480,12 @@ def test_survives_a_server_restart(browser: Any, tmp_path: Path) -> None:
         server.start()
         s.page.wait_for_selector('[data-role=state][data-state="open"]', timeout=TIMEOUT * 6000)
         assert s.send("math/sum", '{"numbers": [2, 3]}').startswith("200")
+        # the Reconnect button: a new socket, opened
+        opens = "els => els.filter(e => e.textContent.includes('open ws://')).length"
+        assert s.page.eval_on_selector_all("[data-role=log] > li", opens) == 2
+        s.page.click("[data-role=reconnect]")
+        s.page.wait_for_selector('[data-role=state][data-state="open"]')
+        assert s.page.eval_on_selector_all("[data-role=log] > li", opens) == 3
     finally:
         context.close()
         server.close()

@@ -317,14 +317,11 @@ function connect() {
     if (socket !== ws) return;
     clearInterval(pingTimer);
     awaitingPong = null;
-    for (const [id, request] of pending) {
-      showAnswer({ uuid: id, status: "no answer", payload: `the connection closed (${event.code})` }, request);
-    }
-    pending.clear();
+    forgetPending(`the connection closed (${event.code})`);
     const why = `closed ${event.code}${event.reason ? ` ${event.reason}` : ""}`;
     logEvent(why);
     // As the JS client does: 1008 (refused by policy) and 1011 are final, the user acts.
-    if (event.code === 1008 || event.code === 1011 || event.code === 1000) {
+    if (event.code === 1008 || event.code === 1011) {
       setState("closed", why);
       return;
     }
@@ -335,8 +332,17 @@ function connect() {
   });
 }
 
+// Requests that will never be answered: the socket they went out on is gone.
+function forgetPending(why) {
+  for (const [id, request] of pending) {
+    showAnswer({ uuid: id, status: "no answer", payload: why }, request);
+  }
+  pending.clear();
+}
+
 function reconnect() {
   attempt = 0;
+  forgetPending("the page reconnected");
   const old = ws;
   ws = null;
   if (old && old.readyState <= WebSocket.OPEN) old.close(1000, "reconnect");
