@@ -34,8 +34,8 @@ from ..envelope import Push, Response, encode_request, push_from, response_from
 from ..errors import ClientError, ConnectFailed, ConnectionClosed, RequestTimeout
 from ..types import Payload
 from ._callbacks import Callback, invoke
-from ._connection import Pending, ReconnectingSocket, logger
-from ._correlation import Overflow, PushBuffer
+from ._connection import ReconnectingSocket, logger
+from ._correlation import Overflow, Pending, PushBuffer
 from ._positions import Position, Positions
 from ._state import ClientState
 

@@ -28,28 +28,24 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from .._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
-from ..envelope import PING, Push, Response, encode_request
+from ..envelope import PING, Push, encode_request
 from ..errors import ConnectFailed, ConnectionClosed, ProtocolError
 from ._callbacks import TaskSet
-from ._correlation import Answer, Correlator, Dropped, Pong, Pushed, report_failed_send
+from ._correlation import (
+    Answer,
+    Correlator,
+    Dropped,
+    Pending,
+    Pong,
+    Pushed,
+    fail_pending,
+    report_failed_send,
+)
 from ._state import ClientState, StateMachine
 
-__all__ = ["Pending", "ReconnectingSocket", "logger"]
+__all__ = ["ReconnectingSocket", "logger"]
 
 logger = logging.getLogger("observable_socket_asgi.client")
-
-
-class Pending:
-    """One request waiting for its answer."""
-
-    __slots__ = ("future", "route", "sent")
-
-    def __init__(self, future: asyncio.Future[Response], route: str) -> None:
-        self.future = future
-        self.route = route
-        # set just before the frame is handed to the socket: from then on the server may
-        # have it, and a close says so
-        self.sent = False
 
 
 class ReconnectingSocket:
@@ -176,7 +172,7 @@ class ReconnectingSocket:
                 self._set_state(ClientState.CLOSING)
             ws = self._ws
             if ws is not None:
-                self._fail_pending(1000, "client closed")
+                fail_pending(self._protocol, 1000, "client closed")
                 await ws.close()
                 self._ws = None
             runner = self._runner
@@ -250,15 +246,6 @@ class ReconnectingSocket:
                 reason, code=code, may_have_reached_server=True, route=pending.route
             ) from None
 
-    def _fail_pending(self, code: int | None, reason: str) -> None:
-        for item in self._protocol.take_all():
-            if not item.future.done():
-                item.future.set_exception(
-                    ConnectionClosed(
-                        reason, code=code, may_have_reached_server=item.sent, route=item.route
-                    )
-                )
-
     # Private methods: the socket's owner
 
     async def _open(self) -> ClientConnection:
@@ -295,7 +282,7 @@ class ReconnectingSocket:
                     self._attempts = 0
                 self._ws = None
                 self.close_code, self.close_reason = code, reason
-                self._fail_pending(code, reason)
+                fail_pending(self._protocol, code, reason)
                 if self._machine.state is ClientState.CLOSING:
                     return
                 if not self.reconnect or not may_reconnect(code):
@@ -317,7 +304,7 @@ class ReconnectingSocket:
             raise
         except Exception:
             logger.exception("client connection to %s failed", self.url)
-            self._fail_pending(1006, "client failure")
+            fail_pending(self._protocol, 1006, "client failure")
             self._end(ConnectionClosed("client failure", code=1006))
             if self._ws is not None:
                 await self._ws.close()
@@ -367,7 +354,7 @@ class ReconnectingSocket:
                 self._dropped_reason = reason
                 # Fail the waiters now: the close handshake with a dead peer may take
                 # close_timeout, and nobody should wait it out.
-                self._fail_pending(1006, reason)
+                fail_pending(self._protocol, 1006, reason)
                 self._tasks.spawn(ws.close(1001, "heartbeat timeout"))
                 return
             finally:
@@ -400,9 +387,7 @@ class ReconnectingSocket:
             logger.warning("dropped a frame from %s: %s", self.url, exc.message)
             return
         if isinstance(incoming, Answer):
-            future = incoming.waiter.future
-            if not future.done():
-                future.set_result(incoming.response)
+            incoming.waiter.answer(incoming.response)
         elif isinstance(incoming, Pushed):
             self._pushed(incoming.push)
         elif isinstance(incoming, Pong):

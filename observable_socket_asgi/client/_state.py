@@ -32,11 +32,12 @@ __all__ = ["MOVES", "ClientState", "StateMachine"]
 class ClientState(IntEnum):
     """Where a client is in its life; read it as `client.state`."""
 
-    CONNECTING = 0
-    OPEN = 1
-    RECONNECTING = 2
-    CLOSING = 3
-    CLOSED = 4
+    # in the order of a life, so `state >= CLOSING` reads "closing or closed"
+    CONNECTING = 0  # new, or the first handshake under way
+    OPEN = 1  # a socket is open: requests go out
+    RECONNECTING = 2  # the socket was lost: requests wait for the next one
+    CLOSING = 3  # close() is shutting the socket and the tasks down
+    CLOSED = 4  # for good: requests fail
 
 
 _S = ClientState
