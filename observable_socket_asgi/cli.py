@@ -25,7 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
@@ -39,12 +39,21 @@ EXIT_CLOSED = 3
 EXIT_TIMEOUT = 4
 
 
+class _Commands(Protocol):
+    """The group `add_subparsers()` returns, as the command builders use it (argparse names
+    its class privately)."""
+
+    def add_parser(
+        self, name: str, *, help: str | None = ..., description: str | None = ...
+    ) -> argparse.ArgumentParser: ...
+
+
 class _UsageError(Exception):
     pass
 
 
-class _CallAction(argparse.Action):
-    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
+class _Action(argparse.Action):
+    """An option that files its value itself: argparse's hook, typed once for both below."""
 
     def __call__(
         self,
@@ -53,20 +62,31 @@ class _CallAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
+        self.take(parser, namespace, values)
+
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> None:
+        """File `values` in `namespace`; report a mistake with `parser.error`."""
+        raise NotImplementedError
+
+
+class _CallAction(_Action):
+    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
+
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> None:
         calls: list[list[Any]] = list(getattr(namespace, self.dest) or [])
         calls.append([values, None])
         setattr(namespace, self.dest, calls)
 
 
-class _PayloadAction(argparse.Action):
+class _PayloadAction(_Action):
     """`--payload JSON`: the payload of the `--call` just before it."""
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
     ) -> None:
         calls = getattr(namespace, "calls", None)
         if not calls or calls[-1][1] is not None:
@@ -102,13 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if args.command != "call" else 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _root_parser() -> tuple[argparse.ArgumentParser, _Commands]:
+    """The program's parser, and the group its commands are added to."""
     parser = argparse.ArgumentParser(
         prog="observable-socket",
         description="Talk to an ObservableSocket server, or serve a router.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    return parser, commands
 
+
+def _add_call(commands: _Commands) -> None:
+    """`call URL ROUTE [PAYLOAD]`: one request, its answer printed."""
     call = commands.add_parser(
         "call",
         help="send one request and print its answer as JSON",
@@ -122,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(call)
     call.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
 
+
+def _add_listen(commands: _Commands) -> None:
+    """`listen URL [--call ROUTE [--payload JSON]]...`: pushes printed as JSON lines."""
     listen = commands.add_parser(
         "listen",
         help="print pushes as JSON lines until interrupted",
@@ -148,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, help="seconds each --call may take (default 10)"
     )
 
+
+def _add_serve(commands: _Commands) -> None:
+    """`serve MODULE:ATTRIBUTE`: the router under uvicorn."""
     serve = commands.add_parser("serve", help="run a router with uvicorn")
     serve.add_argument("app", help="module:attribute of the SocketRouter (or any ASGI app)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -170,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
         "sees them, smaller ones over the limit are answered 413)",
     )
 
+
+def _add_asyncapi(commands: _Commands) -> None:
+    """`asyncapi MODULE:ATTRIBUTE`: the router's AsyncAPI document."""
     asyncapi = commands.add_parser(
         "asyncapi",
         help="print a router's AsyncAPI 3.0 document as JSON",
@@ -183,6 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--address", default=None, help="the socket's path, e.g. /ws")
     asyncapi.add_argument("-o", "--output", default=None, help="write to this file")
 
+
+def _add_typescript(commands: _Commands) -> None:
+    """`typescript MODULE:ATTRIBUTE`: the router's TypeScript declarations."""
     typescript = commands.add_parser(
         "typescript",
         help="print TypeScript declarations of a router's payload types",
@@ -192,6 +229,12 @@ def _parser() -> argparse.ArgumentParser:
     typescript.add_argument("app", help="module:attribute of the SocketRouter")
     typescript.add_argument("-o", "--output", default=None, help="write to this file")
 
+
+def _parser() -> argparse.ArgumentParser:
+    """The whole command line: every command's parser, `top` last."""
+    parser, commands = _root_parser()
+    for add in (_add_call, _add_listen, _add_serve, _add_asyncapi, _add_typescript):
+        add(commands)
     top = commands.add_parser(
         "top",
         help="a live view of a router's metrics",
