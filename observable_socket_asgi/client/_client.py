@@ -30,8 +30,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..envelope import Push, Response, encode_request, push_from, response_from
-from ..errors import ClientError, ConnectFailed, ConnectionClosed, RequestTimeout
+from ..envelope import Push, Response, encode_request
+from ..errors import ClientError, RequestTimeout
 from ..types import Payload
 from ._callbacks import Callback, invoke
 from ._connection import ReconnectingSocket, logger
@@ -39,19 +39,8 @@ from ._correlation import Overflow, Pending, PushBuffer
 from ._positions import Position, Positions
 from ._state import ClientState
 
-__all__ = [
-    "Client",
-    "ClientState",
-    "Position",
-    "ClientError",
-    "ConnectFailed",
-    "ConnectionClosed",
-    "Push",
-    "RequestTimeout",
-    "connect",
-    "push_from",
-    "response_from",
-]
+# the package `client` re-exports these with the rest of the client's public names
+__all__ = ["Client", "connect"]
 
 _DEFAULT: Any = object()
 
