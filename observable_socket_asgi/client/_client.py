@@ -65,6 +65,8 @@ class Client(ReconnectingSocket):
     """A connection to an ObservableSocket server that survives restarts.
 
     Use `connect(...)` as an async context manager rather than building one directly.
+    Where it is in its life is `state`, a `ClientState`: CONNECTING, OPEN, RECONNECTING,
+    CLOSING, CLOSED.
 
     Args:
         url: the `ws://` or `wss://` URL.

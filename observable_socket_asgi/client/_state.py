@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from enum import IntEnum
+from enum import IntEnum, auto
 
 __all__ = ["MOVES", "ClientState", "StateMachine"]
 
@@ -32,12 +32,18 @@ __all__ = ["MOVES", "ClientState", "StateMachine"]
 class ClientState(IntEnum):
     """Where a client is in its life; read it as `client.state`."""
 
-    # in the order of a life, so `state >= CLOSING` reads "closing or closed"
-    CONNECTING = 0  # new, or the first handshake under way
-    OPEN = 1  # a socket is open: requests go out
-    RECONNECTING = 2  # the socket was lost: requests wait for the next one
-    CLOSING = 3  # close() is shutting the socket and the tasks down
-    CLOSED = 4  # for good: requests fail
+    # in the order of a life, so `state >= CLOSING` reads "closing or closed"; the numbers
+    # mean nothing else (they never reach the wire)
+    CONNECTING = auto()
+    """New, or its first handshake under way."""
+    OPEN = auto()
+    """A socket is open: requests go out, pushes come in."""
+    RECONNECTING = auto()
+    """The socket was lost: pending requests failed, new ones wait for the next socket."""
+    CLOSING = auto()
+    """`close()` is shutting the socket and the client's tasks down; requests fail."""
+    CLOSED = auto()
+    """Closed for good: requests raise `ConnectionClosed`, `pushes()` ends."""
 
 
 _S = ClientState
