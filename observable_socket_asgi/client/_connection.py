@@ -22,10 +22,8 @@ try:
     from websockets.asyncio.client import ClientConnection
     from websockets.protocol import State
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "the client needs websockets; install the extra: "
-        'pip install "observable-socket-asgi[client]"'
-    ) from exc
+    command = 'pip install "observable-socket-asgi[client]"'
+    raise ImportError(f"the client needs websockets; install the extra: {command}") from exc
 
 from .._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
 from ..envelope import PING, Push, encode_request
