@@ -82,3 +82,17 @@ async def test_invoke_awaits_what_an_async_callback_returns() -> None:
     await invoke(seen.append, "sync")
     await invoke(note, "async")
     assert seen == ["sync", "async"]
+
+
+async def test_a_spawned_task_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody awaits a spawned task: its unhandled failure is logged when it ends."""
+    tasks = TaskSet(logging.getLogger(LOGGER))
+
+    async def boom() -> None:
+        raise ValueError("lost")
+
+    tasks.spawn(boom())
+    await wait_until(lambda: len(tasks) == 0, what="the task to end")
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage().endswith(" failed")
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)

@@ -33,8 +33,9 @@ async def invoke(callback: Callback[A], arg: A) -> None:
 class TaskSet:
     """The tasks a client started and nobody awaits.
 
-    Each task logs its own failure (through `call`, or its coroutine's own handling) and is
-    dropped from the set when done; `cancel()` is the cleanup `close()` guarantees.
+    A callback's failure is logged with the message given to `call`; any other task's
+    unhandled failure is logged when it ends. A task is dropped from the set when done, and
+    `cancel()` is the cleanup `close()` guarantees.
 
     Args:
         logger: where a callback's failure is logged.
@@ -50,10 +51,10 @@ class TaskSet:
         return len(self._tasks)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run `coro` as a task kept until it is done."""
+        """Run `coro` as a task kept until it is done; a failure it does not handle is logged."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
 
     def call(self, callback: Callback[A], arg: A, what: str, *args: object) -> None:
@@ -76,6 +77,15 @@ class TaskSet:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                # nobody awaits it: without this line the error would only surface, if ever,
+                # as asyncio's "exception was never retrieved" when the task is collected
+                self._logger.error("client task %s failed", task.get_name(), exc_info=error)
 
     async def _finish(self, result: Awaitable[None], what: str, args: tuple[object, ...]) -> None:
         """Await an async callback's coroutine; its failure is logged, never raised."""
