@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid as uuid_module
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Any, Self
 
@@ -46,7 +47,7 @@ __all__ = ["ReconnectingSocket", "logger"]
 logger = logging.getLogger("observable_socket_asgi.client")
 
 
-class ReconnectingSocket:
+class ReconnectingSocket(ABC):
     """A socket to `url` that is reopened when lost, with the client's state.
 
     Args:
@@ -185,14 +186,17 @@ class ReconnectingSocket:
 
     # Private methods: what the client above provides
 
+    @abstractmethod
     def _pushed(self, push: Push) -> None:
         """Deliver a push (the client's callback or buffer)."""
         raise NotImplementedError
 
+    @abstractmethod
     def _opened(self, reconnected: bool) -> None:
         """Run what follows a handshake: on_open, and resubscribing after a reconnect."""
         raise NotImplementedError
 
+    @abstractmethod
     def _wake_pushes(self) -> None:
         """Wake the `pushes()` reader: a push came, or the client is closing."""
         raise NotImplementedError
