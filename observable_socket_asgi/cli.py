@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Protocol, TextIO
 
+from ._apps import import_app as _import_app
+from ._apps import load_router as _load_router
 from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
@@ -365,30 +366,6 @@ async def _listen(args: argparse.Namespace) -> int:
     return EXIT_CLOSED
 
 
-def _load_router(spec: str) -> Any:
-    """Import `module:attribute` (dots allowed after the colon) and check it is a router."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise _UsageError(f"expected module:attribute, got {spec!r}")
-    # the same rule as `uvicorn module:app`: the working directory is importable
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _UsageError(f"cannot import {module_name!r}: {exc}") from None
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise _UsageError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if not (
-        callable(getattr(obj, "asyncapi", None)) and callable(getattr(obj, "typescript", None))
-    ):
-        raise _UsageError(f"{spec} is {type(obj).__name__}, not a SocketRouter")
-    return obj
-
-
 def _write(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text)
@@ -489,14 +466,3 @@ def ws_max_size_for(app: Any) -> int | None:
     if isinstance(app, SocketRouter) and app.max_message_bytes is not None:
         return 2 * app.max_message_bytes
     return None
-
-
-def _import_app(spec: str) -> Any:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        value: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            value = getattr(value, part)
-    except (ImportError, AttributeError) as exc:
-        raise _UsageError(f"cannot import {spec!r}: {exc}") from None
-    return value
