@@ -27,9 +27,12 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub/                                          topics and what travels with a push
     pubsub.__init__ pubsub._resume pubsub._outage    client positions; outage log rule
     pubsub._history pubsub._idempotency              positions in a topic; run-once
-    pubsub.presence                                  members of a topic
-    pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
-    pubsub.redis_backplane                           Redis fan-out
+    pubsub.subscriber pubsub.presence                what a subscriber offers; members
+    pubsub.fanout pubsub.registry                    pushes handed out; who holds what
+    pubsub.replay pubsub.transport                   catch-up; the transport interface
+    pubsub.memory pubsub._redis_stores               in-process transport; Redis keys
+    pubsub.redis_backplane                           the Redis transport
+    pubsub.topics                                    the hub: a transport and its stores
     server/                                          the serving machinery
     server.__init__ server.pipeline                  hooks -> reply
     server.connection                                the I/O shell
@@ -58,7 +61,8 @@ from .errors import (
 )
 from .logs import logging_config
 from .pubsub._history import Subscription
-from .pubsub.topics import Backplane, InMemoryBackplane
+from .pubsub.memory import InMemoryBackplane
+from .pubsub.transport import Backplane
 from .server.connection import Connection
 from .server.routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success

@@ -42,15 +42,19 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
+from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
 from ._history import PushTemplate, Recovery, unnumbered
 from ._idempotency import IdempotencyStore
 from ._outage import OutageReport, Summary, redact_url
 from .presence import Presence
-from .topics import Backplane
+from .transport import Appended, Backplane, HistoryStore, Receiver
+
+if TYPE_CHECKING:
+    from ..observe._observe import Observer
 
 try:
     import redis.asyncio as aioredis
@@ -75,7 +79,9 @@ _FIRST_DELAY = 0.1
 
 
 class RedisBackplane(Backplane):
-    """Publishes reach the subscribers of every worker that shares the Redis server.
+    """A transport: publishes reach the subscribers of every worker sharing the Redis server.
+
+    History, presence and idempotent answers are kept in Redis too, shared by the workers.
 
     Args:
         url: a redis-py URL, e.g. `"redis://127.0.0.1:6379/0"`.
@@ -99,7 +105,6 @@ class RedisBackplane(Backplane):
         connect_timeout: float = 2.0,
         log_interval: float = 60.0,
     ) -> None:
-        super().__init__()
         self.url = url
         self.prefix = prefix
         self.ping_interval = ping_interval
@@ -117,6 +122,8 @@ class RedisBackplane(Backplane):
         self._origin = os.urandom(_ORIGIN_LEN // 2).hex().encode()
         self._control = f"{prefix}\x00worker:{self._origin.decode()}".encode()
         self._redis: Any = None
+        # the hub: where what the listener hears is delivered, and which topics are wanted
+        self._receiver: Receiver | None = None
         self._pubsub: Any = None
         self._connected = False
         # set while connected; start() waits on it briefly so a worker starts up connected
@@ -128,8 +135,6 @@ class RedisBackplane(Backplane):
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         # UNSUBSCRIBE tasks started from sync on_close callbacks
         self._unsubscribing: set[asyncio.Task[None]] = set()
-        # the topics' history in Redis streams; None when history_size is 0
-        self._shared_history: RedisHistory | None = None
 
     # Public API
 
@@ -138,9 +143,10 @@ class RedisBackplane(Backplane):
         """True while the listener holds a live, subscribed connection to Redis."""
         return self._connected
 
-    # Backplane hooks
+    # The transport interface
 
-    async def _start(self) -> None:
+    async def start(self, receiver: Receiver) -> None:
+        self._receiver = receiver
         # TCP keepalive notices a peer gone without a word; redis-py refuses the option on a
         # unix:// URL (no TCP there, and the peer is on this machine).
         keepalive: dict[str, Any] = (
@@ -165,7 +171,7 @@ class RedisBackplane(Backplane):
             async with asyncio.timeout(self.connect_timeout):
                 await self._up.wait()
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -179,7 +185,7 @@ class RedisBackplane(Backplane):
                 await self._redis.aclose()
             self._redis = None
 
-    async def _remote_subscribe(self, topic: str) -> None:
+    async def subscribe(self, topic: str) -> None:
         """Subscribe the worker to `topic`; return once Redis confirms (or soon after)."""
         channel = self._channel(topic)
         waiter = await self._command(topic, subscribe=True)
@@ -195,15 +201,15 @@ class RedisBackplane(Backplane):
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
 
-    def _remote_unsubscribe(self, topic: str) -> None:
+    def unsubscribe(self, topic: str) -> None:
         if self._lock is None:
             return
         task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
         self._unsubscribing.add(task)
         task.add_done_callback(self._unsubscribing.discard)
 
-    async def _remote_publish(self, topic: str, frame: str) -> None:
-        observer = self._observer
+    async def publish(self, topic: str, frame: str) -> None:
+        observer = self._observer()
         if not self._connected or self._redis is None:
             self._dropped_publish(topic, None)
             return
@@ -227,10 +233,14 @@ class RedisBackplane(Backplane):
 
     # Private methods: telling an outage
 
+    def _observer(self) -> Observer | None:
+        return None if self._receiver is None else self._receiver.observer
+
     def _dropped_publish(self, topic: str, exc: BaseException | None) -> None:
         self.dropped += 1
-        if self._observer is not None:
-            self._observer.backplane_dropped()
+        observer = self._observer()
+        if observer is not None:
+            observer.backplane_dropped()
         now = asyncio.get_running_loop().time()
         if self._outage.dropped(now):
             logger.warning(
@@ -269,48 +279,40 @@ class RedisBackplane(Backplane):
 
     # History, presence and idempotent answers, in Redis
 
-    def configure(
-        self, *, history_size: int = 0, history_ttl: float = 300.0, **options: Any
-    ) -> None:
-        # only the history settings matter here; the rest go to `Backplane.configure` as given
-        super().configure(history_size=history_size, history_ttl=history_ttl, **options)
-        # the history lives in Redis, shared by every worker, instead of in this process
-        self.history = None
-        self._shared_history = (
-            RedisHistory(self._client, self.prefix, history_size, history_ttl)
-            if history_size > 0
-            else None
+    def history_store(self, options: HistoryOptions) -> HistoryStore | None:
+        """The topics' history in Redis streams, numbered alike by every worker."""
+        if not options.enabled:
+            return None
+        shared = RedisHistory(self._client, self.prefix, options.size, options.ttl)
+        return _SharedHistory(
+            lambda topic, template: self._append(shared, topic, template),
+            lambda topic, since: self._since(shared, topic, since),
         )
 
-    def idempotency_store(self, max_entries: int, max_bytes: int) -> IdempotencyStore:
-        return RedisIdempotencyStore(self._client, self.prefix, max_bytes)
+    def presence_store(self, options: PresenceOptions) -> Presence:
+        return RedisPresence(self._client, self.prefix, options.ttl, options.max_info_bytes)
 
-    def _make_presence(self, ttl: float, max_info_bytes: int) -> Presence:
-        return RedisPresence(self._client, self.prefix, ttl, max_info_bytes)
+    def idempotency_store(self, options: IdempotencyOptions) -> IdempotencyStore:
+        return RedisIdempotencyStore(self._client, self.prefix, options.max_bytes)
 
-    def _shares_history(self) -> bool:
-        return self._shared_history is not None
-
-    async def _publish_positioned(self, topic: str, template: PushTemplate) -> int:
-        history = self._shared_history
-        assert history is not None
+    async def _append(self, history: RedisHistory, topic: str, template: PushTemplate) -> Appended:
         if self._connected and self._redis is not None:
             try:
                 async with asyncio.timeout(self.publish_timeout):
                     await history.publish(topic, template, self._channel(topic), self._origin)
                 # delivered here too by the listener, in offset order
-                return self.subscribers(topic)
+                return Appended(None, None, carry=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._dropped_publish(topic, exc)
-                return self.deliver(topic, unnumbered(template))
+                return Appended(unnumbered(template), None, carry=False)
         self._dropped_publish(topic, None)
-        return self.deliver(topic, unnumbered(template))
+        return Appended(unnumbered(template), None, carry=False)
 
-    async def _history_since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
-        history = self._shared_history
-        assert history is not None
+    async def _since(
+        self, history: RedisHistory, topic: str, since: tuple[int, str] | None
+    ) -> Recovery:
         if not self._connected:
             raise ConnectionError("Redis is down")
         async with asyncio.timeout(self.publish_timeout):
@@ -335,7 +337,7 @@ class RedisBackplane(Backplane):
         """
         assert self._lock is not None
         async with self._lock:
-            wanted = topic in self._subscribers
+            wanted = self._receiver is not None and self._receiver.wanted(topic)
             pubsub = self._pubsub
             if wanted != subscribe or pubsub is None or not self._connected:
                 return None
@@ -361,7 +363,7 @@ class RedisBackplane(Backplane):
     async def _listen(self) -> None:
         """Keep one subscribed connection to Redis alive, forever; deliver what it hears.
 
-        Nobody awaits this task but `_stop()`: every failure is logged here and retried.
+        Nobody awaits this task but `stop()`: every failure is logged here and retried.
         """
         delays = self._delays()
         loop = asyncio.get_running_loop()
@@ -369,28 +371,9 @@ class RedisBackplane(Backplane):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                assert self._lock is not None
-                async with self._lock:
-                    topics = list(self._subscribers)
-                    # The control channel goes last: once Redis confirms it, every topic
-                    # before it is live, and only then is the worker `connected`.
-                    await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
-                    async with asyncio.timeout(self.connect_timeout):
-                        while True:
-                            message = await pubsub.get_message(timeout=self.connect_timeout)
-                            if message is None:
-                                continue
-                            self._handle(message)
-                            if message["type"] == "subscribe" and (
-                                message["channel"] == self._control
-                            ):
-                                break
-                    self._pubsub = pubsub
-                    self._connected = True
-                    if self._observer is not None:
-                        self._observer.backplane_connected(True)
+                topics = await self._connect(pubsub)
                 self.connects += 1
-                self._log_recovered(self._outage.recovered(loop.time()), len(topics))
+                self._log_recovered(self._outage.recovered(loop.time()), topics)
                 attempts = 0
                 delays = self._delays()
                 assert self._up is not None
@@ -405,26 +388,55 @@ class RedisBackplane(Backplane):
                 self._disconnected()
                 attempts += 1
                 delay = next(delays)
-                if self._outage.failed(loop.time()):
-                    logger.error(
-                        "Redis backplane at %s is unreachable: %r; pushes reach this worker's "
-                        "subscribers only; retrying with backoff, summarised every %g s",
-                        self.address,
-                        exc,
-                        self._outage.interval,
-                    )
-                else:
-                    logger.debug(
-                        "Redis backplane at %s: attempt %d failed: %r; retrying in %.2f s",
-                        self.address,
-                        attempts,
-                        exc,
-                        delay,
-                    )
-                    self._log_summary(loop.time())
+                self._log_failure(exc, attempts, delay, loop.time())
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
+
+    async def _connect(self, pubsub: Any) -> int:
+        """Subscribe every wanted topic, then the control channel; return how many topics.
+
+        Only once Redis confirms the control channel (sent last, so every topic before it is
+        live) is the worker `connected`.
+        """
+        assert self._lock is not None and self._receiver is not None
+        async with self._lock:
+            topics = list(self._receiver.topics)
+            await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    message = await pubsub.get_message(timeout=self.connect_timeout)
+                    if message is None:
+                        continue
+                    self._handle(message)
+                    if message["type"] == "subscribe" and message["channel"] == self._control:
+                        break
+            self._pubsub = pubsub
+            self._connected = True
+            observer = self._observer()
+            if observer is not None:
+                observer.backplane_connected(True)
+        return len(topics)
+
+    def _log_failure(self, exc: Exception, attempts: int, delay: float, now: float) -> None:
+        """Log a failed attempt: at length when an outage starts, else in the summary."""
+        if self._outage.failed(now):
+            logger.error(
+                "Redis backplane at %s is unreachable: %r; pushes reach this worker's "
+                "subscribers only; retrying with backoff, summarised every %g s",
+                self.address,
+                exc,
+                self._outage.interval,
+            )
+            return
+        logger.debug(
+            "Redis backplane at %s: attempt %d failed: %r; retrying in %.2f s",
+            self.address,
+            attempts,
+            exc,
+            delay,
+        )
+        self._log_summary(now)
 
     async def _read(self, pubsub: Any, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver messages until the connection fails; PING it when it has been quiet."""
@@ -447,27 +459,29 @@ class RedisBackplane(Backplane):
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "message":
+        receiver = self._receiver
+        if kind == "message" and receiver is not None:
             data: bytes = message["data"]
             if data[_ORIGIN_LEN : _ORIGIN_LEN + 1] != b"{":
                 # numbered by the history script: `<origin><offset> <frame>`, delivered by
                 # every worker (the publishing one too) in the order Redis numbered them
                 number, _, frame = data[_ORIGIN_LEN:].partition(b" ")
                 topic = message["channel"][len(self.prefix.encode()) :].decode()
-                self.deliver(topic, frame.decode(), int(number))
+                receiver.deliver(topic, frame.decode(), int(number))
                 return
             if data[:_ORIGIN_LEN] == self._origin:
                 return  # published here, and already delivered here
             topic = message["channel"][len(self.prefix.encode()) :].decode()
-            self.deliver(topic, data[_ORIGIN_LEN:].decode())
+            receiver.deliver(topic, data[_ORIGIN_LEN:].decode())
         elif kind == "subscribe":
             for waiter in self._confirming.pop(message["channel"], ()):
                 if not waiter.done():
                     waiter.set_result(None)
 
     def _disconnected(self) -> None:
-        if self._connected and self._observer is not None:
-            self._observer.backplane_connected(False)
+        observer = self._observer()
+        if self._connected and observer is not None:
+            observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:
@@ -477,3 +491,21 @@ class RedisBackplane(Backplane):
                 if not waiter.done():
                     waiter.set_result(None)
         self._confirming.clear()
+
+
+class _SharedHistory(HistoryStore):
+    """The history store a `RedisBackplane` hands out: its own methods, bound to the stream."""
+
+    def __init__(
+        self,
+        append: Callable[[str, PushTemplate], Awaitable[Appended]],
+        since: Callable[[str, tuple[int, str] | None], Awaitable[Recovery]],
+    ) -> None:
+        self._append = append
+        self._since = since
+
+    async def append(self, topic: str, template: PushTemplate) -> Appended:
+        return await self._append(topic, template)
+
+    async def since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
+        return await self._since(topic, since)
