@@ -50,6 +50,10 @@ class Registry:
         """The topics that have at least one subscriber here."""
         return frozenset(self._subscribers)
 
+    def __len__(self) -> int:
+        """How many subscribers hold at least one topic here."""
+        return len(self._topics_of)
+
     def wanted(self, topic: str) -> bool:
         """True while `topic` has a subscriber here."""
         return topic in self._subscribers

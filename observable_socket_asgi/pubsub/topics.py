@@ -122,6 +122,11 @@ class Topics:
         """The topics that have at least one subscriber here."""
         return self._registry.topics
 
+    @property
+    def holders(self) -> int:
+        """How many subscribers hold at least one topic here (a closed one never does)."""
+        return len(self._registry)
+
     def wanted(self, topic: str) -> bool:
         """True while `topic` has a subscriber here (the transport asks before subscribing)."""
         return self._registry.wanted(topic)
