@@ -23,7 +23,7 @@ class FakeSubscriber:
         self.gate = asyncio.Event()
         self.messages: list[dict[str, Any]] = []
         self._wait = wait
-        self._closers: list[Callable[[], None]] = []
+        self.closers: list[Callable[[], None]] = []
 
     def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
         self.messages.append(message)
@@ -40,10 +40,10 @@ class FakeSubscriber:
         self.frames.append(frame)
 
     def on_close(self, callback: Callable[[], None]) -> None:
-        self._closers.append(callback)
+        self.closers.append(callback)
 
     def close(self) -> None:
         self.closed = True
-        for callback in self._closers:
+        for callback in self.closers:
             callback()
-        self._closers.clear()
+        self.closers.clear()

@@ -50,7 +50,7 @@ def test_a_closed_subscriber_leaves_every_topic_once() -> None:
     for topic in ("x", "y"):
         registry.add(a, topic)
     registry.add(b, "x")
-    assert len(a._closers) == 1
+    assert len(a.closers) == 1
     a.close()
     assert sorted(events) == [("empty", "y"), ("leave", "x"), ("leave", "y")]
     assert registry.topics_of(a) == frozenset() and registry.targets("x") == [b]

@@ -63,10 +63,8 @@ try:
 
     from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "the Redis backplane needs redis-py; install the extra: "
-        'pip install "observable-socket-asgi[redis]"'
-    ) from exc
+    extra = 'pip install "observable-socket-asgi[redis]"'
+    raise ImportError(f"the Redis backplane needs redis-py; install the extra: {extra}") from exc
 
 __all__ = ["RedisBackplane"]
 
