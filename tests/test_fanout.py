@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from observable_socket_asgi.pubsub import fanout
-from observable_socket_asgi.pubsub.fanout import Fanout, Held, broadcast, push_message
+from observable_socket_asgi.pubsub.fanout import Held, SlicedFanout, broadcast, push_message
 from observable_socket_asgi.pubsub.subscriber import Subscriber
 from tests.fake_subscribers import FakeSubscriber
 from tests.helpers import wait_until
@@ -39,7 +39,7 @@ async def test_a_fanout_slices_a_large_delivery_and_keeps_order(
     queues behind the first, so every subscriber sees them in order."""
     monkeypatch.setattr(fanout, "SLICE_COUNT", 3)
     subs = [FakeSubscriber() for _ in range(10)]
-    hub = Fanout({})
+    hub = SlicedFanout({})
     hub.deliver("t", "one", None, list[Subscriber](subs))
     hub.deliver("t", "two", None, list[Subscriber](subs))
     assert [len(s.frames) for s in subs] == [1, 1, 1] + [0] * 7
@@ -51,7 +51,7 @@ async def test_a_subscriber_catching_up_has_its_pushes_held_with_their_offsets()
     """A subscriber listed in `holding` for the topic gets nothing live: the push is held."""
     catching_up, live = FakeSubscriber(), FakeSubscriber()
     held: Held = []
-    hub = Fanout({"t": {catching_up: held}})
+    hub = SlicedFanout({"t": {catching_up: held}})
     hub.deliver("t", "p7", 7, [catching_up, live])
     hub.deliver("other", "q", None, [catching_up])
     assert held == [(7, "p7")]
@@ -62,7 +62,7 @@ async def test_stop_drops_what_is_not_handed_out(monkeypatch: pytest.MonkeyPatch
     """A stopped fan-out hands nothing more out, even to subscribers a delivery listed."""
     monkeypatch.setattr(fanout, "SLICE_COUNT", 1)
     subs = [FakeSubscriber() for _ in range(3)]
-    hub = Fanout({})
+    hub = SlicedFanout({})
     hub.deliver("t", "x", None, list[Subscriber](subs))
     await hub.stop()
     await asyncio.sleep(0)

@@ -7,7 +7,7 @@ Rules of a delivery (this module alone hands pushes out):
     only becomes a task if it has to wait for its socket, so a slow subscriber never delays
     the others (websockets' `broadcast()`, over the `Subscriber` protocol).
 
-    `Fanout.deliver()` does that for a topic's subscribers in slices (`SLICE_COUNT`
+    `SlicedFanout.deliver()` does that for a topic's subscribers in slices (`SLICE_COUNT`
     subscribers, or `SLICE_BYTES` of frames, whichever comes first): the first slice at
     once, the rest from a task that lets the event loop run between slices, so one publish
     to many subscribers cannot stall every other connection. A delivery made while earlier
@@ -25,7 +25,7 @@ from typing import Any
 
 from .subscriber import Subscriber
 
-__all__ = ["SLICE_BYTES", "SLICE_COUNT", "Fanout", "Held", "broadcast", "push_message"]
+__all__ = ["SLICE_BYTES", "SLICE_COUNT", "SlicedFanout", "Held", "broadcast", "push_message"]
 
 #: A delivery hands its frame to at most this many subscribers, or this many bytes of
 #: frames (at least one subscriber), before it lets the event loop run other connections.
@@ -76,7 +76,7 @@ class _Delivery:
         self.done = 0
 
 
-class Fanout:
+class SlicedFanout:
     """Deliveries in order, slice by slice.
 
     Args:

@@ -6,7 +6,7 @@ Rules of a replay (this module alone holds pushes back):
     then is the history read; so every push is either in what was read or in the buffer
     (or both: pushes at or below the offset read are dropped from the buffer). The replay
     is sent, then the buffer, and only then does the subscriber receive live, so nothing is
-    duplicated and nothing is skipped. The fan-out fills the buffers (`fanout.Fanout`).
+    duplicated and nothing is skipped. The fan-out fills the buffers (`fanout.SlicedFanout`).
 """
 
 from __future__ import annotations

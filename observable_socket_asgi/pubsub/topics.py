@@ -31,7 +31,7 @@ from ..errors import ConnectionClosed
 from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
 from ._history import Recovery, Subscription, parse_since, split_push
 from ._idempotency import IdempotencyStore
-from .fanout import Fanout
+from .fanout import SlicedFanout
 from .memory import InMemoryBackplane
 from .presence import NO_PRESENCE, Presence, check_info
 from .registry import Registry
@@ -103,7 +103,7 @@ class Topics:
         #: who hears of the transport's state, drops and publish times; None: nobody
         self.observer: Observer | None = None
         self._replays = Replays()
-        self._fanout = Fanout(self._replays.holding)
+        self._fanout = SlicedFanout(self._replays.holding)
         self._registry = Registry(self._left, self.transport.unsubscribe)
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -251,7 +251,7 @@ class Topics:
         """Hand an encoded push to the subscribers of `topic` here; return how many.
 
         `offset` is the push's position when it has one: subscribers still catching up on
-        the topic hold it back until their replay is sent (see `fanout.Fanout`).
+        the topic hold it back until their replay is sent (see `fanout.SlicedFanout`).
         """
         targets = self._registry.targets(topic)
         if targets is None:
