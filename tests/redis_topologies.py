@@ -13,6 +13,7 @@ which the fixtures call whatever happens.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -60,6 +61,10 @@ def client(port: int) -> Any:
     import redis
 
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+
+def _pings(port: int) -> bool:
+    return bool(client(port).ping())
 
 
 def wait_for(check: Callable[[], bool], what: str, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -111,6 +116,10 @@ class _Topology:
             for path in sorted(self.directory.glob("*.log"))
         )
 
+    def start(self) -> None:
+        """Start every process and return once the topology serves."""
+        raise NotImplementedError
+
     def server_args(self, port: int) -> list[str]:
         folder = self.directory / str(port)
         folder.mkdir(exist_ok=True)
@@ -146,7 +155,7 @@ class RedisCluster(_Topology):
             for port in self.ports
         ]  # fmt: skip
         for port in self.ports:
-            wait_for(lambda p=port: bool(client(p).ping()), f"cluster node {port}", procs)
+            wait_for(functools.partial(_pings, port), f"cluster node {port}", procs)
         create = subprocess.run(
             [
                 shutil.which("redis-cli") or "redis-cli",
@@ -161,7 +170,7 @@ class RedisCluster(_Topology):
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout}")
         for port in self.ports:
-            wait_for(lambda p=port: self._ok(p), f"cluster_state:ok on {port}", procs)
+            wait_for(functools.partial(self._ok, port), f"cluster_state:ok on {port}", procs)
 
     def _ok(self, port: int) -> bool:
         info = client(port).execute_command("CLUSTER", "INFO").decode()
@@ -211,7 +220,7 @@ class RedisSentinels(_Topology):
             procs.append(self.spawn(port, [str(config), "--sentinel"]))
         wait_for(self._replicating, "the replica in sync", procs)
         for port in self.sentinels:
-            wait_for(lambda p=port: self._sees_all(p), f"sentinel {port} ready", procs)
+            wait_for(functools.partial(self._sees_all, port), f"sentinel {port} ready", procs)
 
     def _replicating(self) -> bool:
         info = client(self.replica).info("replication")

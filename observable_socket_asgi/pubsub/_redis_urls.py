@@ -44,7 +44,7 @@ class RedisTarget:
     """
 
     kind: Kind
-    url: str
+    url: str = field(repr=False)
     nodes: tuple[tuple[str, int], ...] = ()
     db: int = 0
     service: str = DEFAULT_SERVICE
