@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -28,8 +29,9 @@ from observable_socket_asgi.pubsub._redis_urls import parse
 from observable_socket_asgi.pubsub._wire import RedisFormat
 from observable_socket_asgi.pubsub.publisher import PublishFailed
 from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
-from tests.helpers import MS, PROCESS_TIMEOUT, Conversation, request
+from tests.helpers import MS, PROCESS_TIMEOUT, TIMEOUT, Conversation, pause, request
 from tests.redis_servers import RedisServer
+from tests.redis_topologies import RedisCluster, RedisSentinels, client
 from tests.test_redis_backplane import Worker, ask, next_push, open_ws, wait_connected
 
 pytestmark = pytest.mark.redis
@@ -335,3 +337,75 @@ def test_the_cli_says_when_redis_did_not_take_it(redis_server: RedisServer) -> N
         [*cli, url, "t", "{not json"], capture_output=True, text=True, timeout=PROCESS_TIMEOUT
     )
     assert bad.returncode == 2 and "JSON" in bad.stderr
+
+
+# Redis Cluster and Redis Sentinel (real ones, see tests/redis_topologies.py)
+
+
+def sharded_bodies(pubsub: Any, count: int) -> list[bytes]:
+    """The next `count` sharded message bodies (confirmations skipped), within TIMEOUT."""
+    bodies: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(bodies) < count and time.monotonic() < deadline:
+        message = pubsub.get_sharded_message(timeout=TIMEOUT / 10)
+        if message is not None and message["type"] == "smessage":
+            bodies.append(message["data"])
+    return bodies
+
+
+def test_publishers_on_a_cluster_use_shard_channels_in_order(redis_cluster: RedisCluster) -> None:
+    """On a three-master cluster pushes go by SPUBLISH on the topic's shard, numbered by
+    the history script on that shard, in call order; topics spread over every node."""
+    from redis.cluster import ClusterNode
+    from redis.cluster import RedisCluster as Client
+
+    nodes = [ClusterNode("127.0.0.1", port) for port in redis_cluster.ports]
+    reader = Client(startup_nodes=nodes, socket_timeout=TIMEOUT)
+    pubsub = reader.pubsub()
+    pubsub.ssubscribe("observable_socket:{room:lobby}")
+    try:
+        with Publisher(redis_cluster.url, history_size=50) as pub:
+            pub.publish("room:lobby", "first")
+            pub.close_subscribers("room:lobby", 4001, "moved")
+
+        async def burst() -> None:
+            async with AsyncPublisher(redis_cluster.url, history_size=50) as apub:
+                await asyncio.gather(*(apub.publish("room:lobby", n) for n in range(30)))
+                # 20 topics land on all three masters; each needs the script there
+                await asyncio.gather(*(apub.publish(f"t{n}", n) for n in range(20)))
+                kept = await apub.history("room:lobby")
+                assert [p["payload"] for p in kept] == ["first", *range(30)]
+
+        asyncio.run(burst())
+        bodies = sharded_bodies(pubsub, 32)
+        assert bodies[1].endswith(b"!close 4001 moved")
+        offsets = [int(b[16:].split(b" ", 1)[0]) for i, b in enumerate(bodies) if i != 1]
+        assert offsets == list(range(1, 32))
+        slots = {reader.keyslot(f"observable_socket:h:{{t{n}}}:s") for n in range(20)}
+        owners = {reader.get_node_from_key(f"{{t{n}}}").port for n in range(20)}
+        assert len(slots) > 1 and len(owners) == 3
+    finally:
+        pubsub.close()
+        reader.close()
+
+
+def test_a_publisher_follows_a_sentinel_failover(redis_sentinels: RedisSentinels) -> None:
+    """After the master is killed the sentinels promote the replica, and the same Publisher
+    publishes again to the new master, its history carried over."""
+    with Publisher(redis_sentinels.url, history_size=10, timeout=500 * MS) as pub:
+        pub.publish("news", "before")
+        # replication is asynchronous: what the replica has not got dies with the master
+        assert client(redis_sentinels.current_master()).wait(1, 10_000) == 1
+        killed = redis_sentinels.kill_master()
+        failures = 0
+        deadline = time.monotonic() + 30 * TIMEOUT
+        while True:
+            try:
+                pub.publish("news", "after")
+                break
+            except PublishFailed:
+                failures += 1
+                assert time.monotonic() < deadline, "no master after the failover"
+                pause(50 * MS)
+        assert redis_sentinels.current_master() != killed
+        assert [p["payload"] for p in pub.history("news")] == ["before", "after"]
