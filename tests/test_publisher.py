@@ -359,7 +359,8 @@ def test_publishers_on_a_cluster_use_shard_channels_in_order(redis_cluster: Redi
     from redis.cluster import ClusterNode
     from redis.cluster import RedisCluster as Client
 
-    nodes = [ClusterNode("127.0.0.1", port) for port in redis_cluster.ports]
+    node: Any = ClusterNode
+    nodes = [node("127.0.0.1", port) for port in redis_cluster.ports]
     reader = Client(startup_nodes=nodes, socket_timeout=TIMEOUT)
     pubsub = reader.pubsub()
     pubsub.ssubscribe("observable_socket:{room:lobby}")
@@ -381,9 +382,8 @@ def test_publishers_on_a_cluster_use_shard_channels_in_order(redis_cluster: Redi
         assert bodies[1].endswith(b"!close 4001 moved")
         offsets = [int(b[16:].split(b" ", 1)[0]) for i, b in enumerate(bodies) if i != 1]
         assert offsets == list(range(1, 32))
-        slots = {reader.keyslot(f"observable_socket:h:{{t{n}}}:s") for n in range(20)}
-        owners = {reader.get_node_from_key(f"{{t{n}}}").port for n in range(20)}
-        assert len(slots) > 1 and len(owners) == 3
+        for port in redis_cluster.ports:  # every master numbered some topic's pushes
+            assert client(port).keys("observable_socket:h:{t*}:s"), port
     finally:
         pubsub.close()
         reader.close()
