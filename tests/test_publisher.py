@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -234,6 +235,31 @@ async def test_unreachable_redis_raises_publish_failed(redis_server: RedisServer
     async with AsyncPublisher(url, timeout=500 * MS) as apub:
         with pytest.raises(ConnectionError):
             await apub.publish("t", 1)
+
+
+async def test_a_redis_that_does_not_answer_fails_the_batch_in_time(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis that stops answering fails every publish of the round trip with PublishFailed
+    once the timeout passes; the publisher works again when Redis answers again."""
+    async with AsyncPublisher(redis_server.url, timeout=300 * MS) as pub:
+        await pub.publish("t", 0)
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(
+                *(pub.publish("t", n) for n in range(3)), return_exceptions=True
+            )
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        assert all(isinstance(r, PublishFailed) for r in results), results
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                try:
+                    await pub.publish("t", 4)
+                    break
+                except PublishFailed:
+                    await asyncio.sleep(20 * MS)
 
 
 # Real uvicorn workers (examples.chat) fed from outside

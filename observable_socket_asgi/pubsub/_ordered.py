@@ -47,11 +47,14 @@ class OrderedWriter:
     Args:
         client: a `redis.asyncio` client (single, sentinel or cluster); only its
             `pipeline(transaction=False)` and `script_load` are used.
+        timeout: seconds a round trip may take; past it every command of the batch fails
+            with TimeoutError (one timer per batch, not one per command).
         max_batch: commands per pipeline at most.
     """
 
-    def __init__(self, client: Any, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, client: Any, timeout: float, max_batch: int = MAX_BATCH) -> None:
         self.client = client
+        self.timeout = timeout
         self.max_batch = max_batch
         #: pipelines sent, and commands in them: their ratio is the batching achieved
         self.batches = 0
@@ -104,19 +107,8 @@ class OrderedWriter:
         self, batch: list[tuple[Sequence[Any], Script | None, asyncio.Future[Any]]]
     ) -> None:
         try:
-            replies = await self._pipeline([command for command, _, _ in batch])
-            missing = [
-                i
-                for i, reply in enumerate(replies)
-                if batch[i][1] is not None and _is_noscript(reply)
-            ]
-            if missing:
-                for script in {batch[i][1] for i in missing}:
-                    assert script is not None
-                    await self.client.script_load(script.text)
-                again = await self._pipeline([batch[i][0] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
+            async with asyncio.timeout(self.timeout):
+                replies = await self._sent(batch)
         except asyncio.CancelledError:
             for _, _, future in batch:
                 future.cancel()
@@ -133,6 +125,23 @@ class OrderedWriter:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _sent(
+        self, batch: list[tuple[Sequence[Any], Script | None, asyncio.Future[Any]]]
+    ) -> list[Any]:
+        """Send `batch` as one pipeline (and its scripts Redis lacked, again); the replies."""
+        replies = await self._pipeline([command for command, _, _ in batch])
+        missing = [
+            i for i, reply in enumerate(replies) if batch[i][1] is not None and _is_noscript(reply)
+        ]
+        if missing:
+            for script in {batch[i][1] for i in missing}:
+                assert script is not None
+                await self.client.script_load(script.text)
+            again = await self._pipeline([batch[i][0] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
 
     async def _pipeline(self, commands: list[Sequence[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)

@@ -292,12 +292,13 @@ class AsyncPublisher(_Base):
             sent = writer.send(*command)
         else:
             sent = writer.run_script(script, command[:2], command[2:])
-        await self._wait(sent, f"a publish on {topic!r}")
+        # the writer bounds each round trip: no timer per publish
+        await self._waited(sent, f"a publish on {topic!r}")
 
     async def close_subscribers(self, topic: str, code: int = 1000, reason: str = "") -> None:
         """Close, on every worker, each connection subscribed to `topic` (see `Publisher`)."""
         command = self.format.close(topic, code, reason)
-        await self._wait(self._ordered().send(*command), f"a close on {topic!r}")
+        await self._waited(self._ordered().send(*command), f"a close on {topic!r}")
 
     async def presence(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`."""
@@ -338,13 +339,15 @@ class AsyncPublisher(_Base):
         if self._writer is None:
             from ._ordered import OrderedWriter
 
-            self._writer = OrderedWriter(self._redis())
+            self._writer = OrderedWriter(self._redis(), self.timeout)
         return self._writer
 
     async def _wait(self, pending: Any, what: str) -> Any:
+        return await self._waited(asyncio.wait_for(pending, self.timeout), what)
+
+    async def _waited(self, pending: Any, what: str) -> Any:
         try:
-            async with asyncio.timeout(self.timeout):
-                return await pending
+            return await pending
         except Exception as exc:
             if _translated(exc):
                 raise self._failed(what, exc) from exc
