@@ -29,11 +29,11 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub._redis_urls pubsub._ordered pubsub._control   Redis URLs; ordered writes; close
     pubsub._history pubsub._idempotency              positions in a topic; run-once
     pubsub.subscriber pubsub.presence                what a subscriber offers; members
-    pubsub.fanout pubsub.registry                    pushes handed out; who holds what
+    pubsub.fanout pubsub.registry pubsub._wire       handed out; who holds what; Redis format
     pubsub.replay pubsub.transport                   catch-up; the transport interface
     pubsub.memory pubsub._redis_stores               in-process transport; Redis keys
     pubsub.redis_backplane                           the Redis transport
-    pubsub.topics pubsub._wire                       the hub; the workers' format on Redis
+    pubsub.topics                                    the hub: a transport and its stores
     pubsub.publisher                                 publishing from outside a router
     server/                                          the serving machinery
     server.__init__ server.pipeline                  hooks -> reply

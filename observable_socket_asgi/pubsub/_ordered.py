@@ -14,8 +14,10 @@ Rules of the writer (this module alone changes them):
     A script run by digest (`EVALSHA`) that Redis does not know (it restarted, or another
     node of a cluster) fails with NOSCRIPT for every command of the batch that uses it: the
     writer loads the script and sends those commands again, in their order, before the next
-    batch. A batch that fails as a whole (connection lost) fails each of its futures with
-    that error; the next batch is tried afresh.
+    batch. A batch whose connection turns out dead is sent once more on a fresh one (it
+    may then reach Redis twice, as a retried PUBLISH may); one that fails again, or takes
+    longer than `timeout`, fails each of its futures with that error, and the next batch is
+    tried afresh.
 """
 
 from __future__ import annotations
@@ -144,11 +146,22 @@ class OrderedWriter:
         return replies
 
     async def _pipeline(self, commands: list[Sequence[Any]]) -> list[Any]:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        self.batches += 1
+        self.commands += len(commands)
+        try:
+            return await self._execute(commands)
+        except RedisConnectionError:
+            # A pooled connection that died with a Redis restart (or a failed-over master)
+            # fails once; redis-py has dropped it, so the batch goes again, whole and in
+            # order, on a fresh connection.
+            return await self._execute(commands)
+
+    async def _execute(self, commands: list[Sequence[Any]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        self.batches += 1
-        self.commands += len(commands)
         return list(await pipe.execute(raise_on_error=False))
 
 

@@ -8,8 +8,8 @@ prose):
                 (SPUBLISH), so a topic's channel and keys hash to one slot
     push        body `<origin><frame>`: a 16-character origin (the publisher's id, which a
                 worker skips when it is its own), then the push frame, which starts with `{`
-    numbered    with history: the script `_redis_stores._PUBLISH` numbers the push, keeps it
-                and publishes `<origin><offset> <frame>`
+    numbered    with history: the script `PUBLISH_SCRIPT` numbers the push, keeps it and
+                publishes `<origin><offset> <frame>`
     close       `<origin>!close <code> <reason>` (`_control`)
     history     `<prefix>h:<topic>:m` (hash: `e` epoch, `s` newest offset) and
                 `<prefix>h:<topic>:s` (stream of `o` offset, `f` frame); on a cluster the
@@ -18,8 +18,8 @@ prose):
                 `<prefix>alive:<worker>` exists while the worker lives; a member id is
                 `<worker>.<n>`
 
-Pure but for the lazy imports of the script's text and the origin's width, which live with
-the workers' code (redis-py is imported there).
+Pure: the workers' modules (`redis_backplane`, `_redis_stores`) and the publishers read the
+format from here, so both ends cannot drift apart.
 """
 
 from __future__ import annotations
@@ -37,7 +37,75 @@ from ._control import close_body
 from ._history import OFFSET, parse_since, split_push
 from ._ordered import Script
 
-__all__ = ["RedisFormat"]
+__all__ = [
+    "ORIGIN_LEN",
+    "PUBLISH_SCRIPT",
+    "RedisFormat",
+    "SHARDED_PUBLISH_SCRIPT",
+    "alive_key",
+    "channel",
+    "history_keys",
+    "new_origin",
+    "presence_key",
+    "tagged",
+]
+
+#: the width of a publisher's id at the start of every body (hex characters)
+ORIGIN_LEN = 16
+
+# KEYS: the history's hash and stream; ARGV: the frame's head and tail around its position,
+# size, ttl ms, the epoch for a new log, the channel, the origin
+PUBLISH_SCRIPT = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[1], 'e', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+local frame = ARGV[1] .. '"offset":' .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[2]
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'o', offset, 'f', frame)
+redis.call('XTRIM', KEYS[2], 'MINID', tostring(ms - tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. offset .. ' ' .. frame)
+return {offset, epoch}
+"""
+
+#: the same on a Redis Cluster: a shard channel, on the node that owns the topic's keys
+SHARDED_PUBLISH_SCRIPT = PUBLISH_SCRIPT.replace("'PUBLISH'", "'SPUBLISH'")
+
+
+def new_origin() -> bytes:
+    """A fresh publisher id: ORIGIN_LEN hex characters, never the same twice in practice."""
+    return os.urandom(ORIGIN_LEN // 2).hex().encode()
+
+
+def tagged(topic: str, cluster: bool) -> str:
+    """`topic` as channels and keys hold it: its own hash tag on a cluster."""
+    return "{" + topic + "}" if cluster else topic
+
+
+def channel(prefix: str, topic: str, cluster: bool) -> bytes:
+    """The channel of `topic`."""
+    return (prefix + tagged(topic, cluster)).encode()
+
+
+def history_keys(prefix: str, topic: str, cluster: bool) -> list[str]:
+    """The history's hash and stream keys of `topic`."""
+    base = f"{prefix}h:{tagged(topic, cluster)}"
+    return [base + ":m", base + ":s"]
+
+
+def presence_key(prefix: str, topic: str, cluster: bool) -> str:
+    """The hash of `topic`'s members."""
+    return f"{prefix}p:{tagged(topic, cluster)}"
+
+
+def alive_key(prefix: str, worker: str) -> str:
+    """The key that exists while `worker` lives."""
+    return f"{prefix}alive:{worker}"
 
 
 class RedisFormat:
@@ -53,10 +121,6 @@ class RedisFormat:
     """
 
     def __init__(self, prefix: str, cluster: bool, history: HistoryOptions) -> None:
-        # the backplane's module first: without redis-py it names the extra to install
-        from .redis_backplane import _ORIGIN_LEN  # noqa: I001
-        from ._redis_stores import _PUBLISH
-
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
         if cluster and ("{" in prefix or "}" in prefix):
@@ -65,33 +129,28 @@ class RedisFormat:
         self.cluster = cluster
         self.history = history
         #: this publisher's id at the start of every body; never a worker's
-        self.origin = os.urandom(_ORIGIN_LEN // 2).hex().encode()
-        self.origin_len = _ORIGIN_LEN
+        self.origin = new_origin()
+        self.origin_len = ORIGIN_LEN
         #: PUBLISH, or SPUBLISH on a cluster (a shard channel lives on its slot's node)
         self.publish_verb = "SPUBLISH" if cluster else "PUBLISH"
-        text = _PUBLISH.replace("'PUBLISH'", "'SPUBLISH'") if cluster else _PUBLISH
         #: the history publish script, with SPUBLISH on a cluster
-        self.script = Script(text)
-
-    def _tagged(self, topic: str) -> str:
-        return "{" + topic + "}" if self.cluster else topic
+        self.script = Script(SHARDED_PUBLISH_SCRIPT if cluster else PUBLISH_SCRIPT)
 
     def channel(self, topic: str) -> bytes:
         """The channel of `topic`."""
-        return (self.prefix + self._tagged(topic)).encode()
+        return channel(self.prefix, topic, self.cluster)
 
     def history_keys(self, topic: str) -> list[str]:
         """The history's hash and stream keys of `topic`."""
-        base = f"{self.prefix}h:{self._tagged(topic)}"
-        return [base + ":m", base + ":s"]
+        return history_keys(self.prefix, topic, self.cluster)
 
     def presence_key(self, topic: str) -> str:
         """The hash of `topic`'s members."""
-        return f"{self.prefix}p:{self._tagged(topic)}"
+        return presence_key(self.prefix, topic, self.cluster)
 
     def alive_key(self, worker: str) -> str:
         """The key that exists while `worker` lives."""
-        return f"{self.prefix}alive:{worker}"
+        return alive_key(self.prefix, worker)
 
     def publish(
         self, topic: str, payload: Payload, headers: Header | None

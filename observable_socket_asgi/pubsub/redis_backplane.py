@@ -40,16 +40,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
 from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
+from ._control import close_body, parse_close
 from ._history import PushTemplate, Recovery, unnumbered
 from ._idempotency import IdempotencyStore
+from ._listening import Listening
+from ._ordered import OrderedWriter
 from ._outage import OutageReport, Summary, redact_url
+from ._redis_urls import async_client, parse
+from ._wire import ORIGIN_LEN, channel, new_origin
 from .presence import Presence
 from .transport import Appended, Backplane, HistoryStore, Receiver
 
@@ -57,7 +61,6 @@ if TYPE_CHECKING:
     from ..observe._observe import Observer
 
 try:
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -71,7 +74,7 @@ __all__ = ["RedisBackplane"]
 logger = logging.getLogger("observable_socket_asgi.redis")
 
 # A worker id is this many hex characters, at the start of every PUBLISH body.
-_ORIGIN_LEN = 16
+_ORIGIN_LEN = ORIGIN_LEN
 # The ceiling of the first reconnect delay, in seconds; it doubles up to max_backoff.
 _FIRST_DELAY = 0.1
 
@@ -104,6 +107,10 @@ class RedisBackplane(Backplane):
         log_interval: float = 60.0,
     ) -> None:
         self.url = url
+        #: where Redis is: one server, a Sentinel-watched master or a Cluster
+        self.target = parse(url)
+        if self.target.cluster and ("{" in prefix or "}" in prefix):
+            raise ValueError(f"on a Redis Cluster the prefix cannot hold braces, got {prefix!r}")
         self.prefix = prefix
         self.ping_interval = ping_interval
         self.max_backoff = max_backoff
@@ -117,9 +124,12 @@ class RedisBackplane(Backplane):
         self.dropped = 0
         #: successful (re)connections of the listener; 1 after the first
         self.connects = 0
-        self._origin = os.urandom(_ORIGIN_LEN // 2).hex().encode()
+        self._origin = new_origin()
         self._control = f"{prefix}\x00worker:{self._origin.decode()}".encode()
         self._redis: Any = None
+        # every PUBLISH and history script of this worker, in call order, pipelined; its
+        # client is set by start()
+        self._writer = OrderedWriter(None, publish_timeout)
         # the hub: where what the listener hears is delivered, and which topics are wanted
         self._receiver: Receiver | None = None
         self._pubsub: Any = None
@@ -150,14 +160,14 @@ class RedisBackplane(Backplane):
         keepalive: dict[str, Any] = (
             {} if self.url.startswith("unix://") else {"socket_keepalive": True}
         )
-        self._redis = aioredis.Redis.from_url(
-            self.url,
-            # The listener owns reconnection (with backoff and resubscription), so redis-py
-            # must report a failure at once instead of retrying behind its back.
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=self.connect_timeout,
-            **keepalive,
+        # The listener owns reconnection (with backoff and resubscription), so redis-py
+        # must report a failure at once instead of retrying behind its back (a cluster
+        # client follows MOVED replies itself).
+        retry = {} if self.target.cluster else {"retry": Retry(NoBackoff(), 0)}
+        self._redis = async_client(
+            self.target, socket_connect_timeout=self.connect_timeout, **retry, **keepalive
         )
+        self._writer.client = self._redis
         self._up = asyncio.Event()
         self._lock = asyncio.Lock()
         self._listener = asyncio.get_running_loop().create_task(
@@ -211,16 +221,11 @@ class RedisBackplane(Backplane):
         if not self._connected or self._redis is None:
             self._dropped_publish(topic, None)
             return
-        channel, body = self._channel(topic), self._origin + frame.encode()
+        body = self._origin + frame.encode()
         started = time.perf_counter() if observer is not None else 0.0
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                try:
-                    await self._redis.publish(channel, body)
-                except aioredis.ConnectionError:
-                    # A pooled connection that died with a Redis restart fails once; redis-py
-                    # has dropped it, so a second attempt runs on a fresh connection.
-                    await self._redis.publish(channel, body)
+            # queued now, behind every earlier publish of this worker: in call order
+            await self._writer.send(self._verb, self._channel(topic), body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -228,6 +233,19 @@ class RedisBackplane(Backplane):
             return
         if observer is not None:
             observer.backplane_published(time.perf_counter() - started)
+
+    async def close_subscribers(self, topic: str, code: int, reason: str) -> None:
+        """Close every subscriber of `topic` on the other workers (`_control`'s message)."""
+        if not self._connected or self._redis is None:
+            self._dropped_publish(topic, None)
+            return
+        body = close_body(self._origin, code, reason)
+        try:
+            await self._writer.send(self._verb, self._channel(topic), body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._dropped_publish(topic, exc)
 
     # Private methods: telling an outage
 
@@ -281,14 +299,27 @@ class RedisBackplane(Backplane):
         """The topics' history in Redis streams, numbered alike by every worker."""
         if not options.enabled:
             return None
-        shared = RedisHistory(self._client, self.prefix, options.size, options.ttl)
+        shared = RedisHistory(
+            self._client,
+            self.prefix,
+            options.size,
+            options.ttl,
+            cluster=self.target.cluster,
+            writer=self._writer,
+        )
         return _SharedHistory(
             lambda topic, template: self._append(shared, topic, template),
             lambda topic, since: self._since(shared, topic, since),
         )
 
     def presence_store(self, options: PresenceOptions) -> Presence:
-        return RedisPresence(self._client, self.prefix, options.ttl, options.max_info_bytes)
+        return RedisPresence(
+            self._client,
+            self.prefix,
+            options.ttl,
+            options.max_info_bytes,
+            cluster=self.target.cluster,
+        )
 
     def idempotency_store(self, options: IdempotencyOptions) -> IdempotencyStore:
         return RedisIdempotencyStore(self._client, self.prefix, options.max_bytes)
@@ -325,7 +356,17 @@ class RedisBackplane(Backplane):
         await self._command(topic, subscribe=False)
 
     def _channel(self, topic: str) -> bytes:
-        return (self.prefix + topic).encode()
+        return channel(self.prefix, topic, self.target.cluster)
+
+    @property
+    def _verb(self) -> str:
+        """PUBLISH, or SPUBLISH on a cluster: a shard channel lives on its topic's node."""
+        return "SPUBLISH" if self.target.cluster else "PUBLISH"
+
+    def _topic(self, name: bytes) -> str:
+        """The topic of a channel: the prefix (and on a cluster the braces) taken off."""
+        topic = name[len(self.prefix.encode()) :].decode()
+        return topic[1:-1] if self.target.cluster else topic
 
     async def _command(self, topic: str, *, subscribe: bool) -> asyncio.Future[None] | None:
         """Send SUBSCRIBE or UNSUBSCRIBE if the wanted state still calls for it.
@@ -367,7 +408,7 @@ class RedisBackplane(Backplane):
         loop = asyncio.get_running_loop()
         attempts = 0
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = Listening(self._redis, self.target.cluster)
             try:
                 topics = await self._connect(pubsub)
                 self.connects += 1
@@ -403,11 +444,11 @@ class RedisBackplane(Backplane):
             await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
             async with asyncio.timeout(self.connect_timeout):
                 while True:
-                    message = await pubsub.get_message(timeout=self.connect_timeout)
+                    message = await pubsub.get_message(self.connect_timeout)
                     if message is None:
                         continue
                     self._handle(message)
-                    if message["type"] == "subscribe" and message["channel"] == self._control:
+                    if message["type"] in _SUBSCRIBE and message["channel"] == self._control:
                         break
             self._pubsub = pubsub
             self._connected = True
@@ -442,14 +483,15 @@ class RedisBackplane(Backplane):
         pinged = False
         handle = self._handle
         while True:
-            message = await pubsub.get_message(timeout=self.ping_interval)
+            message = await pubsub.get_message(self.ping_interval)
             now = loop.time()
             if message is None:
                 if now - heard >= 2 * self.ping_interval:
                     raise ConnectionError(f"no answer from Redis for {now - heard:.1f} s")
                 if not pinged:
-                    await pubsub.ping()
-                    pinged = True
+                    pinged = await pubsub.ping()
+                    if not pinged:
+                        heard = now  # nothing to ask: a cluster's shards tell by failing
                 continue
             heard = now
             pinged = False
@@ -458,20 +500,22 @@ class RedisBackplane(Backplane):
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         receiver = self._receiver
-        if kind == "message" and receiver is not None:
+        if kind in _MESSAGE and receiver is not None:
             data: bytes = message["data"]
-            if data[_ORIGIN_LEN : _ORIGIN_LEN + 1] != b"{":
+            mark = data[_ORIGIN_LEN : _ORIGIN_LEN + 1]
+            if mark == b"{":
+                if data[:_ORIGIN_LEN] != self._origin:  # else delivered here already
+                    receiver.deliver(self._topic(message["channel"]), data[_ORIGIN_LEN:].decode())
+            elif mark.isdigit():
                 # numbered by the history script: `<origin><offset> <frame>`, delivered by
                 # every worker (the publishing one too) in the order Redis numbered them
                 number, _, frame = data[_ORIGIN_LEN:].partition(b" ")
-                topic = message["channel"][len(self.prefix.encode()) :].decode()
-                receiver.deliver(topic, frame.decode(), int(number))
-                return
-            if data[:_ORIGIN_LEN] == self._origin:
-                return  # published here, and already delivered here
-            topic = message["channel"][len(self.prefix.encode()) :].decode()
-            receiver.deliver(topic, data[_ORIGIN_LEN:].decode())
-        elif kind == "subscribe":
+                receiver.deliver(self._topic(message["channel"]), frame.decode(), int(number))
+            elif data[:_ORIGIN_LEN] != self._origin:
+                close = parse_close(data, _ORIGIN_LEN)
+                if close is not None:  # anything else unknown is ignored: a later format
+                    receiver.close_local(self._topic(message["channel"]), *close)
+        elif kind in _SUBSCRIBE:
             for waiter in self._confirming.pop(message["channel"], ()):
                 if not waiter.done():
                     waiter.set_result(None)
@@ -489,6 +533,11 @@ class RedisBackplane(Backplane):
                 if not waiter.done():
                     waiter.set_result(None)
         self._confirming.clear()
+
+
+# what redis-py calls a message and a subscription's confirmation, plain and sharded
+_MESSAGE = frozenset({"message", "smessage"})
+_SUBSCRIBE = frozenset({"subscribe", "ssubscribe"})
 
 
 class _SharedHistory(HistoryStore):

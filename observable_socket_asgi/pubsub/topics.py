@@ -24,11 +24,12 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..envelope import encode_push
 from ..errors import ConnectionClosed
 from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
+from ._control import Closable, check_close, close_each
 from ._history import Recovery, Subscription, parse_since, split_push
 from ._idempotency import IdempotencyStore
 from .fanout import SlicedFanout
@@ -259,6 +260,34 @@ class Topics:
         self._fanout.deliver(topic, frame, offset, targets)
         return len(targets)
 
+    async def close_subscribers(self, topic: str, code: int = 1000, reason: str = "") -> int:
+        """Close every connection subscribed to `topic`, here and on every worker.
+
+        The other workers close theirs after every push this worker published on `topic`
+        before (the close travels behind them); here they close at once.
+
+        Returns:
+            How many subscribers here are being closed.
+
+        Raises:
+            ValueError: a code a server may not send, or a reason over 123 bytes in UTF-8.
+        """
+        check_close(code, reason)
+        if not self._started:
+            await self.start()
+        count = self.close_local(topic, code, reason)
+        await self.transport.close_subscribers(topic, code, reason)
+        return count
+
+    def close_local(self, topic: str, code: int, reason: str) -> int:
+        """Close this worker's subscribers of `topic`; return how many (the transport calls
+        this for a close from another worker). The closes run in a task `stop()` waits for."""
+        targets = self._registry.targets(topic)
+        if not targets:
+            return 0
+        self._chore(_closing(targets, code, reason))
+        return len(targets)
+
     async def members(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`."""
         if not self._started:
@@ -335,6 +364,15 @@ class Topics:
         task = asyncio.get_running_loop().create_task(coro)
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
+
+
+async def _closing(targets: list[Subscriber], code: int, reason: str) -> None:
+    """Close `targets`; each failure is logged by `close_each`.
+
+    The `Subscriber` protocol leaves `close` out (the fan-out and the replay never close);
+    the server's connection has it, with the WebSocket close code and reason.
+    """
+    await close_each(cast("list[Closable]", targets), code, reason)
 
 
 def _held_position(recovery: Recovery | None) -> Subscription:

@@ -64,6 +64,10 @@ class Receiver(Protocol):
         """Hand a push that arrived to this worker's subscribers of `topic`; return how many."""
         ...
 
+    def close_local(self, topic: str, code: int, reason: str) -> int:
+        """Close this worker's subscribers of `topic` (a close that arrived); return how many."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Appended:
@@ -147,6 +151,10 @@ class Backplane(ABC):
     @abstractmethod
     async def publish(self, topic: str, frame: str) -> None:
         """Carry `frame` to the other workers; this worker's subscribers already have it."""
+
+    async def close_subscribers(self, topic: str, code: int, reason: str) -> None:  # noqa: B027 (optional)
+        """Carry a close of `topic`'s subscribers to the other workers, in order with this
+        worker's publishes (this worker's own are closed already); none to carry here."""
 
     def history_store(self, options: HistoryOptions) -> HistoryStore | None:
         """Where pushes are numbered and kept; None when `options` keep no history."""

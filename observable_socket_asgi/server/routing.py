@@ -392,6 +392,18 @@ class SocketRouter:
             payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
 
+    async def close_subscribers(self, topic: str, code: int = 1000, reason: str = "") -> int:
+        """Close every connection subscribed to `topic`, on every worker, with `code` and
+        `reason`: on a user's own topic, "sign this user out everywhere".
+
+        Returns:
+            How many connections of this worker are being closed.
+
+        Raises:
+            ValueError: a code a server may not send, or a reason over 123 bytes in UTF-8.
+        """
+        return await self.backplane.close_subscribers(topic, code, reason)
+
     async def presence(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`.
 

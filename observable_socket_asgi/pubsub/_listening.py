@@ -1,0 +1,62 @@
+"""The Redis listener's subscriptions: plain pub/sub on one server, sharded on a cluster.
+
+On a Redis Cluster (7 or newer) each topic is a shard channel (`SSUBSCRIBE`), heard from
+the node that owns its slot: redis-py's cluster pub/sub keeps one connection per shard that
+holds subscribed topics, and moves a subscription when its slot moves. The listener speaks
+to either through this one shape, and reads the sharded kinds (`smessage`, `ssubscribe`)
+as the plain ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Listening"]
+
+
+class Listening:
+    """One listener's pub/sub connection(s) on `client`.
+
+    Args:
+        client: a `redis.asyncio` client, or a `redis.asyncio.cluster.RedisCluster`.
+        cluster: True for a cluster: sharded subscriptions.
+    """
+
+    def __init__(self, client: Any, cluster: bool) -> None:
+        self.cluster = cluster
+        self.pubsub: Any = client.pubsub()
+
+    async def subscribe(self, *channels: bytes) -> None:
+        """Subscribe `channels`; the confirmations arrive as messages."""
+        if self.cluster:
+            await self.pubsub.ssubscribe(*channels)
+        else:
+            await self.pubsub.subscribe(*channels)
+
+    async def unsubscribe(self, *channels: bytes) -> None:
+        """Unsubscribe `channels`."""
+        if self.cluster:
+            await self.pubsub.sunsubscribe(*channels)
+        else:
+            await self.pubsub.unsubscribe(*channels)
+
+    async def get_message(self, wait: float) -> dict[str, Any] | None:
+        """The next message or confirmation within `wait` seconds, else None."""
+        if self.cluster:
+            message: dict[str, Any] | None = await self.pubsub.get_sharded_message(timeout=wait)
+            return message
+        message = await self.pubsub.get_message(timeout=wait)
+        return message
+
+    async def ping(self) -> bool:
+        """PING the connection; its answer arrives as a message. False when the connection
+        cannot be pinged this way (a cluster's per-shard connections: TCP keepalive and
+        their read errors tell a dead node instead)."""
+        if self.cluster:
+            return False
+        await self.pubsub.ping()
+        return True
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        await self.pubsub.aclose()
