@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["RedisTarget", "async_client", "parse", "sync_client"]
+__all__ = ["RedisTarget", "aclose_client", "async_client", "close_client", "parse", "sync_client"]
 
 #: the service name a sentinel URL without one stands for (python-socketio's default)
 DEFAULT_SERVICE = "mymaster"
@@ -138,6 +138,26 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
         return RedisCluster(startup_nodes=nodes, **auth, **options)
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs={**auth, **_timeouts(options)})
     return sentinel.master_for(target.service, db=target.db, **auth, **options)
+
+
+def _sentinels(client: Any) -> list[Any]:
+    """The clients of the sentinels a master's client asks (none for other clients)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
+
+
+def close_client(client: Any) -> None:
+    """Close a `sync_client` and, for a sentinel one, its connections to the sentinels."""
+    client.close()
+    for sentinel in _sentinels(client):
+        sentinel.close()
+
+
+async def aclose_client(client: Any) -> None:
+    """Close an `async_client` and, for a sentinel one, its connections to the sentinels."""
+    await client.aclose()
+    for sentinel in _sentinels(client):
+        await sentinel.aclose()
 
 
 def _timeouts(options: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ..errors import ObservableSocketError
 from ..options import HistoryOptions
 from ..types import Header, Payload
 from ._outage import redact_url
-from ._redis_urls import async_client, parse, sync_client
+from ._redis_urls import aclose_client, async_client, close_client, parse, sync_client
 from ._wire import RedisFormat
 
 __all__ = ["AsyncPublisher", "PublishFailed", "Publisher"]
@@ -212,7 +212,7 @@ class Publisher(_Base):
         """Close the connection to Redis (idempotent); a later call connects again."""
         client, self._client = self._client, None
         if client is not None:
-            client.close()
+            close_client(client)
 
     # Private methods
 
@@ -324,7 +324,7 @@ class AsyncPublisher(_Base):
             await writer.aclose()
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await aclose_client(client)
 
     # Private methods
 

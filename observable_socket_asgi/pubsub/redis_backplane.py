@@ -52,7 +52,7 @@ from ._idempotency import IdempotencyStore
 from ._listening import Listening
 from ._ordered import OrderedWriter
 from ._outage import OutageReport, Summary, redact_url
-from ._redis_urls import async_client, parse
+from ._redis_urls import aclose_client, async_client, parse
 from ._wire import ORIGIN_LEN, channel, new_origin
 from .presence import Presence
 from .transport import Appended, Backplane, HistoryStore, Receiver
@@ -190,7 +190,7 @@ class RedisBackplane(Backplane):
             await asyncio.gather(*self._unsubscribing, return_exceptions=True)
         if self._redis is not None:
             with contextlib.suppress(Exception):
-                await self._redis.aclose()
+                await aclose_client(self._redis)
             self._redis = None
 
     async def subscribe(self, topic: str) -> None:
