@@ -26,7 +26,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     describe.explorer                                the explorer page: the router described, tried
     pubsub/                                          topics and what travels with a push
     pubsub.__init__ pubsub._resume pubsub._outage    client positions; outage log rule
-    pubsub._redis_urls pubsub._ordered pubsub._control   Redis URLs; ordered writes; close
+    pubsub._redis_urls pubsub._ordered pubsub._control pubsub._listening   Redis plumbing
     pubsub._history pubsub._idempotency              positions in a topic; run-once
     pubsub.subscriber pubsub.presence                what a subscriber offers; members
     pubsub.fanout pubsub.registry pubsub._wire       handed out; who holds what; Redis format
