@@ -28,10 +28,20 @@ class Listening:
 
     async def subscribe(self, *channels: bytes) -> None:
         """Subscribe `channels`; the confirmations arrive as messages."""
-        if self.cluster:
-            await self.pubsub.ssubscribe(*channels)
-        else:
+        if not self.cluster:
             await self.pubsub.subscribe(*channels)
+            return
+        from redis.exceptions import ResponseError
+
+        try:
+            await self.pubsub.ssubscribe(*channels)
+        except ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                raise RuntimeError(
+                    "the Redis Cluster backplane needs Redis 7 or newer (sharded pub/sub, "
+                    f"SSUBSCRIBE): {exc}"
+                ) from exc
+            raise
 
     async def unsubscribe(self, *channels: bytes) -> None:
         """Unsubscribe `channels`."""

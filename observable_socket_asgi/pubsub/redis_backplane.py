@@ -21,9 +21,18 @@ Rules of the listener (this module alone changes them):
     it is sent, so a subscribe racing an unsubscribe of the same topic always ends in the
     state the worker wants.
 
+    `url` names one server (`redis://`, `rediss://`, `unix://`), a master found through
+    Sentinel (`redis+sentinel://`: after a failover the reconnect asks the sentinels for
+    the new master), or a Cluster (`redis+cluster://`, Redis 7+: every channel is a shard
+    channel heard from its slot's node, see `_listening`; topics are hash tags, `_wire`).
+
     A publish delivers to this worker's subscribers at once, then sends one PUBLISH whose
     body is this worker's id followed by the already encoded frame; the listener skips its
-    own worker's messages. While `connected` is False the PUBLISH is not attempted: the
+    own worker's messages. Every PUBLISH and history script of the worker goes through one
+    ordered, pipelined writer (`_ordered`), queued when `publish()` is called: a topic's
+    pushes reach every worker in the order this worker published them, concurrent
+    publishes included. A close message (`_control`) travels the same way and closes the
+    topic's subscribers on the workers that hear it. While `connected` is False the PUBLISH is not attempted: the
     push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
     never replayed (at-most-once delivery).
 
