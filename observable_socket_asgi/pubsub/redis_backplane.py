@@ -32,9 +32,11 @@ Rules of the listener (this module alone changes them):
     ordered, pipelined writer (`_ordered`), queued when `publish()` is called: a topic's
     pushes reach every worker in the order this worker published them, concurrent
     publishes included. A close message (`_control`) travels the same way and closes the
-    topic's subscribers on the workers that hear it. While `connected` is False the PUBLISH is not attempted: the
-    push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
-    never replayed (at-most-once delivery).
+    topic's subscribers on the workers that hear it.
+
+    While `connected` is False the PUBLISH is not attempted: the push reaches the
+    publishing worker's subscribers only, is counted in `dropped`, and is never replayed
+    (at-most-once delivery).
 
     With history (`history_size` > 0) a publish is one Lua script that numbers the push,
     keeps it in the topic's stream and PUBLISHes it with its offset after the worker id
