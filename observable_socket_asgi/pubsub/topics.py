@@ -51,6 +51,10 @@ logger = logging.getLogger("observable_socket_asgi.topics")
 _NO_POSITION = Subscription(False, None, None)
 
 
+# the URLs the Redis transport takes: one server, a Sentinel-watched master, a Cluster
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+
+
 def make_transport(spec: Backplane | str | None) -> Backplane:
     """Build the transport a router was given: None (in memory), a URL, or an instance.
 
@@ -65,7 +69,7 @@ def make_transport(spec: Backplane | str | None) -> Backplane:
     if isinstance(spec, str):
         if spec == "memory" or spec == "memory://":
             return InMemoryBackplane()
-        if spec.startswith(("redis://", "rediss://", "unix://")):
+        if spec.startswith(_REDIS_SCHEMES):
             # imported on use: the Redis client is needed only by routers given a Redis URL
             from .redis_backplane import RedisBackplane
 
