@@ -230,3 +230,14 @@ async def test_the_transport_follows_a_sentinel_failover(
         await conv.disconnect()
     finally:
         await stopped(a, b)
+
+
+def test_the_router_takes_sentinel_and_cluster_urls() -> None:
+    """`backplane=` accepts the Sentinel and Cluster URL forms, building the Redis transport."""
+    sentinel = SocketRouter(backplane="redis+sentinel://127.0.0.1:1,127.0.0.1:2/0/svc")
+    cluster = SocketRouter(backplane="redis+cluster://127.0.0.1:1")
+    for router, kind in ((sentinel, "sentinel"), (cluster, "cluster")):
+        transport = router.backplane.transport
+        assert isinstance(transport, RedisBackplane) and transport.target.kind == kind
+    with pytest.raises(ValueError, match="braces"):
+        RedisBackplane("redis+cluster://127.0.0.1:1", prefix="app:{x}:")
