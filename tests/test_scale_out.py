@@ -241,3 +241,22 @@ def test_the_router_takes_sentinel_and_cluster_urls() -> None:
         assert isinstance(transport, RedisBackplane) and transport.target.kind == kind
     with pytest.raises(ValueError, match="braces"):
         RedisBackplane("redis+cluster://127.0.0.1:1", prefix="app:{x}:")
+
+
+async def test_in_memory_concurrent_publishes_keep_their_order() -> None:
+    """On the in-memory backplane, with history on and off, concurrent publishes reach a
+    subscriber in call order."""
+    for options in ({}, {"history_size": 500}):
+        router = SocketRouter(**options)
+
+        @router.route("join")
+        async def join(ws: Any, headers: Any, payload: Any) -> Any:
+            await ws.subscribe(payload)
+            return {"status": Status.OK}
+
+        conv = Conversation(router)
+        await conv.connect()
+        await conv.ask(request("join", "t"))
+        await asyncio.gather(*(router.publish("t", n) for n in range(300)))
+        assert [(await conv.reply())["payload"] for _ in range(300)] == list(range(300))
+        await conv.disconnect()
