@@ -246,8 +246,8 @@ def test_the_router_takes_sentinel_and_cluster_urls() -> None:
 async def test_in_memory_concurrent_publishes_keep_their_order() -> None:
     """On the in-memory backplane, with history on and off, concurrent publishes reach a
     subscriber in call order."""
-    for options in ({}, {"history_size": 500}):
-        router = SocketRouter(**options)
+    for history_size in (0, 500):
+        router = SocketRouter(history_size=history_size)
 
         @router.route("join")
         async def join(ws: Any, headers: Any, payload: Any) -> Any:
