@@ -52,10 +52,11 @@ class _Base:
     def __init__(
         self,
         url: str,
-        prefix: str,
-        history_size: int,
-        history_ttl: float,
-        timeout: float,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        history_size: int = 0,
+        history_ttl: float = 300.0,
+        timeout: float = 2.0,
     ) -> None:
         if not (isinstance(timeout, int | float) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -67,6 +68,11 @@ class _Base:
         self.format = RedisFormat(
             prefix, self.target.cluster, HistoryOptions(size=history_size, ttl=history_ttl)
         )
+        # the redis-py client, made on first use
+        self._client: Any = None
+        # the blocking publisher sends one command at a time, so its order holds across
+        # threads too (the asyncio one orders through its writer instead)
+        self._lock = threading.Lock()
 
     @property
     def prefix(self) -> str:
@@ -111,20 +117,6 @@ class Publisher(_Base):
     Raises:
         ValueError: a malformed URL or an option out of range, naming it.
     """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        history_size: int = 0,
-        history_ttl: float = 300.0,
-        timeout: float = 2.0,
-    ) -> None:
-        super().__init__(url, prefix, history_size, history_ttl, timeout)
-        self._client: Any = None
-        # one command at a time: order per publisher also across threads
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Publisher:
         return self
@@ -249,18 +241,8 @@ class AsyncPublisher(_Base):
     are `Publisher`'s.
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        history_size: int = 0,
-        history_ttl: float = 300.0,
-        timeout: float = 2.0,
-    ) -> None:
-        super().__init__(url, prefix, history_size, history_ttl, timeout)
-        self._client: Any = None
-        self._writer: Any = None
+    # the ordered writer, made on first publish
+    _writer: Any = None
 
     async def __aenter__(self) -> AsyncPublisher:
         return self

@@ -229,11 +229,19 @@ class RedisBackplane(Backplane):
 
     async def publish(self, topic: str, frame: str) -> None:
         observer = self._observer()
+        started = time.perf_counter() if observer is not None else 0.0
+        if await self._send(topic, self._origin + frame.encode()) and observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
+
+    async def close_subscribers(self, topic: str, code: int, reason: str) -> None:
+        """Close every subscriber of `topic` on the other workers (`_control`'s message)."""
+        await self._send(topic, close_body(self._origin, code, reason))
+
+    async def _send(self, topic: str, body: bytes) -> bool:
+        """PUBLISH `body` on `topic`'s channel; False when it was dropped (and counted)."""
         if not self._connected or self._redis is None:
             self._dropped_publish(topic, None)
-            return
-        body = self._origin + frame.encode()
-        started = time.perf_counter() if observer is not None else 0.0
+            return False
         try:
             # queued now, behind every earlier publish of this worker: in call order
             await self._writer.send(self._verb, self._channel(topic), body)
@@ -241,22 +249,8 @@ class RedisBackplane(Backplane):
             raise
         except Exception as exc:
             self._dropped_publish(topic, exc)
-            return
-        if observer is not None:
-            observer.backplane_published(time.perf_counter() - started)
-
-    async def close_subscribers(self, topic: str, code: int, reason: str) -> None:
-        """Close every subscriber of `topic` on the other workers (`_control`'s message)."""
-        if not self._connected or self._redis is None:
-            self._dropped_publish(topic, None)
-            return
-        body = close_body(self._origin, code, reason)
-        try:
-            await self._writer.send(self._verb, self._channel(topic), body)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._dropped_publish(topic, exc)
+            return False
+        return True
 
     # Private methods: telling an outage
 
