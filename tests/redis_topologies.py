@@ -180,6 +180,27 @@ class RedisCluster(_Topology):
         nodes = client(port).execute_command("CLUSTER", "NODES").decode()
         return sum(1 for line in nodes.splitlines() if "master" in line) == len(self.ports)
 
+    def owner(self, slot: int) -> int:
+        """The port of the master that owns `slot`."""
+        for start, end, master, *_ in client(self.ports[0]).execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise LookupError(f"slot {slot} has no owner")
+
+    def move_slot(self, slot: int, to: int) -> None:
+        """Move `slot` and its keys to the master on port `to` (Redis's resharding steps)."""
+        ids = {}
+        for line in client(self.ports[0]).execute_command("CLUSTER", "NODES").decode().splitlines():
+            node_id, address = line.split()[:2]
+            ids[int(address.split(":")[1].split("@")[0])] = node_id
+        source = self.owner(slot)
+        client(to).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        client(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+        while keys := client(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            client(source).execute_command("MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", *keys)
+        for port in self.ports:
+            client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+
 
 class RedisSentinels(_Topology):
     """A master, one replica, three sentinels (quorum 2) that fail over within seconds.

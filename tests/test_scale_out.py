@@ -193,6 +193,38 @@ async def test_the_transport_on_a_cluster_shares_pushes_history_and_presence(
         await stopped(a, b)
 
 
+async def test_a_subscription_follows_its_slot_to_another_node(
+    redis_cluster: RedisCluster,
+) -> None:
+    """When a topic's slot moves to another master, Redis drops the worker's shard
+    subscription; the worker subscribes again on the new owner and pushes flow again."""
+    from redis.crc import key_slot
+
+    a, b = rooms(redis_cluster.url, history_size=10), rooms(redis_cluster.url, history_size=10)
+    await started(a, b)
+    try:
+        conv = Conversation(a)
+        await conv.connect()
+        await conv.ask(request("join", "room:move"))
+        await b.publish("room:move", "before")
+        assert (await conv.reply())["payload"] == "before"
+        slot = key_slot(b"{room:move}")
+        source = redis_cluster.owner(slot)
+        target = next(port for port in redis_cluster.ports if port != source)
+        await asyncio.to_thread(redis_cluster.move_slot, slot, target)
+        assert redis_cluster.owner(slot) == target
+        async with asyncio.timeout(10 * TIMEOUT):
+            while True:  # pushes published while the move is under way may be missed
+                await b.publish("room:move", "after")
+                if not await conv.nothing(100 * MS):
+                    break
+        push = await conv.reply()
+        assert push["payload"] == "after" and push["headers"]["offset"] >= 2
+        await conv.disconnect()
+    finally:
+        await stopped(a, b)
+
+
 # Redis Sentinel
 
 

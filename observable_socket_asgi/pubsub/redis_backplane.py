@@ -52,7 +52,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
@@ -152,8 +152,8 @@ class RedisBackplane(Backplane):
         self._lock: asyncio.Lock | None = None
         # channel -> futures waiting for Redis to confirm a SUBSCRIBE
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
-        # UNSUBSCRIBE tasks started from sync on_close callbacks
-        self._unsubscribing: set[asyncio.Task[None]] = set()
+        # pub/sub commands started from sync code (close callbacks, the listener)
+        self._unsubscribing: set[asyncio.Task[Any]] = set()
 
     # Public API
 
@@ -223,9 +223,7 @@ class RedisBackplane(Backplane):
     def unsubscribe(self, topic: str) -> None:
         if self._lock is None:
             return
-        task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
-        self._unsubscribing.add(task)
-        task.add_done_callback(self._unsubscribing.discard)
+        self._chore(self._unsubscribe(topic))
 
     async def publish(self, topic: str, frame: str) -> None:
         observer = self._observer()
@@ -359,6 +357,18 @@ class RedisBackplane(Backplane):
 
     async def _unsubscribe(self, topic: str) -> None:
         await self._command(topic, subscribe=False)
+
+    async def _resubscribe(self, topic: str) -> None:
+        """Subscribe `topic` again after its slot moved, once the client knows the new owner."""
+        with contextlib.suppress(Exception):  # a failure here is the listener's to hear
+            await self._redis.nodes_manager.initialize()
+        await self._command(topic, subscribe=True)
+
+    def _chore(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a pub/sub command unawaited (from sync code); `stop()` cancels what is left."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribing.discard)
 
     def _channel(self, topic: str) -> bytes:
         return channel(self.prefix, topic, self.target.cluster)
@@ -524,6 +534,12 @@ class RedisBackplane(Backplane):
             for waiter in self._confirming.pop(message["channel"], ()):
                 if not waiter.done():
                     waiter.set_result(None)
+        elif kind == "sunsubscribe" and receiver is not None:
+            # On a cluster, Redis drops a shard subscription whose slot moved to another
+            # node; the topic is still wanted here, so subscribe it again, on its new owner.
+            topic = self._topic(message["channel"])
+            if receiver.wanted(topic):
+                self._chore(self._resubscribe(topic))
 
     def _disconnected(self) -> None:
         observer = self._observer()
