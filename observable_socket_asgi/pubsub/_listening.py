@@ -2,9 +2,10 @@
 
 On a Redis Cluster (7 or newer) each topic is a shard channel (`SSUBSCRIBE`), heard from
 the node that owns its slot: redis-py's cluster pub/sub keeps one connection per shard that
-holds subscribed topics, and moves a subscription when its slot moves. The listener speaks
-to either through this one shape, and reads the sharded kinds (`smessage`, `ssubscribe`)
-as the plain ones.
+holds subscribed topics. When a slot moves, Redis drops its subscriptions (`sunsubscribe`)
+and the transport subscribes them again (`redis_backplane`). The listener speaks to either
+through this one shape, and reads the sharded kinds (`smessage`, `ssubscribe`) as the plain
+ones.
 """
 
 from __future__ import annotations
