@@ -19,9 +19,9 @@ Two measurements, every row in the same run:
 2. Delivered: `subscribers` clients split over two uvicorn workers of `examples.chat`
    sharing a single Redis, and one client on the second worker sending `pushes` unawaited
    `room/say` requests; pushes per second delivered (subscribers x pushes / time until the
-   last arrived), and the inversions one subscriber on each worker saw. Beside it, the same
-   on one worker with the in-memory backplane, and the pushes sent by an external
-   `AsyncPublisher` instead of a client.
+   last arrived), and the inversions one subscriber on each worker saw; on a single Redis
+   and on the three-master cluster. Beside it, the same on one worker with the in-memory
+   backplane, and the pushes sent by an external `AsyncPublisher` instead of a client.
 
 The clients, the publishers and Redis share the machine with the workers: the figures are
 for comparison within the run. Results go to bench/results/scale_out.json.
@@ -304,6 +304,19 @@ async def delivered(
     }
 
 
+def two_workers(url: str, subscribers: int, pushes: int) -> dict[str, Any]:
+    """The pushes of a client on the second worker, then of an external AsyncPublisher."""
+    two = [Worker(url), Worker(url)]
+    try:
+        return {
+            "client": asyncio.run(delivered(two, subscribers, pushes, None)),
+            "AsyncPublisher": asyncio.run(delivered(two, subscribers, pushes, url)),
+        }
+    finally:
+        for worker in two:
+            worker.stop()
+
+
 def delivery(subscribers: int, pushes: int) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     memory = [Worker(None)]
@@ -312,16 +325,18 @@ def delivery(subscribers: int, pushes: int) -> dict[str, Any]:
     finally:
         memory[0].stop()
     redis = RedisServer()
-    two = [Worker(redis.url), Worker(redis.url)]
     try:
-        rows["redis, 2 workers"] = asyncio.run(delivered(two, subscribers, pushes, None))
-        rows["redis, 2 workers, AsyncPublisher"] = asyncio.run(
-            delivered(two, subscribers, pushes, redis.url)
-        )
+        rows["redis, 2 workers"] = two_workers(redis.url, subscribers, pushes)
     finally:
-        for worker in two:
-            worker.stop()
         redis.stop()
+    cluster, url = cluster_url()
+    if cluster is None:
+        rows["cluster, 2 workers"] = {"skipped": url}
+        return rows
+    try:
+        rows["cluster, 2 workers"] = two_workers(url, subscribers, pushes)
+    finally:
+        cluster.close()
     return rows
 
 

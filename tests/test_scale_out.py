@@ -193,6 +193,31 @@ async def test_the_transport_on_a_cluster_shares_pushes_history_and_presence(
         await stopped(a, b)
 
 
+async def test_presence_on_a_cluster(redis_cluster: RedisCluster) -> None:
+    """Members joined on a router over a cluster are listed by every router and by a
+    Publisher: the members' hash is tagged by topic, the workers' keys read one by one."""
+    a, b = rooms(redis_cluster.url), rooms(redis_cluster.url)
+
+    @a.route("enter")
+    async def enter(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.subscribe(payload["topic"], presence=payload["info"])
+        return {"status": Status.OK}
+
+    await started(a, b)
+    try:
+        conv = Conversation(a)
+        await conv.connect()
+        for n in range(3):
+            await conv.ask(request("enter", {"topic": f"room:{n}", "info": {"n": n}}))
+        for n in range(3):
+            assert list((await b.presence(f"room:{n}")).values()) == [{"n": n}]
+        async with AsyncPublisher(redis_cluster.url) as pub:
+            assert list((await pub.presence("room:2")).values()) == [{"n": 2}]
+        await conv.disconnect()
+    finally:
+        await stopped(a, b)
+
+
 async def test_a_subscription_follows_its_slot_to_another_node(
     redis_cluster: RedisCluster,
 ) -> None:
