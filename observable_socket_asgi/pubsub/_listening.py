@@ -10,9 +10,14 @@ ones.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 __all__ = ["Listening"]
+
+#: seconds one read of a cluster's shard waits: a message on another shard waits at most
+#: this times the number of shards subscribed
+SHARD_POLL = 0.005
 
 
 class Listening:
@@ -53,11 +58,22 @@ class Listening:
 
     async def get_message(self, wait: float) -> dict[str, Any] | None:
         """The next message or confirmation within `wait` seconds, else None."""
-        if self.cluster:
-            message: dict[str, Any] | None = await self.pubsub.get_sharded_message(timeout=wait)
+        if not self.cluster:
+            message: dict[str, Any] | None = await self.pubsub.get_message(timeout=wait)
             return message
-        message = await self.pubsub.get_message(timeout=wait)
-        return message
+        # redis-py reads one shard's connection per call, waiting up to its timeout there:
+        # a long wait on a quiet shard would hold back a busy one, so each call waits only
+        # SHARD_POLL, going round the shards until `wait` has passed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            started = loop.time()
+            message = await self.pubsub.get_sharded_message(timeout=SHARD_POLL)
+            now = loop.time()
+            if message is not None or now >= deadline:
+                return message
+            if now - started < SHARD_POLL / 2:  # no shard to wait on yet: do not spin
+                await asyncio.sleep(SHARD_POLL)
 
     async def ping(self) -> bool:
         """PING the connection; its answer arrives as a message. False when the connection
