@@ -26,10 +26,15 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     describe.explorer                                the explorer page: the router described, tried
     pubsub/                                          topics and what travels with a push
     pubsub.__init__ pubsub._outage                   the folder; outage log rule
+    pubsub._redis_urls pubsub._ordered pubsub._control pubsub._listening   Redis plumbing
     pubsub._history pubsub._idempotency              positions in a topic; run-once
-    pubsub.presence                                  members of a topic
-    pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
-    pubsub.redis_backplane                           Redis fan-out
+    pubsub.subscriber pubsub.presence                what a subscriber offers; members
+    pubsub.fanout pubsub.registry pubsub._wire       handed out; who holds what; Redis format
+    pubsub.replay pubsub.transport                   catch-up; the transport interface
+    pubsub.memory pubsub._redis_stores               in-process transport; Redis keys
+    pubsub.redis_backplane                           the Redis transport
+    pubsub.topics                                    the hub: a transport and its stores
+    pubsub.publisher                                 publishing from outside a router
     server/                                          the serving machinery
     server.__init__ server.pipeline                  hooks -> reply
     server.connection                                the I/O shell
@@ -62,7 +67,9 @@ from .errors import (
 )
 from .logs import logging_config
 from .pubsub._history import Subscription
-from .pubsub.topics import Backplane, InMemoryBackplane
+from .pubsub.memory import InMemoryBackplane
+from .pubsub.publisher import AsyncPublisher, Publisher
+from .pubsub.transport import Backplane
 from .server.connection import Connection
 from .server.routing import Route, SocketRouter
 from .status import CloseCode, Status, is_success
@@ -84,6 +91,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessCheck",
+    "AsyncPublisher",
     "Backplane",
     "CloseCode",
     "ConfigurationError",
@@ -103,6 +111,7 @@ __all__ = [
     "ObservableSocketError",
     "Payload",
     "ProtocolError",
+    "Publisher",
     "Request",
     "Response",
     "Route",

@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _typescript(args)
         if args.command == "top":
             return _top(args)
+        if args.command == "publish":
+            return _publish(args)
         return _serve(args)
     except (_UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -247,7 +249,58 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
     top.add_argument("--count", type=int, default=None, help="stop after this many screens")
     top.add_argument("--timeout", type=float, default=5.0, help="seconds per scrape (default 5)")
+    _add_publish(commands)
     return parser
+
+
+def _add_publish(commands: Any) -> None:
+    """`publish BACKPLANE_URL TOPIC [PAYLOAD_JSON | -]`: a push to every worker, no server."""
+    publish = commands.add_parser(
+        "publish",
+        help="publish a push to every worker sharing a Redis backplane",
+        description="Publish one push on TOPIC to the subscribers of every worker whose "
+        "backplane is BACKPLANE_URL (redis://, unix://, redis+sentinel://, redis+cluster://). "
+        "Exit status: 0 when Redis took it, 2 for a usage error (bad JSON, bad URL, no redis "
+        "extra), 3 when Redis did not take it.",
+    )
+    publish.add_argument("backplane_url", metavar="BACKPLANE_URL", help="the workers' Redis URL")
+    publish.add_argument("topic", metavar="TOPIC", help="the topic, e.g. room:lobby")
+    publish.add_argument(
+        "payload", nargs="?", default="null", help="JSON payload, or - to read it from stdin"
+    )
+    publish.add_argument("--prefix", default="observable_socket:", help="the workers' prefix")
+    publish.add_argument(
+        "--history-size", type=int, default=0, help="the workers' history_size (default 0)"
+    )
+    publish.add_argument(
+        "--history-ttl", type=float, default=300.0, help="the workers' history_ttl (default 300)"
+    )
+    publish.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+
+
+def _publish(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.payload == "-" else args.payload
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    from .pubsub.publisher import Publisher, PublishFailed
+
+    try:
+        with Publisher(
+            args.backplane_url,
+            prefix=args.prefix,
+            history_size=args.history_size,
+            history_ttl=args.history_ttl,
+            timeout=args.timeout,
+        ) as publisher:
+            publisher.publish(args.topic, payload)
+    except PublishFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CLOSED
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    return EXIT_OK
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import WS_IMPLEMENTATIONS, Server, refusing_port, running
 from tests.redis_servers import redis_server  # noqa: F401 (a fixture, for every test file)
+from tests.redis_topologies import redis_cluster, redis_sentinels  # noqa: F401 (fixtures)
 
 
 def pytest_configure(config: pytest.Config) -> None:

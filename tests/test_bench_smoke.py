@@ -34,6 +34,7 @@ MODULES = [
     "bench.profile",
     "bench.report",
     "bench.run_all",
+    "bench.scale_out",
     "bench.served_instructions",
     "bench.server",
     "bench.slow_consumer",

@@ -535,12 +535,14 @@ async def test_redis_outage_is_logged_once_then_summarised(
     """Nothing listens at the Redis address: one line names it (never its password), then 60
     publishes add no line each; a summary within `log_interval` counts the dropped ones."""
     from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
+    from observable_socket_asgi.pubsub.topics import Topics
 
     def ours(record: logging.LogRecord) -> bool:
         return record.name.startswith("observable_socket_asgi")
 
     url = f"redis://:hunter2@127.0.0.1:{refused_port}/0"
-    backplane = RedisBackplane(url, connect_timeout=50 * MS, log_interval=300 * MS)
+    transport = RedisBackplane(url, connect_timeout=50 * MS, log_interval=300 * MS)
+    backplane = Topics(transport)
     with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi"):
         await backplane.start()
         try:
@@ -559,7 +561,7 @@ async def test_redis_outage_is_logged_once_then_summarised(
     assert f"127.0.0.1:{refused_port}" in lines[0]
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
     summary = next(m for m in lines if "still down" in m)
-    assert "publish" in summary and backplane.dropped >= 60
+    assert "publish" in summary and transport.dropped >= 60
     assert len(lines) < 10, lines
 
 

@@ -89,3 +89,30 @@ def test_client_folder_exports_the_client_names() -> None:
         assert getattr(client, name) is getattr(_client, name), name
     with pytest.raises(AttributeError, match="nope"):
         _ = client.nope
+
+
+def test_publishers_are_exported_without_importing_redis() -> None:
+    """`Publisher` and `AsyncPublisher` are top-level names; redis-py loads on first use,
+    not on import nor when a publisher is made."""
+    code = (
+        "import sys\n"
+        "from observable_socket_asgi import AsyncPublisher, Publisher\n"
+        "pub = Publisher('redis://127.0.0.1:1/0')\n"
+        "print(AsyncPublisher.__name__, 'redis' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=True,
+    )
+    assert result.stdout.split() == ["AsyncPublisher", "False"]
+    bare = subprocess.run(
+        [sys.executable, "-c", "import sys, observable_socket_asgi; print('redis' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=True,
+    )
+    assert bare.stdout.strip() == "False"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ import pytest
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._concurrency import start_eagerly
+from observable_socket_asgi.options import HistoryOptions
 from observable_socket_asgi.pubsub._history import (
     MemoryHistory,
     check_history_options,
@@ -19,7 +21,9 @@ from observable_socket_asgi.pubsub._history import (
     split_push,
     unnumbered,
 )
-from observable_socket_asgi.pubsub.topics import InMemoryBackplane
+from observable_socket_asgi.pubsub.memory import InMemoryBackplane
+from observable_socket_asgi.pubsub.topics import Topics
+from observable_socket_asgi.pubsub.transport import MemoryHistoryStore
 from tests.helpers import TIMEOUT, Conversation, request
 
 
@@ -260,11 +264,13 @@ class SlowConnection:
 
     def __init__(self) -> None:
         self.closed = False
-        self.on_close: list[Any] = []
-        self.scope: dict[str, Any] = {}
-        self.client = None
+        self.closers: list[Callable[[], None]] = []
+        self.member_id = "slow"
         self.frames: list[str] = []
         self.gate = asyncio.Event()
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self.closers.append(callback)
 
     async def send_frame(self, frame: str) -> None:
         if not self.frames:
@@ -273,20 +279,20 @@ class SlowConnection:
         else:
             self.frames.append(frame)
 
-    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
-        """What a publish calls (Connection's): the write starts at once, a task if it waits."""
+    def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+        """What a publish calls (the connection's): the write starts at once, a task if it waits."""
         return start_eagerly(self.send_frame(message["text"]), asyncio.get_running_loop())
 
 
 async def test_pushes_published_during_a_replay_follow_it() -> None:
     """Live pushes arriving while a replay is being sent wait for it: no gap, no reorder."""
-    plane = InMemoryBackplane()
-    plane.configure(history_size=10)
+    plane = Topics(InMemoryBackplane(), history=HistoryOptions(size=10))
     for n in range(3):
         await plane.publish("t", n)
-    epoch = plane.history.position("t", 0.0)[1] if plane.history else ""
+    assert isinstance(plane.history, MemoryHistoryStore)
+    epoch = plane.history.memory.position("t", 0.0)[1]
     conn = SlowConnection()
-    subscribing = asyncio.create_task(plane.subscribe(conn, "t", {"offset": 1, "epoch": epoch}))  # type: ignore[arg-type]
+    subscribing = asyncio.create_task(plane.subscribe(conn, "t", {"offset": 1, "epoch": epoch}))
     while not conn.frames:  # noqa: ASYNC110 (the replay's first send, no event to wait on)
         await asyncio.sleep(0)
     await plane.publish("t", 3)

@@ -76,7 +76,8 @@ async def test_publish_while_redis_is_down_stays_local(redis_server: RedisServer
     """With Redis gone a publish still reaches this worker's subscribers and counts as dropped."""
     router = chat(redis_server.url)
     backplane = router.backplane
-    assert isinstance(backplane, RedisBackplane)
+    transport = backplane.transport
+    assert isinstance(transport, RedisBackplane)
     await backplane.start()
     try:
         conv = Conversation(router)
@@ -88,7 +89,7 @@ async def test_publish_while_redis_is_down_stays_local(redis_server: RedisServer
                 await asyncio.sleep(10 * MS)
         await router.publish("t", "local only")
         assert (await conv.reply())["payload"] == "local only"
-        assert backplane.dropped == 1
+        assert transport.dropped == 1
         await conv.disconnect()
     finally:
         await backplane.stop()

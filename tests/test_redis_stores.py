@@ -236,7 +236,9 @@ async def test_publish_while_redis_is_down_stays_local_and_unnumbered(
         await router.publish("t", "alone", {"kind": "x"})
         push = await conv.reply()
         assert push["payload"] == "alone" and push["headers"] == {"kind": "x"}
-        assert router.backplane.dropped == 1  # type: ignore[attr-defined]
+        transport = router.backplane.transport
+        assert isinstance(transport, RedisBackplane)
+        assert transport.dropped == 1
         answer = await conv.ask(request("join", {"offset": 0, "epoch": "e"}))
         assert answer["payload"] == [False, None, None]
     finally:

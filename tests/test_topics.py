@@ -14,8 +14,9 @@ from websockets.asyncio.client import connect
 
 import observable_socket_asgi.pubsub.topics as topics_module
 from observable_socket_asgi import ConnectionClosed, SocketRouter, Status, envelope
-from observable_socket_asgi.pubsub.topics import Backplane, InMemoryBackplane
-from observable_socket_asgi.server.routing import make_backplane
+from observable_socket_asgi.pubsub.memory import InMemoryBackplane
+from observable_socket_asgi.pubsub.topics import Topics, make_transport
+from observable_socket_asgi.pubsub.transport import Receiver
 from tests.helpers import (
     TIMEOUT,
     Communicator,
@@ -52,26 +53,26 @@ def chat_router(**options: Any) -> SocketRouter:
 # Construction
 
 
-def test_make_backplane_defaults_to_memory() -> None:
+def test_make_transport_defaults_to_memory() -> None:
     """No backplane (or "memory") means the in-process one."""
-    assert isinstance(make_backplane(None), InMemoryBackplane)
-    assert isinstance(make_backplane("memory"), InMemoryBackplane)
-    assert isinstance(SocketRouter().backplane, InMemoryBackplane)
+    assert isinstance(make_transport(None), InMemoryBackplane)
+    assert isinstance(make_transport("memory"), InMemoryBackplane)
+    assert isinstance(SocketRouter().backplane.transport, InMemoryBackplane)
     assert SocketRouter().backplane.connected is True
 
 
-def test_make_backplane_rejects_unknown_urls() -> None:
+def test_make_transport_rejects_unknown_urls() -> None:
     """A backplane URL of an unknown scheme fails at construction, naming what was given."""
     with pytest.raises(ValueError, match="kafka://x"):
         SocketRouter(backplane="kafka://x")
     with pytest.raises(TypeError):
-        make_backplane(42)  # type: ignore[arg-type]
+        make_transport(42)  # type: ignore[arg-type]
 
 
-def test_make_backplane_keeps_an_instance() -> None:
+def test_make_transport_keeps_an_instance() -> None:
     """A Backplane instance is used as given."""
     backplane = InMemoryBackplane()
-    assert SocketRouter(backplane=backplane).backplane is backplane
+    assert SocketRouter(backplane=backplane).backplane.transport is backplane
 
 
 # In-process conversations
@@ -240,12 +241,13 @@ async def test_disconnect_drops_every_subscription() -> None:
     await leave.disconnect()
     assert router.backplane.topics == frozenset({"shared"})
     assert router.backplane.subscribers("shared") == 1
-    assert router.backplane._topics_of.keys() == {next(iter(router.connections))}
+    assert router.backplane.holders == 1
+    assert router.backplane.topics_of(next(iter(router.connections))) == {"shared"}
     assert await router.backplane.publish("shared", "still here") == 1
     assert (await stay.reply())["payload"] == "still here"
     await stay.disconnect()
     assert router.backplane.topics == frozenset()
-    assert not router.backplane._topics_of
+    assert router.backplane.holders == 0
 
 
 async def test_publish_from_a_handler_reaches_the_publisher_too() -> None:
@@ -298,11 +300,11 @@ async def test_lifespan_starts_and_stops_the_backplane() -> None:
     """The router's lifespan starts the backplane before user startup hooks run."""
     events: list[str] = []
 
-    class Recording(Backplane):
-        async def _start(self) -> None:
+    class Recording(InMemoryBackplane):
+        async def start(self, receiver: Receiver) -> None:
             events.append("backplane start")
 
-        async def _stop(self) -> None:
+        async def stop(self) -> None:
             events.append("backplane stop")
 
     router = SocketRouter(backplane=Recording(), on_startup=[lambda: events.append("user")])
@@ -319,8 +321,8 @@ async def test_backplane_starts_lazily_without_lifespan() -> None:
     """Mounted without lifespan, the backplane starts on first subscribe or publish."""
     started: list[bool] = []
 
-    class Recording(Backplane):
-        async def _start(self) -> None:
+    class Recording(InMemoryBackplane):
+        async def start(self, receiver: Receiver) -> None:
             started.append(True)
 
     router = SocketRouter(backplane=Recording())
@@ -451,29 +453,32 @@ async def test_included_router_publishes_to_the_including_routers_subscribers() 
 
 
 class _Sink:
-    """A stand-in connection for the fan-out: records what it is handed, never suspends."""
+    """A stand-in subscriber for the fan-out: records what it is handed, never suspends."""
 
     def __init__(self) -> None:
         self.frames: list[str] = []
-        self.on_close: list[Any] = []
+        self.closers: list[Callable[[], None]] = []
         self.closed = False
-        self.client = None
+        self.member_id = "sink"
 
     async def send_frame(self, frame: str) -> None:
         self.frames.append(frame)
 
-    def _push_nowait(self, message: dict[str, Any]) -> None:
-        """What a publish calls (Connection's): the frame is taken at once."""
+    def on_close(self, callback: Callable[[], None]) -> None:
+        self.closers.append(callback)
+
+    def push_nowait(self, message: dict[str, Any]) -> None:
+        """What a publish calls (the connection's): the frame is taken at once."""
         self.frames.append(message["text"])
 
 
 async def test_a_large_fan_out_yields_to_the_loop_and_keeps_order() -> None:
     """A publish to 2,000 subscribers is handed out in slices: other callbacks run before
     the last subscriber has it, and every subscriber still gets the pushes in publish order."""
-    backplane = InMemoryBackplane()
+    backplane = Topics(InMemoryBackplane())
     sinks = [_Sink() for _ in range(2000)]
     for sink in sinks:
-        await backplane.subscribe(sink, "wave")  # type: ignore[arg-type]
+        await backplane.subscribe(sink, "wave")
     seen_when_the_loop_ran: list[int] = []
     loop = asyncio.get_running_loop()
     loop.call_soon(lambda: seen_when_the_loop_ran.append(len(sinks[-1].frames)))
@@ -490,10 +495,10 @@ async def test_a_large_fan_out_yields_to_the_loop_and_keeps_order() -> None:
 
 async def test_a_small_fan_out_is_handed_out_at_once() -> None:
     """Few subscribers and small frames: every subscriber has the push when publish returns."""
-    backplane = InMemoryBackplane()
+    backplane = Topics(InMemoryBackplane())
     sinks = [_Sink() for _ in range(10)]
     for sink in sinks:
-        await backplane.subscribe(sink, "t")  # type: ignore[arg-type]
+        await backplane.subscribe(sink, "t")
     await backplane.publish("t", "now")
     assert all(len(sink.frames) == 1 for sink in sinks)
 

@@ -37,29 +37,14 @@ from redis.exceptions import NoScriptError
 
 from ._history import PushTemplate, Recovery, new_epoch
 from ._idempotency import Claim, IdempotencyStore
+from ._ordered import OrderedWriter
+from ._ordered import Script as OrderedScript
+from ._wire import PUBLISH_SCRIPT, SHARDED_PUBLISH_SCRIPT, alive_key, history_keys, presence_key
 from .presence import WORKER_ID, Presence
 
 __all__ = ["RedisHistory", "RedisIdempotencyStore", "RedisPresence"]
 
 logger = logging.getLogger("observable_socket_asgi.redis")
-
-_PUBLISH = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'e', epoch)
-end
-local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
-local frame = ARGV[1] .. '"offset":' .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[2]
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'o', offset, 'f', frame)
-redis.call('XTRIM', KEYS[2], 'MINID', tostring(ms - tonumber(ARGV[4])))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[6], ARGV[7] .. offset .. ' ' .. frame)
-return {offset, epoch}
-"""
 
 # ARGV: since offset (-1: none), since epoch, ttl ms, epoch for a new log, size
 _SINCE = """
@@ -146,7 +131,6 @@ class _Script:
             return await redis.eval(self.text, len(keys), *keys, *args)
 
 
-_PUBLISH_SCRIPT = _Script(_PUBLISH)
 _SINCE_SCRIPT = _Script(_SINCE)
 _CLAIM_SCRIPT = _Script(_CLAIM)
 _FINISH_SCRIPT = _Script(_FINISH)
@@ -161,17 +145,34 @@ class RedisHistory:
         prefix: key prefix, the backplane's.
         size: pushes kept per topic.
         ttl: seconds a push is kept; the topic's keys expire this long after its last publish.
+        cluster: on a Redis Cluster: keys hash-tagged by topic, the push sent by SPUBLISH.
+        writer: sends the publish script in order with every other publish of the process
+            (`_ordered.OrderedWriter`); None: straight on the client.
     """
 
-    def __init__(self, client: Client, prefix: str, size: int, ttl: float) -> None:
+    def __init__(
+        self,
+        client: Client,
+        prefix: str,
+        size: int,
+        ttl: float,
+        *,
+        cluster: bool = False,
+        writer: OrderedWriter | None = None,
+    ) -> None:
         self.prefix = prefix
         self.size = size
         self.ttl = ttl
+        self.cluster = cluster
         self._client = client
+        self._writer = writer
+        text = SHARDED_PUBLISH_SCRIPT if cluster else PUBLISH_SCRIPT
+        # the same script, for the ordered writer and for a client without one
+        self._script = OrderedScript(text)
+        self._direct = _Script(text)
 
     def _keys(self, topic: str) -> list[str]:
-        base = f"{self.prefix}h:{topic}"
-        return [base + ":m", base + ":s"]
+        return history_keys(self.prefix, topic, self.cluster)
 
     async def publish(
         self, topic: str, template: PushTemplate, channel: bytes, origin: bytes
@@ -180,19 +181,13 @@ class RedisHistory:
 
         The PUBLISH body is `origin`, the offset, a space, then the frame.
         """
-        offset, epoch = await _PUBLISH_SCRIPT(
-            self._client,
-            self._keys(topic),
-            [
-                template.head,
-                template.tail,
-                self.size,
-                _ms(self.ttl),
-                new_epoch(),
-                channel,
-                origin,
-            ],
-        )
+        keys = self._keys(topic)
+        args = [template.head, template.tail, self.size, _ms(self.ttl), new_epoch()]
+        args += [channel, origin]
+        if self._writer is not None:
+            offset, epoch = await self._writer.run_script(self._script, keys, args)
+        else:
+            offset, epoch = await self._direct(self._client, keys, args)
         epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
         frame = f'{template.head}"offset":{offset},"epoch":"{epoch}"{template.tail}'
         return int(offset), epoch, frame
@@ -257,11 +252,14 @@ class RedisPresence(Presence):
         ttl: float = 15.0,
         max_info_bytes: int = 4096,
         worker: str = WORKER_ID,
+        *,
+        cluster: bool = False,
     ) -> None:
         super().__init__(ttl, max_info_bytes)
         self.prefix = prefix
+        self.cluster = cluster
         self._client = client
-        self._alive_key = f"{prefix}alive:{worker}"
+        self._alive_key = alive_key(prefix, worker)
         self._renewer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -293,7 +291,14 @@ class RedisPresence(Presence):
         if not raw:
             return {}
         workers = sorted({field.split(b".", 1)[0] for field in raw})
-        alive = await self._redis().mget([f"{self.prefix}alive:{w.decode()}" for w in workers])
+        keys = [alive_key(self.prefix, w.decode()) for w in workers]
+        if self.cluster:  # one key per command: the workers' keys live on several nodes
+            pipe = self._redis().pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            alive = await pipe.execute()
+        else:
+            alive = await self._redis().mget(keys)
         live = {w for w, flag in zip(workers, alive, strict=True) if flag is not None}
         dead = [field for field in raw if field.split(b".", 1)[0] not in live]
         if dead:
@@ -316,7 +321,7 @@ class RedisPresence(Presence):
     # Private methods
 
     def _key(self, topic: str) -> str:
-        return f"{self.prefix}p:{topic}"
+        return presence_key(self.prefix, topic, self.cluster)
 
     def _redis(self) -> Any:
         redis = self._client()

@@ -21,11 +21,22 @@ Rules of the listener (this module alone changes them):
     it is sent, so a subscribe racing an unsubscribe of the same topic always ends in the
     state the worker wants.
 
+    `url` names one server (`redis://`, `rediss://`, `unix://`), a master found through
+    Sentinel (`redis+sentinel://`: after a failover the reconnect asks the sentinels for
+    the new master), or a Cluster (`redis+cluster://`, Redis 7+: every channel is a shard
+    channel heard from its slot's node, see `_listening`; topics are hash tags, `_wire`).
+
     A publish delivers to this worker's subscribers at once, then sends one PUBLISH whose
     body is this worker's id followed by the already encoded frame; the listener skips its
-    own worker's messages. While `connected` is False the PUBLISH is not attempted: the
-    push reaches the publishing worker's subscribers only, is counted in `dropped`, and is
-    never replayed (at-most-once delivery).
+    own worker's messages. Every PUBLISH and history script of the worker goes through one
+    ordered, pipelined writer (`_ordered`), queued when `publish()` is called: a topic's
+    pushes reach every worker in the order this worker published them, concurrent
+    publishes included. A close message (`_control`) travels the same way and closes the
+    topic's subscribers on the workers that hear it.
+
+    While `connected` is False the PUBLISH is not attempted: the push reaches the
+    publishing worker's subscribers only, is counted in `dropped`, and is never replayed
+    (at-most-once delivery).
 
     With history (`history_size` > 0) a publish is one Lua script that numbers the push,
     keeps it in the topic's stream and PUBLISHes it with its offset after the worker id
@@ -40,42 +51,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
+from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
+from ._control import close_body, parse_close
 from ._history import PushTemplate, Recovery, unnumbered
 from ._idempotency import IdempotencyStore
+from ._listening import Listening
+from ._ordered import OrderedWriter
 from ._outage import OutageReport, Summary, redact_url
+from ._redis_urls import aclose_client, async_client, parse
+from ._wire import ORIGIN_LEN, channel, new_origin
 from .presence import Presence
-from .topics import Backplane
+from .transport import Appended, Backplane, HistoryStore, Receiver
+
+if TYPE_CHECKING:
+    from ..observe._observe import Observer
 
 try:
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "the Redis backplane needs redis-py; install the extra: "
-        'pip install "observable-socket-asgi[redis]"'
-    ) from exc
+    extra = 'pip install "observable-socket-asgi[redis]"'
+    raise ImportError(f"the Redis backplane needs redis-py; install the extra: {extra}") from exc
 
 __all__ = ["RedisBackplane"]
 
 logger = logging.getLogger("observable_socket_asgi.redis")
 
 # A worker id is this many hex characters, at the start of every PUBLISH body.
-_ORIGIN_LEN = 16
+_ORIGIN_LEN = ORIGIN_LEN
 # The ceiling of the first reconnect delay, in seconds; it doubles up to max_backoff.
 _FIRST_DELAY = 0.1
 
 
 class RedisBackplane(Backplane):
-    """Publishes reach the subscribers of every worker that shares the Redis server.
+    """A transport: publishes reach the subscribers of every worker sharing the Redis server.
+
+    History, presence and idempotent answers are kept in Redis too, shared by the workers.
 
     Args:
         url: a redis-py URL, e.g. `"redis://127.0.0.1:6379/0"`.
@@ -99,8 +117,11 @@ class RedisBackplane(Backplane):
         connect_timeout: float = 2.0,
         log_interval: float = 60.0,
     ) -> None:
-        super().__init__()
         self.url = url
+        #: where Redis is: one server, a Sentinel-watched master or a Cluster
+        self.target = parse(url)
+        if self.target.cluster and ("{" in prefix or "}" in prefix):
+            raise ValueError(f"on a Redis Cluster the prefix cannot hold braces, got {prefix!r}")
         self.prefix = prefix
         self.ping_interval = ping_interval
         self.max_backoff = max_backoff
@@ -114,9 +135,14 @@ class RedisBackplane(Backplane):
         self.dropped = 0
         #: successful (re)connections of the listener; 1 after the first
         self.connects = 0
-        self._origin = os.urandom(_ORIGIN_LEN // 2).hex().encode()
+        self._origin = new_origin()
         self._control = f"{prefix}\x00worker:{self._origin.decode()}".encode()
         self._redis: Any = None
+        # every PUBLISH and history script of this worker, in call order, pipelined; its
+        # client is set by start()
+        self._writer = OrderedWriter(None, publish_timeout)
+        # the hub: where what the listener hears is delivered, and which topics are wanted
+        self._receiver: Receiver | None = None
         self._pubsub: Any = None
         self._connected = False
         # set while connected; start() waits on it briefly so a worker starts up connected
@@ -126,10 +152,8 @@ class RedisBackplane(Backplane):
         self._lock: asyncio.Lock | None = None
         # channel -> futures waiting for Redis to confirm a SUBSCRIBE
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
-        # UNSUBSCRIBE tasks started from sync on_close callbacks
-        self._unsubscribing: set[asyncio.Task[None]] = set()
-        # the topics' history in Redis streams; None when history_size is 0
-        self._shared_history: RedisHistory | None = None
+        # pub/sub commands started from sync code (close callbacks, the listener)
+        self._unsubscribing: set[asyncio.Task[Any]] = set()
 
     # Public API
 
@@ -138,22 +162,23 @@ class RedisBackplane(Backplane):
         """True while the listener holds a live, subscribed connection to Redis."""
         return self._connected
 
-    # Backplane hooks
+    # The transport interface
 
-    async def _start(self) -> None:
+    async def start(self, receiver: Receiver) -> None:
+        self._receiver = receiver
         # TCP keepalive notices a peer gone without a word; redis-py refuses the option on a
         # unix:// URL (no TCP there, and the peer is on this machine).
         keepalive: dict[str, Any] = (
             {} if self.url.startswith("unix://") else {"socket_keepalive": True}
         )
-        self._redis = aioredis.Redis.from_url(
-            self.url,
-            # The listener owns reconnection (with backoff and resubscription), so redis-py
-            # must report a failure at once instead of retrying behind its back.
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=self.connect_timeout,
-            **keepalive,
+        # The listener owns reconnection (with backoff and resubscription), so redis-py
+        # must report a failure at once instead of retrying behind its back (a cluster
+        # client follows MOVED replies itself).
+        retry = {} if self.target.cluster else {"retry": Retry(NoBackoff(), 0)}
+        self._redis = async_client(
+            self.target, socket_connect_timeout=self.connect_timeout, **retry, **keepalive
         )
+        self._writer.client = self._redis
         self._up = asyncio.Event()
         self._lock = asyncio.Lock()
         self._listener = asyncio.get_running_loop().create_task(
@@ -165,7 +190,7 @@ class RedisBackplane(Backplane):
             async with asyncio.timeout(self.connect_timeout):
                 await self._up.wait()
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -176,10 +201,10 @@ class RedisBackplane(Backplane):
             await asyncio.gather(*self._unsubscribing, return_exceptions=True)
         if self._redis is not None:
             with contextlib.suppress(Exception):
-                await self._redis.aclose()
+                await aclose_client(self._redis)
             self._redis = None
 
-    async def _remote_subscribe(self, topic: str) -> None:
+    async def subscribe(self, topic: str) -> None:
         """Subscribe the worker to `topic`; return once Redis confirms (or soon after)."""
         channel = self._channel(topic)
         waiter = await self._command(topic, subscribe=True)
@@ -195,42 +220,46 @@ class RedisBackplane(Backplane):
             if waiters is not None and waiter in waiters:
                 waiters.remove(waiter)
 
-    def _remote_unsubscribe(self, topic: str) -> None:
+    def unsubscribe(self, topic: str) -> None:
         if self._lock is None:
             return
-        task = asyncio.get_running_loop().create_task(self._unsubscribe(topic))
-        self._unsubscribing.add(task)
-        task.add_done_callback(self._unsubscribing.discard)
+        self._chore(self._unsubscribe(topic))
 
-    async def _remote_publish(self, topic: str, frame: str) -> None:
-        observer = self._observer
+    async def publish(self, topic: str, frame: str) -> None:
+        observer = self._observer()
+        started = time.perf_counter() if observer is not None else 0.0
+        if await self._send(topic, self._origin + frame.encode()) and observer is not None:
+            observer.backplane_published(time.perf_counter() - started)
+
+    async def close_subscribers(self, topic: str, code: int, reason: str) -> None:
+        """Close every subscriber of `topic` on the other workers (`_control`'s message)."""
+        await self._send(topic, close_body(self._origin, code, reason))
+
+    async def _send(self, topic: str, body: bytes) -> bool:
+        """PUBLISH `body` on `topic`'s channel; False when it was dropped (and counted)."""
         if not self._connected or self._redis is None:
             self._dropped_publish(topic, None)
-            return
-        channel, body = self._channel(topic), self._origin + frame.encode()
-        started = time.perf_counter() if observer is not None else 0.0
+            return False
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                try:
-                    await self._redis.publish(channel, body)
-                except aioredis.ConnectionError:
-                    # A pooled connection that died with a Redis restart fails once; redis-py
-                    # has dropped it, so a second attempt runs on a fresh connection.
-                    await self._redis.publish(channel, body)
+            # queued now, behind every earlier publish of this worker: in call order
+            await self._writer.send(self._verb, self._channel(topic), body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._dropped_publish(topic, exc)
-            return
-        if observer is not None:
-            observer.backplane_published(time.perf_counter() - started)
+            return False
+        return True
 
     # Private methods: telling an outage
 
+    def _observer(self) -> Observer | None:
+        return None if self._receiver is None else self._receiver.observer
+
     def _dropped_publish(self, topic: str, exc: BaseException | None) -> None:
         self.dropped += 1
-        if self._observer is not None:
-            self._observer.backplane_dropped()
+        observer = self._observer()
+        if observer is not None:
+            observer.backplane_dropped()
         now = asyncio.get_running_loop().time()
         if self._outage.dropped(now):
             logger.warning(
@@ -269,48 +298,53 @@ class RedisBackplane(Backplane):
 
     # History, presence and idempotent answers, in Redis
 
-    def configure(
-        self, *, history_size: int = 0, history_ttl: float = 300.0, **options: Any
-    ) -> None:
-        # only the history settings matter here; the rest go to `Backplane.configure` as given
-        super().configure(history_size=history_size, history_ttl=history_ttl, **options)
-        # the history lives in Redis, shared by every worker, instead of in this process
-        self.history = None
-        self._shared_history = (
-            RedisHistory(self._client, self.prefix, history_size, history_ttl)
-            if history_size > 0
-            else None
+    def history_store(self, options: HistoryOptions) -> HistoryStore | None:
+        """The topics' history in Redis streams, numbered alike by every worker."""
+        if not options.enabled:
+            return None
+        shared = RedisHistory(
+            self._client,
+            self.prefix,
+            options.size,
+            options.ttl,
+            cluster=self.target.cluster,
+            writer=self._writer,
+        )
+        return _SharedHistory(
+            lambda topic, template: self._append(shared, topic, template),
+            lambda topic, since: self._since(shared, topic, since),
         )
 
-    def idempotency_store(self, max_entries: int, max_bytes: int) -> IdempotencyStore:
-        return RedisIdempotencyStore(self._client, self.prefix, max_bytes)
+    def presence_store(self, options: PresenceOptions) -> Presence:
+        return RedisPresence(
+            self._client,
+            self.prefix,
+            options.ttl,
+            options.max_info_bytes,
+            cluster=self.target.cluster,
+        )
 
-    def _make_presence(self, ttl: float, max_info_bytes: int) -> Presence:
-        return RedisPresence(self._client, self.prefix, ttl, max_info_bytes)
+    def idempotency_store(self, options: IdempotencyOptions) -> IdempotencyStore:
+        return RedisIdempotencyStore(self._client, self.prefix, options.max_bytes)
 
-    def _shares_history(self) -> bool:
-        return self._shared_history is not None
-
-    async def _publish_positioned(self, topic: str, template: PushTemplate) -> int:
-        history = self._shared_history
-        assert history is not None
+    async def _append(self, history: RedisHistory, topic: str, template: PushTemplate) -> Appended:
         if self._connected and self._redis is not None:
             try:
                 async with asyncio.timeout(self.publish_timeout):
                     await history.publish(topic, template, self._channel(topic), self._origin)
                 # delivered here too by the listener, in offset order
-                return self.subscribers(topic)
+                return Appended(None, None, carry=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._dropped_publish(topic, exc)
-                return self.deliver(topic, unnumbered(template))
+                return Appended(unnumbered(template), None, carry=False)
         self._dropped_publish(topic, None)
-        return self.deliver(topic, unnumbered(template))
+        return Appended(unnumbered(template), None, carry=False)
 
-    async def _history_since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
-        history = self._shared_history
-        assert history is not None
+    async def _since(
+        self, history: RedisHistory, topic: str, since: tuple[int, str] | None
+    ) -> Recovery:
         if not self._connected:
             raise ConnectionError("Redis is down")
         async with asyncio.timeout(self.publish_timeout):
@@ -324,8 +358,30 @@ class RedisBackplane(Backplane):
     async def _unsubscribe(self, topic: str) -> None:
         await self._command(topic, subscribe=False)
 
+    async def _resubscribe(self, topic: str) -> None:
+        """Subscribe `topic` again after its slot moved, once the client knows the new owner."""
+        with contextlib.suppress(Exception):  # a failure here is the listener's to hear
+            await self._redis.nodes_manager.initialize()
+        await self._command(topic, subscribe=True)
+
+    def _chore(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a pub/sub command unawaited (from sync code); `stop()` cancels what is left."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribing.discard)
+
     def _channel(self, topic: str) -> bytes:
-        return (self.prefix + topic).encode()
+        return channel(self.prefix, topic, self.target.cluster)
+
+    @property
+    def _verb(self) -> str:
+        """PUBLISH, or SPUBLISH on a cluster: a shard channel lives on its topic's node."""
+        return "SPUBLISH" if self.target.cluster else "PUBLISH"
+
+    def _topic(self, name: bytes) -> str:
+        """The topic of a channel: the prefix (and on a cluster the braces) taken off."""
+        topic = name[len(self.prefix.encode()) :].decode()
+        return topic[1:-1] if self.target.cluster else topic
 
     async def _command(self, topic: str, *, subscribe: bool) -> asyncio.Future[None] | None:
         """Send SUBSCRIBE or UNSUBSCRIBE if the wanted state still calls for it.
@@ -335,7 +391,7 @@ class RedisBackplane(Backplane):
         """
         assert self._lock is not None
         async with self._lock:
-            wanted = topic in self._subscribers
+            wanted = self._receiver is not None and self._receiver.wanted(topic)
             pubsub = self._pubsub
             if wanted != subscribe or pubsub is None or not self._connected:
                 return None
@@ -361,36 +417,17 @@ class RedisBackplane(Backplane):
     async def _listen(self) -> None:
         """Keep one subscribed connection to Redis alive, forever; deliver what it hears.
 
-        Nobody awaits this task but `_stop()`: every failure is logged here and retried.
+        Nobody awaits this task but `stop()`: every failure is logged here and retried.
         """
         delays = self._delays()
         loop = asyncio.get_running_loop()
         attempts = 0
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = Listening(self._redis, self.target.cluster)
             try:
-                assert self._lock is not None
-                async with self._lock:
-                    topics = list(self._subscribers)
-                    # The control channel goes last: once Redis confirms it, every topic
-                    # before it is live, and only then is the worker `connected`.
-                    await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
-                    async with asyncio.timeout(self.connect_timeout):
-                        while True:
-                            message = await pubsub.get_message(timeout=self.connect_timeout)
-                            if message is None:
-                                continue
-                            self._handle(message)
-                            if message["type"] == "subscribe" and (
-                                message["channel"] == self._control
-                            ):
-                                break
-                    self._pubsub = pubsub
-                    self._connected = True
-                    if self._observer is not None:
-                        self._observer.backplane_connected(True)
+                topics = await self._connect(pubsub)
                 self.connects += 1
-                self._log_recovered(self._outage.recovered(loop.time()), len(topics))
+                self._log_recovered(self._outage.recovered(loop.time()), topics)
                 attempts = 0
                 delays = self._delays()
                 assert self._up is not None
@@ -405,26 +442,55 @@ class RedisBackplane(Backplane):
                 self._disconnected()
                 attempts += 1
                 delay = next(delays)
-                if self._outage.failed(loop.time()):
-                    logger.error(
-                        "Redis backplane at %s is unreachable: %r; pushes reach this worker's "
-                        "subscribers only; retrying with backoff, summarised every %g s",
-                        self.address,
-                        exc,
-                        self._outage.interval,
-                    )
-                else:
-                    logger.debug(
-                        "Redis backplane at %s: attempt %d failed: %r; retrying in %.2f s",
-                        self.address,
-                        attempts,
-                        exc,
-                        delay,
-                    )
-                    self._log_summary(loop.time())
+                self._log_failure(exc, attempts, delay, loop.time())
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
+
+    async def _connect(self, pubsub: Any) -> int:
+        """Subscribe every wanted topic, then the control channel; return how many topics.
+
+        Only once Redis confirms the control channel (sent last, so every topic before it is
+        live) is the worker `connected`.
+        """
+        assert self._lock is not None and self._receiver is not None
+        async with self._lock:
+            topics = list(self._receiver.topics)
+            await pubsub.subscribe(*(self._channel(t) for t in topics), self._control)
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    message = await pubsub.get_message(self.connect_timeout)
+                    if message is None:
+                        continue
+                    self._handle(message)
+                    if message["type"] in _SUBSCRIBE and message["channel"] == self._control:
+                        break
+            self._pubsub = pubsub
+            self._connected = True
+            observer = self._observer()
+            if observer is not None:
+                observer.backplane_connected(True)
+        return len(topics)
+
+    def _log_failure(self, exc: Exception, attempts: int, delay: float, now: float) -> None:
+        """Log a failed attempt: at length when an outage starts, else in the summary."""
+        if self._outage.failed(now):
+            logger.error(
+                "Redis backplane at %s is unreachable: %r; pushes reach this worker's "
+                "subscribers only; retrying with backoff, summarised every %g s",
+                self.address,
+                exc,
+                self._outage.interval,
+            )
+            return
+        logger.debug(
+            "Redis backplane at %s: attempt %d failed: %r; retrying in %.2f s",
+            self.address,
+            attempts,
+            exc,
+            delay,
+        )
+        self._log_summary(now)
 
     async def _read(self, pubsub: Any, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver messages until the connection fails; PING it when it has been quiet."""
@@ -432,14 +498,15 @@ class RedisBackplane(Backplane):
         pinged = False
         handle = self._handle
         while True:
-            message = await pubsub.get_message(timeout=self.ping_interval)
+            message = await pubsub.get_message(self.ping_interval)
             now = loop.time()
             if message is None:
                 if now - heard >= 2 * self.ping_interval:
                     raise ConnectionError(f"no answer from Redis for {now - heard:.1f} s")
                 if not pinged:
-                    await pubsub.ping()
-                    pinged = True
+                    pinged = await pubsub.ping()
+                    if not pinged:
+                        heard = now  # nothing to ask: a cluster's shards tell by failing
                 continue
             heard = now
             pinged = False
@@ -447,27 +514,37 @@ class RedisBackplane(Backplane):
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "message":
+        receiver = self._receiver
+        if kind in _MESSAGE and receiver is not None:
             data: bytes = message["data"]
-            if data[_ORIGIN_LEN : _ORIGIN_LEN + 1] != b"{":
+            mark = data[_ORIGIN_LEN : _ORIGIN_LEN + 1]
+            if mark == b"{":
+                if data[:_ORIGIN_LEN] != self._origin:  # else delivered here already
+                    receiver.deliver(self._topic(message["channel"]), data[_ORIGIN_LEN:].decode())
+            elif mark.isdigit():
                 # numbered by the history script: `<origin><offset> <frame>`, delivered by
                 # every worker (the publishing one too) in the order Redis numbered them
                 number, _, frame = data[_ORIGIN_LEN:].partition(b" ")
-                topic = message["channel"][len(self.prefix.encode()) :].decode()
-                self.deliver(topic, frame.decode(), int(number))
-                return
-            if data[:_ORIGIN_LEN] == self._origin:
-                return  # published here, and already delivered here
-            topic = message["channel"][len(self.prefix.encode()) :].decode()
-            self.deliver(topic, data[_ORIGIN_LEN:].decode())
-        elif kind == "subscribe":
+                receiver.deliver(self._topic(message["channel"]), frame.decode(), int(number))
+            elif data[:_ORIGIN_LEN] != self._origin:
+                close = parse_close(data, _ORIGIN_LEN)
+                if close is not None:  # anything else unknown is ignored: a later format
+                    receiver.close_local(self._topic(message["channel"]), *close)
+        elif kind in _SUBSCRIBE:
             for waiter in self._confirming.pop(message["channel"], ()):
                 if not waiter.done():
                     waiter.set_result(None)
+        elif kind == "sunsubscribe" and receiver is not None:
+            # On a cluster, Redis drops a shard subscription whose slot moved to another
+            # node; the topic is still wanted here, so subscribe it again, on its new owner.
+            topic = self._topic(message["channel"])
+            if receiver.wanted(topic):
+                self._chore(self._resubscribe(topic))
 
     def _disconnected(self) -> None:
-        if self._connected and self._observer is not None:
-            self._observer.backplane_connected(False)
+        observer = self._observer()
+        if self._connected and observer is not None:
+            observer.backplane_connected(False)
         self._connected = False
         self._pubsub = None
         if self._up is not None:
@@ -477,3 +554,26 @@ class RedisBackplane(Backplane):
                 if not waiter.done():
                     waiter.set_result(None)
         self._confirming.clear()
+
+
+# what redis-py calls a message and a subscription's confirmation, plain and sharded
+_MESSAGE = frozenset({"message", "smessage"})
+_SUBSCRIBE = frozenset({"subscribe", "ssubscribe"})
+
+
+class _SharedHistory(HistoryStore):
+    """The history store a `RedisBackplane` hands out: its own methods, bound to the stream."""
+
+    def __init__(
+        self,
+        append: Callable[[str, PushTemplate], Awaitable[Appended]],
+        since: Callable[[str, tuple[int, str] | None], Awaitable[Recovery]],
+    ) -> None:
+        self._append = append
+        self._since = since
+
+    async def append(self, topic: str, template: PushTemplate) -> Appended:
+        return await self._append(topic, template)
+
+    async def since(self, topic: str, since: tuple[int, str] | None) -> Recovery:
+        return await self._since(topic, since)

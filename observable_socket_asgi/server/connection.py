@@ -50,7 +50,7 @@ from ..errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
 from ..logs import peer
 from ..observe._observe import MALFORMED, UNKNOWN, status_of
 from ..observe._observe import PING as PING_LABEL
-from ..pubsub.presence import NO_PRESENCE
+from ..pubsub.presence import NO_PRESENCE, member_id
 from ..status import CloseCode, Status
 from .pipeline import failure, reply
 from .pipeline import run as run_pipeline
@@ -91,6 +91,7 @@ class Connection(ScopeViews):
     __slots__ = (
         "_ahead",
         "_close_code",
+        "_closers",
         "_held",
         "_idle_handle",
         "_lifecycle",
@@ -105,7 +106,6 @@ class Connection(ScopeViews):
         "_slot_waiter",
         "_tasks",
         "_writing",
-        "on_close",
         "socket",
     )
 
@@ -119,9 +119,8 @@ class Connection(ScopeViews):
         super().__init__(scope)
         #: the object handlers receive as `ws`: this connection, or an adapter's object
         self.socket: Any = self
-        #: callables run (sync, no arguments) once the connection is closed; for extensions
-        #: that keep per-connection state elsewhere (topic subscriptions)
-        self.on_close: list[Any] = []
+        # callables run (sync, no arguments) once the connection is closed (see `on_close`)
+        self._closers: list[Callable[[], None]] = []
         self._router = router
         self._receive = receive
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
@@ -206,6 +205,16 @@ class Connection(ScopeViews):
         """
         return self._push_nowait({"type": "websocket.send", "text": frame})
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (sync, once) when the connection is closed; for extensions that
+        keep per-connection state elsewhere (topic subscriptions)."""
+        self._closers.append(callback)
+
+    @property
+    def member_id(self) -> str:
+        """This connection's presence member id, the same for all its topics."""
+        return member_id(self)
+
     def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
         """`send_frame_nowait` for a `websocket.send` message that a publish builds once and
         hands to every subscriber (servers only read it)."""
@@ -240,6 +249,8 @@ class Connection(ScopeViews):
         task = finish_in_task(steps, yielded, self._loop)
         task.add_done_callback(functools.partial(self._push_written, size))
         return task
+
+    push_nowait = _push_nowait
 
     async def subscribe(
         self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
@@ -852,9 +863,9 @@ class Connection(ScopeViews):
             await asyncio.gather(*pending, return_exceptions=True)
             tasks.difference_update(pending)
         self._drop_queue()
-        for callback in self.on_close:
+        for callback in self._closers:
             try:
                 callback()
             except Exception:
                 logger.exception("on_close callback %r failed", callback)
-        self.on_close.clear()
+        self._closers.clear()

@@ -22,6 +22,7 @@ from .._schema import TopicType
 from ..envelope import RESERVED_ROUTES, Request
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
+from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
 from ..pubsub._idempotency import (
     Idempotency,
     connection_identity,
@@ -29,7 +30,8 @@ from ..pubsub._idempotency import (
     fingerprint,
     storage_key,
 )
-from ..pubsub.topics import Backplane, InMemoryBackplane
+from ..pubsub.topics import Topics, make_transport
+from ..pubsub.transport import Backplane
 from ..types import (
     ASGIReceiveCallable,
     ASGISendCallable,
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
 
-__all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
+__all__ = ["CallMode", "Route", "SocketRouter"]
 
 logger = logging.getLogger("observable_socket_asgi.routing")
 
@@ -258,15 +260,12 @@ class SocketRouter:
         self._startup = list(on_startup)
         self._shutdown = list(on_shutdown)
         #: topic subscriptions and their fan-out; started by the lifespan or on first use
-        self.backplane: Backplane = make_backplane(backplane)
-        self.backplane.configure(
-            history_size=history_size,
-            history_ttl=history_ttl,
-            history_max_bytes=history_max_bytes,
-            history_max_topics=history_max_topics,
-            presence_ttl=presence_ttl,
-            presence_max_info_bytes=presence_max_info_bytes,
-            presence_events=presence_events,
+        self.backplane = Topics(
+            make_transport(backplane),
+            history=HistoryOptions(
+                history_size, history_ttl, history_max_bytes, history_max_topics
+            ),
+            presence=PresenceOptions(presence_ttl, presence_events, presence_max_info_bytes),
         )
         if idempotency_identity is not None and not callable(idempotency_identity):
             raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
@@ -274,7 +273,9 @@ class SocketRouter:
         self._identity = idempotency_identity or default_identity
         #: runs idempotent routes once per key; the lifespan shutdown closes it
         self.idempotency = Idempotency(
-            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
+            self.backplane.idempotency_store(
+                IdempotencyOptions(idempotency_ttl, idempotency_max_entries, idempotency_max_bytes)
+            ),
             idempotency_ttl,
         )
 
@@ -390,6 +391,18 @@ class SocketRouter:
         if self._topic_types:
             payload = self._serialise_push(topic, payload)
         await self.backplane.publish(topic, payload, headers)
+
+    async def close_subscribers(self, topic: str, code: int = 1000, reason: str = "") -> int:
+        """Close every connection subscribed to `topic`, on every worker, with `code` and
+        `reason`: on a user's own topic, "sign this user out everywhere".
+
+        Returns:
+            How many connections of this worker are being closed.
+
+        Raises:
+            ValueError: a code a server may not send, or a reason over 123 bytes in UTF-8.
+        """
+        return await self.backplane.close_subscribers(topic, code, reason)
 
     async def presence(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`.
@@ -654,28 +667,6 @@ class SocketRouter:
             self.settings.handler_timeout,
             self._max_validation_errors,
         )
-
-
-def make_backplane(spec: Backplane | str | None) -> Backplane:
-    """Build the backplane a router was given: None (in memory), a URL, or an instance.
-
-    Raises:
-        ValueError: a URL of an unknown scheme.
-    """
-    if spec is None:
-        return InMemoryBackplane()
-    if isinstance(spec, Backplane):
-        return spec
-    if isinstance(spec, str):
-        if spec == "memory" or spec == "memory://":
-            return InMemoryBackplane()
-        if spec.startswith(("redis://", "rediss://", "unix://")):
-            # imported on use: the Redis client is needed only by routers given a Redis URL
-            from ..pubsub.redis_backplane import RedisBackplane
-
-            return RedisBackplane(spec)
-        raise ValueError(f"backplane must be 'memory', a redis:// URL or a Backplane, got {spec!r}")
-    raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")
 
 
 def _check_at_least(name: str, value: int, least: int) -> None:
