@@ -1,0 +1,74 @@
+"""The gates of scripts/test fail when what they check is broken: each is run here on a private
+copy of the tree with one deliberate fault in it."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from observable_socket_asgi import SocketRouter
+from tests.helpers import PROCESS_TIMEOUT
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "observable_socket_asgi"
+
+
+def tree_copy(tmp_path: Path, *names: str) -> Path:
+    """A copy of the repository's `names` under `tmp_path`, sharing the repository's .venv."""
+    copy = tmp_path / "tree"
+    copy.mkdir()
+    for name in names:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / name)
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    return copy
+
+
+def gate(copy: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run the copy's scripts/`script` as scripts/test runs it (installed already)."""
+    return subprocess.run(
+        [str(copy / "scripts" / script)],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        cwd=copy,
+        env={**os.environ, "OBSERVABLE_SOCKET_NO_INSTALL": "1"},
+    )
+
+
+def test_scripts_test_runs_the_docs_gate_without_quiet() -> None:
+    """scripts/test builds the docs through scripts/docs, which never passes --quiet (with it,
+    strict mode counts no warning)."""
+    assert "./scripts/docs" in (ROOT / "scripts" / "test").read_text()
+    docs = (ROOT / "scripts" / "docs").read_text()
+    command = next(line for line in docs.splitlines() if "mkdocs build" in line)
+    assert "--strict" in command
+    assert "--quiet" not in command and " -q" not in command
+
+
+def test_the_docs_gate_fails_on_a_docstring_griffe_cannot_read(tmp_path: Path) -> None:
+    """A parameter documented in SocketRouter's docstring but absent from its signature (what
+    a line naming two parameters at once amounts to) fails the docs build, naming the line."""
+    copy = tree_copy(
+        tmp_path, "mkdocs.yml", "docs", "observable_socket_asgi", "fastapi_adapter", "scripts"
+    )
+    source = Path(inspect.getsourcefile(SocketRouter) or "")
+    module = copy / source.relative_to(ROOT)
+    lines = module.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("class SocketRouter"))
+    args = next(i for i in range(start, len(lines)) if lines[i].strip() == "Args:")
+    indent = lines[args][: lines[args].index("Args:")] + "    "
+    lines.insert(args + 1, f"{indent}first_limit, second_limit: two parameters on one line.\n")
+    module.write_text("".join(lines), encoding="utf-8")
+
+    result = gate(copy, "docs")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "first_limit, second_limit" in output
+    assert "strict mode" in output
