@@ -7,10 +7,12 @@ import inspect
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 from observable_socket_asgi import SocketRouter
 from tests.helpers import PROCESS_TIMEOUT
+from tests.wheel_smoke import missing_from_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "observable_socket_asgi"
@@ -47,7 +49,7 @@ def test_scripts_test_runs_the_docs_gate_without_quiet() -> None:
     strict mode counts no warning)."""
     assert "./scripts/docs" in (ROOT / "scripts" / "test").read_text()
     docs = (ROOT / "scripts" / "docs").read_text()
-    command = next(line for line in docs.splitlines() if "mkdocs build" in line)
+    command = next(line for line in docs.splitlines() if '/bin/mkdocs" build' in line)
     assert "--strict" in command
     assert "--quiet" not in command and " -q" not in command
 
@@ -72,3 +74,52 @@ def test_the_docs_gate_fails_on_a_docstring_griffe_cannot_read(tmp_path: Path) -
     assert result.returncode != 0, output
     assert "first_limit, second_limit" in output
     assert "strict mode" in output
+
+
+def wheel_of(tmp_path: Path, names: list[str], entry_points: str) -> Path:
+    wheel = tmp_path / "observable_socket_asgi-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, "")
+        archive.writestr("observable_socket_asgi-0.1.0.dist-info/entry_points.txt", entry_points)
+    return wheel
+
+
+ENTRY_POINTS = """\
+[console_scripts]
+observable-socket = observable_socket_asgi.__main__:main
+
+[pytest11]
+observable_socket = observable_socket_asgi._pytest_plugin
+"""
+
+
+def test_the_wheel_check_names_each_file_the_wheel_lacks(tmp_path: Path) -> None:
+    """scripts/test-wheel fails on a wheel without a tracked package file (package data,
+    py.typed) or without an entry point; a complete one passes."""
+    tracked = [
+        "observable_socket_asgi/__init__.py",
+        "observable_socket_asgi/py.typed",
+        "observable_socket_asgi/static/page.html",
+        "fastapi_adapter/py.typed",
+    ]
+    complete = wheel_of(tmp_path, tracked, ENTRY_POINTS)
+    assert missing_from_wheel(complete, tracked) == []
+
+    (tmp_path / "partial").mkdir()
+    partial = wheel_of(
+        tmp_path / "partial", tracked[:1] + tracked[3:], ENTRY_POINTS.split("\n\n")[0]
+    )
+    assert missing_from_wheel(partial, tracked) == [
+        "observable_socket_asgi/py.typed",
+        "observable_socket_asgi/static/page.html",
+        "entry point [pytest11] observable_socket = observable_socket_asgi._pytest_plugin",
+    ]
+
+
+def test_scripts_test_runs_the_wheel_check() -> None:
+    """The wheel check is one of scripts/test's gates, and it builds, checks and installs."""
+    assert "./scripts/test-wheel" in (ROOT / "scripts" / "test").read_text()
+    script = (ROOT / "scripts" / "test-wheel").read_text()
+    for step in ("-m build", "twine check --strict", "-m venv", "wheel_smoke.py"):
+        assert step in script
