@@ -28,6 +28,7 @@ from typing import Any, Protocol, TextIO
 
 from ._apps import import_app as _import_app
 from ._apps import load_router as _load_router
+from ._extras import install_command
 from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
@@ -426,7 +427,7 @@ def _serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as exc:
         raise ImportError(
-            'serve needs uvicorn; install the extra: pip install "observable-socket-asgi[uvicorn]"'
+            f"serve needs uvicorn; install the extra: {install_command('uvicorn')}"
         ) from exc
 
     if ":" not in args.app:

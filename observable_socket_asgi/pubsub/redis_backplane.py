@@ -59,9 +59,10 @@ try:
 
     from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    from .._extras import install_command
+
     raise ImportError(
-        "the Redis backplane needs redis-py; install the extra: "
-        'pip install "observable-socket-asgi[redis]"'
+        f"the Redis backplane needs redis-py; install the extra: {install_command('redis')}"
     ) from exc
 
 __all__ = ["RedisBackplane"]
