@@ -127,6 +127,20 @@ def test_the_install_command_here_installs_this_clone_into_this_python() -> None
     assert command.endswith(shlex.quote(f"{ROOT}[redis]"))
 
 
+def test_top_without_prometheus_client_names_the_metrics_extra() -> None:
+    """`observable-socket top` without prometheus_client exits 2 and names the metrics extra,
+    not a bare "No module named"."""
+    result = run_hidden(
+        ("prometheus_client",),
+        """
+        from observable_socket_asgi.cli import main
+        raise SystemExit(main(["top", "http://127.0.0.1:9/metrics", "--count", "1"]))
+        """,
+    )
+    assert result.returncode == 2, result.stderr
+    assert install_command("metrics") in result.stderr
+
+
 def test_core_and_test_client_need_no_extra() -> None:
     """With no server, client, FastAPI or Redis installed, a router runs in the test client."""
     result = run_hidden(
