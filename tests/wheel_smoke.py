@@ -133,10 +133,14 @@ def check_installed(scratch: Path) -> None:
 
 def check_cli(scratch: Path) -> None:
     """The `observable-socket` script is installed and runs."""
+    import observable_socket_asgi
+
     script = Path(sys.executable).with_name("observable-socket")
     out = run([str(script), "--help"], scratch)
     assert "serve" in out and "call" in out, out
-    print("cli: observable-socket --help")
+    version = run([str(script), "--version"], scratch).strip()
+    assert version == f"observable-socket {observable_socket_asgi.__version__}", version
+    print(f"cli: observable-socket --help, --version ({version})")
 
 
 def check_demo(scratch: Path, examples: Path) -> None:
