@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import subprocess
+import tomllib
 import zipfile
+from importlib import metadata
 from pathlib import Path
+
+import pytest
 
 from observable_socket_asgi import SocketRouter
 from tests.helpers import PROCESS_TIMEOUT
@@ -123,3 +128,50 @@ def test_scripts_test_runs_the_wheel_check() -> None:
     script = (ROOT / "scripts" / "test-wheel").read_text()
     for step in ("-m build", "twine check --strict", "-m venv", "wheel_smoke.py"):
         assert step in script
+
+
+def lock_pins() -> dict[str, str]:
+    """requirements/lock.txt's pins: normalised name -> version (markers aside)."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.split(";")[0].strip().partition("==")
+            pins[canonical(name)] = version
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_dependency_of_every_extra() -> None:
+    """Each requirement of the project and of each extra, and the installers, has a pin:
+    a dependency added without running scripts/lock fails here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for requirements in project["optional-dependencies"].values():
+        wanted += requirements
+    tools = (ROOT / "requirements" / "tools.in").read_text().splitlines()
+    wanted += [line.split("#")[0].strip() for line in tools]
+    wanted = [req for req in wanted if req]
+    names = {canonical(re.split(r"[\s<>=!~\[;]", req, maxsplit=1)[0]) for req in wanted}
+    missing = sorted(n for n in names if n not in lock_pins())
+    assert missing == [], f"not in requirements/lock.txt (run scripts/lock): {missing}"
+
+
+def test_every_script_that_installs_takes_the_lock() -> None:
+    """The scripts that install the suite's environments constrain pip with the lock."""
+    for script in ("install", "test-pythons", "test-fastapi-oldest", "test-wheel"):
+        text = (ROOT / "scripts" / script).read_text()
+        assert "requirements/lock.txt" in text, script
+    assert '-c "$lock"' in (ROOT / "scripts" / "install").read_text()
+
+
+def test_the_tools_running_now_are_the_locked_ones() -> None:
+    """The checkers and the docs build run at the versions the lock pins (scripts/test-latest
+    alone runs them unlocked, and says so with OBSERVABLE_SOCKET_UNLOCKED=1)."""
+    if os.environ.get("OBSERVABLE_SOCKET_UNLOCKED") == "1":
+        pytest.skip("scripts/test-latest: the newest releases, not the lock")
+    pins = lock_pins()
+    for tool in ("ruff", "mypy", "pytest", "mkdocs", "mkdocstrings", "mkdocstrings-python"):
+        assert metadata.version(tool) == pins[tool], tool
