@@ -161,7 +161,8 @@ def test_the_lock_pins_every_dependency_of_every_extra() -> None:
 
 def test_every_script_that_installs_takes_the_lock() -> None:
     """The scripts that install the suite's environments constrain pip with the lock."""
-    for script in ("install", "test-pythons", "test-fastapi-oldest", "test-wheel"):
+    scripts = ("install", "test-pythons", "test-fastapi-oldest", "test-django-lts", "test-wheel")
+    for script in scripts:
         text = (ROOT / "scripts" / script).read_text()
         assert "requirements/lock.txt" in text, script
     assert '-c "$lock"' in (ROOT / "scripts" / "install").read_text()

@@ -159,7 +159,9 @@ def check_demo(scratch: Path, examples: Path) -> None:
 SERVED_APP = """\
 from observable_socket_asgi import SocketRouter
 
-router = SocketRouter(asyncapi_url="/asyncapi.json", metrics_url="/metrics")
+router = SocketRouter(
+    asyncapi_url="/asyncapi.json", metrics_url="/metrics", explorer_url="/explorer"
+)
 
 
 @router.route("math/sum")
@@ -180,7 +182,16 @@ def check_served_pages(scratch: Path) -> None:
         with urllib.request.urlopen(f"{base}/metrics", timeout=STEP_TIMEOUT) as page:
             metrics = page.read().decode("utf-8")
         assert "observable_socket" in metrics, metrics[:500]
-    print(f"served pages: {base}/asyncapi.json and {base}/metrics")
+        # the explorer's page and every file it loads: package data, read from the wheel
+        with urllib.request.urlopen(f"{base}/explorer", timeout=STEP_TIMEOUT) as page:
+            html = page.read().decode("utf-8")
+        assert 'data-role="payload"' in html, html[:500]
+        assets = re.findall(r'(?:href|src)="(/explorer/[^"?]+)', html)
+        assert len(assets) >= 3, assets
+        for asset in assets:
+            with urllib.request.urlopen(f"{base}{asset}", timeout=STEP_TIMEOUT) as page:
+                assert page.status == 200 and page.read(), asset
+    print(f"served pages: {base}/asyncapi.json, /metrics, /explorer and {len(assets)} files")
 
 
 PLUGIN_TEST = """\
