@@ -110,3 +110,35 @@ def test_a_missing_python_is_named_not_failed_unless_required(tmp_path: Path) ->
     required = run(OBSERVABLE_SOCKET_REQUIRE_PYTHONS="1")
     assert required.returncode != 0
     assert "OBSERVABLE_SOCKET_REQUIRE_PYTHONS=1" in required.stderr
+
+
+def test_the_suite_names_what_it_skipped_for_scripts_test_summary(tmp_path: Path) -> None:
+    """On a machine without the other Pythons, the suite's check of them skips and writes why
+    to $OBSERVABLE_SOCKET_SUMMARY (scripts/test prints it last); CI's
+    OBSERVABLE_SOCKET_REQUIRE_PYTHONS=1 makes the same check fail instead."""
+    summary = tmp_path / "summary"
+    env = only_the_system_python(tmp_path, OBSERVABLE_SOCKET_SUMMARY=str(summary))
+    missing = hidden_pythons(env)
+    if not missing:
+        pytest.skip("/usr/bin here holds every listed Python: none to leave out")
+    test = "tests/test_pythons.py::test_every_listed_python_is_run_by_scripts_test_pythons"
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_TIMEOUT,
+            cwd=ROOT,
+            env={**env, **extra},
+        )
+
+    skipped = run()
+    assert skipped.returncode == 0 and "1 skipped" in skipped.stdout, skipped.stdout
+    noted = summary.read_text()
+    assert "1 test(s) skipped" in noted
+    for version in missing:
+        assert version in noted
+
+    required = run(OBSERVABLE_SOCKET_REQUIRE_PYTHONS="1")
+    assert required.returncode == 1 and "1 failed" in required.stdout, required.stdout
