@@ -176,3 +176,25 @@ def test_the_tools_running_now_are_the_locked_ones() -> None:
     pins = lock_pins()
     for tool in ("ruff", "mypy", "pytest", "mkdocs", "mkdocstrings", "mkdocstrings-python"):
         assert metadata.version(tool) == pins[tool], tool
+
+
+#: a command of a shell block that runs a tool of the project's environment by its bare name
+BARE_TOOL = re.compile(
+    r"^(?:\$ )?(?:\w+=\S+\s+)*(uvicorn|python|pip3?|observable-socket|mkdocs|pytest)\b"
+)
+
+
+def test_shell_blocks_run_the_clones_tools_through_dot_venv() -> None:
+    """Every documented command runs the clone's tools as `.venv/bin/TOOL`, as the README and
+    getting started do, never by a bare name that works only in an activated environment."""
+    from tests.test_docs import PAGES, blocks_of
+
+    bare = [
+        f"{block.id}: {line.strip()}"
+        for page in PAGES
+        for block in blocks_of(page)
+        if block.lang in ("bash", "console")
+        for line in block.code.splitlines()
+        if BARE_TOOL.match(line.strip())
+    ]
+    assert bare == []
