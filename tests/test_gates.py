@@ -24,7 +24,8 @@ PACKAGE = ROOT / "observable_socket_asgi"
 
 
 def tree_copy(tmp_path: Path, *names: str) -> Path:
-    """A copy of the repository's `names` under `tmp_path`, sharing the repository's .venv."""
+    """A copy of the repository's `names` under `tmp_path`, sharing the environment the
+    scripts use (.venv, or OBSERVABLE_SOCKET_VENV's under scripts/test-latest)."""
     copy = tmp_path / "tree"
     copy.mkdir()
     for name in names:
@@ -33,7 +34,9 @@ def tree_copy(tmp_path: Path, *names: str) -> Path:
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, copy / name)
-    (copy / ".venv").symlink_to(ROOT / ".venv")
+    venv = os.environ.get("OBSERVABLE_SOCKET_VENV", ".venv")
+    if not Path(venv).is_absolute():
+        (copy / venv).symlink_to(ROOT / venv)
     return copy
 
 
