@@ -116,28 +116,46 @@ def banner(url: str) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve the demo on the address from the arguments or the environment, then say where."""
+def main(argv: list[str] | None = None) -> int:
+    """Serve the demo on the address from the arguments or the environment, then say where;
+    return the exit status: 0 after Ctrl-C, uvicorn's own when it could not start."""
     parser = argparse.ArgumentParser(prog="python -m examples.app", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
-    asyncio.run(_serve(uvicorn.Server(config)))
+    try:
+        return asyncio.run(_serve(uvicorn.Server(config)))
+    except KeyboardInterrupt:
+        # uvicorn shut down gracefully on Ctrl-C, then raised the signal again for its
+        # caller, as `uvicorn.run` does: the traceback would only repeat "Shutting down"
+        return 0
 
 
-async def _serve(server: uvicorn.Server) -> None:
-    task = asyncio.create_task(server.serve())
-    # uvicorn.Server says it has bound its sockets only through a flag, so poll it.
-    while not server.started and not task.done():  # noqa: ASYNC110
+async def _serve(server: uvicorn.Server) -> int:
+    announce = asyncio.create_task(_announce(server))
+    try:
+        # awaited here, not in a task of its own: a failed start (a port in use) ends in
+        # uvicorn's SystemExit, which a task would report as a second traceback
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn has logged why (one line, "address already in use"); keep its status
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        announce.cancel()
+    return 0
+
+
+async def _announce(server: uvicorn.Server) -> None:
+    """Print the banner once uvicorn has bound its socket (it says so only through a flag,
+    so poll it)."""
+    while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    if server.started:
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        host = f"[{host}]" if ":" in host else host
-        print(banner(f"ws://{host}:{port}/ws"), flush=True)
-    await task
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    print(banner(f"ws://{host}:{port}/ws"), flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,9 +21,11 @@ from __future__ import annotations
 try:
     import starlette.websockets  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    from observable_socket_asgi._extras import install_command
+
     raise ImportError(
         "fastapi_adapter needs Starlette (and FastAPI for FastAPI apps); install the extra: "
-        'pip install "observable-socket-asgi[fastapi]"'
+        + install_command("fastapi")
     ) from exc
 
 from observable_socket_asgi import (

@@ -12,6 +12,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     ./                                               the pure core, at the top of the package
     logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
     options                                          the router's options, in frozen groups
+    _extras                                          the command that installs a missing extra
     _concurrency _schema                             threads, arity; declared types (pydantic)
     errors _backoff _route                           exceptions; reconnect delays; a frozen Route
     envelope                                         pure wire format: parse and encode frames

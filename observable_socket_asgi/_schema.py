@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
 
 __all__ = [
-    "INSTALL_HINT",
     "MAX_LOC_ITEMS",
     "MAX_LOC_TEXT",
     "MAX_MSG_TEXT",
@@ -34,7 +33,6 @@ __all__ = [
     "topic_regex",
 ]
 
-INSTALL_HINT = "typed routes need pydantic v2: pip install 'observable-socket-asgi[schema]'"
 
 #: bounds of one reported error, so a 400 stays small whatever the payload held
 MAX_MSG_TEXT = 200
@@ -89,7 +87,12 @@ class Schema:
         try:
             from pydantic import PydanticSchemaGenerationError, TypeAdapter
         except ImportError as exc:
-            raise ImportError(f"{what} declares the type {tp!r}, but {INSTALL_HINT}") from exc
+            from ._extras import install_command
+
+            raise ImportError(
+                f"{what} declares the type {tp!r}, but typed routes need pydantic v2; "
+                f"install the extra: {install_command('schema')}"
+            ) from exc
         try:
             adapter: TypeAdapter[Any] = TypeAdapter(tp)
         except PydanticSchemaGenerationError as exc:

@@ -3,8 +3,12 @@ print a router's `asyncapi` document or its `typescript` declarations, `top` to 
 
 Exit status: 0 for a 2xx answer (or a listen ended by Ctrl-C), 1 for any other status
 (for `listen`, a `--call` answered with one), 2 for a usage error (bad JSON payload, bad
-`-H`) or a missing extra, 3 when the connection is refused or closed, 4 when no answer
-arrives within `--timeout`. `top --count N` exits 0 if its last scrape succeeded, else 3.
+`-H`, an unknown option, a `top` URL that answers 4xx: not a metrics_url) or a missing extra,
+3 when the connection is refused or closed, 4 when no answer arrives within `--timeout`.
+`top --count N` exits 0 if its last scrape succeeded, else 3.
+
+A payload is JSON text, or `-` to read it from stdin, or `@FILE` to read it from a file (a
+large payload does not fit on a command line).
 
 `call` prints the answer on stdout; `listen` prints one JSON line per push on stdout and
 everything else (connected, the answers to its `--call`s, why it stopped) on stderr, so its
@@ -23,11 +27,13 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import Any, Protocol, TextIO
 
 from ._apps import import_app as _import_app
 from ._apps import load_router as _load_router
+from ._extras import DISTRIBUTION, install_command
 from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
@@ -48,9 +54,59 @@ class _Commands(Protocol):
         self, name: str, *, help: str | None = ..., description: str | None = ...
     ) -> argparse.ArgumentParser: ...
 
+    @property
+    def choices(self) -> Mapping[str, argparse.ArgumentParser]:
+        """Each command's parser, by name."""
+        ...
+
 
 class _UsageError(Exception):
     pass
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a count above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
+    return value
+
+
+def _payload_text(spec: str) -> tuple[str, str]:
+    """The JSON text a payload argument stands for, and where it came from: `-` reads
+    stdin, `@FILE` a file, anything else is the JSON itself."""
+    if spec == "-":
+        return sys.stdin.read(), "stdin"
+    if spec.startswith("@"):
+        try:
+            with open(spec[1:], encoding="utf-8") as file:
+                return file.read(), spec[1:]
+        except OSError as exc:
+            raise _UsageError(f"cannot read the payload file: {exc}") from None
+    return spec, "the argument"
+
+
+def _payload(spec: str, what: str) -> Any:
+    """The payload `spec` stands for, decoded; a usage error when it is not JSON."""
+    text, source = _payload_text(spec)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _UsageError(f"{what} is not valid JSON ({source}): {exc}") from None
 
 
 class _Action(argparse.Action):
@@ -93,14 +149,18 @@ class _PayloadAction(_Action):
         if not calls or calls[-1][1] is not None:
             parser.error("--payload must follow the --call it belongs to (one per --call)")
         try:
-            calls[-1][1] = json.dumps(json.loads(values))  # checked now, kept as JSON text
-        except ValueError as exc:
-            parser.error(f"--payload is not valid JSON: {exc}")
+            # checked now, kept as JSON text
+            calls[-1][1] = json.dumps(_payload(values, "--payload"))
+        except _UsageError as exc:
+            parser.error(str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (sys.argv[1:] by default); return the exit status."""
-    args = _parser().parse_args(argv)
+    args, unknown = _parser().parse_known_args(argv)
+    if unknown:
+        # the command's own usage, not the top-level one: the mistake is in its options
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "call":
             return asyncio.run(_call(args))
@@ -131,6 +191,9 @@ def _root_parser() -> tuple[argparse.ArgumentParser, _Commands]:
         prog="observable-socket",
         description="Talk to an ObservableSocket server, or serve a router.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version(DISTRIBUTION)}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     return parser, commands
 
@@ -146,9 +209,17 @@ def _add_call(commands: _Commands) -> None:
     )
     call.add_argument("url", help="ws:// or wss:// URL")
     call.add_argument("route", help="route name, e.g. math/sum")
-    call.add_argument("payload", nargs="?", default="null", help="JSON payload (default null)")
+    call.add_argument(
+        "payload",
+        nargs="?",
+        default="null",
+        help="JSON payload, - to read it from stdin, or @FILE to read it from a file "
+        "(default null)",
+    )
     _common(call)
-    call.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    call.add_argument(
+        "--timeout", type=_positive, default=10.0, help="seconds to wait (default 10)"
+    )
 
 
 def _add_listen(commands: _Commands) -> None:
@@ -172,22 +243,32 @@ def _add_listen(commands: _Commands) -> None:
         "--payload",
         action=_PayloadAction,
         metavar="JSON",
-        help="the JSON payload of the --call before it (default null)",
+        help="the JSON payload of the --call before it, or - (stdin) or @FILE (default null)",
     )
     _common(listen)
     listen.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds each --call may take (default 10)"
+        "--timeout", type=_positive, default=10.0, help="seconds each --call may take (default 10)"
     )
 
 
 def _add_serve(commands: _Commands) -> None:
     """`serve MODULE:ATTRIBUTE`: the router under uvicorn."""
-    serve = commands.add_parser("serve", help="run a router with uvicorn")
+    serve = commands.add_parser(
+        "serve",
+        help="run a router with uvicorn",
+        description="Import module:attribute from the working directory (as `uvicorn "
+        "module:app` does) and serve it with uvicorn, the router's log lines and uvicorn's "
+        "in one format. Ctrl-C stops it gracefully. Needs the uvicorn extra.",
+    )
     serve.add_argument("app", help="module:attribute of the SocketRouter (or any ASGI app)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to bind (default 8000; 0: a free one)"
+    )
     serve.add_argument("--reload", action="store_true", help="restart when code changes")
-    serve.add_argument("--log-level", default="info", help="for uvicorn and the router")
+    serve.add_argument(
+        "--log-level", default="info", help="for uvicorn and the router (default info)"
+    )
     serve.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -246,10 +327,22 @@ def _parser() -> argparse.ArgumentParser:
         "backplane. Needs prometheus_client (the metrics extra).",
     )
     top.add_argument("url", help="http:// URL of the router's metrics_url")
-    top.add_argument("--interval", type=float, default=1.0, help="seconds between screens")
-    top.add_argument("--count", type=int, default=None, help="stop after this many screens")
-    top.add_argument("--timeout", type=float, default=5.0, help="seconds per scrape (default 5)")
+    top.add_argument(
+        "--interval", type=_positive, default=1.0, help="seconds between screens (default 1)"
+    )
+    top.add_argument(
+        "--count",
+        type=_positive_int,
+        default=None,
+        help="stop after this many screens (default: until Ctrl-C)",
+    )
+    top.add_argument(
+        "--timeout", type=_positive, default=5.0, help="seconds per scrape (default 5)"
+    )
     _add_publish(commands)
+    for command in commands.choices.values():
+        # main() reports a mistyped option with the usage of the command it was given to
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -345,10 +438,7 @@ def _dump(obj: Any, out: TextIO, pretty: bool) -> None:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.payload)
-    except ValueError as exc:
-        raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    payload = _payload(args.payload, "the payload")
     options = _options(args)
     from .client._client import connect
 
@@ -442,14 +532,19 @@ def _typescript(args: argparse.Namespace) -> int:
 
 def _top(args: argparse.Namespace) -> int:
     import time
+    import urllib.error
     import urllib.request
 
     from .observe import _top
 
-    if args.interval <= 0:
-        raise _UsageError(f"--interval must be positive, got {args.interval}")
     if not args.url.startswith(("http://", "https://")):
         raise _UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
+    try:
+        import prometheus_client.parser  # noqa: F401 - _top.parse reads the text with it
+    except ImportError as exc:
+        raise ImportError(
+            f"top needs prometheus_client; install the extra: {install_command('metrics')}"
+        ) from exc
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
     previous: _top.Snapshot | None = None
     shown = 0
@@ -461,6 +556,12 @@ def _top(args: argparse.Namespace) -> int:
             with urllib.request.urlopen(args.url, timeout=args.timeout) as answer:
                 text = answer.read().decode("utf-8")
             current = _top.parse(text, time.monotonic())
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500:
+                # the same answer on every scrape: say it once, with what to do
+                raise _UsageError(_not_metrics(args.url, exc.code, exc.reason)) from None
+            screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
+            ok = False
         except (OSError, ValueError) as exc:
             screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
             ok = False
@@ -474,12 +575,23 @@ def _top(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_CLOSED
 
 
+def _not_metrics(url: str, code: int, reason: str) -> str:
+    """Why a scrape answered `code` is no metrics page, and what to point `top` at."""
+    if code == 426:
+        return (
+            f"{url} answered 426 Upgrade Required: that path serves the WebSocket, not "
+            'metrics. Serve them with SocketRouter(metrics_url="/metrics") (the metrics '
+            "extra) and give top that URL."
+        )
+    return f"{url} answered {code} {reason}: not the router's metrics_url"
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError as exc:
         raise ImportError(
-            'serve needs uvicorn; install the extra: pip install "observable-socket-asgi[uvicorn]"'
+            f"serve needs uvicorn; install the extra: {install_command('uvicorn')}"
         ) from exc
 
     if ":" not in args.app:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import signal
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +29,27 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: why tests were skipped in this run, and how many each reason skipped
+_skipped: Counter[str] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count each skip under its reason (a missing redis-server, nginx, node...)."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _skipped[report.longrepr[2].removeprefix("Skipped: ")] += 1
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Append the skip reasons to $OBSERVABLE_SOCKET_SUMMARY, where scripts/test gathers what
+    did not run on this machine for its closing summary."""
+    summary = os.environ.get("OBSERVABLE_SOCKET_SUMMARY")
+    if summary and _skipped:
+        python = "{}.{}".format(*sys.version_info[:2])
+        with open(summary, "a", encoding="utf-8") as file:
+            for reason, count in sorted(_skipped.items()):
+                file.write(f"Python {python}: {count} test(s) skipped: {reason}\n")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -23,7 +23,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,21 @@ class RawClient:
 
     @classmethod
     async def open(cls, port: int, deflate: bool = False) -> RawClient:
+        """Connect and complete the handshake; the socket is closed if the handshake fails.
+        Prefer `raw_client()`, which also closes it when the test fails."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            return await cls._handshake(reader, writer, port, deflate)
+        except BaseException:
+            # a socket left to the garbage collector warns (ResourceWarning) in whichever
+            # test runs then, which pytest reports as that test's failure
+            writer.transport.abort()
+            raise
+
+    @classmethod
+    async def _handshake(
+        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int, deflate: bool
+    ) -> RawClient:
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             "GET / HTTP/1.1",
@@ -215,6 +229,17 @@ class RawClient:
         self.writer.transport.abort()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def raw_client(port: int, deflate: bool = False) -> AsyncIterator[RawClient]:
+    """A `RawClient` for the block, dropped at its end however the block ends: a test that
+    fails half-way must not leave its socket to be collected during a later test."""
+    client = await RawClient.open(port, deflate)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def _xor(data: bytes, mask: bytes) -> bytes:

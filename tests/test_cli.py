@@ -145,6 +145,75 @@ def test_call_usage_errors_exit_2() -> None:
     assert bad_header.returncode == 2 and "KEY=VALUE" in bad_header.stderr
 
 
+def test_call_reads_a_large_payload_from_stdin_or_a_file(tmp_path: Path) -> None:
+    """`-` reads the payload from stdin and `@FILE` from a file: a payload larger than one
+    command-line argument may be (128 KiB on Linux) gets through both."""
+    payload = json.dumps([1] * 60_000)  # 180 kB
+    assert len(payload) > 128 * 1024
+    path = tmp_path / "payload.json"
+    path.write_text(payload, encoding="utf-8")
+    with running(router) as server:
+        piped = subprocess.run(
+            [sys.executable, "-m", "observable_socket_asgi", "call", server.url, "math/sum", "-"],
+            input=payload,
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_TIMEOUT,
+            cwd=ROOT,
+        )
+        filed = cli("call", server.url, "math/sum", f"@{path}")
+    for done in (piped, filed):
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["payload"] == {"sum": 60_000}
+
+
+def test_call_payload_file_errors_are_usage_errors(tmp_path: Path) -> None:
+    """A payload file that is missing, or not JSON, is a usage error naming it."""
+    missing = cli("call", "ws://127.0.0.1:1/ws", "echo", f"@{tmp_path / 'nope.json'}")
+    assert missing.returncode == 2 and "nope.json" in missing.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope", encoding="utf-8")
+    invalid = cli("call", "ws://127.0.0.1:1/ws", "echo", f"@{bad}")
+    assert invalid.returncode == 2 and "not valid JSON" in invalid.stderr
+    assert str(bad) in invalid.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "soon"])
+def test_a_timeout_must_be_a_positive_number(value: str) -> None:
+    """`--timeout -1` (or 0, or not a number) is refused as a usage error."""
+    done = cli("call", "ws://127.0.0.1:1/ws", "echo", "--timeout", value)
+    assert done.returncode == 2
+    assert "--timeout" in done.stderr
+    interval = cli("top", "http://127.0.0.1:1/metrics", "--interval", value)
+    assert interval.returncode == 2 and "--interval" in interval.stderr
+
+
+def test_a_mistyped_option_shows_the_commands_usage() -> None:
+    """An unknown option after a command is reported with that command's usage."""
+    done = cli("call", "ws://127.0.0.1:1/ws", "echo", "--timout", "3")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: observable-socket call ")
+    assert "unrecognized arguments: --timout 3" in done.stderr
+
+
+def test_version() -> None:
+    """`--version` prints the installed version."""
+    from observable_socket_asgi import __version__
+
+    done = cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"observable-socket {__version__}"
+
+
+def test_help_describes_serve_and_shows_defaults() -> None:
+    """`serve --help` says what it does and each option's default; so does `top --help`."""
+    serve = cli("serve", "--help").stdout
+    assert "uvicorn" in serve.split("positional arguments")[0].split("\n\n", 1)[1]
+    for default in ("(default 127.0.0.1)", "(default 8000", "(default info)"):
+        assert default in serve
+    assert "(default 1)" in " ".join(cli("top", "--help").stdout.split())
+
+
 async def pusher(scope: Any, receive: Any, send: Any) -> None:
     """A bare ASGI app that pushes three messages unasked, then waits for the client to go."""
     if scope["type"] == "lifespan":

@@ -246,6 +246,9 @@ async def test_server_restart_fails_pending_fast_then_reconnects() -> None:
     finally:
         if first.thread.is_alive():
             await asyncio.to_thread(first.stop)
+        # closed here, not left to the garbage collector: its ResourceWarning would fail
+        # whichever later test runs when the collector gets to it
+        reserved.close()
         reserved.close()
 
 

@@ -454,7 +454,9 @@ def start_server(command: str, box: Sandbox) -> None:
         port = box.ports.repick(numbers[0]) if attempt else box.ports.port(numbers[0])
         line = at_root(box.ports.rewrite(command))
         proc = box.start(["bash", "-c", line], box.directory, box.env())
-        if wait_for_pong(f"ws://127.0.0.1:{port}/ws", proc, port=port):
+        # a 1008 counts too: an app whose access_logic refuses the anonymous probe is served
+        # (the block's own commands then connect as a user)
+        if wait_for_pong(f"ws://127.0.0.1:{port}/ws", proc, refusal_ok=True, port=port):
             return
     raise AssertionError(f"{command!r} found its port taken three times")
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from starlette.routing import Mount
 from websockets.asyncio.client import connect
 
 from observable_socket_asgi import SocketRouter
-from tests.helpers import TIMEOUT, plain_asgi, request, running
+from tests.helpers import PROCESS_TIMEOUT, TIMEOUT, free_socket, plain_asgi, request, running
 from tests.processes import stop
 
 pytestmark = pytest.mark.e2e
@@ -261,3 +262,44 @@ def test_demo_prints_the_address_it_listens_on(
         assert not url.endswith(":0/ws") and ":1/ws" not in url
         (answer,) = asyncio.run(ask(url, request("math/sum", [1, 2, 3, 4])))
     assert answer["payload"] == {"sum": 10}
+
+
+def test_scripts_serve_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C stops `scripts/serve` after uvicorn's shutdown lines: exit 0, no traceback."""
+    proc = subprocess.Popen(
+        ["scripts/serve"],
+        cwd=ROOT,
+        env={**os.environ, "PORT": "0", "EXAMPLES_DB_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_banner(proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "Shutting down" in err
+
+
+def test_scripts_serve_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    """A port in use: uvicorn's one error line, a non-zero status, and no traceback."""
+    with free_socket() as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            ["scripts/serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "EXAMPLES_DB_URL": f"sqlite+aiosqlite:///{tmp_path}/a.db"},
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_TIMEOUT,
+        )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "address already in use" in errors[0], done.stderr

@@ -6,11 +6,14 @@ None` makes its import fail), so the rest of the suite keeps its modules.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tomllib
+from typing import Any
 
 import pytest
 
+from observable_socket_asgi._extras import install_command, requirement
 from tests.processes import ROOT, run_hidden
 
 
@@ -26,7 +29,8 @@ from tests.processes import ROOT, run_hidden
 def test_import_without_its_extra_names_the_extra(
     hidden: tuple[str, ...], statement: str, extra: str
 ) -> None:
-    """Importing a part whose dependency is missing raises ImportError with the pip command."""
+    """Importing a part whose dependency is missing raises ImportError with the pip command
+    that installs its extra from where this copy came from."""
     result = run_hidden(
         hidden,
         f"""
@@ -39,7 +43,7 @@ def test_import_without_its_extra_names_the_extra(
         """,
     )
     assert result.returncode == 0, result.stderr
-    assert f'pip install "observable-socket-asgi[{extra}]"' in result.stdout
+    assert install_command(extra) in result.stdout
 
 
 def test_serve_without_uvicorn_names_the_extra() -> None:
@@ -52,7 +56,7 @@ def test_serve_without_uvicorn_names_the_extra() -> None:
         """,
     )
     assert result.returncode == 2, result.stderr
-    assert 'pip install "observable-socket-asgi[uvicorn]"' in result.stderr
+    assert install_command("uvicorn") in result.stderr
 
 
 def test_call_without_websockets_names_the_client_extra() -> None:
@@ -65,7 +69,76 @@ def test_call_without_websockets_names_the_client_extra() -> None:
         """,
     )
     assert result.returncode == 2, result.stderr
-    assert 'pip install "observable-socket-asgi[client]"' in result.stderr
+    assert install_command("client") in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "expected"),
+    [
+        (None, ["observable-socket-asgi[client]"]),
+        (
+            {"url": "file:///home/me/observable-socket-asgi", "dir_info": {"editable": True}},
+            ["-e", "/home/me/observable-socket-asgi[client]"],
+        ),
+        (
+            {"url": "file:///home/me/my%20clone", "dir_info": {}},
+            ["/home/me/my clone[client]"],
+        ),
+        (
+            {
+                "url": "https://example.com/me/observable-socket-asgi.git",
+                "vcs_info": {"vcs": "git", "commit_id": "0123abc", "requested_revision": "main"},
+            },
+            [
+                "observable-socket-asgi[client] @ "
+                "git+https://example.com/me/observable-socket-asgi.git@main"
+            ],
+        ),
+        (
+            {"url": "https://example.com/x.git", "vcs_info": {"vcs": "git", "commit_id": "0123"}},
+            ["observable-socket-asgi[client] @ git+https://example.com/x.git@0123"],
+        ),
+        (
+            {
+                "url": "file:///tmp/dist/observable_socket_asgi-0.1.0-py3-none-any.whl",
+                "archive_info": {},
+            },
+            [
+                "observable-socket-asgi[client] @ "
+                "file:///tmp/dist/observable_socket_asgi-0.1.0-py3-none-any.whl"
+            ],
+        ),
+    ],
+    ids=["index", "editable", "directory", "vcs", "vcs-commit", "wheel"],
+)
+def test_the_install_command_names_where_the_package_came_from(
+    direct_url: dict[str, Any] | None, expected: list[str]
+) -> None:
+    """From an index: the name; from a path, a VCS URL or a file: that same source, so the
+    command works before the package is published."""
+    assert list(requirement("client", direct_url)) == expected
+
+
+def test_the_install_command_here_installs_this_clone_into_this_python() -> None:
+    """The suite runs on an editable install of this clone: the command says so, with the
+    running interpreter's pip."""
+    command = install_command("redis")
+    assert command.startswith(shlex.join([sys.executable, "-m", "pip", "install", "-e"]))
+    assert command.endswith(shlex.quote(f"{ROOT}[redis]"))
+
+
+def test_top_without_prometheus_client_names_the_metrics_extra() -> None:
+    """`observable-socket top` without prometheus_client exits 2 and names the metrics extra,
+    not a bare "No module named"."""
+    result = run_hidden(
+        ("prometheus_client",),
+        """
+        from observable_socket_asgi.cli import main
+        raise SystemExit(main(["top", "http://127.0.0.1:9/metrics", "--count", "1"]))
+        """,
+    )
+    assert result.returncode == 2, result.stderr
+    assert install_command("metrics") in result.stderr
 
 
 def test_core_and_test_client_need_no_extra() -> None:

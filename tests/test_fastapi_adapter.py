@@ -150,7 +150,9 @@ def test_import_without_starlette_names_the_extra() -> None:
         "    raise SystemExit('imported')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "observable-socket-asgi[fastapi]" in out.stdout
+    from observable_socket_asgi._extras import install_command
+
+    assert install_command("fastapi") in out.stdout
 
 
 def test_core_never_imports_fastapi_or_starlette() -> None:

@@ -181,7 +181,9 @@ def test_missing_pydantic_says_how_to_install() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert "route 'x'" in out and "observable-socket-asgi[schema]" in out
+    from observable_socket_asgi._extras import install_command
+
+    assert "route 'x'" in out and install_command("schema") in out
 
 
 class _Cyclic(BaseModel):

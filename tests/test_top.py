@@ -153,3 +153,16 @@ def test_top_reports_an_unreachable_server() -> None:
     assert "cannot read the metrics" in done.stdout
     bad = run_top("ws://127.0.0.1:1/metrics", "--count", "1")
     assert bad.returncode == 2 and "http://" in bad.stderr
+
+
+def test_top_on_a_path_without_metrics_says_so_once() -> None:
+    """A router without metrics_url answers a GET with 426: top says once what that means
+    and exits 2, instead of showing "HTTP Error 426" screen after screen."""
+    from observable_socket_asgi import SocketRouter
+
+    with running(SocketRouter()) as server:
+        done = run_top(f"http://127.0.0.1:{server.port}/ws", "--count", "3")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.count("426") == 1
+    assert "metrics_url" in done.stderr

@@ -23,7 +23,9 @@ try:
     from websockets.asyncio.client import ClientConnection
     from websockets.protocol import State
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    command = 'pip install "observable-socket-asgi[client]"'
+    from .._extras import install_command
+
+    command = install_command("client")
     raise ImportError(f"the client needs websockets; install the extra: {command}") from exc
 
 from .._backoff import backoff, may_reconnect, parse_retry_after, retry_delay

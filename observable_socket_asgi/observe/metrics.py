@@ -38,8 +38,10 @@ try:
     )
     from prometheus_client.utils import floatToGoString
 except ImportError as exc:  # pragma: no cover - depends on the environment
+    from .._extras import install_command
+
     raise ImportError(
-        "metrics_url needs prometheus_client: pip install 'observable-socket-asgi[metrics]'"
+        f"metrics need prometheus_client; install the extra: {install_command('metrics')}"
     ) from exc
 
 __all__ = [

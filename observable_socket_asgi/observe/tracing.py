@@ -31,8 +31,10 @@ try:
     from opentelemetry.propagators.textmap import Getter
     from opentelemetry.trace import SpanKind, StatusCode
 except ImportError as exc:  # pragma: no cover - depends on the environment
+    from .._extras import install_command
+
     raise ImportError(
-        "tracing needs opentelemetry-api: pip install 'observable-socket-asgi[otel]'"
+        f"tracing needs opentelemetry-api; install the extra: {install_command('otel')}"
     ) from exc
 
 __all__ = ["RPC_SYSTEM", "Tracing", "inject"]

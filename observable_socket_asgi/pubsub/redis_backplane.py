@@ -77,8 +77,11 @@ try:
 
     from ._redis_stores import RedisHistory, RedisIdempotencyStore, RedisPresence
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    extra = 'pip install "observable-socket-asgi[redis]"'
-    raise ImportError(f"the Redis backplane needs redis-py; install the extra: {extra}") from exc
+    from .._extras import install_command
+
+    raise ImportError(
+        f"the Redis backplane needs redis-py; install the extra: {install_command('redis')}"
+    ) from exc
 
 __all__ = ["RedisBackplane"]
 
