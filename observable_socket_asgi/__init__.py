@@ -30,7 +30,9 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
     pubsub.redis_backplane                           Redis fan-out
     server/                                          the serving machinery
-    server.__init__ server.pipeline                  hooks -> reply
+    server.__init__ server.socket                    the socket user code sees
+    server.runtime                                   what a router hands down, frozen
+    server.pipeline                                  one request path: hooks -> reply, written
     server.connection                                the I/O shell
     server.asgi                                      scope dispatch, handshake checks, lifespan
     server.routing                                   SocketRouter, the ASGI app
@@ -58,8 +60,8 @@ from .errors import (
 from .logs import logging_config
 from .pubsub._history import Subscription
 from .pubsub.topics import Backplane, InMemoryBackplane
-from .server.connection import Connection
 from .server.routing import Route, SocketRouter
+from .server.socket import Socket
 from .status import CloseCode, Status, is_success
 from .types import (
     AccessCheck,
@@ -74,6 +76,9 @@ from .types import (
     RouteOptions,
     SocketAccess,
 )
+
+#: the name of `Socket` in 0.1, kept for code written against it
+Connection = Socket
 
 __version__ = "0.1.0"
 
@@ -102,6 +107,7 @@ __all__ = [
     "Response",
     "Route",
     "RouteOptions",
+    "Socket",
     "SocketAccess",
     "SocketRouter",
     "Status",

@@ -260,7 +260,7 @@ class SlowConnection:
 
     def __init__(self) -> None:
         self.closed = False
-        self.on_close: list[Any] = []
+        self.closers: list[Any] = []
         self.scope: dict[str, Any] = {}
         self.client = None
         self.frames: list[str] = []
@@ -273,7 +273,10 @@ class SlowConnection:
         else:
             self.frames.append(frame)
 
-    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+    def on_close(self, callback: Any) -> None:
+        self.closers.append(callback)
+
+    def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
         """What a publish calls (Connection's): the write starts at once, a task if it waits."""
         return start_eagerly(self.send_frame(message["text"]), asyncio.get_running_loop())
 

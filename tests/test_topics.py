@@ -455,14 +455,17 @@ class _Sink:
 
     def __init__(self) -> None:
         self.frames: list[str] = []
-        self.on_close: list[Any] = []
+        self.closers: list[Any] = []
         self.closed = False
         self.client = None
 
     async def send_frame(self, frame: str) -> None:
         self.frames.append(frame)
 
-    def _push_nowait(self, message: dict[str, Any]) -> None:
+    def on_close(self, callback: Any) -> None:
+        self.closers.append(callback)
+
+    def push_nowait(self, message: dict[str, Any]) -> None:
         """What a publish calls (Connection's): the frame is taken at once."""
         self.frames.append(message["text"])
 

@@ -16,12 +16,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._concurrency import ensure_async
-from .._protocol import Settings
 from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from .._schema import TopicType
 from ..envelope import RESERVED_ROUTES, Request
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
+from ..options import Settings
 from ..pubsub._idempotency import (
     Idempotency,
     connection_identity,
@@ -45,6 +45,7 @@ from .asgi import ConnectionRegistry, handle
 if TYPE_CHECKING:
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
+    from .runtime import Runtime
 
 __all__ = ["CallMode", "Route", "SocketRouter", "make_backplane"]
 
@@ -474,6 +475,23 @@ class SocketRouter:
         key = storage_key(str(identity), route.name, request.uuid)
         await self.backplane.start()
         return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
+
+    @property
+    def runtime(self) -> Runtime:
+        """What this router hands down to a connection: its limits, live routes, topics,
+        observer and idempotency, never the router itself."""
+        from .runtime import Runtime
+
+        overridden = type(self).socket_for is not SocketRouter.socket_for
+        return Runtime(
+            settings=self.settings,
+            routes=self._routes,
+            topics=self.backplane,
+            observer=self._observer,
+            idempotency=self.idempotency,
+            identity=self._identity,
+            make_ws=self.socket_for if overridden else None,
+        )
 
     @property
     def route_table(self) -> Mapping[str, Route]:
