@@ -1,12 +1,12 @@
 """One served WebSocket, the I/O shell around `_protocol.Protocol`: reads, the writer, tasks.
 
 The connection's `Protocol` (no I/O) owns every count, byte and queue and decides what to
-do with each frame and push; this module feeds it events and carries its answers out: it
-reads frames, starts requests (`pipeline.serve_request`), hands frames to the server, runs
-the idle timer, closes, and owns the connection's life. It never assigns the protocol's
-attributes. What user code sees is the `Socket` (`server/socket.py`) it builds, never this
-object; what the topics see is this object, through their `Subscriber` interface (`closed`,
-`member_id`, `push_nowait`, `send_frame`, `on_close`).
+do with each frame and push; this module feeds it events and carries its answers out (it
+never assigns the protocol's attributes): it reads frames, starts requests
+(`pipeline.serve_request`), hands frames to the server, runs the idle timer, closes, and
+owns the connection's life. User code sees the `Socket` it builds (`server/socket.py`); the
+topics see this object through their `Subscriber` names (`closed`, `member_id`,
+`push_nowait`, `send_frame`, `on_close`).
 
 Rules of a connection's life (`Lifecycle`; this module alone changes it, through
 `_set_lifecycle`, which logs each move at debug and refuses any move back):
@@ -17,19 +17,18 @@ Rules of a connection's life (`Lifecycle`; this module alone changes it, through
     CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). When the protocol says `paused()`, the loop
-reads frames ahead only to hear a client that leaves (handing them to the protocol to hold,
-as many as it allows), then stops reading, so TCP backpressure, not memory, absorbs a
-client that sends faster than it reads. Every frame leaves through `write`, the one writer
-(a push that finds it idle is written by the same steps in `push_nowait`): whoever finds it
-idle writes, others leave their frame in the protocol's queue behind it, so frames are
-whole and never interleaved, and the common case costs no task switch. A push the server
-takes at once is never held where anything could see it, so it costs the protocol nothing.
+if it suspends (`_concurrency.start_eagerly`). While the protocol says `paused()`, the loop
+reads frames ahead only to hear a client that leaves (the protocol holds them), then stops
+reading: TCP backpressure, not memory, absorbs a client that sends faster than it reads.
+Every frame leaves through `write`, the one writer (or, for a push that finds it idle, the
+same steps in `push_nowait`): whoever finds it idle writes, others leave their frame in the
+protocol's queue, so frames are whole and never interleaved, and the common case costs no
+task switch. A push the server takes at once is never held, so the protocol never sees it.
 
-Tasks nobody awaits: a request that suspended (tracked, cancelled and awaited by
+Tasks nobody awaits: a request that suspended (held in `_tasks`, cancelled and awaited by
 `_cleanup`; the pipeline logs its failures), the task finishing a push whose send had to
-wait (`_push_written` reports its failure as a lost peer), and the close or queue-draining
-tasks `_spawn` starts (tracked like requests; their failures are the peer's absence).
+wait (`_push_written` takes its failure for a lost peer), and the close and queue-draining
+tasks `_tasks.spawn` starts (held likewise; their failures are the peer's absence).
 """
 
 from __future__ import annotations
@@ -41,16 +40,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
-from .._concurrency import DONE, finish_in_task, start_eagerly
+from .._concurrency import DONE, Tracked, finish_in_task, start_eagerly
 from .._protocol import Protocol, PushAction, Queued
-from ..envelope import parse_request
-from ..errors import ConnectionClosed, ProtocolError
+from ..errors import ConnectionClosed
 from ..logs import peer
-from ..observe._observe import MALFORMED, UNKNOWN, status_of
-from ..observe._observe import PING as PING_LABEL
 from ..pubsub.presence import member_id
-from ..status import CloseCode, Status
-from .pipeline import serve_observed, serve_request
+from ..status import CloseCode
+from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
 if TYPE_CHECKING:
@@ -118,8 +114,8 @@ class Connection:
         # the one receive() the loop keeps pending while paused, so that a client that
         # leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
-        # request tasks that suspended (those that finished eagerly never appear here)
-        self._tasks: set[asyncio.Task[Any]] | None = None
+        # requests that suspended, and the close and queue-draining tasks started here
+        self._tasks = Tracked(self._loop)
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
@@ -178,16 +174,12 @@ class Connection:
         return self.push_nowait({"type": "websocket.send", "text": frame})
 
     def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
-        """Send a push without awaiting it: what a publish does for each subscriber, with
-        the `websocket.send` message it builds once for all of them (servers only read it).
+        """Send a push without awaiting it, as a publish does for each subscriber with the
+        `websocket.send` message it builds once for all (servers only read it); a closed
+        connection is skipped. Returns the task finishing a send that had to wait, else None.
 
-        With the writer idle the frame goes to the server at once, in the caller's task; if
-        the server's send has to wait (a full socket buffer), the rest of it runs in the
-        returned task. With the writer busy the frame queues behind it under the push
-        bounds and slow-consumer policy. A closed connection is skipped.
-
-        Returns:
-            The task finishing a write that had to wait, else None.
+        With the writer idle the frame goes to the server at once, in the caller's task;
+        with the writer busy it queues under the push bounds and slow-consumer policy.
         """
         if self._lifecycle is not _OPEN:
             return None
@@ -235,12 +227,8 @@ class Connection:
 
     async def write(self, frame: str, is_reply: bool) -> None:
         """Hand `frame` to the server, or leave it in the protocol's queue behind the write
-        in progress: the only place a frame goes to the server.
-
-        Whoever finds the writer idle becomes it: it sends its frame, then everything the
-        protocol queued behind it meanwhile, in order; so frames stay whole and the common
-        case (nothing queued) costs no task switch.
-        """
+        in progress. Whoever finds the writer idle becomes it: it sends its frame, then what
+        the protocol queued meanwhile, in order; the common case costs no task switch."""
         protocol = self._protocol
         if protocol.writing:
             if is_reply:
@@ -343,7 +331,7 @@ class Connection:
                 if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                     await write(decision, True)
                     if observer is not None:
-                        self._answered(observer, decision, data, started)
+                        observe_answered(observer, runtime, decision, data, started)
                     if protocol.abusive:
                         await self._close_abusive()
                     continue
@@ -356,7 +344,7 @@ class Connection:
                     )
                 task = start_eagerly(coro, loop)
                 if task is not None:  # it suspended: keep it to cancel on disconnect
-                    self._track(task)
+                    self._tasks.track(task)
             elif mtype == "websocket.disconnect":
                 if self._close_code is None:
                     self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
@@ -480,7 +468,7 @@ class Connection:
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)
-        self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+        self._tasks.spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
 
     def _check_idle(self) -> None:
         if self._lifecycle is not _OPEN:
@@ -493,7 +481,7 @@ class Connection:
                 self._runtime.settings.idle_timeout,
                 extra={"client": self._peer()},
             )
-            self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
+            self._tasks.spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:
             self._idle_handle = self._loop.call_later(wait, self._check_idle)
 
@@ -507,16 +495,7 @@ class Connection:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
-        tasks = self._tasks
-        current = asyncio.current_task(self._loop)
-        while tasks:
-            pending = [task for task in tasks if task is not current]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            tasks.difference_update(pending)
+        await self._tasks.cancel_all()
         self._drop_queue()
         closers, self._closers = self._closers, []
         for callback in closers:
@@ -575,7 +554,7 @@ class Connection:
         """The writer stopped with frames queued (its request timed out or was cancelled):
         hand them to a task so that no reply is stranded."""
         if self._protocol.out and self._lifecycle is _OPEN:
-            self._spawn(self._write_queued())
+            self._tasks.spawn(self._write_queued())
 
     async def _write_queued(self) -> None:
         if self._protocol.writing:
@@ -601,43 +580,9 @@ class Connection:
             observer.queued_push_bytes(-sum(len(frame) for frame in frames))
             observer.pushes_dropped(len(frames))
 
-    # Private methods: tasks and reports
-
-    def _spawn(self, coro: Any) -> None:
-        self._track(self._loop.create_task(coro))
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = set()
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
     def _peer(self) -> str:
         """The client's address for log lines, `"host:port"` (only built when logging)."""
         return peer(self.scope.get("client"))
-
-    def _answered(self, observer: Observer, frame: str, data: str | bytes, started: float) -> None:
-        """Report a frame the protocol answered at once, under a bounded route label."""
-        status = status_of(frame)
-        if status == Status.OK:  # the only answer at once that is a success: PONG
-            label = PING_LABEL
-        elif status == Status.NOT_FOUND:
-            label = UNKNOWN
-        elif status == Status.TOO_MANY_REQUESTS:
-            # A registered route's name, an unknown one, or a malformed frame (every frame
-            # but PING is rate limited); parsed again only here, when metrics are on, rather
-            # than carried beside every frame, and never past the size limit.
-            try:
-                label = parse_request(data, self._runtime.settings.max_message_bytes).route
-            except ProtocolError:
-                label = MALFORMED
-            else:
-                if label not in self._runtime.routes:
-                    label = UNKNOWN
-        else:  # 400, 413: not a usable request
-            label = MALFORMED
-        observer.answered(label, status, started)
 
 
 def _report_written(observer: Observer, is_reply: bool, queued: Queued | None) -> None:

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._route import CallMode, Route
 from .._schema import Invalid
-from ..envelope import Request, encode_error, encode_reply
-from ..errors import EncodeError
+from ..envelope import Request, encode_error, encode_reply, parse_request
+from ..errors import EncodeError, ProtocolError
 from ..logs import peer
-from ..observe._observe import note_failure, status_of
+from ..observe._observe import MALFORMED, UNKNOWN, note_failure, status_of
+from ..observe._observe import PING as PING_LABEL
 from ..pubsub._idempotency import connection_identity, fingerprint, storage_key
 from ..status import Status, is_success
 
@@ -40,6 +41,7 @@ __all__ = [
     "answer",
     "answer_once",
     "failure",
+    "observe_answered",
     "reply",
     "run",
     "serve_observed",
@@ -178,6 +180,31 @@ async def answer_once(runtime: Runtime, route: Route, ws: Any, request: Request)
     return await idempotency.run(
         key, fingerprint(request.payload), request.uuid, lambda: answer(route, ws, request)
     )
+
+
+def observe_answered(
+    observer: Observer, runtime: Runtime, frame: str, data: str | bytes, started: float
+) -> None:
+    """Report a frame the protocol answered at once, under a bounded route label."""
+    status = status_of(frame)
+    if status == Status.OK:  # the only answer at once that is a success: PONG
+        label = PING_LABEL
+    elif status == Status.NOT_FOUND:
+        label = UNKNOWN
+    elif status == Status.TOO_MANY_REQUESTS:
+        # A registered route's name, an unknown one, or a malformed frame (every frame
+        # but PING is rate limited); parsed again only here, when metrics are on, rather
+        # than carried beside every frame, and never past the size limit.
+        try:
+            label = parse_request(data, runtime.settings.max_message_bytes).route
+        except ProtocolError:
+            label = MALFORMED
+        else:
+            if label not in runtime.routes:
+                label = UNKNOWN
+    else:  # 400, 413: not a usable request
+        label = MALFORMED
+    observer.answered(label, status, started)
 
 
 def _foreign_cancellation(route: Route, ws: Any, request: Request) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -18,16 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from .._concurrency import ensure_async
 from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from .._schema import TopicType
-from ..envelope import RESERVED_ROUTES, Request
+from ..envelope import RESERVED_ROUTES
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
 from ..options import Settings
 from ..pubsub._idempotency import (
     Idempotency,
-    connection_identity,
     default_identity,
-    fingerprint,
-    storage_key,
 )
 from ..pubsub.topics import Backplane, InMemoryBackplane
 from ..types import (
@@ -458,23 +455,6 @@ class SocketRouter:
         await handle(self, scope, receive, send)
 
     # For the layers below: read-only views of the router's state
-
-    async def answer_once(
-        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
-    ) -> str:
-        """The answer to a request on an idempotent route: computed once per (identity,
-        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
-        """
-        try:
-            identity = self._identity(ws)
-        except Exception:
-            logger.exception("idempotency_identity raised: keyed to the connection")
-            identity = None
-        if identity is None:
-            identity = connection_identity(ws)
-        key = storage_key(str(identity), route.name, request.uuid)
-        await self.backplane.start()
-        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
 
     @property
     def runtime(self) -> Runtime:
