@@ -679,3 +679,53 @@ def test_scope_views_read_the_handshake() -> None:
     assert views.path == "/chat"
     views.state.user = "ada"
     assert scope["state"] == {"user": "ada"}
+
+
+async def test_handlers_receive_the_socket_not_the_shell() -> None:
+    """`ws` is the thin `Socket` (exported also as `Connection`, its 0.1 name): open while
+    served, with the handshake's views; none of the serving machinery is on it."""
+    from observable_socket_asgi import Connection, Socket
+    from observable_socket_asgi.server.socket import Lifecycle
+
+    router = make_router()
+    seen: list[Any] = []
+
+    @router.route("who")
+    async def who(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        seen.append(ws)
+        return {"payload": [ws.lifecycle.name, ws.closed, ws.path]}
+
+    async with conversation(router) as conv:
+        answer = await conv.ask(request("who"))
+    assert answer["payload"] == ["OPEN", False, "/ws"]
+    (ws,) = seen
+    assert Connection is Socket and isinstance(ws, Socket)
+    for internal in ("write", "run", "push_nowait", "request_done", "_protocol"):
+        assert not hasattr(ws, internal), internal
+    await wait_until(lambda: ws.lifecycle is Lifecycle.CLOSED)
+    assert ws.closed and ws.close_code == 1000
+
+
+async def test_a_closed_socket_refuses_push_and_subscribe() -> None:
+    """Once the connection is over, `push()` and `subscribe()` raise ConnectionClosed, and
+    `close()` does nothing."""
+    from observable_socket_asgi import ConnectionClosed
+
+    router = make_router()
+    kept: list[Any] = []
+
+    @router.route("keep")
+    async def keep(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        kept.append(ws)
+        return {}
+
+    async with conversation(router) as conv:
+        await conv.ask(request("keep"))
+    (ws,) = kept
+    await wait_until(lambda: ws.closed)
+    with pytest.raises(ConnectionClosed):
+        await ws.push("late", 1)
+    with pytest.raises(ConnectionClosed):
+        await ws.subscribe("news")
+    await ws.close()
+    assert router.backplane.subscribers("news") == 0
