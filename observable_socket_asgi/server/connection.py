@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -267,12 +267,12 @@ class Connection:
 
     # The receive loop
 
-    async def run(self) -> None:
-        """Serve the connection until the client leaves or the connection is closed.
+    def run(self) -> Coroutine[Any, Any, None]:
+        """Serve the connection until the client leaves or it is closed: once done, every
+        request task it started is cancelled and awaited, and `on_close` callbacks have run.
 
-        The request tasks it starts are its own: on return every one of them has been
-        cancelled and awaited, and the `on_close` callbacks have run.
-        """
+        It starts the clocks and returns the receive loop for the caller to await at once: a
+        coroutine awaiting it would be one more step on every wake-up of the task."""
         loop = self._loop
         # the loop is passed: without it, 3.11 makes a getpid() system call to find it
         self._main_task = asyncio.current_task(loop)
@@ -280,75 +280,81 @@ class Connection:
         idle_timeout = self._runtime.settings.idle_timeout
         if idle_timeout is not None:
             self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
-        try:
-            await self._receive_loop()
-        except asyncio.CancelledError:
-            # _abort() cancels this task to stop a connection whose peer does not read; any
-            # other cancellation (server shutdown timeout) is not ours to swallow.
-            if self._lifecycle is not _CLOSED:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-        finally:
-            await self._cleanup()
+        return self._receive_loop()
 
     async def _receive_loop(self) -> None:
-        """Read frames and feed them to the protocol until the client leaves or a close."""
+        """Read frames and feed them to the protocol until the client leaves or a close;
+        then end everything the connection started."""
         protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
         loop = self._loop
         runtime = self._runtime
         ws = self.ws
-        write = self.write
         observer = self._observer
         started = 0.0
         message: Mapping[str, Any] | None
-        while self._lifecycle is _OPEN:
-            # `protocol.paused()`, inlined: it is asked once per frame
-            while (
-                protocol.in_flight >= protocol.max_in_flight
-                or protocol.buffered >= protocol.max_buffered_bytes
-            ):
-                if await self._wait_for_slot(receive):
-                    break  # the client left: `_ahead` holds its disconnect
-            message = protocol.next_held() if protocol.held else None
-            if message is None:
-                ahead = self._ahead
-                if ahead is None:
-                    message = await receive()
-                else:
-                    self._ahead = None
-                    message = await ahead
-            mtype = message["type"]
-            if mtype == "websocket.receive":
-                data = message.get("text")
-                if data is None:
-                    data = message.get("bytes") or b""
-                if observer is not None:
-                    started = perf_counter()
-                decision = protocol.frame_read(data, loop.time())
-                if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
-                    await write(decision, True)
+        try:
+            while self._lifecycle is _OPEN:
+                # `protocol.paused()`, inlined: it is asked once per frame
+                while (
+                    protocol.in_flight >= protocol.max_in_flight
+                    or protocol.buffered >= protocol.max_buffered_bytes
+                ):
+                    if await self._wait_for_slot(receive):
+                        break  # the client left: `_ahead` holds its disconnect
+                message = protocol.next_held() if protocol.held else None
+                if message is None:
+                    ahead, self._ahead = self._ahead, None
+                    message = await (receive() if ahead is None else ahead)
+                mtype = message["type"]
+                if mtype == "websocket.receive":
+                    data = message.get("text")
+                    if data is None:
+                        data = message.get("bytes") or b""
                     if observer is not None:
-                        observe_answered(observer, runtime, decision, data, started)
-                    if protocol.abusive:
-                        await self._close_abusive()
-                    continue
-                route, request = decision
-                if observer is None:
-                    coro = serve_request(runtime, route, ws, request, len(data), self)
-                else:
-                    coro = serve_observed(
-                        observer, started, runtime, route, ws, request, len(data), self
-                    )
-                task = start_eagerly(coro, loop)
-                if task is not None:  # it suspended: keep it to cancel on disconnect
-                    self._tasks.track(task)
-            elif mtype == "websocket.disconnect":
-                if self._close_code is None:
-                    self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
-                break
+                        started = perf_counter()
+                    decision = protocol.frame_read(data, loop.time())
+                    if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
+                        await self._answer_at_once(decision, data, started)
+                        continue
+                    route, request = decision
+                    if observer is None:
+                        coro = serve_request(runtime, route, ws, request, len(data), self)
+                    else:
+                        coro = serve_observed(
+                            observer, started, runtime, route, ws, request, len(data), self
+                        )
+                    task = start_eagerly(coro, loop)
+                    if task is not None:  # it suspended: keep it to cancel on disconnect
+                        self._tasks.track(task)
+                elif mtype == "websocket.disconnect":
+                    if self._close_code is None:
+                        self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
+                    break
+        except asyncio.CancelledError:
+            if not self._aborted():
+                raise
+        finally:
+            await self._cleanup()
+
+    async def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> None:
+        """Write what the protocol answered at once; close an abusive client."""
+        await self.write(frame, True)
+        if self._observer is not None:
+            observe_answered(self._observer, self._runtime, frame, data, started)
+        if self._protocol.abusive:
+            await self._close_abusive()
+
+    def _aborted(self) -> bool:
+        """Whether the cancellation being handled is `_abort()`'s, which stops a connection
+        whose peer does not read: then it is taken back and the loop returns normally. Any
+        other (a server shutdown's timeout) is not ours to swallow."""
+        if self._lifecycle is not _CLOSED:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
         """Wait until a reply or bytes are freed, reading frames ahead meanwhile; return True
