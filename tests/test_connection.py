@@ -729,3 +729,27 @@ async def test_a_closed_socket_refuses_push_and_subscribe() -> None:
         await ws.subscribe("news")
     await ws.close()
     assert router.backplane.subscribers("news") == 0
+
+
+async def test_the_shell_is_a_subscriber_by_public_names() -> None:
+    """What the topics hold is the shell, through public names only: `closed`, `member_id`
+    (the same each time), `push_nowait` (written at once, no task), `on_close` (run once at
+    the end, a failing callback logged and the rest still run)."""
+    router = make_router()
+    ran: list[str] = []
+
+    async with conversation(router) as conv:
+        await conv.ask(request("echo", 1))
+        (conn,) = router.connections
+        assert not conn.closed and conn.member_id == conn.member_id
+        assert conn.push_nowait({"type": "websocket.send", "text": '{"x": 1}'}) is None
+        assert await conv.reply() == {"x": 1}
+
+        def failing() -> None:
+            ran.append("failing")
+            raise RuntimeError("cleanup failed")
+
+        conn.on_close(failing)
+        conn.on_close(lambda: ran.append("second"))
+    await wait_until(lambda: conn.closed and len(ran) == 2)
+    assert ran == ["failing", "second"]
