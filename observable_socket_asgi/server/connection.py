@@ -187,9 +187,8 @@ class Connection:
         if protocol.writing:  # the bounds apply only behind a busy writer
             self._queue_push(message["text"])
             return None
-        # The server's send, stepped here in the publisher's task: it runs no user code, so
-        # it needs no context copy or current-task swap, and most often it finishes at once.
-        # Nothing of this connection runs during that synchronous step, so only a send that
+        # The server's send, stepped here in the publisher's task: it runs no user code (no
+        # context copy or task swap needed) and mostly finishes at once; only a send that
         # has to wait takes the writer and holds the frame's bytes (in the budget).
         steps = self._send(message).__await__()
         try:
@@ -274,8 +273,6 @@ class Connection:
         It starts the clocks and returns the receive loop for the caller to await at once: a
         coroutine awaiting it would be one more step on every wake-up of the task."""
         loop = self._loop
-        # the loop is passed: without it, 3.11 makes a getpid() system call to find it
-        self._main_task = asyncio.current_task(loop)
         self._protocol.serving_started(loop.time())
         idle_timeout = self._runtime.settings.idle_timeout
         if idle_timeout is not None:
@@ -288,6 +285,8 @@ class Connection:
         protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
         loop = self._loop
+        # what `_abort()` cancels (with the loop passed, 3.11 makes no getpid() call)
+        self._main_task = asyncio.current_task(loop)
         runtime = self._runtime
         ws = self.ws
         observer = self._observer
