@@ -359,8 +359,8 @@ def _register(router: Any) -> None:
 
 async def _router_pusher(ws: Any) -> None:
     """Push through the router's bounded queue, a task per frame like `_naive_pusher`."""
-    # The core hands handlers its Connection; the adapter hands Starlette's WebSocket and
-    # keeps the core connection in `ws.state.observable`.
+    # The core hands handlers its Socket; the adapter hands Starlette's WebSocket and
+    # keeps the core socket in `ws.state.observable`.
     conn = ws if hasattr(ws, "push") else ws.state.observable
     push = conn.push
     loop = asyncio.get_running_loop()

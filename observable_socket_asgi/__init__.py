@@ -37,7 +37,9 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub.topics                                    the hub: a transport and its stores
     pubsub.publisher                                 publishing from outside a router
     server/                                          the serving machinery
-    server.__init__ server.pipeline                  hooks -> reply
+    server.__init__ server.socket                    the socket user code sees
+    server.runtime                                   what a router hands down, frozen
+    server.pipeline                                  one request path: hooks -> reply, written
     server.connection                                the I/O shell
     server.asgi                                      scope dispatch, handshake checks, lifespan
     server.routing                                   SocketRouter, the ASGI app
@@ -71,8 +73,8 @@ from .pubsub._history import Subscription
 from .pubsub.memory import InMemoryBackplane
 from .pubsub.publisher import AsyncPublisher, Publisher
 from .pubsub.transport import Backplane
-from .server.connection import Connection
 from .server.routing import Route, SocketRouter
+from .server.socket import Socket
 from .status import CloseCode, Status, is_success
 from .types import (
     AccessCheck,
@@ -87,6 +89,9 @@ from .types import (
     RouteOptions,
     SocketAccess,
 )
+
+#: the name of `Socket` in 0.1, kept for code written against it
+Connection = Socket
 
 __version__ = "0.1.0"
 
@@ -117,6 +122,7 @@ __all__ = [
     "Response",
     "Route",
     "RouteOptions",
+    "Socket",
     "SocketAccess",
     "SocketRouter",
     "Status",

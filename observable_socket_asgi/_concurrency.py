@@ -30,6 +30,7 @@ __all__ = [
     "is_async_callable",
     "Continuation",
     "DONE",
+    "Tracked",
     "finish_in_task",
     "start_eagerly",
 ]
@@ -152,6 +153,49 @@ class Continuation:
                     yielded = coro.send(value)
                 except StopIteration as stop:
                     return stop.value
+
+
+class Tracked:
+    """Tasks nobody awaits, kept by their owner so that its end cancels and awaits them.
+
+    A task is held from `track()` (or `spawn()`) until it is done; `cancel_all()` cancels
+    what is still running, waits for it, and repeats for tasks started meanwhile. Each
+    task's own code logs its failures; what is left here is only its end.
+    """
+
+    __slots__ = ("_loop", "_tasks")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        # made on first use: most connections never keep a task
+        self._tasks: set[asyncio.Task[Any]] | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start `coro` in a task of its own, held until it is done."""
+        task = self._loop.create_task(coro)
+        self.track(task)
+        return task
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Hold `task` until it is done."""
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def cancel_all(self) -> None:
+        """Cancel every held task but the current one, and wait until none is left."""
+        tasks = self._tasks
+        current = asyncio.current_task(self._loop)
+        while tasks:
+            pending = [task for task in tasks if task is not current]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            tasks.difference_update(pending)
 
 
 def finish_in_task(coro: Any, yielded: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:

@@ -646,7 +646,7 @@ async def test_lifecycle_moves_only_forward(caplog: pytest.LogCaptureFixture) ->
     async def send(message: Any) -> None:
         raise AssertionError("not written")
 
-    conn = Connection(make_router(), websocket_scope(), receive, send)
+    conn = Connection(make_router().runtime, websocket_scope(), receive, send)
     assert not conn.closed
     with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi.connection"):
         conn._set_lifecycle(Lifecycle.CLOSING)
@@ -679,3 +679,77 @@ def test_scope_views_read_the_handshake() -> None:
     assert views.path == "/chat"
     views.state.user = "ada"
     assert scope["state"] == {"user": "ada"}
+
+
+async def test_handlers_receive_the_socket_not_the_shell() -> None:
+    """`ws` is the thin `Socket` (exported also as `Connection`, its 0.1 name): open while
+    served, with the handshake's views; none of the serving machinery is on it."""
+    from observable_socket_asgi import Connection, Socket
+    from observable_socket_asgi.server.socket import Lifecycle
+
+    router = make_router()
+    seen: list[Any] = []
+
+    @router.route("who")
+    async def who(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        seen.append(ws)
+        return {"payload": [ws.lifecycle.name, ws.closed, ws.path]}
+
+    async with conversation(router) as conv:
+        answer = await conv.ask(request("who"))
+    assert answer["payload"] == ["OPEN", False, "/ws"]
+    (ws,) = seen
+    assert Connection is Socket and isinstance(ws, Socket)
+    for internal in ("write", "run", "push_nowait", "request_done", "_protocol"):
+        assert not hasattr(ws, internal), internal
+    await wait_until(lambda: ws.lifecycle is Lifecycle.CLOSED)
+    assert ws.closed and ws.close_code == 1000
+
+
+async def test_a_closed_socket_refuses_push_and_subscribe() -> None:
+    """Once the connection is over, `push()` and `subscribe()` raise ConnectionClosed, and
+    `close()` does nothing."""
+    from observable_socket_asgi import ConnectionClosed
+
+    router = make_router()
+    kept: list[Any] = []
+
+    @router.route("keep")
+    async def keep(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        kept.append(ws)
+        return {}
+
+    async with conversation(router) as conv:
+        await conv.ask(request("keep"))
+    (ws,) = kept
+    await wait_until(lambda: ws.closed)
+    with pytest.raises(ConnectionClosed):
+        await ws.push("late", 1)
+    with pytest.raises(ConnectionClosed):
+        await ws.subscribe("news")
+    await ws.close()
+    assert router.backplane.subscribers("news") == 0
+
+
+async def test_the_shell_is_a_subscriber_by_public_names() -> None:
+    """What the topics hold is the shell, through public names only: `closed`, `member_id`
+    (the same each time), `push_nowait` (written at once, no task), `on_close` (run once at
+    the end, a failing callback logged and the rest still run)."""
+    router = make_router()
+    ran: list[str] = []
+
+    async with conversation(router) as conv:
+        await conv.ask(request("echo", 1))
+        (conn,) = router.connections
+        assert not conn.closed and conn.member_id == conn.member_id
+        assert conn.push_nowait({"type": "websocket.send", "text": '{"x": 1}'}) is None
+        assert await conv.reply() == {"x": 1}
+
+        def failing() -> None:
+            ran.append("failing")
+            raise RuntimeError("cleanup failed")
+
+        conn.on_close(failing)
+        conn.on_close(lambda: ran.append("second"))
+    await wait_until(lambda: conn.closed and len(ran) == 2)
+    assert ran == ["failing", "second"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import threading
@@ -380,3 +381,113 @@ async def test_handler_headers_are_sent() -> None:
         return {"headers": {"x": 1}, "payload": []}
 
     assert await serve(handler) == {"uuid": 1, "status": 200, "headers": {"x": 1}, "payload": []}
+
+
+# One request path: serve_request decides, the shell only frees bytes and writes
+
+
+class FakeShell:
+    """What a request needs of its connection, recorded: bytes freed, frames written."""
+
+    def __init__(self) -> None:
+        self.done: list[int] = []
+        self.written: list[tuple[dict[str, Any], bool]] = []
+
+    def request_done(self, nbytes: int) -> None:
+        self.done.append(nbytes)
+
+    async def write(self, frame: str, is_reply: bool) -> None:
+        self.written.append((orjson.loads(frame), is_reply))
+
+
+async def serve_once(
+    router: SocketRouter, name: str, payload: Any = None, observer: Any = None
+) -> FakeShell:
+    """Serve one request on `router`'s route `name` through the one request path."""
+    from observable_socket_asgi.server.pipeline import serve_observed, serve_request
+
+    shell = FakeShell()
+    runtime = router.runtime
+    route = runtime.routes[name]
+    request = Request("u", name, {}, payload)
+    if observer is None:
+        await serve_request(runtime, route, WS, request, 42, shell)
+    else:
+        await serve_observed(observer, 0.0, runtime, route, WS, request, 42, shell)
+    return shell
+
+
+async def test_serve_request_frees_the_bytes_then_writes_the_reply() -> None:
+    """A plain route and a hooked one take the same path: bytes freed once, one reply."""
+    router = SocketRouter()
+
+    @router.route("plain")
+    async def plain(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    @router.route("hooked", {"data_check": lambda m: m.payload == 1})
+    async def hooked(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload}
+
+    shell = await serve_once(router, "plain", [1])
+    assert shell.done == [42]
+    assert shell.written == [({"uuid": "u", "status": 200, "headers": {}, "payload": [1]}, True)]
+    try:
+        shell = await serve_once(router, "hooked", 2)
+    finally:
+        router._executor.shutdown(wait=True)  # the sync data_check ran on it
+    assert shell.done == [42] and shell.written[0][0]["status"] == 400
+
+
+async def test_serve_request_answers_a_timeout_504_and_a_foreign_cancellation_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the route's timeout the reply is 504; a CancelledError the router did not cause
+    (the handler awaited something cancelled elsewhere) is a logged 500, not silence."""
+    router = SocketRouter()
+
+    @router.route("slow", {"timeout": 0.001})
+    async def slow(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    @router.route("foreign")
+    async def foreign(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        elsewhere = asyncio.get_running_loop().create_future()
+        elsewhere.cancel()
+        await elsewhere
+        return {}
+
+    shell = await serve_once(router, "slow")
+    assert shell.written[0][0]["status"] == 504 and shell.done == [42]
+    shell = await serve_once(router, "foreign")
+    assert shell.written[0][0]["status"] == 500 and shell.done == [42]
+    assert "did not cause" in caplog.text
+
+
+async def test_serve_observed_wraps_the_same_path() -> None:
+    """With an observer the request is reported around the same path, with the status the
+    reply carries."""
+    from observable_socket_asgi.observe._observe import Observer
+
+    class Seen(Observer):
+        def __init__(self) -> None:
+            self.events: list[Any] = []
+
+        def request_started(self, route: str, headers: Any, started: float) -> Any:
+            self.events.append(("started", route))
+            return "token"
+
+        def request_finished(self, token: Any, route: str, status: int | None) -> None:
+            self.events.append(("finished", token, route, status))
+
+    router = SocketRouter()
+
+    @router.route("teapot")
+    async def teapot(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"status": 418}
+
+    seen = Seen()
+    shell = await serve_once(router, "teapot", observer=seen)
+    assert seen.events == [("started", "teapot"), ("finished", "token", "teapot", 418)]
+    assert shell.written[0][0]["status"] == 418

@@ -38,8 +38,8 @@ from .connection import Connection
 if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
-    from .._protocol import Settings
     from ..observe._observe import Observer
+    from ..options import Settings
     from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
     from .routing import SocketRouter
 
@@ -147,12 +147,13 @@ async def serve_connection(
     """Run the handshake checks, accept, and serve one connection until it ends.
 
     Args:
-        socket: the object handed to hooks as `ws`; by default `router.socket_for(conn)`.
+        socket: the object handed to hooks as `ws`; by default the runtime's `make_ws`.
         accepted: the handshake was already accepted (an endpoint called `ws.accept()`):
             a refusal to retry can then only be a close 1013.
     """
-    conn = Connection(router, scope, receive, send)
-    conn.socket = router.socket_for(conn) if socket is None else socket
+    conn = Connection(router.runtime, scope, receive, send)
+    if socket is not None:
+        conn.ws = socket
     settings = router.settings
     observer = router.observer
     refusal = _refusal(settings, conn)
@@ -174,7 +175,7 @@ async def serve_connection(
         if access_logic is not None:
             timeout = settings.handshake_timeout
             try:
-                allowed = await _check_access(access_logic, conn.socket, timeout)
+                allowed = await _check_access(access_logic, conn.ws, timeout)
             except TimeoutError:
                 _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
                 await _deny(
@@ -270,7 +271,7 @@ async def _websocket(
 def _refusal(settings: Settings, conn: Connection) -> tuple[int, str] | None:
     allowed_origins = settings.allowed_origins
     if allowed_origins is not None or settings.require_origin:
-        origin = conn.headers.get("origin")
+        origin = conn.socket.headers.get("origin")
         if origin is None:
             if settings.require_origin:
                 _log_refusal(conn, "no Origin header")

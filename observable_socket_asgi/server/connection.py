@@ -1,8 +1,12 @@
-"""One served WebSocket, the I/O shell around `_protocol.Protocol`: reads, writes, tasks.
+"""One served WebSocket, the I/O shell around `_protocol.Protocol`: reads, the writer, tasks.
 
-What to do with each frame and push is decided by the connection's `Protocol` (no I/O);
-this module carries the decisions out: it reads frames, starts requests, writes replies and
-pushes, closes, and owns the connection's life.
+The connection's `Protocol` (no I/O) owns every count, byte and queue and decides what to
+do with each frame and push; this module feeds it events and carries its answers out (it
+never assigns the protocol's attributes): it reads frames, starts requests
+(`pipeline.serve_request`), hands frames to the server, runs the idle timer, closes, and
+owns the connection's life. User code sees the `Socket` it builds (`server/socket.py`); the
+topics see this object through their `Subscriber` names (`closed`, `member_id`,
+`push_nowait`, `send_frame`, `on_close`).
 
 Rules of a connection's life (`Lifecycle`; this module alone changes it, through
 `_set_lifecycle`, which logs each move at debug and refuses any move back):
@@ -13,22 +17,18 @@ Rules of a connection's life (`Lifecycle`; this module alone changes it, through
     CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
 Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). At `max_in_flight`, or with
-`max_buffered_bytes` held for the client, the loop reads frames ahead only to hear a client
-that leaves (as many as the protocol allows, held unparsed), then stops reading, so TCP
-backpressure, not memory, absorbs a client that sends faster than it reads. Every frame
-leaves through `_write`, the one writer (a push that finds it idle is written by the same
-steps in `send_frame_nowait`): whoever finds it idle writes, others queue their frame behind
-it, so frames are whole and never interleaved, and the common case costs no
-task switch. Pushes queue behind their own bounds (`max_queued_pushes`, and the byte budget)
-with a slow-consumer policy; replies are never dropped by it. The shell tells the protocol
-the bytes it holds (`hold`/`release`, some inlined): a request from read to reply built, a
-frame from `_write` until the server has taken it (a push only while the server's send waits:
-one the server takes at once was never held where anything could see it).
+if it suspends (`_concurrency.start_eagerly`). While the protocol says `paused()`, the loop
+reads frames ahead only to hear a client that leaves (the protocol holds them), then stops
+reading: TCP backpressure, not memory, absorbs a client that sends faster than it reads.
+Every frame leaves through `write`, the one writer (or, for a push that finds it idle, the
+same steps in `push_nowait`): whoever finds it idle writes, others leave their frame in the
+protocol's queue, so frames are whole and never interleaved, and the common case costs no
+task switch. A push the server takes at once is never held, so the protocol never sees it.
 
-A handler that raises `CancelledError` the router did not cause (its task was not
-cancelled: it awaited something cancelled elsewhere) is answered 500 like any failure, so
-its slot and bytes are freed; a cancelled request task has no reply.
+Tasks nobody awaits: a request that suspended (held in `_tasks`, cancelled and awaited by
+`_cleanup`; the pipeline logs its failures), the task finishing a push whose send had to
+wait (`_push_written` takes its failure for a lost peer), and the close and queue-draining
+tasks `_tasks.spawn` starts (held likewise; their failures are the peer's absence).
 """
 
 from __future__ import annotations
@@ -36,92 +36,70 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
-from enum import IntEnum
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, assert_never, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .._concurrency import DONE, finish_in_task, start_eagerly
-from .._protocol import Protocol, PushAction
-from ..datastructures import ScopeViews
-from ..envelope import encode_error, encode_push, frame_size, parse_request
-from ..errors import ConnectionClosed, ProtocolError, SubscriptionLimitError
+from .._concurrency import DONE, Tracked, finish_in_task, start_eagerly
+from .._protocol import Protocol, PushAction, Queued
+from ..errors import ConnectionClosed
 from ..logs import peer
-from ..observe._observe import MALFORMED, UNKNOWN, status_of
-from ..observe._observe import PING as PING_LABEL
-from ..pubsub.presence import NO_PRESENCE, member_id
-from ..status import CloseCode, Status
-from .pipeline import failure, reply
-from .pipeline import run as run_pipeline
+from ..pubsub.presence import member_id
+from ..status import CloseCode
+from .pipeline import observe_answered, serve_observed, serve_request
+from .socket import Lifecycle, Socket
 
 if TYPE_CHECKING:
-    from .._route import Route
-    from ..envelope import Request
     from ..observe._observe import Observer
-    from ..pubsub._history import Subscription
-    from ..types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
-    from .routing import SocketRouter
+    from ..types import ASGIReceiveCallable, ASGISendCallable
+    from .runtime import Runtime
 
-__all__ = ["Connection", "ConnectionClosed"]
+__all__ = ["Connection", "ConnectionClosed", "Lifecycle"]
 
 logger = logging.getLogger("observable_socket_asgi.connection")
-
-
-class Lifecycle(IntEnum):
-    """Where a connection is in its life; see the module docstring for each state's rules."""
-
-    OPEN = 0
-    CLOSING = 1
-    CLOSED = 2
-
 
 # Module constants: the per-frame path compares with `is`, without an attribute lookup.
 _OPEN, _CLOSING, _CLOSED = Lifecycle.OPEN, Lifecycle.CLOSING, Lifecycle.CLOSED
 
 
-class Connection(ScopeViews):
-    """A served WebSocket, and the `ws` that hooks and handlers receive in the core.
+class Connection:
+    """The server's side of one WebSocket: the I/O shell user code never sees.
 
-    Its read-only views of the handshake (`ScopeViews`) match Starlette's `WebSocket` where
-    they overlap: `scope`, `headers`, `query_params`, `cookies`, `client`, `state`, `path`.
-    `push()` sends an unasked message to this client and `close()` ends the connection.
+    Args:
+        runtime: what the router hands down: limits, routes, topics, observer.
+        scope, receive, send: the connection's ASGI scope and callables.
     """
 
     __slots__ = (
         "_ahead",
         "_close_code",
         "_closers",
-        "_held",
         "_idle_handle",
         "_lifecycle",
         "_loop",
         "_main_task",
         "_observer",
-        "_out",
         "_protocol",
         "_receive",
-        "_router",
+        "_runtime",
         "_send",
         "_slot_waiter",
         "_tasks",
-        "_writing",
+        "scope",
         "socket",
+        "ws",
     )
 
     def __init__(
         self,
-        router: SocketRouter,
+        runtime: Runtime,
         scope: Any,
         receive: ASGIReceiveCallable,
         send: ASGISendCallable,
     ) -> None:
-        super().__init__(scope)
-        #: the object handlers receive as `ws`: this connection, or an adapter's object
-        self.socket: Any = self
-        # callables run (sync, no arguments) once the connection is closed (see `on_close`)
-        self._closers: list[Callable[[], None]] = []
-        self._router = router
+        #: the ASGI scope, shared with middleware and the user's socket
+        self.scope = scope
+        self._runtime = runtime
         self._receive = receive
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
         # the writer sends `text` alone. Typed loosely once here, not per frame.
@@ -129,28 +107,35 @@ class Connection(ScopeViews):
         self._loop = asyncio.get_running_loop()
         # where the connection is in its life; changed only through `_set_lifecycle`
         self._lifecycle = _OPEN
-        # the rules: what to do with each frame and push; in-flight and push counts, buckets
-        self._protocol = Protocol(router.settings, router.route_table, self._loop.time())
-        # a future the receive loop awaits while at max_in_flight
+        # the rules and every count, byte and queue of this connection
+        self._protocol = Protocol(runtime.settings, runtime.routes, self._loop.time())
+        # a future the receive loop awaits while the protocol says it is paused
         self._slot_waiter: asyncio.Future[None] | None = None
-        # the one receive() the loop keeps pending while at max_in_flight, so that a client
-        # that leaves is noticed (and its requests cancelled) even while no slot is free
+        # the one receive() the loop keeps pending while paused, so that a client that
+        # leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
-        # frames read ahead while paused, unparsed, waiting for a slot (see _wait_for_slot)
-        self._held: deque[dict[str, Any]] | None = None
-        # request tasks that suspended (those that finished eagerly never appear here)
-        self._tasks: set[asyncio.Task[None]] | None = None
-        # frames waiting for the writer: (frame, is_reply); created on first contention
-        self._out: deque[tuple[str, bool]] | None = None
-        self._writing = False
+        # requests that suspended, and the close and queue-draining tasks started here
+        self._tasks = Tracked(self._loop)
         self._main_task: asyncio.Task[Any] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
-        self._observer = router.observer
+        self._observer = runtime.observer
         # the first close code sent or received; reported when the connection ends
         self._close_code: int | None = None
+        # run (sync, no arguments) once the connection is closed: the topics' cleanups
+        self._closers: list[Callable[[], None]] = []
+        #: what user code sees of this connection
+        self.socket = Socket(self, runtime.settings, runtime.topics)
+        make_ws = runtime.make_ws
+        #: what hooks and handlers receive as `ws`: the socket, or the adapter's object
+        self.ws: Any = self.socket if make_ws is None else make_ws(self.socket)
 
-    # Public API
+    # Public API: state
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """Where the connection is in its life."""
+        return self._lifecycle
 
     @property
     def close_code(self) -> int | None:
@@ -162,141 +147,66 @@ class Connection(ScopeViews):
         """True once the connection is closing or closed: pushes are refused."""
         return self._lifecycle is not _OPEN
 
-    async def push(
-        self,
-        route: str,
-        payload: Payload = None,
-        headers: Header | None = None,
-        status: int = Status.OK,
-    ) -> None:
-        """Send this client a message it did not ask for, under a fresh server uuid.
+    @property
+    def member_id(self) -> str:
+        """This connection's presence member id, the same for all its topics."""
+        return member_id(self)
 
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            EncodeError: the payload or headers cannot be encoded as JSON.
-        """
-        await self.send_frame(encode_push(route, payload, headers, status))
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` (sync, once) when the connection is closed; a failure is logged."""
+        self._closers.append(callback)
+
+    # Public API: pushes (what the topics and the user's socket call)
 
     async def send_frame(self, frame: str) -> None:
-        """Send an already encoded push frame; publishing encodes once for many connections.
-
-        When the writer is busy the frame is queued; past `max_queued_pushes` the router's
-        slow-consumer policy applies.
+        """Send an already encoded push frame, queued behind a busy writer within the push
+        bounds (past them the slow-consumer policy applies).
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
         """
         if self._lifecycle is not _OPEN:
             raise ConnectionClosed("connection is closed")
-        if self._admit_push(frame):
-            await self._write(frame, False)
+        await self.write(frame, False)
 
     def send_frame_nowait(self, frame: str) -> asyncio.Task[None] | None:
-        """Send an already encoded push without awaiting it: what a publish does for each
-        subscriber, so that no subscriber waits for another.
+        """`push_nowait` for one frame."""
+        return self.push_nowait({"type": "websocket.send", "text": frame})
 
-        With the writer idle the frame goes to the server at once, in the caller's task; if
-        the server's send has to wait (a full socket buffer), the rest of it runs in the
-        returned task. With the writer busy the frame queues behind it under the same bounds
-        and slow-consumer policy as `send_frame`. A closed connection is skipped.
+    def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
+        """Send a push without awaiting it, as a publish does for each subscriber with the
+        `websocket.send` message it builds once for all (servers only read it); a closed
+        connection is skipped. Returns the task finishing a send that had to wait, else None.
 
-        Returns:
-            The task finishing a write that had to wait, else None.
+        With the writer idle the frame goes to the server at once, in the caller's task;
+        with the writer busy it queues under the push bounds and slow-consumer policy.
         """
-        return self._push_nowait({"type": "websocket.send", "text": frame})
-
-    def on_close(self, callback: Callable[[], None]) -> None:
-        """Run `callback` (sync, once) when the connection is closed; for extensions that
-        keep per-connection state elsewhere (topic subscriptions)."""
-        self._closers.append(callback)
-
-    @property
-    def member_id(self) -> str:
-        """This connection's presence member id, the same for all its topics."""
-        return member_id(self)
-
-    def _push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
-        """`send_frame_nowait` for a `websocket.send` message that a publish builds once and
-        hands to every subscriber (servers only read it)."""
         if self._lifecycle is not _OPEN:
             return None
-        if self._writing:  # the bounds apply only behind a busy writer
-            frame: str = message["text"]
-            if self._admit_push(frame):
-                self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
-                self._enqueue(frame, False)
+        protocol = self._protocol
+        if protocol.writing:  # the bounds apply only behind a busy writer
+            self._queue_push(message["text"])
             return None
-        # The server's send, stepped here in the publisher's task: it runs no user code, so
-        # it needs no context copy or current-task swap, and most often it finishes at once.
-        # Nothing of this connection runs during that synchronous step, so only a send that
+        # The server's send, stepped here in the publisher's task: it runs no user code (no
+        # context copy or task swap needed) and mostly finishes at once; only a send that
         # has to wait takes the writer and holds the frame's bytes (in the budget).
         steps = self._send(message).__await__()
         try:
             yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
         except Exception as exc:
             self._write_failed(exc)
-            self._release_writer()
             return None
-        if yielded is DONE:  # `_sent(False, 0)`, inlined: once per subscriber of a publish
+        if yielded is DONE:
             if self._observer is not None:
                 self._observer.push_sent()
-            if self._out:
+            if protocol.out:
                 self._release_writer()
             return None
-        self._writing = True  # until the task finishing the send is done (`_push_written`)
         size = len(message["text"])
-        self._protocol.buffered += size  # `hold()`: until the server has taken it
+        protocol.write_started(size)  # the writer, until the task finishing it is done
         task = finish_in_task(steps, yielded, self._loop)
         task.add_done_callback(functools.partial(self._push_written, size))
         return task
-
-    push_nowait = _push_nowait
-
-    async def subscribe(
-        self, topic: str, since: Any = None, presence: Any = NO_PRESENCE
-    ) -> Subscription:
-        """Receive, as pushes, what is published to `topic`, until unsubscribed or closed.
-
-        Args:
-            topic: the topic.
-            since: the client's last position, `{"offset": n, "epoch": e}` (from the
-                `headers` of the last push it received), or None. With the router's history
-                on, every push after it that is still kept is sent first, in order, then the
-                live ones, with no duplicate and no gap.
-            presence: any JSON value: the connection becomes a member of the topic with this
-                info (`router.presence(topic)`) until it unsubscribes or disconnects.
-
-        Returns:
-            A `Subscription`: `recovered` (False: the gap could not be filled; reload the
-            state), and the topic's `offset` and `epoch` (None without history).
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            SubscriptionLimitError: `topic` is longer than the router's `max_topic_bytes`,
-                or this connection already holds `max_topics` topics (a `ValueError` with a
-                `status` of 400, for the handler to answer with).
-            ValueError: `since` is not a position, or `presence` is too large.
-        """
-        backplane = self._router.backplane
-        if type(topic) is str:
-            settings = self._router.settings
-            limit = settings.max_topic_bytes
-            if len(topic) > limit or (len(topic) * 4 > limit and frame_size(topic) > limit):
-                raise SubscriptionLimitError(
-                    f"topic name is {frame_size(topic)} bytes, over the limit of {limit}",
-                    "max_topic_bytes",
-                )
-            held = backplane.topics_of(self)
-            if len(held) >= settings.max_topics and topic not in held:
-                raise SubscriptionLimitError(
-                    f"a connection may subscribe to {settings.max_topics} topics at most",
-                    "max_topics",
-                )
-        return await backplane.subscribe(self, topic, since, presence)
-
-    async def unsubscribe(self, topic: str) -> None:
-        """Stop receiving `topic`; a topic this connection does not hold is ignored."""
-        await self._router.backplane.unsubscribe(self, topic)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; in-flight requests are cancelled. Idempotent."""
@@ -305,28 +215,83 @@ class Connection(ScopeViews):
         self._set_lifecycle(_CLOSING)
         await self._send_close(code, reason)
 
+    # Public API: what a request calls (`pipeline.Shell`)
+
+    def request_done(self, nbytes: int) -> None:
+        """A request's reply is built (or it was cancelled): its bytes are freed, so a
+        paused receive loop may read again."""
+        self._protocol.request_done(nbytes)
+        if self._slot_waiter is not None:
+            self._resume_reading()
+
+    async def write(self, frame: str, is_reply: bool) -> None:
+        """Hand `frame` to the server, or leave it in the protocol's queue behind the write
+        in progress. Whoever finds the writer idle becomes it: it sends its frame, then what
+        the protocol queued meanwhile, in order; the common case costs no task switch."""
+        protocol = self._protocol
+        if protocol.writing:
+            if is_reply:
+                protocol.queue_reply(frame)
+            else:
+                self._queue_push(frame)
+            return
+        if self._lifecycle is not _OPEN:
+            self._not_written(is_reply)
+            return
+        send = self._send
+        observer = self._observer
+        size = len(frame)
+        protocol.write_started(size)
+        try:
+            while True:
+                try:
+                    await send({"type": "websocket.send", "text": frame})
+                except BaseException:
+                    protocol.write_stopped(size)
+                    raise
+                queued = protocol.write_done(size, is_reply)
+                if self._slot_waiter is not None:
+                    self._resume_reading()
+                if observer is not None:
+                    _report_written(observer, is_reply, queued)
+                if queued is None:
+                    return
+                frame, is_reply = queued
+                size = len(frame)
+        except Exception as exc:
+            self._write_failed(exc)
+        finally:
+            if protocol.out and not protocol.writing:  # a cancelled writer left frames
+                self._release_writer()
+
     # The receive loop
 
-    async def run(self) -> None:
-        """Serve the connection until the client leaves or the connection is closed.
+    def run(self) -> Coroutine[Any, Any, None]:
+        """Serve the connection until the client leaves or it is closed: once done, every
+        request task it started is cancelled and awaited, and `on_close` callbacks have run.
 
-        The request tasks it starts are its own: on return every one of them has been
-        cancelled and awaited, and `on_close` callbacks have run.
-        """
+        It starts the clocks and returns the receive loop for the caller to await at once: a
+        coroutine awaiting it would be one more step on every wake-up of the task."""
+        loop = self._loop
+        self._protocol.serving_started(loop.time())
+        idle_timeout = self._runtime.settings.idle_timeout
+        if idle_timeout is not None:
+            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
+        return self._receive_loop()
+
+    async def _receive_loop(self) -> None:
+        """Read frames and feed them to the protocol until the client leaves or a close;
+        then end everything the connection started."""
         protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
         loop = self._loop
-        serve = self._serve
-        write = self._write
+        # what `_abort()` cancels (with the loop passed, 3.11 makes no getpid() call)
+        self._main_task = asyncio.current_task(loop)
+        runtime = self._runtime
+        ws = self.ws
         observer = self._observer
         started = 0.0
-        # the loop is passed: without it, 3.11 makes a getpid() system call to find it
-        self._main_task = asyncio.current_task(loop)
-        # the idle clock starts when serving starts, not when the handshake began
-        protocol.last_seen = loop.time()
-        idle_timeout = self._router.settings.idle_timeout
-        if idle_timeout is not None:
-            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
+        message: Mapping[str, Any] | None
         try:
             while self._lifecycle is _OPEN:
                 # `protocol.paused()`, inlined: it is asked once per frame
@@ -336,18 +301,10 @@ class Connection(ScopeViews):
                 ):
                     if await self._wait_for_slot(receive):
                         break  # the client left: `_ahead` holds its disconnect
-                held = self._held
-                if held:
-                    message = held.popleft()
-                    size = len(message.get("text") or message.get("bytes") or b"")
-                    protocol.release(size)  # counted again below, as a request
-                else:
-                    ahead = self._ahead
-                    if ahead is None:
-                        message = await receive()
-                    else:
-                        self._ahead = None
-                        message = await ahead
+                message = protocol.next_held() if protocol.held else None
+                if message is None:
+                    ahead, self._ahead = self._ahead, None
+                    message = await (receive() if ahead is None else ahead)
                 mtype = message["type"]
                 if mtype == "websocket.receive":
                     data = message.get("text")
@@ -355,373 +312,65 @@ class Connection(ScopeViews):
                         data = message.get("bytes") or b""
                     if observer is not None:
                         started = perf_counter()
-                    decision = protocol.receive(data, loop.time())
+                    decision = protocol.frame_read(data, loop.time())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
-                        await write(decision, True)
-                        if observer is not None:
-                            self._answered(observer, decision, data, started)
-                        if protocol.abusive:
-                            await self._close_abusive()
+                        await self._answer_at_once(decision, data, started)
                         continue
                     route, request = decision
-                    size = len(data)
-                    protocol.buffered += size  # `protocol.hold()`, inlined; `_serve` releases
                     if observer is None:
-                        task = start_eagerly(serve(route, request, size), loop)
+                        coro = serve_request(runtime, route, ws, request, len(data), self)
                     else:
-                        task = start_eagerly(
-                            self._serve_observed(route, request, started, size), loop
+                        coro = serve_observed(
+                            observer, started, runtime, route, ws, request, len(data), self
                         )
+                    task = start_eagerly(coro, loop)
                     if task is not None:  # it suspended: keep it to cancel on disconnect
-                        self._track(task)
+                        self._tasks.track(task)
                 elif mtype == "websocket.disconnect":
                     if self._close_code is None:
                         self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
                     break
         except asyncio.CancelledError:
-            # _abort() cancels this task to stop a connection whose peer does not read; any
-            # other cancellation (server shutdown timeout) is not ours to swallow.
-            if self._lifecycle is not _CLOSED:
+            if not self._aborted():
                 raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
         finally:
             await self._cleanup()
 
-    # Private methods
-
-    def _set_lifecycle(self, new: Lifecycle) -> None:
-        """Move to `new`, which must be a later state: a connection never reopens."""
-        old = self._lifecycle
-        if new <= old:
-            raise RuntimeError(f"connection cannot go from {old.name} to {new.name}")
-        if logger.isEnabledFor(logging.DEBUG):  # `self.client` builds an Address
-            logger.debug("connection %s: %s -> %s", self.client, old.name, new.name)
-        self._lifecycle = new
-
-    async def _send_close(self, code: int, reason: str) -> None:
-        """Send the close frame: the only place one goes to the server."""
-        if self._close_code is None:
-            self._close_code = code
-        try:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except Exception:  # the peer is already gone: nothing to tell it
-            logger.debug("close(%s) after the peer left", code)
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        tasks = self._tasks
-        if tasks is None:
-            tasks = self._tasks = set()
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    def _peer(self) -> str:
-        """The client's address for log lines, `"host:port"` (only built when logging)."""
-        return peer(self.scope.get("client"))
-
-    async def _serve(self, route: Route, request: Request, size: int) -> None:
-        """Run one request and write its reply. Never raises but CancelledError.
-
-        `size` is the request frame's length, held in the byte budget until its reply is
-        built (or the request is cancelled).
-        """
-        try:
-            if route.plain:  # the common case: the pipeline's two steps, in this coroutine
-                socket = self.socket
-                try:
-                    frame = reply(
-                        request.uuid, await route.handler(socket, request.headers, request.payload)
-                    )
-                except Exception as exc:
-                    frame = failure(route, socket, request.uuid, exc)
-            elif route.idempotent:
-                # run in a task of its own that this connection's end does not cancel
-                frame = await self._router.answer_once(
-                    route, self.socket, request, lambda: self._answer(route, request)
-                )
-            elif route.timeout is None:
-                frame = await run_pipeline(route, self.socket, request)
-            else:
-                frame = await self._answer(route, request)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # this request was cancelled (its connection ended): no reply
-            # A cancellation the router did not cause: the handler awaited a future or task
-            # someone else cancelled. It is the handler's failure, answered like any other;
-            # not answering would hold this request's slot for ever.
-            frame = self._foreign_cancellation(route, request)
-        finally:
-            if self._slot_waiter is None:  # `_release(size)`, inlined for the common case
-                self._protocol.buffered -= size
-            else:
-                self._release(size)
-        await self._write(frame, True)
-
-    def _foreign_cancellation(self, route: Route, request: Request) -> str:
-        logger.error(
-            "route %r (uuid %r) raised CancelledError the router did not cause (it awaited "
-            "something cancelled elsewhere); answered 500",
-            route.name,
-            request.uuid,
-            exc_info=True,
-            extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
-        )
-        return encode_error(Status.INTERNAL_SERVER_ERROR, request.uuid, "internal server error")
-
-    async def _answer(self, route: Route, request: Request) -> str:
-        """The reply frame of one request, a 504 past the route's timeout."""
-        timeout = route.timeout
-        if timeout is None:
-            return await run_pipeline(route, self.socket, request)
-        try:
-            async with asyncio.timeout(timeout):
-                return await run_pipeline(route, self.socket, request)
-        except TimeoutError:
-            logger.warning(
-                "route %r (uuid %r) timed out after %s s and was cancelled",
-                route.name,
-                request.uuid,
-                timeout,
-                extra={"route": route.name, "uuid": request.uuid, "client": self._peer()},
-            )
-            return encode_error(
-                Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
-            )
-
-    # Reports to the observer, when there is one
-
-    async def _serve_observed(
-        self, route: Route, request: Request, started: float, size: int
-    ) -> None:
-        """`_serve`, reported to the observer; used only when one is configured."""
-        observer = self._observer
-        assert observer is not None
-        token = observer.request_started(route.name, request.headers, started)
-        status: int | None = None  # stays None if cancelled before a reply exists
-        try:
-            # as `_serve` decides: an idempotent route runs once per key, a cancellation
-            # the router did not cause is a 500, the request's bytes are freed
-            try:
-                if route.idempotent:
-                    frame = await self._router.answer_once(
-                        route, self.socket, request, lambda: self._answer(route, request)
-                    )
-                else:
-                    frame = await self._answer(route, request)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                frame = self._foreign_cancellation(route, request)
-            finally:
-                self._release(size)
-            status = status_of(frame)
-            await self._write(frame, True)
-        finally:
-            observer.request_finished(token, route.name, status)
-
-    def _answered(self, observer: Observer, frame: str, data: str | bytes, started: float) -> None:
-        """Report a frame the protocol answered at once, under a bounded route label."""
-        status = status_of(frame)
-        if status == Status.OK:  # the only answer at once that is a success: PONG
-            label = PING_LABEL
-        elif status == Status.NOT_FOUND:
-            label = UNKNOWN
-        elif status == Status.TOO_MANY_REQUESTS:
-            # A registered route's name, an unknown one, or a malformed frame (every frame
-            # but PING is rate limited); parsed again only here, when metrics are on, rather
-            # than carried beside every frame, and never past the size limit.
-            try:
-                label = parse_request(data, self._router.settings.max_message_bytes).route
-            except ProtocolError:
-                label = MALFORMED
-            else:
-                if label not in self._router.route_table:
-                    label = UNKNOWN
-        else:  # 400, 413: not a usable request
-            label = MALFORMED
-        observer.answered(label, status, started)
-
-    def _dequeued(self, frame: str) -> None:
-        """A queued push left the queue to be written."""
-        self._protocol.push_dequeued()
+    async def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> None:
+        """Write what the protocol answered at once; close an abusive client."""
+        await self.write(frame, True)
         if self._observer is not None:
-            self._observer.queued_push_bytes(-len(frame))
+            observe_answered(self._observer, self._runtime, frame, data, started)
+        if self._protocol.abusive:
+            await self._close_abusive()
 
-    def _pushes_dropped(self, frames: list[str]) -> None:
-        """Queued pushes that will never be sent (the protocol has uncounted them)."""
-        observer = self._observer
-        if observer is not None and frames:
-            observer.queued_push_bytes(-sum(len(frame) for frame in frames))
-            observer.pushes_dropped(len(frames))
-
-    # The writer: the only place a frame goes to the server
-
-    async def _write(self, frame: str, is_reply: bool) -> None:
-        """Hand `frame` to the server, or queue it behind the write in progress.
-
-        Whoever finds the writer idle becomes it: it sends its frame, then everything that
-        queued up behind it meanwhile, in order; so frames stay whole and the common case
-        (nothing queued) costs no task switch.
-        """
-        if self._writing:
-            self._protocol.buffered += len(frame)  # `hold()`: until the server takes it
-            self._enqueue(frame, is_reply)
-            return
-        if self._lifecycle is not _OPEN:
-            if is_reply:
-                self._sent(is_reply, 0)
-            elif self._observer is not None:
-                self._observer.pushes_dropped(1)
-            return
-        self._writing = True
-        send = self._send
-        protocol = self._protocol
-        try:
-            while True:
-                size = len(frame)
-                protocol.buffered += size
-                try:
-                    await send({"type": "websocket.send", "text": frame})
-                finally:
-                    protocol.buffered -= size
-                if is_reply and self._slot_waiter is None:
-                    protocol.in_flight -= 1  # `_sent(True, size)`, inlined for the common case
-                else:
-                    self._sent(is_reply, size)
-                out = self._out
-                if not out:
-                    break
-                frame, is_reply = out.popleft()
-                protocol.buffered -= len(frame)  # held again around its send, above
-                if not is_reply:
-                    self._dequeued(frame)
-        except Exception as exc:
-            self._write_failed(exc)
-        finally:
-            self._writing = False
-            if self._out:  # only then is there more for `_release_writer` to do
-                self._release_writer()
-
-    def _admit_push(self, frame: str) -> bool:
-        """Apply the push bounds to a new push; False when it is not to be sent (closing)."""
-        action = self._protocol.push(self._writing, len(frame))
-        if action is PushAction.SEND:
-            return True
-        if action is PushAction.DROP_OLDEST:
-            self._drop_oldest_push()
-            return True
-        if action is PushAction.CLOSE:
-            self._close_slow_consumer()
-            if self._observer is not None:
-                self._observer.pushes_dropped(1)  # this push too
+    def _aborted(self) -> bool:
+        """Whether the cancellation being handled is `_abort()`'s, which stops a connection
+        whose peer does not read: then it is taken back and the loop returns normally. Any
+        other (a server shutdown's timeout) is not ours to swallow."""
+        if self._lifecycle is not _CLOSED:
             return False
-        assert_never(action)
-
-    def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
-        """A push write that had to wait is over: the writer is free (or the peer gone)."""
-        self._protocol.buffered -= size
-        if not task.cancelled():
-            exc = task.exception()
-            if isinstance(exc, Exception):
-                self._write_failed(exc)
-            elif exc is None:
-                self._sent(False, size)
-        self._release_writer()
-
-    def _enqueue(self, frame: str, is_reply: bool) -> None:
-        out = self._out
-        if out is None:
-            out = self._out = deque()
-        out.append((frame, is_reply))
-        if not is_reply:
-            self._protocol.push_queued()
-            if self._observer is not None:
-                self._observer.queued_push_bytes(len(frame))
-
-    def _write_failed(self, exc: Exception) -> None:
-        # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
-        # loop hears the disconnect and cleans up; nothing queued can be delivered.
-        logger.debug("write failed, peer gone: %r", exc)
-        if self._lifecycle is _OPEN:
-            self._set_lifecycle(_CLOSING)
-        self._drop_queue()
-
-    def _release_writer(self) -> None:
-        self._writing = False
-        if self._out and self._lifecycle is _OPEN:
-            # This writer was cancelled (its request timed out or was cancelled) with
-            # frames queued behind it: hand them to a task so no reply is stranded.
-            self._spawn(self._write_queued())
-
-    async def _write_queued(self) -> None:
-        out = self._out
-        if out and not self._writing:
-            frame, is_reply = out.popleft()
-            self._protocol.buffered -= len(frame)
-            if not is_reply:
-                self._dequeued(frame)
-            await self._write(frame, is_reply)
-
-    def _sent(self, is_reply: bool, size: int) -> None:
-        """A frame of `size` bytes left (or was dropped): a reply frees its slot, and any
-        frame may let a paused receive loop read again."""
-        if is_reply:
-            self._protocol.in_flight -= 1  # `Protocol.reply_sent()`, inlined: once per reply
-        elif self._observer is not None:
-            self._observer.push_sent()
-        if is_reply or size:
-            waiter = self._slot_waiter
-            if waiter is not None:
-                self._slot_waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _release(self, size: int) -> None:
-        """Bytes held for a request are freed: a paused receive loop may read again."""
-        self._protocol.buffered -= size
-        waiter = self._slot_waiter
-        if waiter is not None:
-            self._slot_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _drop_queue(self) -> None:
-        out = self._out
-        dropped: list[str] = []
-        while out:
-            frame, is_reply = out.popleft()
-            self._protocol.release(len(frame))
-            if is_reply:
-                self._sent(is_reply, len(frame))
-            else:
-                dropped.append(frame)
-        self._protocol.queue_dropped()
-        self._pushes_dropped(dropped)
-        held = self._held
-        while held:
-            message = held.popleft()
-            self._protocol.release(len(message.get("text") or message.get("bytes") or b""))
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
     async def _wait_for_slot(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
         """Wait until a reply or bytes are freed, reading frames ahead meanwhile; return True
         if the client left.
 
-        Frames read ahead are held unparsed, in order, for their turn, as long as the
-        protocol allows (`may_read_ahead`: as many as `max_in_flight`, within the byte
-        budget). They are read only so that a client that leaves while every slot is held
-        (by handlers that never return) is heard at once and its handlers cancelled. Past
-        that, reading stops, so TCP backpressure still holds the rest.
+        Frames read ahead go to the protocol to hold, unparsed, in order, as long as it
+        allows (`may_read_ahead`). They are read only so that a client that leaves while
+        every slot is held (by handlers that never return) is heard at once and its
+        handlers cancelled. Past that, reading stops, so TCP backpressure still holds the
+        rest.
         """
         protocol = self._protocol
         waiter = self._slot_waiter = self._loop.create_future()
         while True:
             ahead = self._ahead
             if ahead is None:
-                held = self._held
-                if not protocol.may_read_ahead(0 if held is None else len(held)):
+                if not protocol.may_read_ahead():
                     await waiter
                     return False
                 ahead = self._ahead = asyncio.ensure_future(receive())
@@ -736,73 +385,38 @@ class Connection(ScopeViews):
             if message["type"] != "websocket.receive":
                 # the client left: what was read ahead will never be answered
                 self._slot_waiter = None
-                held = self._held
-                while held:
-                    dropped = held.popleft()
-                    protocol.release(len(dropped.get("text") or dropped.get("bytes") or b""))
+                protocol.drop_held()
                 return True  # the loop reads the disconnect from `_ahead` next
             self._ahead = None
-            if self._held is None:
-                self._held = deque()
-            self._held.append(message)
-            protocol.hold(len(message.get("text") or message.get("bytes") or b""))
-            protocol.last_seen = self._loop.time()  # the client is there: not idle
+            protocol.read_ahead(message, self._loop.time())
 
-    def _drop_oldest_push(self) -> None:
-        """Drop the oldest queued push (the protocol has already uncounted it)."""
-        out = self._out
-        assert out is not None
-        for index, (frame, is_reply) in enumerate(out):
-            if not is_reply:
-                del out[index]
-                self._protocol.release(len(frame))
-                self._pushes_dropped([frame])
-                break
+    def _resume_reading(self) -> None:
+        """Wake a paused receive loop: it asks the protocol again whether to read."""
+        waiter = self._slot_waiter
+        if waiter is not None:
+            self._slot_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def _close_slow_consumer(self) -> None:
-        """Drop the queued pushes and close with 1013; the protocol has uncounted them."""
-        logger.warning(
-            "slow consumer %s: pushes past max_queued_pushes (%d) or max_buffered_bytes (%d "
-            "held), closing with 1013",
-            self._peer(),
-            self._router.settings.max_queued_pushes,
-            self._protocol.buffered,
-            extra={"client": self._peer()},
-        )
-        # Drop the queued pushes (replies stay queued) so memory is freed at once, then close.
-        # In place: the writer in progress holds this same deque.
-        out = self._out
-        if out:
-            replies = [item for item in out if item[1]]
-            dropped = [frame for frame, is_reply in out if not is_reply]
-            self._protocol.release(sum(len(frame) for frame in dropped))
-            self._pushes_dropped(dropped)
-            out.clear()
-            out.extend(replies)
-        if self._observer is not None:
-            self._observer.slow_consumer_closed()
-        if self._close_code is None:  # the close itself is sent by a task, later
-            self._close_code = CloseCode.TRY_AGAIN_LATER
-        # Closing starts now, not when the task below runs: later pushes are refused at once
-        # instead of filling the queue again and spawning another close.
-        self._set_lifecycle(_CLOSING)
-        self._spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+    # Private methods: the lifecycle
 
-    async def _close_abusive(self) -> None:
-        """The client kept sending past its rate limit: close with 1008, logged once.
+    def _set_lifecycle(self, new: Lifecycle) -> None:
+        """Move to `new`, which must be a later state: a connection never reopens."""
+        old = self._lifecycle
+        if new <= old:
+            raise RuntimeError(f"connection cannot go from {old.name} to {new.name}")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("connection %s: %s -> %s", self._peer(), old.name, new.name)
+        self._lifecycle = new
 
-        Awaited by the receive loop itself, which then ends: a task spawned for it would be
-        cancelled by the loop's own cleanup before the close frame left.
-        """
-        if self._lifecycle is not _OPEN:
-            return
-        logger.warning(
-            "closing %s with 1008: kept sending past its rate limit %s",
-            self._peer(),
-            self._router.settings.rate_limit,
-            extra={"client": self._peer()},
-        )
-        await self._close_or_abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+    async def _send_close(self, code: int, reason: str) -> None:
+        """Send the close frame: the only place one goes to the server."""
+        if self._close_code is None:
+            self._close_code = code
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:  # the peer is already gone: nothing to tell it
+            logger.debug("close(%s) after the peer left", code)
 
     async def _close_or_abort(self, code: int, reason: str) -> None:
         """Close with `code`; if the close frame cannot leave (the peer does not read),
@@ -810,7 +424,7 @@ class Connection(ScopeViews):
         if self._lifecycle is _OPEN:
             self._set_lifecycle(_CLOSING)
         try:
-            async with asyncio.timeout(self._router.settings.close_timeout):
+            async with asyncio.timeout(self._runtime.settings.close_timeout):
                 await self._send_close(code, reason)
         except TimeoutError:
             pass
@@ -825,6 +439,42 @@ class Connection(ScopeViews):
         if task is not None and task is not asyncio.current_task(self._loop) and not task.done():
             task.cancel()
 
+    async def _close_abusive(self) -> None:
+        """The client kept sending past its rate limit: close with 1008, logged once.
+
+        Awaited by the receive loop itself, which then ends: a task spawned for it would be
+        cancelled by the loop's own cleanup before the close frame left.
+        """
+        if self._lifecycle is not _OPEN:
+            return
+        logger.warning(
+            "closing %s with 1008: kept sending past its rate limit %s",
+            self._peer(),
+            self._runtime.settings.rate_limit,
+            extra={"client": self._peer()},
+        )
+        await self._close_or_abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+
+    def _close_slow_consumer(self) -> None:
+        """The protocol dropped the queued pushes of a slow consumer: close with 1013."""
+        settings = self._runtime.settings
+        logger.warning(
+            "slow consumer %s: pushes past max_queued_pushes (%d) or max_buffered_bytes (%d "
+            "held), closing with 1013",
+            self._peer(),
+            settings.max_queued_pushes,
+            self._protocol.buffered,
+            extra={"client": self._peer()},
+        )
+        if self._observer is not None:
+            self._observer.slow_consumer_closed()
+        if self._close_code is None:  # the close itself is sent by a task, later
+            self._close_code = CloseCode.TRY_AGAIN_LATER
+        # Closing starts now, not when the task below runs: later pushes are refused at once
+        # instead of filling the queue again and spawning another close.
+        self._set_lifecycle(_CLOSING)
+        self._tasks.spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+
     def _check_idle(self) -> None:
         if self._lifecycle is not _OPEN:
             return
@@ -833,17 +483,15 @@ class Connection(ScopeViews):
             logger.info(
                 "closing %s: idle for %.0f s",
                 self._peer(),
-                self._router.settings.idle_timeout,
+                self._runtime.settings.idle_timeout,
                 extra={"client": self._peer()},
             )
-            self._spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
+            self._tasks.spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
         else:
             self._idle_handle = self._loop.call_later(wait, self._check_idle)
 
-    def _spawn(self, coro: Any) -> None:
-        self._track(self._loop.create_task(coro))
-
     async def _cleanup(self) -> None:
+        """End everything the connection started; then run the `on_close` callbacks."""
         if self._lifecycle is not _CLOSED:
             self._set_lifecycle(_CLOSED)
         if self._ahead is not None:
@@ -852,20 +500,99 @@ class Connection(ScopeViews):
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
-        tasks = self._tasks
-        current = asyncio.current_task(self._loop)
-        while tasks:
-            pending = [task for task in tasks if task is not current]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            tasks.difference_update(pending)
+        await self._tasks.cancel_all()
         self._drop_queue()
-        for callback in self._closers:
+        closers, self._closers = self._closers, []
+        for callback in closers:
             try:
                 callback()
             except Exception:
                 logger.exception("on_close callback %r failed", callback)
-        self._closers.clear()
+
+    # Private methods: the writer's side
+
+    def _queue_push(self, frame: str) -> None:
+        """A push found the writer busy: the protocol queues it, or applies the policy."""
+        action, dropped = self._protocol.push(frame)
+        observer = self._observer
+        if action is PushAction.CLOSE:
+            self._pushes_dropped(dropped)
+            if observer is not None:
+                observer.pushes_dropped(1)  # this push too
+            self._close_slow_consumer()
+            return
+        if observer is not None:
+            observer.queued_push_bytes(len(frame))
+        if dropped:
+            self._pushes_dropped(dropped)
+
+    def _not_written(self, is_reply: bool) -> None:
+        """A frame reached a closed connection: a reply frees its slot, a push is dropped."""
+        if is_reply:
+            self._protocol.reply_sent()
+            self._resume_reading()
+        elif self._observer is not None:
+            self._observer.pushes_dropped(1)
+
+    def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
+        """A push write that had to wait is over: the writer is free (or the peer gone)."""
+        self._protocol.write_stopped(size)
+        if not task.cancelled():
+            exc = task.exception()
+            if isinstance(exc, Exception):
+                self._write_failed(exc)
+            elif exc is None:
+                if self._observer is not None:
+                    self._observer.push_sent()
+                self._resume_reading()
+        self._release_writer()
+
+    def _write_failed(self, exc: Exception) -> None:
+        # The peer is gone (uvicorn raises ClientDisconnected, an OSError): the receive
+        # loop hears the disconnect and cleans up; nothing queued can be delivered.
+        logger.debug("write failed, peer gone: %r", exc)
+        if self._lifecycle is _OPEN:
+            self._set_lifecycle(_CLOSING)
+        self._drop_queue()
+
+    def _release_writer(self) -> None:
+        """The writer stopped with frames queued (its request timed out or was cancelled):
+        hand them to a task so that no reply is stranded."""
+        if self._protocol.out and self._lifecycle is _OPEN:
+            self._tasks.spawn(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        if self._protocol.writing:
+            return  # a writer took over meanwhile; it drains the queue
+        queued = self._protocol.take_queued()
+        if queued is not None:
+            frame, is_reply = queued
+            if not is_reply and self._observer is not None:
+                self._observer.queued_push_bytes(-len(frame))
+            await self.write(frame, is_reply)
+
+    def _drop_queue(self) -> None:
+        """Nothing waiting will be written: replies free their slots, pushes are dropped."""
+        replies, pushes = self._protocol.drop_queue()
+        if replies:
+            self._resume_reading()
+        self._pushes_dropped(pushes)
+
+    def _pushes_dropped(self, frames: list[str]) -> None:
+        """Queued pushes that will never be sent (the protocol has dropped them)."""
+        observer = self._observer
+        if observer is not None and frames:
+            observer.queued_push_bytes(-sum(len(frame) for frame in frames))
+            observer.pushes_dropped(len(frames))
+
+    def _peer(self) -> str:
+        """The client's address for log lines, `"host:port"` (only built when logging)."""
+        return peer(self.scope.get("client"))
+
+
+def _report_written(observer: Observer, is_reply: bool, queued: Queued | None) -> None:
+    """Tell the observer a frame left, and that the next one (if a push) left the queue."""
+    if not is_reply:
+        observer.push_sent()
+    if queued is not None and not queued[1]:
+        observer.queued_push_bytes(-len(queued[0]))

@@ -1,30 +1,52 @@
-"""The route pipeline: [payload type] -> data_check -> access -> handler arguments -> handler
--> dehydrate -> [response type].
+"""One request path: from a dispatched request to its reply frame, written.
 
-`run()` awaits user code only and returns the encoded reply frame: the value is built here
-and written by exactly one place, the connection's writer. Every failure of user code ends
-here as a 500 logged with the route and uuid; nothing of the exception reaches the wire.
-`asyncio.CancelledError` is not caught: a cancelled request has no reply.
+`serve_request()` decides everything about a request the protocol dispatched: a plain
+route's short path (the handler, then `reply()`), an idempotent route run once per key
+through the runtime's idempotency cache, the full pipeline of hooks otherwise, a 504 past
+the route's timeout, a 500 for a cancellation the router did not cause; then it frees the
+request's bytes and hands the reply to the connection's one writer. `serve_observed()` is
+the same call between the observer's `request_started` and `request_finished`: observation
+wraps the path, it does not copy it.
 
-A route with nothing but a handler (`Route.plain`) needs only `reply()` and `failure()`: the
-connection calls those two itself around the handler, one coroutine fewer per request.
+The full pipeline, `run()`: [payload type] -> data_check -> access -> handler arguments ->
+handler -> dehydrate -> [response type]. It awaits user code only and returns the encoded
+reply frame. Every failure of user code ends here as a 500 logged with the route and uuid;
+nothing of the exception reaches the wire. `asyncio.CancelledError` is not caught by
+`run()`: a cancelled request has no reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._route import CallMode, Route
 from .._schema import Invalid
-from ..envelope import Request, encode_error, encode_reply
-from ..errors import EncodeError
+from ..envelope import Request, encode_error, encode_reply, parse_request
+from ..errors import EncodeError, ProtocolError
 from ..logs import peer
-from ..observe._observe import note_failure
+from ..observe._observe import MALFORMED, UNKNOWN, note_failure, status_of
+from ..observe._observe import PING as PING_LABEL
+from ..pubsub._idempotency import connection_identity, fingerprint, storage_key
 from ..status import Status, is_success
 
-__all__ = ["failure", "reply", "run"]
+if TYPE_CHECKING:
+    from ..observe._observe import Observer
+    from .runtime import Runtime
+
+__all__ = [
+    "Shell",
+    "answer",
+    "answer_once",
+    "failure",
+    "observe_answered",
+    "reply",
+    "run",
+    "serve_observed",
+    "serve_request",
+]
 
 logger = logging.getLogger("observable_socket_asgi.pipeline")
 
@@ -37,6 +59,164 @@ _EITHER = CallMode.EITHER
 
 class _BadResult(Exception):
     """A handler returned something that is not a result mapping."""
+
+
+class Shell(Protocol):
+    """What a request needs of the connection that read it: free its bytes, write its reply."""
+
+    def request_done(self, nbytes: int) -> None: ...
+
+    def write(self, frame: str, is_reply: bool) -> Awaitable[None]: ...
+
+
+async def serve_request(
+    runtime: Runtime, route: Route, ws: Any, request: Request, size: int, shell: Shell
+) -> None:
+    """Answer one dispatched request and write the reply.
+
+    Never raises but CancelledError: a request cancelled by its connection's end (or a
+    timeout of its own task) has no reply. `size` is the request frame's length, held in
+    the connection's byte budget until the reply is built. Returns None: a coroutine that
+    returns a value ends in a StopIteration the eager start has to catch, once per request.
+    """
+    try:
+        if route.plain:  # the common case: the handler and `reply()`, in this coroutine
+            try:
+                frame = reply(
+                    request.uuid, await route.handler(ws, request.headers, request.payload)
+                )
+            except Exception as exc:
+                frame = failure(route, ws, request.uuid, exc)
+        elif route.idempotent:
+            frame = await answer_once(runtime, route, ws, request)
+        else:
+            frame = await answer(route, ws, request)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this request was cancelled (its connection ended): no reply
+        # A cancellation the router did not cause: the handler awaited a future or task
+        # someone else cancelled. It is the handler's failure, answered like any other;
+        # not answering would hold this request's slot for ever.
+        frame = _foreign_cancellation(route, ws, request)
+    finally:
+        shell.request_done(size)
+    await shell.write(frame, True)
+
+
+async def serve_observed(
+    observer: Observer,
+    started: float,
+    runtime: Runtime,
+    route: Route,
+    ws: Any,
+    request: Request,
+    size: int,
+    shell: Shell,
+) -> None:
+    """`serve_request()`, reported to `observer` (metrics, tracing) from `started` on."""
+    token = observer.request_started(route.name, request.headers, started)
+    watched = _Watched(shell)
+    try:
+        await serve_request(runtime, route, ws, request, size, watched)
+    finally:
+        observer.request_finished(token, route.name, watched.status)
+
+
+class _Watched:
+    """A shell that notes the status of the reply written through it, for the observer."""
+
+    __slots__ = ("_shell", "status")
+
+    def __init__(self, shell: Shell) -> None:
+        self._shell = shell
+        #: the reply's status; stays None if the request is cancelled before a reply exists
+        self.status: int | None = None
+
+    def request_done(self, nbytes: int) -> None:
+        self._shell.request_done(nbytes)
+
+    def write(self, frame: str, is_reply: bool) -> Awaitable[None]:
+        self.status = status_of(frame)
+        return self._shell.write(frame, is_reply)
+
+
+async def answer(route: Route, ws: Any, request: Request) -> str:
+    """The reply frame of one request through the full pipeline, a 504 past the route's
+    timeout."""
+    timeout = route.timeout
+    if timeout is None:
+        return await run(route, ws, request)
+    try:
+        async with asyncio.timeout(timeout):
+            return await run(route, ws, request)
+    except TimeoutError:
+        logger.warning(
+            "route %r (uuid %r) timed out after %s s and was cancelled",
+            route.name,
+            request.uuid,
+            timeout,
+            extra=_context(route, ws, request.uuid),
+        )
+        return encode_error(
+            Status.GATEWAY_TIMEOUT, request.uuid, f"handler timed out after {timeout} s"
+        )
+
+
+async def answer_once(runtime: Runtime, route: Route, ws: Any, request: Request) -> str:
+    """The answer to a request on an idempotent route: computed once per (identity, route,
+    uuid) within the idempotency TTL, in a task the connection's end does not cancel."""
+    idempotency = runtime.idempotency
+    assert idempotency is not None, "an idempotent route needs the runtime's idempotency"
+    try:
+        identity = runtime.identity(ws)
+    except Exception:
+        logger.exception("idempotency_identity raised: keyed to the connection")
+        identity = None
+    if identity is None:
+        identity = connection_identity(ws)
+    key = storage_key(str(identity), route.name, request.uuid)
+    await runtime.topics.start()  # the store may live on the backplane's server
+    return await idempotency.run(
+        key, fingerprint(request.payload), request.uuid, lambda: answer(route, ws, request)
+    )
+
+
+def observe_answered(
+    observer: Observer, runtime: Runtime, frame: str, data: str | bytes, started: float
+) -> None:
+    """Report a frame the protocol answered at once, under a bounded route label."""
+    status = status_of(frame)
+    if status == Status.OK:  # the only answer at once that is a success: PONG
+        label = PING_LABEL
+    elif status == Status.NOT_FOUND:
+        label = UNKNOWN
+    elif status == Status.TOO_MANY_REQUESTS:
+        # A registered route's name, an unknown one, or a malformed frame (every frame
+        # but PING is rate limited); parsed again only here, when metrics are on, rather
+        # than carried beside every frame, and never past the size limit.
+        try:
+            label = parse_request(data, runtime.settings.max_message_bytes).route
+        except ProtocolError:
+            label = MALFORMED
+        else:
+            if label not in runtime.routes:
+                label = UNKNOWN
+    else:  # 400, 413: not a usable request
+        label = MALFORMED
+    observer.answered(label, status, started)
+
+
+def _foreign_cancellation(route: Route, ws: Any, request: Request) -> str:
+    logger.error(
+        "route %r (uuid %r) raised CancelledError the router did not cause (it awaited "
+        "something cancelled elsewhere); answered 500",
+        route.name,
+        request.uuid,
+        exc_info=True,
+        extra=_context(route, ws, request.uuid),
+    )
+    return encode_error(Status.INTERNAL_SERVER_ERROR, request.uuid, _INTERNAL)
 
 
 async def run(route: Route, ws: Any, request: Request) -> str:

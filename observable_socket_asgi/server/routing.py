@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .._concurrency import ensure_async
-from .._protocol import Settings
 from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
 from .._schema import TopicType
-from ..envelope import RESERVED_ROUTES, Request
+from ..envelope import RESERVED_ROUTES
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
-from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
+from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions, Settings
 from ..pubsub._idempotency import (
     Idempotency,
-    connection_identity,
     default_identity,
-    fingerprint,
-    storage_key,
 )
 from ..pubsub.topics import Topics, make_transport
 from ..pubsub.transport import Backplane
@@ -48,6 +44,7 @@ if TYPE_CHECKING:
     from ..describe.explorer import Explorer
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
+    from .runtime import Runtime
 
 __all__ = ["CallMode", "Route", "SocketRouter"]
 
@@ -485,22 +482,22 @@ class SocketRouter:
 
     # For the layers below: read-only views of the router's state
 
-    async def answer_once(
-        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
-    ) -> str:
-        """The answer to a request on an idempotent route: computed once per (identity,
-        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
-        """
-        try:
-            identity = self._identity(ws)
-        except Exception:
-            logger.exception("idempotency_identity raised: keyed to the connection")
-            identity = None
-        if identity is None:
-            identity = connection_identity(ws)
-        key = storage_key(str(identity), route.name, request.uuid)
-        await self.backplane.start()
-        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
+    @property
+    def runtime(self) -> Runtime:
+        """What this router hands down to a connection: its limits, live routes, topics,
+        observer and idempotency, never the router itself."""
+        from .runtime import Runtime
+
+        overridden = type(self).socket_for is not SocketRouter.socket_for
+        return Runtime(
+            settings=self.settings,
+            routes=self._routes,
+            topics=self.backplane,
+            observer=self._observer,
+            idempotency=self.idempotency,
+            identity=self._identity,
+            make_ws=self.socket_for if overridden else None,
+        )
 
     @property
     def route_table(self) -> Mapping[str, Route]:
