@@ -12,6 +12,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     ./                                               the pure core, at the top of the package
     logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
     options                                          the router's options, in frozen groups
+    _extras _responses                               an extra's import guard; HTTP answers
     _concurrency _schema                             threads, arity; declared types (pydantic)
     errors _backoff _route                           exceptions; reconnect delays; a frozen Route
     envelope                                         pure wire format: parse and encode frames
@@ -30,7 +31,8 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
     pubsub.redis_backplane                           Redis fan-out
     server/                                          the serving machinery
-    server.__init__ server.pipeline                  hooks -> reply
+    server.__init__ server.runtime                   the frozen runtime a router hands down
+    server.pipeline                                  hooks -> reply
     server.connection                                the I/O shell
     server.asgi                                      scope dispatch, handshake checks, lifespan
     server.routing                                   SocketRouter, the ASGI app
