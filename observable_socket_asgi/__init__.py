@@ -34,7 +34,9 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     server.__init__ server.runtime                   the frozen runtime a router hands down
     server.pipeline                                  hooks -> reply
     server.connection                                the I/O shell
-    server.asgi                                      scope dispatch, handshake checks, lifespan
+    server.http                                      plain-HTTP answers: 426, AsyncAPI, metrics
+    server.handshake                                 refusals, the connection registry, accept
+    server.app                                       scope dispatch, lifespan
     server.routing                                   SocketRouter, the ASGI app
     client/                                          the Python end of the wire
     client._correlation client._portal               answers to requests; a loop on a thread

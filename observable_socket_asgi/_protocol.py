@@ -37,46 +37,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
 
 from ._route import Route
 from .envelope import PING, Request, encode_error, encode_pong, parse_request
 from .errors import ProtocolError
+from .options import Settings
 from .status import Status
 
 __all__ = ["Bucket", "Protocol", "PushAction", "Settings"]
 
 logger = logging.getLogger("observable_socket_asgi.protocol")
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """A router's options, checked and frozen once in `SocketRouter.__init__`.
-
-    The connection, its protocol and the handshake read them here instead of reaching into
-    the router; the router's public attributes of the same names read them too.
-    """
-
-    heartbeat: bool = True
-    max_in_flight: int = 64
-    max_message_bytes: int | None = 1024 * 1024
-    max_queued_pushes: int = 1024
-    slow_consumer: Literal["close", "drop_oldest"] = "close"
-    close_timeout: float = 5.0
-    handler_timeout: float | None = None
-    rate_limit: tuple[int, float] | None = None
-    handshake_timeout: float | None = 10.0
-    idle_timeout: float | None = 120.0
-    max_connections: int | None = None
-    max_buffered_bytes: int = 4 * 1024 * 1024
-    handshake_rate: tuple[int, float] | None = None
-    retry_after: int = 5
-    max_topics: int = 1024
-    max_topic_bytes: int = 1024
-    allowed_origins: tuple[str, ...] | None = None
-    require_origin: bool = False
 
 
 class PushAction(Enum):

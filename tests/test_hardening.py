@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi.server.asgi import origin_allowed
+from observable_socket_asgi.server.handshake import origin_allowed
 from tests.helpers import (
     JS_PING,
     MS,

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ..observe._observe import Observer
     from ..pubsub._history import Subscription
     from ..types import ASGIReceiveCallable, ASGISendCallable, Header, Payload
-    from .routing import SocketRouter
+    from .runtime import Runtime as SocketRouter  # the router hands down its runtime
 
 __all__ = ["Connection", "ConnectionClosed"]
 

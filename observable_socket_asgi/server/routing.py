@@ -1,34 +1,36 @@
-"""Routes and the router: everything about a route is decided once, at registration.
+"""The router: registration, publishing, and the frozen runtime it hands down.
 
-A `Route` is frozen: its hooks are already wrapped to be awaitable (plain functions run on
-the router's thread pool), and how many arguments each hook takes is read here with
-`inspect`, never per request. `SocketRouter` is the ASGI application itself; the connection
-work lives in `asgi.py` and `connection.py`.
+Everything about a route is decided once, at registration (`_route.build_route`). The
+router's keywords become the option groups of `options.py` and one `Runtime`, built once and
+handed to the layers below (the handshake, the connection, the plain-HTTP answers), which
+never read the router. `SocketRouter` is the ASGI application itself: it passes each scope
+to its `server.app.Application`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from .._concurrency import ensure_async
-from .._protocol import Settings
-from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from .._route import CallMode, Route, build_route
 from .._schema import TopicType
-from ..envelope import RESERVED_ROUTES, Request
+from ..envelope import RESERVED_ROUTES
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
-from ..pubsub._idempotency import (
-    Idempotency,
-    connection_identity,
-    default_identity,
-    fingerprint,
-    storage_key,
+from ..options import (
+    HistoryOptions,
+    HttpPaths,
+    IdempotencyOptions,
+    PresenceOptions,
+    Settings,
+    group,
 )
+from ..pubsub._idempotency import Idempotency, default_identity
 from ..pubsub.topics import Backplane, InMemoryBackplane
 from ..types import (
     ASGIReceiveCallable,
@@ -40,7 +42,10 @@ from ..types import (
     Scope,
     SocketAccess,
 )
-from .asgi import ConnectionRegistry, handle
+from .app import Application
+from .handshake import ConnectionRegistry, Handshake, serve_connection
+from .http import answers
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from ..observe.metrics import PrometheusMetrics
@@ -127,7 +132,24 @@ class SocketRouter:
             None: every HTTP request is answered 426, as without it.
         max_validation_errors: field errors listed in the 400 of a payload that does not fit
             its declared type (the answer also counts them all).
+
+    Attributes:
+        settings: the limits and the handshake's rules, checked and frozen (`options.Settings`).
+        paths: the plain-HTTP paths answered beside the socket (`options.HttpPaths`).
+        runtime: what every connection is served with, handed down frozen.
+        backplane: what carries `publish()` to other workers (the one given, or built).
+        registry: the connections served now, and the slots `max_connections` counts.
+        metrics: the Prometheus metrics when `metrics_url` is set (an ASGI app too, whose
+            `registry` can be scraped elsewhere), else None.
     """
+
+    #: Seam for adapters: `fn(connection) -> ws`, what hooks, handlers and `access_logic`
+    #: receive as `ws`; None: the core's own object. `fastapi_adapter` hands out Starlette's
+    #: `WebSocket` on the same scope.
+    make_ws: ClassVar[Any] = None  # Any: a callable class attribute would read as a method
+
+    #: what carries `publish()` to other workers (the one given, or built from the URL)
+    backplane: Backplane
 
     def __init__(
         self,
@@ -171,125 +193,8 @@ class SocketRouter:
         asyncapi_url: str | None = None,
         max_validation_errors: int = 10,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        if max_message_bytes is not None and max_message_bytes < 64:
-            raise ValueError(f"max_message_bytes must be at least 64, got {max_message_bytes}")
-        if max_queued_pushes < 1:
-            raise ValueError(f"max_queued_pushes must be at least 1, got {max_queued_pushes}")
-        if slow_consumer not in ("close", "drop_oldest"):
-            raise ValueError(
-                f"slow_consumer must be 'close' or 'drop_oldest', got {slow_consumer!r}"
-            )
-        check_positive("handler_timeout", handler_timeout)
-        check_positive("handshake_timeout", handshake_timeout)
-        check_positive("close_timeout", close_timeout)
-        check_positive("idle_timeout", idle_timeout)
-        check_rate("rate_limit", rate_limit)
-        if max_connections is not None and max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
-        check_rate("handshake_rate", handshake_rate)
-        _check_at_least("max_buffered_bytes", max_buffered_bytes, 1024)
-        _check_at_least("retry_after", retry_after, 1)
-        _check_at_least("max_topics", max_topics, 1)
-        _check_at_least("max_topic_bytes", max_topic_bytes, 1)
-        if metrics_url is not None and (
-            not isinstance(metrics_url, str) or not metrics_url.startswith("/")
-        ):
-            raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
-        if asyncapi_url is not None and not asyncapi_url.startswith("/"):
-            raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
-        if max_validation_errors < 1:
-            raise ValueError(
-                f"max_validation_errors must be at least 1, got {max_validation_errors}"
-            )
-
-        #: the options above, checked and frozen: what connections and the handshake read
-        self.settings = Settings(
-            heartbeat=heartbeat,
-            max_in_flight=max_in_flight,
-            max_message_bytes=max_message_bytes,
-            max_queued_pushes=max_queued_pushes,
-            slow_consumer=slow_consumer,
-            close_timeout=close_timeout,
-            handler_timeout=handler_timeout,
-            rate_limit=rate_limit,
-            handshake_timeout=handshake_timeout,
-            idle_timeout=idle_timeout,
-            max_connections=max_connections,
-            max_buffered_bytes=max_buffered_bytes,
-            handshake_rate=handshake_rate,
-            retry_after=retry_after,
-            max_topics=max_topics,
-            max_topic_bytes=max_topic_bytes,
-            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
-            require_origin=require_origin,
-        )
-        self._asyncapi_url = asyncapi_url
-        self._max_validation_errors = max_validation_errors
-        # Declared push topics, in declaration order: documented, and publish() serialises
-        # payloads of typed ones. Empty for most routers, so publish() pays one test.
-        self._topic_types: list[TopicType] = []
-
-        # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
-        # instead of spawning threads without limit.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=sync_workers, thread_name_prefix="observable-socket"
-        )
-        # access_logic, made awaitable once; read by the handshake through `access_logic`
-        self._access_logic: AsyncFn | None = (
-            None if access_logic is None else ensure_async(access_logic, self._executor)
-        )
-        # the routes by name: changed only by add_route and include_router, read by every
-        # connection's protocol through `route_table`
-        self._routes: dict[str, Route] = {}
-        #: live connections and the slots max_connections counts; asgi.py changes it
-        self.registry = ConnectionRegistry(
-            self.settings.max_connections, self.settings.handshake_rate
-        )
-        self._startup = list(on_startup)
-        self._shutdown = list(on_shutdown)
-        #: topic subscriptions and their fan-out; started by the lifespan or on first use
-        self.backplane: Backplane = make_backplane(backplane)
-        self.backplane.configure(
-            history_size=history_size,
-            history_ttl=history_ttl,
-            history_max_bytes=history_max_bytes,
-            history_max_topics=history_max_topics,
-            presence_ttl=presence_ttl,
-            presence_max_info_bytes=presence_max_info_bytes,
-            presence_events=presence_events,
-        )
-        if idempotency_identity is not None and not callable(idempotency_identity):
-            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
-        # whose answers an idempotent retry may receive
-        self._identity = idempotency_identity or default_identity
-        #: runs idempotent routes once per key; the lifespan shutdown closes it
-        self.idempotency = Idempotency(
-            self.backplane.idempotency_store(idempotency_max_entries, idempotency_max_bytes),
-            idempotency_ttl,
-        )
-
-        #: the path answering Prometheus metrics, or None
-        self.metrics_url = metrics_url
-        #: the Prometheus metrics when `metrics_url` is set (an ASGI app too, and its
-        #: `registry` can be scraped elsewhere), else None
-        self.metrics: PrometheusMetrics | None = None
-        # whoever watches the router; None (the default) keeps every call site to one test
-        self._observer: Observer | None = None
-        observers: list[Observer] = []
-        if metrics_url is not None:
-            from ..observe.metrics import build_metrics
-
-            self.metrics = build_metrics()
-            observers.append(self.metrics)
-        if tracing is not False and tracing is not None:
-            from ..observe.tracing import Tracing
-
-            observers.append(Tracing(None if tracing is True else tracing))
-        if observers:
-            self._observer = observers[0] if len(observers) == 1 else Fanout(observers)
-            self.backplane.observe(self._observer)
+        # every keyword above, by name: each option group takes its own (`options.group`)
+        self._assemble(dict(locals()))
 
     # Public API
 
@@ -324,7 +229,14 @@ class SocketRouter:
             raise ValueError(f"route name {name!r} is reserved for the heartbeat")
         if name in self._routes:
             raise ValueError(f"route {name!r} is already registered")
-        route = self._build_route(name, handler, dict(options or {}))
+        route = build_route(
+            name,
+            handler,
+            dict(options or {}),
+            self._executor,
+            self.settings.handler_timeout,
+            self.settings.max_validation_errors,
+        )
         self._routes[name] = route
         return route
 
@@ -338,15 +250,25 @@ class SocketRouter:
         Raises:
             ValueError: a name is reserved or already registered here.
         """
-        for name in other._routes:
+        routes = other.routes
+        for name in routes:
             full = prefix + name
             if full in RESERVED_ROUTES or full in self._routes:
                 raise ValueError(f"route {full!r} is reserved or already registered")
-        other.backplane = self.backplane
-        for name, route in other._routes.items():
+        other.publish_through(self)
+        for name, route in routes.items():
             self._routes[prefix + name] = replace(route, name=prefix + name)
         known = {t.pattern for t in self._topic_types}
-        self._topic_types += [t for t in other._topic_types if t.pattern not in known]
+        self._topic_types += [t for t in other.push_topics if t.pattern not in known]
+
+    def publish_through(self, router: SocketRouter) -> None:
+        """Publish, and serve topics, through `router`'s backplane from now on.
+
+        What `include_router` does to the router it includes, so that `publish()` in its
+        handlers reaches the subscribers of the router that serves them.
+        """
+        self.backplane = router.backplane
+        self._hand_down(replace(self.runtime, topics=router.topics))
 
     @property
     def routes(self) -> dict[str, Route]:
@@ -357,6 +279,11 @@ class SocketRouter:
     def connections(self) -> AbstractSet[Connection]:
         """The connections this router serves now (read-only)."""
         return self.registry.connections
+
+    @property
+    def topics(self) -> Backplane:
+        """The topics hub: subscriptions, fan-out, history and presence."""
+        return self.runtime.topics
 
     async def publish(
         self, topic: str, payload: Payload = None, headers: Header | None = None
@@ -375,14 +302,14 @@ class SocketRouter:
         """
         if self._topic_types:
             payload = self._serialise_push(topic, payload)
-        await self.backplane.publish(topic, payload, headers)
+        await self.topics.publish(topic, payload, headers)
 
     async def presence(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`.
 
         A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
         """
-        return await self.backplane.members(topic)
+        return await self.topics.members(topic)
 
     def push_topic(
         self, pattern: str, *, payload: Any = None, description: str | None = None
@@ -403,7 +330,7 @@ class SocketRouter:
         if any(t.pattern == pattern for t in self._topic_types):
             raise ValueError(f"push topic {pattern!r} is already declared")
         self._topic_types.append(
-            TopicType.build(pattern, payload, description, self.max_validation_errors)
+            TopicType.build(pattern, payload, description, self.settings.max_validation_errors)
         )
 
     @property
@@ -427,7 +354,13 @@ class SocketRouter:
         from ..describe._apidoc import asyncapi_document
 
         return asyncapi_document(
-            self, title=title, version=version, description=description, address=address
+            self._routes.values(),
+            self._topic_types,
+            self.settings,
+            title=title,
+            version=version,
+            description=description,
+            address=address,
         )
 
     def typescript(self) -> str:
@@ -438,7 +371,7 @@ class SocketRouter:
         """
         from ..describe._apidoc import typescript_module
 
-        return typescript_module(self)
+        return typescript_module(self._routes.values(), self._topic_types, self.settings)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
@@ -454,166 +387,79 @@ class SocketRouter:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
-        await handle(self, scope, receive, send)
+        await self._app(scope, receive, send)
 
-    # For the layers below: read-only views of the router's state
+    async def serve(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        *,
+        accepted: bool = False,
+    ) -> None:
+        """Serve one WebSocket connection whose `websocket.connect` was already received.
 
-    async def answer_once(
-        self, route: Route, ws: Any, request: Request, compute: Callable[[], Awaitable[str]]
-    ) -> str:
-        """The answer to a request on an idempotent route: computed once per (identity,
-        route, uuid) within `idempotency_ttl`, in a task the connection's end does not cancel.
+        For adapters that run the handshake's first step themselves.
+
+        Args:
+            accepted: the handshake was already accepted (an endpoint called `ws.accept()`):
+                a refusal to retry can then only be a close 1013.
         """
-        try:
-            identity = self._identity(ws)
-        except Exception:
-            logger.exception("idempotency_identity raised: keyed to the connection")
-            identity = None
-        if identity is None:
-            identity = connection_identity(ws)
-        key = storage_key(str(identity), route.name, request.uuid)
-        await self.backplane.start()
-        return await self.idempotency.run(key, fingerprint(request.payload), request.uuid, compute)
-
-    @property
-    def route_table(self) -> Mapping[str, Route]:
-        """The live routes by name, not a copy: what each connection's protocol looks up."""
-        return self._routes
-
-    @property
-    def observer(self) -> Observer | None:
-        """What the connections, the handshake and the backplane report to; None when
-        neither metrics nor tracing is on."""
-        return self._observer
-
-    @property
-    def access_logic(self) -> AsyncFn | None:
-        """The router's `access_logic`, awaitable, or None."""
-        return self._access_logic
-
-    @property
-    def startup_hooks(self) -> tuple[Callable[[], Any], ...]:
-        """What the ASGI lifespan runs at startup, in order."""
-        return tuple(self._startup)
-
-    @property
-    def shutdown_hooks(self) -> tuple[Callable[[], Any], ...]:
-        """What the ASGI lifespan runs at shutdown, in order."""
-        return tuple(self._shutdown)
-
-    # Options, read-only (see the class docstring)
-
-    @property
-    def heartbeat(self) -> bool:
-        """Whether `PING` is answered with `PONG`."""
-        return self.settings.heartbeat
-
-    @property
-    def max_in_flight(self) -> int:
-        """Requests of one connection in flight before reading stops."""
-        return self.settings.max_in_flight
-
-    @property
-    def max_message_bytes(self) -> int | None:
-        """The largest frame served, in bytes."""
-        return self.settings.max_message_bytes
-
-    @property
-    def max_queued_pushes(self) -> int:
-        """Pushes waiting for a slow client before `slow_consumer` applies."""
-        return self.settings.max_queued_pushes
-
-    @property
-    def slow_consumer(self) -> Literal["close", "drop_oldest"]:
-        """The slow-consumer policy."""
-        return self.settings.slow_consumer
-
-    @property
-    def close_timeout(self) -> float:
-        """Seconds a close decided by the router may wait for the peer."""
-        return self.settings.close_timeout
-
-    @property
-    def handler_timeout(self) -> float | None:
-        """Seconds before a request is answered 504."""
-        return self.settings.handler_timeout
-
-    @property
-    def rate_limit(self) -> tuple[int, float] | None:
-        """`(messages, per_seconds)` per connection."""
-        return self.settings.rate_limit
-
-    @property
-    def handshake_timeout(self) -> float | None:
-        """Seconds `access_logic` may take."""
-        return self.settings.handshake_timeout
-
-    @property
-    def idle_timeout(self) -> float | None:
-        """Seconds without a frame before closing with 1001."""
-        return self.settings.idle_timeout
-
-    @property
-    def max_connections(self) -> int | None:
-        """Connections served at once by this router."""
-        return self.settings.max_connections
-
-    @property
-    def max_buffered_bytes(self) -> int:
-        """Bytes held for one client before reading stops and pushes meet `slow_consumer`."""
-        return self.settings.max_buffered_bytes
-
-    @property
-    def handshake_rate(self) -> tuple[int, float] | None:
-        """`(handshakes, per_seconds)` admitted; None: no limit."""
-        return self.settings.handshake_rate
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds a refused handshake is told to wait."""
-        return self.settings.retry_after
-
-    @property
-    def max_topics(self) -> int:
-        """Topics one connection may subscribe to."""
-        return self.settings.max_topics
-
-    @property
-    def max_topic_bytes(self) -> int:
-        """The longest topic name accepted, in UTF-8 bytes."""
-        return self.settings.max_topic_bytes
-
-    @property
-    def allowed_origins(self) -> tuple[str, ...] | None:
-        """Origins admitted; None: every origin."""
-        return self.settings.allowed_origins
-
-    @property
-    def require_origin(self) -> bool:
-        """Whether handshakes without an `Origin` header are refused."""
-        return self.settings.require_origin
-
-    @property
-    def asyncapi_url(self) -> str | None:
-        """The path a plain HTTP GET gets the AsyncAPI document at; None: not served."""
-        return self._asyncapi_url
-
-    @property
-    def max_validation_errors(self) -> int:
-        """Field errors listed in the 400 of a payload that does not fit its type."""
-        return self._max_validation_errors
-
-    # Seams for adapters
-
-    def socket_for(self, connection: Any) -> Any:
-        """Return the object hooks and handlers receive as `ws` for `connection`.
-
-        The core passes its `Connection`; a framework adapter overrides this to hand out its
-        own object (Starlette's `WebSocket`) built on the same scope.
-        """
-        return connection
+        await serve_connection(self._app.handshake, scope, receive, send, accepted)
 
     # Private methods
+
+    def _assemble(self, keywords: dict[str, Any]) -> None:
+        """Build the option groups, the services and the runtime from `__init__`'s keywords."""
+        self.settings = group(Settings, keywords)
+        self.paths = group(HttpPaths, keywords)
+        history = group(HistoryOptions, keywords, "history_")
+        presence = group(PresenceOptions, keywords, "presence_")
+        idempotency = group(IdempotencyOptions, keywords, "idempotency_")
+        # Declared push topics, in declaration order: documented, and publish() serialises
+        # payloads of typed ones. Empty for most routers, so publish() pays one test.
+        self._topic_types: list[TopicType] = []
+        # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
+        # instead of spawning threads without limit.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=keywords["sync_workers"], thread_name_prefix="observable-socket"
+        )
+        # the routes by name: changed only by add_route and include_router; the runtime
+        # holds this same dict, so every connection sees routes added later
+        self._routes: dict[str, Route] = {}
+        # the lifespan's hooks; the application reads these same lists
+        self._startup: list[Callable[[], Any]] = list(keywords["on_startup"])
+        self._shutdown: list[Callable[[], Any]] = list(keywords["on_shutdown"])
+        self.registry = ConnectionRegistry(
+            self.settings.max_connections, self.settings.handshake_rate
+        )
+        self.metrics, observer = _observers(self.paths.metrics_url, keywords["tracing"])
+        self.backplane = make_backplane(keywords["backplane"])
+        topics = _topics(self.backplane, history, presence, observer)
+        access_logic = keywords["access_logic"]
+        # access_logic, made awaitable once
+        self._access_logic = (
+            None if access_logic is None else ensure_async(access_logic, self._executor)
+        )
+        store = topics.idempotency_store(idempotency.max_entries, idempotency.max_bytes)
+        self._hand_down(
+            Runtime(
+                settings=self.settings,
+                routes=self._routes,
+                topics=topics,
+                observer=observer,
+                idempotency=Idempotency(store, idempotency.ttl),
+                identity=idempotency.identity or default_identity,
+                make_ws=self.make_ws,
+            )
+        )
+
+    def _hand_down(self, runtime: Runtime) -> None:
+        """Serve every new connection with `runtime` from now on."""
+        self.runtime = runtime
+        handshake = Handshake(runtime, self.registry, self._access_logic)
+        http = answers(self.paths, self.metrics, self.asyncapi)
+        self._app = Application(handshake, http, self._startup, self._shutdown)
 
     def _serialise_push(self, topic: str, payload: Any) -> Any:
         from .._schema import Invalid
@@ -630,16 +476,6 @@ class SocketRouter:
                         f"{declared.pattern!r}: {exc}"
                     ) from None
         return payload
-
-    def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        return build_route(
-            name,
-            handler,
-            options,
-            self._executor,
-            self.settings.handler_timeout,
-            self._max_validation_errors,
-        )
 
 
 def make_backplane(spec: Backplane | str | None) -> Backplane:
@@ -664,6 +500,44 @@ def make_backplane(spec: Backplane | str | None) -> Backplane:
     raise TypeError(f"backplane must be a Backplane, a URL or None, got {type(spec).__name__}")
 
 
-def _check_at_least(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+def _topics(
+    backplane: Backplane,
+    history: HistoryOptions,
+    presence: PresenceOptions,
+    observer: Observer | None,
+) -> Backplane:
+    """The topics hub over `backplane`, with the router's history and presence options."""
+    backplane.configure(
+        history_size=history.size,
+        history_ttl=history.ttl,
+        history_max_bytes=history.max_bytes,
+        history_max_topics=history.max_topics,
+        presence_ttl=presence.ttl,
+        presence_max_info_bytes=presence.max_info_bytes,
+        presence_events=presence.events,
+    )
+    if observer is not None:
+        backplane.observe(observer)
+    return backplane
+
+
+def _observers(
+    metrics_url: str | None, tracing: Any
+) -> tuple[PrometheusMetrics | None, Observer | None]:
+    """The metrics (when `metrics_url` is set) and what the router reports to: None when
+    neither metrics nor tracing is on, which keeps every call site to one test."""
+    metrics = None
+    observers: list[Observer] = []
+    if metrics_url is not None:
+        # imported on use, like the extras they need
+        from ..observe.metrics import build_metrics
+
+        metrics = build_metrics()
+        observers.append(metrics)
+    if tracing is not False and tracing is not None:
+        from ..observe.tracing import Tracing
+
+        observers.append(Tracing(None if tracing is True else tracing))
+    if not observers:
+        return metrics, None
+    return metrics, observers[0] if len(observers) == 1 else Fanout(observers)
