@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ._message import MessageData
 from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
@@ -63,26 +64,6 @@ _push_counter = itertools.count(1)
 # Envelopes
 
 _MISSING: Any = object()
-
-
-@dataclass(slots=True, init=False)
-class MessageData:
-    """What `data_check`, `access` and `hydrate` receive as `message`.
-
-    `headers` is always a dict (`{}` when the request had none) and `payload` is exactly what
-    the client sent (`None` when absent).
-    """
-
-    headers: Header
-    payload: Payload
-
-    def __init__(self, headers: Header | None = None, payload: Payload = None) -> None:
-        self.headers = {} if headers is None else headers
-        self.payload = payload
-
-    def get_data(self) -> dict[str, Any]:
-        """Return `{"headers", "payload"}`, as the original package's `MessageData` did."""
-        return {"headers": self.headers, "payload": self.payload}
 
 
 @dataclass(slots=True, init=False)
