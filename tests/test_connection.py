@@ -646,7 +646,7 @@ async def test_lifecycle_moves_only_forward(caplog: pytest.LogCaptureFixture) ->
     async def send(message: Any) -> None:
         raise AssertionError("not written")
 
-    conn = Connection(make_router(), websocket_scope(), receive, send)
+    conn = Connection(make_router().runtime, websocket_scope(), receive, send)
     assert not conn.closed
     with caplog.at_level(logging.DEBUG, logger="observable_socket_asgi.connection"):
         conn._set_lifecycle(Lifecycle.CLOSING)
