@@ -25,6 +25,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     describe.__init__ describe.asyncapi              the AsyncAPI document
     describe._typescript                             TypeScript declarations
     describe._apidoc                                 a router's routes and topics described
+    describe.explorer                                the explorer page: the router described, tried
     pubsub/                                          topics and what travels with a push
     pubsub.__init__ pubsub._resume pubsub._outage    client positions; outage log rule
     pubsub._history pubsub._idempotency              positions in a topic; run-once

@@ -69,10 +69,17 @@ def check_at_least(name: str, value: int, least: int) -> None:
         raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
 
 
-def check_path(name: str, value: str | None) -> None:
-    """Raise ValueError unless `value` is None or a path starting with '/'."""
-    if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+def check_path(name: str, value: str | None, trailing_slash: bool = True) -> None:
+    """Raise ValueError unless `value` is None or a path starting with '/' (and, unless
+    `trailing_slash`, not ending with one: the root of a page's own files)."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{name} must be a path starting with '/', got {value!r}")
+    if not trailing_slash and value != "/" and value.endswith("/"):
+        raise ValueError(
+            f"{name} must be a path starting with '/' (no trailing '/'), got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,4 +207,4 @@ class HttpPaths:
     def __post_init__(self) -> None:
         check_path("metrics_url", self.metrics_url)
         check_path("asyncapi_url", self.asyncapi_url)
-        check_path("explorer_url", self.explorer_url)
+        check_path("explorer_url", self.explorer_url, trailing_slash=False)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
     "bench._harness",
     "bench.apps",
+    "bench.explorer",
     "bench.fanout",
     "bench.growth",
     "bench.handshake",

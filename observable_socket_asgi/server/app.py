@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .handshake import Handshake, serve_connection
-from .http import Answer, answer_http
+from .http import Answer, Owns, answer_http
 
 if TYPE_CHECKING:
     from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -30,8 +30,8 @@ class Application:
 
     #: what every WebSocket handshake reads
     handshake: Handshake
-    #: the plain-HTTP paths and their answers
-    http: Sequence[tuple[str, Answer]]
+    #: the plain-HTTP pages and their answers
+    http: Sequence[tuple[Owns, Answer]]
     #: run by the lifespan's startup, then shutdown, in order (live: hooks added later run)
     startup: Sequence[Callable[[], Any]]
     shutdown: Sequence[Callable[[], Any]]

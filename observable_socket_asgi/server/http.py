@@ -1,13 +1,14 @@
-"""The plain-HTTP answers beside the socket: a path, and what answers it.
+"""The plain-HTTP answers beside the socket: which requests a page owns, and its answer.
 
 A plain HTTP request to the router gets `426 Upgrade Required`, unless its path is one the
-router was given (`metrics_url`, `asyncapi_url`): `answers()` lists those, each with an
-`Answer` that sends itself, and `answer_http` picks one. Every answer is a `Response`
+router was given (`metrics_url`, `asyncapi_url`, `explorer_url`): `answers()` lists those,
+each as `(owns, answer)`, and `answer_http` asks them in order. Every answer is a `Response`
 (`_responses.py`), so one more plain page is one more entry in `answers()`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,16 +17,20 @@ from typing import TYPE_CHECKING, Any
 from .._responses import Response, method_not_allowed, text
 
 if TYPE_CHECKING:
+    from ..describe.explorer import Explorer
     from ..observe.metrics import PrometheusMetrics
     from ..options import HttpPaths
     from ..types import ASGISendCallable, Scope
 
-__all__ = ["UPGRADE_REQUIRED", "Answer", "answer_http", "answers", "document_answer"]
+__all__ = ["UPGRADE_REQUIRED", "Answer", "Owns", "answer_http", "answers", "document_answer"]
 
 logger = logging.getLogger("observable_socket_asgi.asgi")
 
 Answer = Callable[["Scope", "ASGISendCallable"], Awaitable[None]]
 """Answers one plain HTTP request on its path: `await answer(scope, send)`."""
+
+Owns = Callable[["Scope"], bool]
+"""Whether a plain HTTP request is for a page: `owns(scope)`."""
 
 #: what every other path gets: this endpoint speaks WebSocket only
 UPGRADE_REQUIRED = text(
@@ -39,26 +44,31 @@ def answers(
     paths: HttpPaths,
     metrics: PrometheusMetrics | None,
     document: Callable[[], dict[str, Any]],
-) -> tuple[tuple[str, Answer], ...]:
-    """The paths served beside the socket, each with its answer, from the router's options.
+    explorer: Explorer | None = None,
+) -> tuple[tuple[Owns, Answer], ...]:
+    """The pages served beside the socket, each with its answer, from the router's options.
 
     Args:
         document: builds the AsyncAPI document, when it is asked for.
+        explorer: the explorer page, which owns its path and the files below it.
     """
-    served: list[tuple[str, Answer]] = []
+    served: list[tuple[Owns, Answer]] = []
     if paths.metrics_url is not None and metrics is not None:
-        served.append((paths.metrics_url, metrics.scrape))
+        served.append((functools.partial(_is_path, paths.metrics_url), metrics.scrape))
     if paths.asyncapi_url is not None:
-        served.append((paths.asyncapi_url, document_answer(document)))
+        owns = functools.partial(_is_path, paths.asyncapi_url)
+        served.append((owns, document_answer(document)))
+    if explorer is not None:
+        served.append((explorer.owns, explorer.serve))
     return tuple(served)
 
 
 async def answer_http(
-    served: Sequence[tuple[str, Answer]], scope: Scope, send: ASGISendCallable
+    served: Sequence[tuple[Owns, Answer]], scope: Scope, send: ASGISendCallable
 ) -> None:
-    """Answer a plain HTTP request: the answer of its path, else 426."""
-    for url, answer in served:
-        if _is_path(url, scope):
+    """Answer a plain HTTP request: the answer of the first page that owns it, else 426."""
+    for owns, answer in served:
+        if owns(scope):
             await answer(scope, send)
             return
     await UPGRADE_REQUIRED(scope, send)

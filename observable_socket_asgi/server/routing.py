@@ -48,6 +48,7 @@ from .http import answers
 from .runtime import Runtime
 
 if TYPE_CHECKING:
+    from ..describe.explorer import Explorer
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
 
@@ -132,6 +133,8 @@ class SocketRouter:
             None: every HTTP request is answered 426, as without it.
         max_validation_errors: field errors listed in the 400 of a payload that does not fit
             its declared type (the answer also counts them all).
+        explorer_url: serve the explorer page at this path (plain HTTP GET): the routes and
+            topics listed, tried over a socket to the same path. None: not served.
 
     Attributes:
         settings: the limits and the handshake's rules, checked and frozen (`options.Settings`).
@@ -141,6 +144,7 @@ class SocketRouter:
         registry: the connections served now, and the slots `max_connections` counts.
         metrics: the Prometheus metrics when `metrics_url` is set (an ASGI app too, whose
             `registry` can be scraped elsewhere), else None.
+        explorer: the explorer page (an ASGI app too) when `explorer_url` is set, else None.
     """
 
     #: Seam for adapters: `fn(connection) -> ws`, what hooks, handlers and `access_logic`
@@ -192,6 +196,7 @@ class SocketRouter:
         presence_max_info_bytes: int = 4096,
         asyncapi_url: str | None = None,
         max_validation_errors: int = 10,
+        explorer_url: str | None = None,
     ) -> None:
         # every keyword above, by name: each option group takes its own (`options.group`)
         self._assemble(dict(locals()))
@@ -434,6 +439,7 @@ class SocketRouter:
             self.settings.max_connections, self.settings.handshake_rate
         )
         self.metrics, observer = _observers(self.paths.metrics_url, keywords["tracing"])
+        self.explorer = _explorer(self, self.paths.explorer_url)
         self.backplane = make_backplane(keywords["backplane"])
         topics = _topics(self.backplane, history, presence, observer)
         access_logic = keywords["access_logic"]
@@ -458,7 +464,7 @@ class SocketRouter:
         """Serve every new connection with `runtime` from now on."""
         self.runtime = runtime
         handshake = Handshake(runtime, self.registry, self._access_logic)
-        http = answers(self.paths, self.metrics, self.asyncapi)
+        http = answers(self.paths, self.metrics, self.asyncapi, self.explorer)
         self._app = Application(handshake, http, self._startup, self._shutdown)
 
     def _serialise_push(self, topic: str, payload: Any) -> Any:
@@ -541,3 +547,12 @@ def _observers(
     if not observers:
         return metrics, None
     return metrics, observers[0] if len(observers) == 1 else Fanout(observers)
+
+
+def _explorer(router: SocketRouter, url: str | None) -> Explorer | None:
+    """The explorer page of `router` at `url`, or None; imported only when asked for."""
+    if url is None:
+        return None
+    from ..describe.explorer import Explorer
+
+    return Explorer(router, url)
