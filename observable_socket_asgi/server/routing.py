@@ -140,7 +140,6 @@ class SocketRouter:
         settings: the limits and the handshake's rules, checked and frozen (`options.Settings`).
         paths: the plain-HTTP paths answered beside the socket (`options.HttpPaths`).
         runtime: what every connection is served with, handed down frozen.
-        backplane: what carries `publish()` to other workers (the one given, or built).
         registry: the connections served now, and the slots `max_connections` counts.
         metrics: the Prometheus metrics when `metrics_url` is set (an ASGI app too, whose
             `registry` can be scraped elsewhere), else None.
@@ -151,9 +150,6 @@ class SocketRouter:
     #: receive as `ws`; None: the core's own object. `fastapi_adapter` hands out Starlette's
     #: `WebSocket` on the same scope.
     make_ws: ClassVar[Any] = None  # Any: a callable class attribute would read as a method
-
-    #: what carries `publish()` to other workers (the one given, or built from the URL)
-    backplane: Backplane
 
     def __init__(
         self,
@@ -272,8 +268,7 @@ class SocketRouter:
         What `include_router` does to the router it includes, so that `publish()` in its
         handlers reaches the subscribers of the router that serves them.
         """
-        self.backplane = router.backplane
-        self._hand_down(replace(self.runtime, topics=router.topics))
+        self._hand_down(replace(self.runtime, topics=router.backplane))
 
     @property
     def routes(self) -> dict[str, Route]:
@@ -286,8 +281,9 @@ class SocketRouter:
         return self.registry.connections
 
     @property
-    def topics(self) -> Backplane:
-        """The topics hub: subscriptions, fan-out, history and presence."""
+    def backplane(self) -> Backplane:
+        """The topics hub: subscriptions, fan-out, history and presence, over the transport
+        given as `backplane=`; started by the lifespan or on first use."""
         return self.runtime.topics
 
     async def publish(
@@ -307,14 +303,14 @@ class SocketRouter:
         """
         if self._topic_types:
             payload = self._serialise_push(topic, payload)
-        await self.topics.publish(topic, payload, headers)
+        await self.backplane.publish(topic, payload, headers)
 
     async def presence(self, topic: str) -> dict[str, Any]:
         """The members of `topic` on every worker: `{member_id: info}`.
 
         A member is a connection subscribed with `ws.subscribe(topic, presence=info)`.
         """
-        return await self.topics.members(topic)
+        return await self.backplane.members(topic)
 
     def push_topic(
         self, pattern: str, *, payload: Any = None, description: str | None = None
@@ -440,21 +436,19 @@ class SocketRouter:
         )
         self.metrics, observer = _observers(self.paths.metrics_url, keywords["tracing"])
         self.explorer = _explorer(self, self.paths.explorer_url)
-        self.backplane = make_backplane(keywords["backplane"])
-        topics = _topics(self.backplane, history, presence, observer)
+        topics = _topics(keywords["backplane"], history, presence, observer)
         access_logic = keywords["access_logic"]
         # access_logic, made awaitable once
         self._access_logic = (
             None if access_logic is None else ensure_async(access_logic, self._executor)
         )
-        store = topics.idempotency_store(idempotency.max_entries, idempotency.max_bytes)
         self._hand_down(
             Runtime(
                 settings=self.settings,
                 routes=self._routes,
                 topics=topics,
                 observer=observer,
-                idempotency=Idempotency(store, idempotency.ttl),
+                idempotency=_idempotency(topics, idempotency),
                 identity=idempotency.identity or default_identity,
                 make_ws=self.make_ws,
             )
@@ -507,12 +501,13 @@ def make_backplane(spec: Backplane | str | None) -> Backplane:
 
 
 def _topics(
-    backplane: Backplane,
+    spec: Backplane | str | None,
     history: HistoryOptions,
     presence: PresenceOptions,
     observer: Observer | None,
 ) -> Backplane:
-    """The topics hub over `backplane`, with the router's history and presence options."""
+    """The topics hub over the backplane `spec` names, with the history and presence options."""
+    backplane = make_backplane(spec)
     backplane.configure(
         history_size=history.size,
         history_ttl=history.ttl,
@@ -525,6 +520,12 @@ def _topics(
     if observer is not None:
         backplane.observe(observer)
     return backplane
+
+
+def _idempotency(topics: Backplane, options: IdempotencyOptions) -> Idempotency:
+    """Runs idempotent routes once per key, in the topics' store; the lifespan closes it."""
+    store = topics.idempotency_store(options.max_entries, options.max_bytes)
+    return Idempotency(store, options.ttl)
 
 
 def _observers(
