@@ -26,7 +26,7 @@ __all__ = ["SocketRouter", "observable"]
 
 logger = logging.getLogger("observable_socket_asgi.fastapi_adapter")
 
-#: the key under `ws.state` (that is, `ws.scope["state"]`) holding the core `Connection`
+#: the key under `ws.state` (that is, `ws.scope["state"]`) holding the core's socket
 STATE_KEY = "observable"
 
 # The WebSocket being served by this task: the core asks the router's `make_ws` for the object
@@ -48,7 +48,7 @@ class _EndpointSignature:
 
 
 def observable(ws: WebSocket) -> Connection:
-    """Return the core `Connection` behind `ws` (`ws.state.observable`, typed).
+    """Return the core's socket behind `ws` (`ws.state.observable`, typed).
 
     Raises:
         LookupError: `ws` is not being served by a `SocketRouter`.
