@@ -27,7 +27,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     describe._apidoc                                 a router's routes and topics described
     describe.explorer                                the explorer page: the router described, tried
     pubsub/                                          topics and what travels with a push
-    pubsub.__init__ pubsub._resume pubsub._outage    client positions; outage log rule
+    pubsub.__init__ pubsub._outage                   the folder; outage log rule
     pubsub._history pubsub._idempotency              positions in a topic; run-once
     pubsub.presence                                  members of a topic
     pubsub.topics pubsub._redis_stores               push fan-out; Redis keys
@@ -41,10 +41,14 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     server.app                                       scope dispatch, lifespan
     server.routing                                   SocketRouter, the ASGI app
     client/                                          the Python end of the wire
+    client._state client._positions                  lifecycle; last position per topic
     client._correlation client._portal               answers to requests; a loop on a thread
-    client._client                                   the asyncio client
+    client._callbacks                                user callbacks, tasks nobody awaits
+    client._connection                               the socket's owner: read, beat, reconnect
+    client._client                                   the asyncio client: the request API
     client.__init__                                  the client's public names
     ./                                               the entry points
+    _apps                                            module:attribute, imported as uvicorn does
     testing cli __init__                             in-process test client; command line; exports
     __main__ _pytest_plugin                          `python -m ...`; the pytest marker
 """

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
+from ._apps import import_app as _import_app
+from ._apps import load_router as _load_router
 from .envelope import PING, PONG
 from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
@@ -39,12 +40,21 @@ EXIT_CLOSED = 3
 EXIT_TIMEOUT = 4
 
 
+class _Commands(Protocol):
+    """The group `add_subparsers()` returns, as the command builders use it (argparse names
+    its class privately)."""
+
+    def add_parser(
+        self, name: str, *, help: str | None = ..., description: str | None = ...
+    ) -> argparse.ArgumentParser: ...
+
+
 class _UsageError(Exception):
     pass
 
 
-class _CallAction(argparse.Action):
-    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
+class _Action(argparse.Action):
+    """An option that files its value itself: argparse's hook, typed once for both below."""
 
     def __call__(
         self,
@@ -53,20 +63,31 @@ class _CallAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
+        self.take(parser, namespace, values)
+
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> None:
+        """File `values` in `namespace`; report a mistake with `parser.error`."""
+        raise NotImplementedError
+
+
+class _CallAction(_Action):
+    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
+
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
+    ) -> None:
         calls: list[list[Any]] = list(getattr(namespace, self.dest) or [])
         calls.append([values, None])
         setattr(namespace, self.dest, calls)
 
 
-class _PayloadAction(argparse.Action):
+class _PayloadAction(_Action):
     """`--payload JSON`: the payload of the `--call` just before it."""
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
+    def take(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
     ) -> None:
         calls = getattr(namespace, "calls", None)
         if not calls or calls[-1][1] is not None:
@@ -102,13 +123,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK if args.command != "call" else 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _root_parser() -> tuple[argparse.ArgumentParser, _Commands]:
+    """The program's parser, and the group its commands are added to."""
     parser = argparse.ArgumentParser(
         prog="observable-socket",
         description="Talk to an ObservableSocket server, or serve a router.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    return parser, commands
 
+
+def _add_call(commands: _Commands) -> None:
+    """`call URL ROUTE [PAYLOAD]`: one request, its answer printed."""
     call = commands.add_parser(
         "call",
         help="send one request and print its answer as JSON",
@@ -122,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     _common(call)
     call.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
 
+
+def _add_listen(commands: _Commands) -> None:
+    """`listen URL [--call ROUTE [--payload JSON]]...`: pushes printed as JSON lines."""
     listen = commands.add_parser(
         "listen",
         help="print pushes as JSON lines until interrupted",
@@ -148,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, help="seconds each --call may take (default 10)"
     )
 
+
+def _add_serve(commands: _Commands) -> None:
+    """`serve MODULE:ATTRIBUTE`: the router under uvicorn."""
     serve = commands.add_parser("serve", help="run a router with uvicorn")
     serve.add_argument("app", help="module:attribute of the SocketRouter (or any ASGI app)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -170,6 +202,9 @@ def _parser() -> argparse.ArgumentParser:
         "sees them, smaller ones over the limit are answered 413)",
     )
 
+
+def _add_asyncapi(commands: _Commands) -> None:
+    """`asyncapi MODULE:ATTRIBUTE`: the router's AsyncAPI document."""
     asyncapi = commands.add_parser(
         "asyncapi",
         help="print a router's AsyncAPI 3.0 document as JSON",
@@ -183,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--address", default=None, help="the socket's path, e.g. /ws")
     asyncapi.add_argument("-o", "--output", default=None, help="write to this file")
 
+
+def _add_typescript(commands: _Commands) -> None:
+    """`typescript MODULE:ATTRIBUTE`: the router's TypeScript declarations."""
     typescript = commands.add_parser(
         "typescript",
         help="print TypeScript declarations of a router's payload types",
@@ -192,6 +230,12 @@ def _parser() -> argparse.ArgumentParser:
     typescript.add_argument("app", help="module:attribute of the SocketRouter")
     typescript.add_argument("-o", "--output", default=None, help="write to this file")
 
+
+def _parser() -> argparse.ArgumentParser:
+    """The whole command line: every command's parser, `top` last."""
+    parser, commands = _root_parser()
+    for add in (_add_call, _add_listen, _add_serve, _add_asyncapi, _add_typescript):
+        add(commands)
     top = commands.add_parser(
         "top",
         help="a live view of a router's metrics",
@@ -322,30 +366,6 @@ async def _listen(args: argparse.Namespace) -> int:
     return EXIT_CLOSED
 
 
-def _load_router(spec: str) -> Any:
-    """Import `module:attribute` (dots allowed after the colon) and check it is a router."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise _UsageError(f"expected module:attribute, got {spec!r}")
-    # the same rule as `uvicorn module:app`: the working directory is importable
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _UsageError(f"cannot import {module_name!r}: {exc}") from None
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise _UsageError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if not (
-        callable(getattr(obj, "asyncapi", None)) and callable(getattr(obj, "typescript", None))
-    ):
-        raise _UsageError(f"{spec} is {type(obj).__name__}, not a SocketRouter")
-    return obj
-
-
 def _write(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text)
@@ -446,14 +466,3 @@ def ws_max_size_for(app: Any) -> int | None:
     if isinstance(app, SocketRouter) and app.settings.max_message_bytes is not None:
         return 2 * app.settings.max_message_bytes
     return None
-
-
-def _import_app(spec: str) -> Any:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        value: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            value = getattr(value, part)
-    except (ImportError, AttributeError) as exc:
-        raise _UsageError(f"cannot import {spec!r}: {exc}") from None
-    return value

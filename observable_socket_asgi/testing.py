@@ -31,7 +31,16 @@ import uuid as uuid_module
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
-from .client._correlation import Answer, Correlator, Dropped, PushBuffer, Pushed, report_failed_send
+from .client._correlation import (
+    Answer,
+    Correlator,
+    Dropped,
+    Pending,
+    PushBuffer,
+    Pushed,
+    fail_pending,
+    report_failed_send,
+)
 from .client._portal import Portal
 from .envelope import Push, Response, encode_request
 from .errors import ConnectionClosed, HandshakeRejected, RequestTimeout
@@ -132,7 +141,7 @@ class TestClient:
         self._task: asyncio.Task[None] | None = None
         self._accepted: asyncio.Future[None] | None = None
         # the pure part, shared with the real client: pending requests, what a frame is
-        self._protocol: Correlator[asyncio.Future[Response]] = Correlator()
+        self._protocol: Correlator[Pending] = Correlator()
         # unbounded: a test reads what it expects, and a lost push would hide a bug
         self._pushes = PushBuffer(None)
         self._changed: asyncio.Event = asyncio.Event()
@@ -140,8 +149,8 @@ class TestClient:
             tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]], asyncio.Queue[dict[str, Any]]]
             | None
         ) = None
-        # the blocking face while used as `with TestClient(app)`
-        self._blocking: BlockingTestClient | None = None
+        # the loop the app runs on while used as `with TestClient(app)`
+        self._portal: Portal | None = None
 
     # Public API
 
@@ -172,13 +181,17 @@ class TestClient:
         except BaseException:
             portal.stop()
             raise
-        self._blocking = BlockingTestClient(self, portal)
-        return self._blocking
+        self._portal = portal
+        return BlockingTestClient(self, portal)
 
     def __exit__(self, *exc_info: object) -> None:
-        blocking, self._blocking = self._blocking, None
-        if blocking is not None:
-            blocking._exit()
+        portal, self._portal = self._portal, None
+        if portal is None:
+            return
+        try:
+            portal.call(self.__aexit__(None, None, None))
+        finally:
+            portal.stop()
 
     @property
     def closed(self) -> bool:
@@ -203,7 +216,8 @@ class TestClient:
         self._check_open(route)
         uuid = str(uuid_module.uuid4())
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._protocol.expect(uuid, future)
+        # sent: the app has the frame as soon as it is queued
+        self._protocol.expect(uuid, Pending(future, route, sent=True))
         await self._inbox.put(self._frame(uuid, route, headers, payload))
         try:
             async with asyncio.timeout(wait):
@@ -350,8 +364,7 @@ class TestClient:
     def _dispatch(self, data: str | bytes) -> None:
         incoming = self._protocol.receive(data)
         if isinstance(incoming, Answer):
-            if not incoming.waiter.done():
-                incoming.waiter.set_result(incoming.response)
+            incoming.waiter.answer(incoming.response)
         elif isinstance(incoming, Pushed):
             self._pushes.add(incoming.push)
         elif isinstance(incoming, Dropped):
@@ -359,13 +372,7 @@ class TestClient:
         # a PONG: dropped
 
     def _fail_pending(self) -> None:
-        for future in self._protocol.take_all():
-            if not future.done():
-                future.set_exception(
-                    ConnectionClosed(
-                        self.close_reason, code=self.close_code, may_have_reached_server=True
-                    )
-                )
+        fail_pending(self._protocol, self.close_code, self.close_reason)
         self._changed.set()
 
     def _raise_app_error(self) -> None:
@@ -496,11 +503,3 @@ class BlockingTestClient:
     def close(self, code: int = 1000) -> None:
         """Disconnect and wait for the app to return; re-raises an error the app raised."""
         self.portal.call(self.client.close(code))
-
-    # Private methods
-
-    def _exit(self) -> None:
-        try:
-            self.portal.call(self.client.__aexit__(None, None, None))
-        finally:
-            self.portal.stop()

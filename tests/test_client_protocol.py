@@ -1,6 +1,9 @@
-"""The client's pure correlation: what a server frame is, and the push buffer. No event loop."""
+"""The client's pure correlation: what a frame is, the waiters, the push buffer. No loop runs."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -9,12 +12,14 @@ from observable_socket_asgi.client._correlation import (
     Answer,
     Correlator,
     Dropped,
+    Pending,
     Pong,
     PushBuffer,
     Pushed,
+    fail_pending,
 )
-from observable_socket_asgi.envelope import Push
-from observable_socket_asgi.errors import ProtocolError
+from observable_socket_asgi.envelope import Push, Response
+from observable_socket_asgi.errors import ConnectionClosed, ProtocolError
 
 
 def frame(**fields: object) -> str:
@@ -168,3 +173,47 @@ def test_push_buffer_rejects_bad_settings(max_pushes: int, overflow: str, messag
     """A bound below 1 or an unknown policy is refused with a clear message."""
     with pytest.raises(ValueError, match=message):
         PushBuffer(max_pushes, overflow)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A loop that is never run: it only makes the futures the waiters hold."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def test_a_close_fails_each_pending_request_saying_whether_it_was_sent(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """fail_pending empties the correlator; each error names its route and whether it left."""
+    protocol: Correlator[Pending] = Correlator()
+    sent = Pending(loop.create_future(), "a", sent=True)
+    unsent = Pending(loop.create_future(), "b")
+    protocol.expect("u1", sent)
+    protocol.expect("u2", unsent)
+    fail_pending(protocol, 1012, "restart")
+    assert protocol.in_flight == 0
+    raised = [sent.future.exception(), unsent.future.exception()]
+    errors = [e for e in raised if isinstance(e, ConnectionClosed)]
+    assert len(errors) == 2
+    assert [(e.route, e.code, e.reason, e.may_have_reached_server) for e in errors] == [
+        ("a", 1012, "restart", True),
+        ("b", 1012, "restart", False),
+    ]
+    # their late answers are dropped, not taken for pushes
+    assert isinstance(protocol.receive(frame(uuid="u1", status=200)), Dropped)
+
+
+def test_a_settled_request_is_left_alone(loop: asyncio.AbstractEventLoop) -> None:
+    """A waiter whose caller gave up (cancelled) or was answered is not resolved again."""
+    answered = Pending(loop.create_future(), "a")
+    answered.answer(Response("u1", 200, {}, 1))
+    answered.answer(Response("u1", 500, {}, 2))
+    answered.fail(1006, "lost")
+    assert answered.future.result().payload == 1
+    gone = Pending(loop.create_future(), "b")
+    gone.future.cancel()
+    gone.answer(Response("u2", 200, {}, 1))
+    gone.fail(1006, "lost")
+    assert gone.future.cancelled()

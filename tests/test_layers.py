@@ -272,3 +272,24 @@ def test_no_folder_imports_a_folder_above_it() -> None:
         if folder_of(target) != folder_of(module) and rank[target] > rank[module]
     )
     assert upward == []
+
+
+def test_the_client_needs_no_server() -> None:
+    """client/ imports nothing from server/ or pubsub/, type-only imports included: a program
+    that only talks to a server loads none of the serving machinery."""
+    directory = ROOT / "observable_socket_asgi"
+    names = module_names("observable_socket_asgi")
+    reached = sorted(
+        f"{name} -> {target}"
+        for name in names
+        if name.startswith("client.")
+        for target in _imports(
+            ast.parse((directory / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8")),
+            "observable_socket_asgi",
+            name,
+            names,
+            type_checking=True,
+        )
+        if target.startswith(("server.", "pubsub."))
+    )
+    assert reached == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from observable_socket_asgi.pubsub._resume import Position, Positions, read_position
+from observable_socket_asgi.client._positions import Position, Positions, read_position
 
 
 def test_newer_offsets_advance_and_older_ones_do_not() -> None:

@@ -1,4 +1,4 @@
-"""An asyncio client for ObservableSocket servers, on the `websockets` library.
+"""An asyncio client for ObservableSocket servers, on the `websockets` library: the request API.
 
 It behaves like the JS client: requests are correlated by a fresh uuid4 string, global
 headers are merged into every message (PINGs included), a PING goes out every
@@ -6,16 +6,9 @@ headers are merged into every message (PINGs included), a PING goes out every
 connection is reopened with backoff unless the server closed it with 1008 or 1011; a
 handshake the server refuses with `Retry-After` (503, overload) is not retried sooner.
 
-Rules of the client's life (this module alone changes them)::
-
-    CONNECTING   the first handshake; `connect()` raises `ConnectFailed` if it fails.
-    OPEN         requests are sent and answered; pushes are delivered.
-    RECONNECTING the socket closed: every pending request has already failed with
-                 `ConnectionClosed` (nothing is resent); new requests wait, within their
-                 timeout, for the next connection. Once reconnected, the calls made with
-                 `subscribe()` are sent again with the last position seen on their topic.
-    CLOSED       `close()` was called, the server closed with 1008/1011, or reconnecting
-                 gave up: requests raise `ConnectionClosed`, `pushes()` ends.
+The client's life is an explicit state, `client.state` (a `ClientState`: CONNECTING, OPEN,
+RECONNECTING, CLOSING, CLOSED); its rules are in `_state.py`, and only the socket's owner
+(`_connection.py`, the class `Client` builds on) moves it.
 
 Pushes (messages the server sends unasked) go to the `on_push` callback when one is given,
 otherwise into a bounded buffer read with `pushes()`. When the buffer is full the oldest
@@ -23,80 +16,37 @@ push is dropped (`overflow="drop_oldest"`, the default: a listener wants what is
 or the new one is (`overflow="drop_newest"`); `dropped_pushes` counts them and the first
 drop of each overflow episode is logged as a warning.
 
-Only the I/O lives here: frames are built and read by `envelope.py`, which answer belongs to
-which request and the push buffer are the pure `_correlation.py` (shared with the test
-client), and reconnection delays come from the pure `_backoff.py`.
+Only the I/O lives in this folder's asyncio modules: frames are built and read by
+`envelope.py`, which answer belongs to which request and the push buffer are the pure
+`_correlation.py` (shared with the test client), the last position per topic is the pure
+`_positions.py`, and reconnection delays come from the pure `_backoff.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid as uuid_module
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-try:
-    import websockets
-    from websockets.asyncio.client import ClientConnection
-    from websockets.protocol import State
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError(
-        "the client needs websockets; install the extra: "
-        'pip install "observable-socket-asgi[client]"'
-    ) from exc
-
-from .._backoff import backoff, may_reconnect, parse_retry_after, retry_delay
-from .._concurrency import is_async_callable
-from ..envelope import PING, Push, Response, encode_request, push_from, response_from
-from ..errors import ClientError, ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
-from ..pubsub._resume import Position, Positions
+from ..envelope import Push, Response, encode_request
+from ..errors import ClientError, RequestTimeout
 from ..types import Payload
-from ._correlation import (
-    Answer,
-    Correlator,
-    Dropped,
-    Overflow,
-    Pong,
-    PushBuffer,
-    Pushed,
-    report_failed_send,
-)
+from ._callbacks import Callback, invoke
+from ._connection import ReconnectingSocket, logger
+from ._correlation import Overflow, Pending, PushBuffer
+from ._positions import Position, Positions
+from ._state import ClientState
 
-__all__ = [
-    "Client",
-    "Position",
-    "ClientError",
-    "ConnectFailed",
-    "ConnectionClosed",
-    "Push",
-    "RequestTimeout",
-    "connect",
-    "push_from",
-    "response_from",
-]
-
-logger = logging.getLogger("observable_socket_asgi.client")
+# the package `client` re-exports these with the rest of the client's public names
+__all__ = ["Client", "connect"]
 
 _DEFAULT: Any = object()
 
 
-PushCallback = Callable[[Push], Awaitable[None] | None]
-OpenCallback = Callable[["Client"], Awaitable[None] | None]
-
-
-class _Pending:
-    """One request waiting for its answer."""
-
-    __slots__ = ("future", "route", "sent")
-
-    def __init__(self, future: asyncio.Future[Response], route: str) -> None:
-        self.future = future
-        self.route = route
-        # set just before the frame is handed to the socket: from then on the server may
-        # have it, and a close says so
-        self.sent = False
+PushCallback = Callback[Push]
+OpenCallback = Callback["Client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +58,15 @@ class _Subscribe:
     topic: str
     since_field: str
     headers: Mapping[str, Any] | None
-    on_answer: Callable[[Response], Awaitable[None] | None] | None
+    on_answer: Callback[Response] | None
 
 
-class Client:
+class Client(ReconnectingSocket):
     """A connection to an ObservableSocket server that survives restarts.
 
     Use `connect(...)` as an async context manager rather than building one directly.
+    Where it is in its life is `state`, a `ClientState`: CONNECTING, OPEN, RECONNECTING,
+    CLOSING, CLOSED.
 
     Args:
         url: the `ws://` or `wss://` URL.
@@ -171,83 +123,40 @@ class Client:
         tracing: bool = False,
         **connect_options: Any,
     ) -> None:
-        # the pure part: pending requests by uuid, what a frame is, the push buffer
-        self._protocol: Correlator[_Pending] = Correlator()
-        self._pushes = PushBuffer(max_pushes, overflow)
-        if heartbeat_interval is not None and not heartbeat_interval > 0:
-            raise ValueError(
-                f"heartbeat_interval must be positive or None, got {heartbeat_interval}"
-            )
-        if not heartbeat_timeout > 0:
-            raise ValueError(f"heartbeat_timeout must be positive, got {heartbeat_timeout}")
-        if max_attempts is not None and max_attempts < 0:
-            raise ValueError(f"max_attempts must be >= 0 or None, got {max_attempts}")
-        self.url = url
-        self.headers: dict[str, Any] = dict(headers or {})
+        super().__init__(
+            url,
+            headers,
+            (heartbeat_interval, heartbeat_timeout),
+            reconnect,
+            max_attempts,
+            (backoff_initial, backoff_max, backoff_factor),
+            {
+                "open_timeout": open_timeout,
+                "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
+                "compression": None,  # small JSON frames: deflate costs more than it saves
+                "close_timeout": 5.0,
+                **connect_options,
+            },
+        )
         self.timeout = timeout
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        self.reconnect = reconnect
-        self.max_attempts = max_attempts
-        self._backoff = (backoff_initial, backoff_max, backoff_factor)
+        # the pushes read by pushes(), with their overflow policy
+        self._pushes = PushBuffer(max_pushes, overflow)
         # adds the trace context to a request's headers; None unless tracing
         self._inject: Callable[[dict[str, Any]], Any] | None = None
         if tracing:
             from ..observe.tracing import inject
 
             self._inject = inject
-        # Reconnection state that outlives a short-lived connection: the delay generator and
-        # the attempts made since the last connection that stayed up for backoff_max seconds.
-        self._delays: Iterator[float] | None = None
-        self._attempts = 0
-        self._opened_at = 0.0
         self._on_push = on_push
-        self._on_push_async = on_push is not None and is_async_callable(on_push)
         self._on_open = on_open
-        self._connect_options: dict[str, Any] = {
-            "open_timeout": open_timeout,
-            "ping_interval": None,  # the protocol's PING/PONG is the heartbeat
-            "compression": None,  # small JSON frames: deflate costs more than it saves
-            "close_timeout": 5.0,
-            **connect_options,
-        }
-        # the open socket, or None while (re)connecting or closed
-        self._ws: ClientConnection | None = None
-        # set while _ws is usable, and once the client is closed for good (waiters re-check)
-        self._ready = asyncio.Event()
-        # the PONG the heartbeat waits for
-        self._pong: asyncio.Future[None] | None = None
+        # the task reading pushes() while it waits for the next one
         self._push_waiter: asyncio.Future[None] | None = None
-        self._callback_tasks: set[asyncio.Task[None]] = set()
-        # the task that owns the socket: reads it, runs the heartbeat, reconnects
-        self._runner: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closed_error: ConnectionClosed | None = None
-        self._close_done: asyncio.Future[None] | None = None
-        # why the current socket was given up by this side (heartbeat), if it was
-        self._dropped_reason: str | None = None
         #: the last position (`headers.offset`, `headers.epoch`) seen per topic
         self.positions = Positions()
         # topic -> the subscribe call to send again, with `since`, after every reconnect
         self._subscriptions: dict[str, _Subscribe] = {}
-        #: the last close code the server sent (or 1006), for callers that want it
-        self.close_code: int | None = None
-        self.close_reason: str = ""
 
     # Public API
-
-    async def connect(self) -> Client:
-        """Open the first connection.
-
-        Raises:
-            ConnectFailed: the handshake failed (refused, unreachable, rejected, timed out).
-        """
-        if self._runner is not None:
-            raise RuntimeError("this client is already connected")
-        ws = await self._open()
-        self._attach(ws)
-        self._runner = asyncio.get_running_loop().create_task(self._run(ws))
-        return self
 
     @property
     def max_pushes(self) -> int:
@@ -264,16 +173,6 @@ class Client:
     def dropped_pushes(self) -> int:
         """Pushes lost to a full buffer since the client was created."""
         return self._pushes.dropped
-
-    @property
-    def connected(self) -> bool:
-        """True while a socket is open."""
-        return self._ws is not None
-
-    @property
-    def closed(self) -> bool:
-        """True once the client is closed for good (by `close()`, 1008/1011, or giving up)."""
-        return self._closed_error is not None
 
     async def request(
         self,
@@ -311,7 +210,7 @@ class Client:
         elif self._protocol.waits_for(uuid):
             raise ValueError(f"uuid {uuid!r} is already waiting for an answer")
         frame = encode_request(uuid, route, self._merge(headers), payload)
-        pending = _Pending(asyncio.get_running_loop().create_future(), route)
+        pending = Pending(asyncio.get_running_loop().create_future(), route)
         try:
             async with asyncio.timeout(timeout):
                 ws = await self._wait_open(route)
@@ -339,7 +238,7 @@ class Client:
         topic: str,
         since_field: str = "since",
         headers: Mapping[str, Any] | None = None,
-        on_answer: Callable[[Response], Awaitable[None] | None] | None = None,
+        on_answer: Callback[Response] | None = None,
     ) -> Response:
         """Call a subscribe route now, and again after every reconnect, resuming `topic`.
 
@@ -400,7 +299,7 @@ class Client:
         """
         uuid = str(uuid_module.uuid4())
         frame = encode_request(uuid, route, self._merge(headers), payload)
-        pending = _Pending(asyncio.get_running_loop().create_future(), route)
+        pending = Pending(asyncio.get_running_loop().create_future(), route)
         try:
             async with asyncio.timeout(self.timeout):
                 ws = await self._wait_open(route)
@@ -428,7 +327,7 @@ class Client:
         while True:
             while self._pushes:
                 yield self._pushes.pop()
-            if self._closed_error is not None:
+            if self.closed:
                 return
             waiter = self._push_waiter = loop.create_future()
             try:
@@ -436,38 +335,8 @@ class Client:
             finally:
                 self._push_waiter = None
 
-    async def close(self) -> None:
-        """Close the connection for good; pending requests fail with `ConnectionClosed`.
-
-        Idempotent and safe from any task of the client's loop, including a push callback.
-        """
-        if self._close_done is not None:
-            if asyncio.current_task() is not self._runner:
-                await asyncio.shield(self._close_done)
-            return
-        self._close_done = asyncio.get_running_loop().create_future()
-        try:
-            self._closing = True
-            self._finish(ConnectionClosed("client closed", code=1000))
-            ws = self._ws
-            if ws is not None:
-                self._fail_pending(1000, "client closed")
-                await ws.close()
-                self._ws = None
-            runner = self._runner
-            if runner is not None and runner is not asyncio.current_task():
-                runner.cancel()
-                await asyncio.gather(runner, return_exceptions=True)
-            current = asyncio.current_task()
-            tasks = [task for task in self._callback_tasks if task is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            self._close_done.set_result(None)
-
     async def __aenter__(self) -> Client:
-        if self._runner is None:
+        if self.state is ClientState.CONNECTING:
             await self.connect()
         return self
 
@@ -493,9 +362,7 @@ class Client:
             try:
                 answer = await self._subscribe(call)
                 if call.on_answer is not None:
-                    result = call.on_answer(answer)
-                    if result is not None:
-                        await result
+                    await invoke(call.on_answer, answer)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -513,219 +380,20 @@ class Client:
                 merged.setdefault(key, value)
         return merged
 
-    async def _wait_open(self, route: str) -> ClientConnection:
-        while True:
-            if self._closed_error is not None:
-                error = self._closed_error
-                raise ConnectionClosed(error.reason, code=error.code, route=route)
-            ws = self._ws
-            if ws is not None:
-                return ws
-            await self._ready.wait()
+    # Private methods: what the socket's owner calls
 
-    async def _send_frame(self, ws: ClientConnection, frame: str, pending: _Pending) -> None:
-        if ws.state is not State.OPEN:
-            # closing: the server's close frame may be in already, with the code that matters
-            rcvd = ws.protocol.close_rcvd
-            if rcvd is not None:
-                raise ConnectionClosed(rcvd.reason, code=rcvd.code, route=pending.route)
-            raise ConnectionClosed("connection is closing", code=ws.close_code, route=pending.route)
-        pending.sent = True
-        try:
-            await ws.send(frame)
-        except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd is not None else 1006
-            reason = exc.rcvd.reason if exc.rcvd is not None else ""
-            raise ConnectionClosed(
-                reason, code=code, may_have_reached_server=True, route=pending.route
-            ) from None
-
-    # Private methods: the socket's owner
-
-    async def _open(self) -> ClientConnection:
-        try:
-            return await websockets.connect(self.url, **self._connect_options)
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            status = retry_after = None
-            if isinstance(exc, websockets.InvalidStatus):
-                status = exc.response.status_code
-                retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
-            raise ConnectFailed(
-                f"cannot connect to {self.url}: {_describe(exc)}", status, retry_after
-            ) from exc
-
-    def _attach(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._dropped_reason = None
-        self._ready.set()
+    def _opened(self, reconnected: bool) -> None:
         if self._on_open is not None:
-            # a task: the callback may make requests, which need the reader running
-            task = asyncio.get_running_loop().create_task(self._run_on_open(self._on_open))
-            self._callback_tasks.add(task)
-            task.add_done_callback(self._callback_tasks.discard)
+            # an async callback runs as a task: it may make requests, which need the reader
+            self._tasks.call(self._on_open, self, "on_open callback failed for %s", self.url)
+        if reconnected and self._subscriptions:
+            self._tasks.spawn(self._resubscribe())
 
-    async def _run_on_open(self, callback: OpenCallback) -> None:
-        """Run the on_open callback; its failure is logged, never raised."""
-        try:
-            result = callback(self)
-            if result is not None:
-                await result
-        except Exception:
-            logger.exception("on_open callback failed for %s", self.url)
-
-    async def _run(self, ws: ClientConnection) -> None:
-        """Own the socket: read it, beat the heart, reconnect. Never raises; logs failures.
-
-        On return (the client is closed for good) nothing it started is still running.
-        """
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                self._opened_at = loop.time()
-                code, reason = await self._serve(ws)
-                if loop.time() - self._opened_at >= self._backoff[1]:
-                    self._delays = None  # it was a healthy connection: start afresh
-                    self._attempts = 0
-                self._ws = None
-                self._ready.clear()
-                self.close_code, self.close_reason = code, reason
-                self._fail_pending(code, reason)
-                if self._closing:
-                    return
-                if not self.reconnect or not may_reconnect(code):
-                    logger.info(
-                        "connection to %s closed (%s %r): not reconnecting", self.url, code, reason
-                    )
-                    self._finish(ConnectionClosed(reason, code=code))
-                    return
-                logger.info("connection to %s closed (%s %r): reconnecting", self.url, code, reason)
-                new_ws = await self._reconnect()
-                if new_ws is None:
-                    gave_up = f"{reason or 'closed'}; gave up reconnecting"
-                    self._finish(ConnectionClosed(gave_up, code=code))
-                    return
-                ws = new_ws
-                self._attach(ws)
-                if self._subscriptions:
-                    task = loop.create_task(self._resubscribe())
-                    self._callback_tasks.add(task)
-                    task.add_done_callback(self._callback_tasks.discard)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("client connection to %s failed", self.url)
-            self._fail_pending(1006, "client failure")
-            self._finish(ConnectionClosed("client failure", code=1006))
-            if self._ws is not None:
-                await self._ws.close()
-
-    async def _serve(self, ws: ClientConnection) -> tuple[int | None, str]:
-        """Read `ws` until it closes; return the close code and reason."""
-        heart: asyncio.Task[None] | None = None
-        if self.heartbeat_interval is not None:
-            heart = asyncio.get_running_loop().create_task(self._heartbeat(ws))
-        try:
-            while True:
-                data = await ws.recv()
-                self._dispatch(data)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            if heart is not None:
-                heart.cancel()
-                await asyncio.gather(heart, return_exceptions=True)
-        if self._dropped_reason is not None:
-            return 1006, self._dropped_reason
-        rcvd = ws.protocol.close_rcvd
-        if rcvd is None:
-            return 1006, ""
-        return rcvd.code, rcvd.reason
-
-    async def _heartbeat(self, ws: ClientConnection) -> None:
-        """PING every `heartbeat_interval`; give the socket up when a PONG is late."""
-        assert self.heartbeat_interval is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            uuid = str(uuid_module.uuid4())
-            self._protocol.ignore(uuid)  # a server without a heartbeat answers 404: not a push
-            pong = self._pong = loop.create_future()
-            try:
-                # the send is inside the deadline too: a peer that stops reading is as
-                # dead as one that stops answering
-                async with asyncio.timeout(self.heartbeat_timeout):
-                    await ws.send(encode_request(uuid, PING, self.headers, {}))
-                    await pong
-            except websockets.ConnectionClosed:
-                return
-            except TimeoutError:
-                reason = f"no PONG within {self.heartbeat_timeout} s"
-                logger.warning("connection to %s is dead: %s", self.url, reason)
-                self._dropped_reason = reason
-                # Fail the waiters now: the close handshake with a dead peer may take
-                # close_timeout, and nobody should wait it out.
-                self._fail_pending(1006, reason)
-                closer = loop.create_task(ws.close(1001, "heartbeat timeout"))
-                self._callback_tasks.add(closer)
-                closer.add_done_callback(self._callback_tasks.discard)
-                return
-            finally:
-                self._pong = None
-
-    async def _reconnect(self) -> ClientConnection | None:
-        if self._delays is None:
-            self._delays = backoff(*self._backoff)
-        retry_after: float | None = None
-        while self.max_attempts is None or self._attempts < self.max_attempts:
-            self._attempts += 1
-            await asyncio.sleep(retry_delay(next(self._delays), retry_after))
-            try:
-                return await self._open()
-            except ConnectFailed as exc:
-                # a server refusing with 503 says when to come back: never sooner
-                retry_after = exc.retry_after
-                logger.info(
-                    "reconnection attempt %d to %s failed: %s", self._attempts, self.url, exc
-                )
-        logger.warning("gave up reconnecting to %s after %d attempts", self.url, self._attempts)
-        return None
-
-    # Private methods: incoming frames and endings
-
-    def _dispatch(self, data: str | bytes) -> None:
-        try:
-            incoming = self._protocol.receive(data)
-        except ProtocolError as exc:
-            logger.warning("dropped a frame from %s: %s", self.url, exc.message)
-            return
-        if isinstance(incoming, Answer):
-            future = incoming.waiter.future
-            if not future.done():
-                future.set_result(incoming.response)
-        elif isinstance(incoming, Pushed):
-            push = incoming.push
-            self.positions.observe(push.route, push.headers)
-            self._deliver(push)
-        elif isinstance(incoming, Pong):
-            pong = self._pong
-            if pong is not None and not pong.done():
-                pong.set_result(None)
-        elif isinstance(incoming, Dropped):
-            # nobody waits for it; but a send() that failed must not fail silently
-            report_failed_send(logger, incoming)
-
-    def _deliver(self, push: Push) -> None:
+    def _pushed(self, push: Push) -> None:
+        self.positions.observe(push.route, push.headers)
         callback = self._on_push
         if callback is not None:
-            if self._on_push_async:
-                task = asyncio.get_running_loop().create_task(self._run_callback(callback, push))
-                self._callback_tasks.add(task)
-                task.add_done_callback(self._callback_tasks.discard)
-                return
-            try:
-                callback(push)
-            except Exception:
-                logger.exception("on_push callback failed for route %r", push.route)
+            self._tasks.call(callback, push, "on_push callback failed for route %r", push.route)
             return
         if self._pushes.add(push):
             logger.warning(
@@ -735,34 +403,10 @@ class Client:
             )
         self._wake_pushes()
 
-    async def _run_callback(self, callback: PushCallback, push: Push) -> None:
-        """Run an async push callback; its failure is logged, never raised."""
-        try:
-            result = callback(push)
-            if result is not None:
-                await result
-        except Exception:
-            logger.exception("on_push callback failed for route %r", push.route)
-
     def _wake_pushes(self) -> None:
         waiter = self._push_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def _fail_pending(self, code: int | None, reason: str) -> None:
-        for item in self._protocol.take_all():
-            if not item.future.done():
-                item.future.set_exception(
-                    ConnectionClosed(
-                        reason, code=code, may_have_reached_server=item.sent, route=item.route
-                    )
-                )
-
-    def _finish(self, error: ConnectionClosed) -> None:
-        if self._closed_error is None:
-            self._closed_error = error
-        self._ready.set()  # wake request() waiters: they see the closed state
-        self._wake_pushes()
 
 
 def connect(url: str, **options: Any) -> Client:
@@ -776,13 +420,3 @@ def connect(url: str, **options: Any) -> Client:
         ConnectFailed: on entering the block, if the first handshake fails.
     """
     return Client(url, **options)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timed out during the handshake"
-    if isinstance(exc, websockets.InvalidStatus):
-        return f"the server answered HTTP {exc.response.status_code} instead of a WebSocket"
-    return str(exc) or type(exc).__name__

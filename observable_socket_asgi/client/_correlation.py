@@ -17,6 +17,10 @@ A reply is recognised by its uuid alone: the client's uuids are uuid4 strings, a
 server's push uuids can never take that shape. The uuids whose answers are no longer wanted
 are remembered, boundedly (oldest forgotten first), so a late answer is not taken for a push.
 
+`Pending` is the waiter both shells register: an asyncio future with the request's route and
+whether it was sent, which the close of a connection fails (`fail_pending`) with the
+`ConnectionClosed` that says whether the request may have reached the server.
+
 `PushBuffer` holds pushes until they are read, with its overflow policy: when full it drops
 the oldest push (a listener wants what is current) or the newest, and counts the loss.
 """
@@ -27,10 +31,14 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ..envelope import PONG, Push, Response, parse_message, push_from, response_from
+from ..errors import ConnectionClosed
 from ..types import Uuid
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "IGNORED_MAX",
@@ -39,9 +47,11 @@ __all__ = [
     "Dropped",
     "Incoming",
     "Overflow",
+    "Pending",
     "Pong",
     "PushBuffer",
     "Pushed",
+    "fail_pending",
     "report_failed_send",
 ]
 
@@ -170,6 +180,45 @@ class Correlator(Generic[W]):
             route = self._ignored.pop(uuid)
             return Dropped(uuid, route, response_from(obj))
         return Pushed(push_from(obj))
+
+
+class Pending:
+    """One request waiting for its answer.
+
+    Args:
+        future: what the request's caller awaits.
+        route: the request's route, named by the error a close gives it.
+        sent: whether the frame was handed to the socket (see `sent` below).
+    """
+
+    __slots__ = ("future", "route", "sent")
+
+    def __init__(self, future: asyncio.Future[Response], route: str, sent: bool = False) -> None:
+        self.future = future
+        self.route = route
+        #: set just before the frame is handed to the socket: from then on the server may
+        #: have it, and a close says so
+        self.sent = sent
+
+    def answer(self, response: Response) -> None:
+        """Resolve the request with its answer (unless its caller gave up already)."""
+        if not self.future.done():
+            self.future.set_result(response)
+
+    def fail(self, code: int | None, reason: str) -> None:
+        """Fail the request: its connection closed with `code` and `reason`."""
+        if not self.future.done():
+            self.future.set_exception(
+                ConnectionClosed(
+                    reason, code=code, may_have_reached_server=self.sent, route=self.route
+                )
+            )
+
+
+def fail_pending(protocol: Correlator[Pending], code: int | None, reason: str) -> None:
+    """Fail every pending request of `protocol`: the connection closed."""
+    for pending in protocol.take_all():
+        pending.fail(code, reason)
 
 
 class PushBuffer:
