@@ -71,9 +71,9 @@ def method_not_allowed(what: str) -> Response:
 
 
 def header(scope: Mapping[str, Any], name: bytes) -> str | None:
-    """The last value of header `name` (lowercase bytes) in `scope`, or None."""
-    value = None
+    """The first value of header `name` (lowercase bytes) in `scope`, or None, as
+    Starlette's `Headers.get` reads it."""
     for key, raw in scope.get("headers") or ():
         if key == name:
-            value = raw.decode("latin-1")
-    return value
+            return str(raw.decode("latin-1"))
+    return None

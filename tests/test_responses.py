@@ -54,9 +54,9 @@ async def test_method_not_allowed_names_the_methods() -> None:
     assert body["body"] == b"405 Method Not Allowed: GET only.\n"
 
 
-def test_header_reads_the_last_value_or_none() -> None:
-    """`header()` finds a lowercase header of the scope, or says there is none."""
+def test_header_reads_the_first_value_or_none() -> None:
+    """`header()` finds a lowercase header of the scope (the first), or says there is none."""
     scope = {"headers": [(b"accept", b"text/plain"), (b"accept", b"application/json")]}
-    assert header(scope, b"accept") == "application/json"
+    assert header(scope, b"accept") == "text/plain"
     assert header(scope, b"host") is None
     assert header({}, b"host") is None

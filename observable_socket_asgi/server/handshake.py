@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._concurrency import Continuation
 from .._protocol import Bucket
-from .._responses import text
+from .._responses import header, text
 from ..logs import peer
 from ..status import CloseCode
 from .connection import Connection
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from collections.abc import Set as AbstractSet
 
     from .._route import AsyncFn
@@ -144,17 +145,17 @@ async def serve_connection(
     observer = runtime.observer
     conn = Connection(runtime, scope, receive, send)
     ws = _user_ws(runtime, conn)
-    refusal = _origin_refusal(runtime.settings, conn)
+    refusal = _origin_refusal(runtime.settings, scope)
     if refusal is not None:
         await _refuse(send, refusal, observer, "origin")
         return
     registry = handshake.registry
     if not registry.reserve():
-        _log_refusal(conn, "max_connections (%d) reached", registry.slots_taken)
+        _log_refusal(scope, "max_connections (%d) reached", registry.slots_taken)
         await _deny(send, scope, runtime.settings.retry_after, accepted, observer, "capacity")
         return
     try:
-        why = await _admission(handshake, conn, ws)
+        why = await _admission(handshake, scope, ws)
         if why == "access":
             await _refuse(send, "access denied", observer, why)
         elif why is not None:
@@ -165,14 +166,14 @@ async def serve_connection(
         registry.release()
 
 
-async def _admission(handshake: Handshake, conn: Connection, ws: Any) -> str | None:
+async def _admission(handshake: Handshake, scope: Mapping[str, Any], ws: Any) -> str | None:
     """Why `conn` is not served now (the observer's refusal reason), or None: serve it.
 
     `"access"` is for good (`access_logic` said no); any other reason is for now.
     """
     settings = handshake.runtime.settings
     if not handshake.registry.admit(asyncio.get_running_loop().time()):
-        _log_refusal(conn, "over handshake_rate %s", settings.handshake_rate)
+        _log_refusal(scope, "over handshake_rate %s", settings.handshake_rate)
         return "capacity"
     access_logic = handshake.access_logic
     if access_logic is None:
@@ -181,15 +182,15 @@ async def _admission(handshake: Handshake, conn: Connection, ws: Any) -> str | N
     try:
         allowed = await _check_access(access_logic, ws, timeout)
     except TimeoutError:
-        _log_refusal(conn, "access_logic took over %s s, try again later", timeout)
+        _log_refusal(scope, "access_logic took over %s s, try again later", timeout)
         return "handshake_timeout"
     except Exception:
         # a transient fault (a database briefly down) until shown otherwise: the client is
         # told to come back, never 1011
-        _log_refusal(conn, "access_logic raised, try again later", exc_info=True)
+        _log_refusal(scope, "access_logic raised, try again later", exc_info=True)
         return "error"
     if not allowed:
-        _log_refusal(conn, "access_logic said no")
+        _log_refusal(scope, "access_logic said no")
         return "access"
     return None
 
@@ -269,33 +270,37 @@ def _origin_pattern(entry: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _origin_refusal(settings: Settings, conn: Connection) -> str | None:
-    """Why `conn`'s origin is refused for good (the close reason), or None."""
+def _origin_refusal(settings: Settings, scope: Mapping[str, Any]) -> str | None:
+    """Why the handshake's origin is refused for good (the close reason), or None."""
     allowed_origins = settings.allowed_origins
     if allowed_origins is not None or settings.require_origin:
-        origin = conn.headers.get("origin")
+        origin = header(scope, b"origin")
         if origin is None:
             if settings.require_origin:
-                _log_refusal(conn, "no Origin header")
+                _log_refusal(scope, "no Origin header")
                 return "origin required"
         elif allowed_origins is not None and not origin_allowed(origin, allowed_origins):
-            _log_refusal(conn, "origin %r not allowed", origin)
+            _log_refusal(scope, "origin %r not allowed", origin)
             return "origin not allowed"
     return None
 
 
 def _log_refusal(
-    conn: Connection, why: str, *args: Any, level: int = logging.WARNING, exc_info: bool = False
+    scope: Mapping[str, Any],
+    why: str,
+    *args: Any,
+    level: int = logging.WARNING,
+    exc_info: bool = False,
 ) -> None:
     """Log a refused handshake, once: its client address (text and `client` field), why."""
-    client = peer(conn.scope.get("client"))
+    client = peer(scope.get("client"))
     logger.log(
         level,
         "refused %s: " + why,
         client,
         *args,
         exc_info=exc_info,
-        extra={"client": client, "path": conn.scope.get("path")},
+        extra={"client": client, "path": scope.get("path")},
     )
 
 
