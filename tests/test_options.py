@@ -7,23 +7,16 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi import SocketRouter
-from observable_socket_asgi.options import (
-    HistoryOptions,
-    HttpPaths,
-    IdempotencyOptions,
-    PresenceOptions,
-    Settings,
-    group,
-)
+from observable_socket_asgi import SocketRouter, options
 
 
 def test_group_takes_its_prefixed_keywords_and_keeps_other_defaults() -> None:
     """`group()` picks `prefix + field` from the keywords; a field without one keeps its default."""
     keywords = {"history_size": 5, "history_ttl": 9.0, "max_in_flight": 3, "size": 99}
-    assert group(HistoryOptions, keywords, "history_") == HistoryOptions(size=5, ttl=9.0)
-    assert group(Settings, keywords).max_in_flight == 3
-    assert group(PresenceOptions, {}, "presence_") == PresenceOptions()
+    history = options.group(options.HistoryOptions, keywords, "history_")
+    assert history == options.HistoryOptions(size=5, ttl=9.0)
+    assert options.group(options.Settings, keywords).max_in_flight == 3
+    assert options.group(options.PresenceOptions, {}, "presence_") == options.PresenceOptions()
 
 
 def test_the_router_builds_its_groups_from_its_keywords() -> None:
@@ -33,7 +26,7 @@ def test_the_router_builds_its_groups_from_its_keywords() -> None:
     )
     assert router.settings.max_topics == 7
     assert router.settings.allowed_origins == ("https://a.example",)  # any iterable: a tuple
-    assert router.paths == HttpPaths(asyncapi_url="/doc.json")
+    assert router.paths == options.HttpPaths(asyncapi_url="/doc.json")
     assert router.runtime.settings is router.settings
     with pytest.raises(FrozenInstanceError):
         router.settings.max_topics = 8  # type: ignore[misc]
@@ -63,4 +56,4 @@ def test_a_bad_keyword_is_refused_by_name(keywords: dict[str, Any], named: str) 
 def test_a_non_callable_identity_is_a_type_error() -> None:
     """`idempotency_identity` must be callable."""
     with pytest.raises(TypeError, match="idempotency_identity"):
-        IdempotencyOptions(identity="user")  # type: ignore[arg-type]
+        options.IdempotencyOptions(identity="user")  # type: ignore[arg-type]

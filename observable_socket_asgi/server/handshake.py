@@ -212,7 +212,8 @@ async def _serve(
 
 
 def _user_ws(runtime: Runtime, conn: Connection) -> Any:
-    """What `access_logic`, hooks and handlers receive as `ws` for `conn`."""
+    """What `access_logic`, hooks and handlers receive as `ws` for `conn`: the runtime's
+    `make_ws` (an adapter's) applied to it, or the connection's own object."""
     conn.socket = conn if runtime.make_ws is None else runtime.make_ws(conn)
     return conn.socket
 
