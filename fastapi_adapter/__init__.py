@@ -13,71 +13,34 @@ the router be plugged in every way FastAPI and Starlette allow:
     app.mount("/ws4", router)                      # a mounted ASGI app
     Starlette(routes=[WebSocketRoute("/ws", router)])
 
-Inside hooks and handlers, the core connection (push, close) is `ws.state.observable`.
+Inside hooks and handlers, the core's socket (push, subscribe, close) is
+`ws.state.observable`.
 """
 
 from __future__ import annotations
 
-try:
+from typing import TYPE_CHECKING, Any
+
+from observable_socket_asgi._extras import require
+
+with require("fastapi", "fastapi_adapter (FastAPI and Starlette apps)"):
     import starlette.websockets  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    from observable_socket_asgi._extras import install_command
 
-    raise ImportError(
-        "fastapi_adapter needs Starlette (and FastAPI for FastAPI apps); install the extra: "
-        + install_command("fastapi")
-    ) from exc
-
-from observable_socket_asgi import (
-    AccessCheck,
-    CloseCode,
-    Connection,
-    ConnectionClosed,
-    DataCheck,
-    DehydrateFunction,
-    FormatCheck,
-    Handler,
-    HandlerResult,
-    Header,
-    HydrateFunction,
-    MessageData,
-    ObservableSocketError,
-    Payload,
-    ProtocolError,
-    Request,
-    Response,
-    Route,
-    RouteOptions,
-    SocketAccess,
-    Status,
-    is_success,
-)
+import observable_socket_asgi as _core
 
 from ._router import SocketRouter, observable
 
-__all__ = [
-    "AccessCheck",
-    "CloseCode",
-    "Connection",
-    "ConnectionClosed",
-    "DataCheck",
-    "DehydrateFunction",
-    "FormatCheck",
-    "Handler",
-    "HandlerResult",
-    "Header",
-    "HydrateFunction",
-    "MessageData",
-    "ObservableSocketError",
-    "Payload",
-    "ProtocolError",
-    "Request",
-    "Response",
-    "Route",
-    "RouteOptions",
-    "SocketAccess",
-    "SocketRouter",
-    "Status",
-    "is_success",
-    "observable",
-]
+if TYPE_CHECKING:  # the same names, for type checkers; `__getattr__` serves them at run time
+    from observable_socket_asgi import *  # type: ignore[assignment]  # noqa: F403
+
+__all__ = ["SocketRouter", "observable"]
+# Every other public name of the core, as the same objects: read from the core's `__all__`,
+# never copied, so a name the core adds is here too.
+__all__ += [name for name in _core.__all__ if name not in ("SocketRouter", "__version__")]
+
+
+def __getattr__(name: str) -> Any:
+    """The core's public names, looked up when first read (PEP 562)."""
+    if name in __all__:
+        return getattr(_core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

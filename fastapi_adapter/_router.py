@@ -2,8 +2,8 @@
 
 Only translation lives here. The core runs the handshake checks, the receive loop, the
 pipeline and the writer, on the connection's raw ASGI `receive`/`send`; Starlette's
-connection state is set to match around it. The core `Connection`
-(push, close) is put in `ws.state.observable`, the one name the README documents.
+connection state is set to match around it. The core's socket (push, subscribe, close) is put
+in `ws.state.observable`, the one name the README documents.
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from observable_socket_asgi import Connection
+from observable_socket_asgi import Socket
 from observable_socket_asgi import SocketRouter as _CoreRouter
-from observable_socket_asgi.server.asgi import serve_connection
 from observable_socket_asgi.types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 __all__ = ["SocketRouter", "observable"]
 
 logger = logging.getLogger("observable_socket_asgi.fastapi_adapter")
 
-#: the key under `ws.state` (that is, `ws.scope["state"]`) holding the core `Connection`
+#: the key under `ws.state` (that is, `ws.scope["state"]`) holding the core's socket
 STATE_KEY = "observable"
 
-# The WebSocket being served by this task: `serve_connection` asks `socket_for(conn)` for the
-# object handlers receive, and this hands it the caller's own WebSocket, not a second one.
+# The WebSocket being served by this task: the core asks the router's `make_ws` for the object
+# handlers receive, and `_websocket_for` hands it the caller's own WebSocket, not a second one.
 _serving: contextvars.ContextVar[WebSocket] = contextvars.ContextVar("fastapi_adapter_ws")
 
 # What FastAPI reads to inject arguments (`add_api_websocket_route("/ws", router)`): one
@@ -48,8 +47,8 @@ class _EndpointSignature:
         return None if obj is None else _ENDPOINT_SIGNATURE
 
 
-def observable(ws: WebSocket) -> Connection:
-    """Return the core `Connection` behind `ws` (`ws.state.observable`, typed).
+def observable(ws: WebSocket) -> Socket:
+    """Return the core's socket behind `ws` (`ws.state.observable`, typed).
 
     Raises:
         LookupError: `ws` is not being served by a `SocketRouter`.
@@ -58,9 +57,19 @@ def observable(ws: WebSocket) -> Connection:
         connection = ws.scope["state"][STATE_KEY]
     except (KeyError, TypeError):
         raise LookupError("this WebSocket is not served by a SocketRouter") from None
-    if not isinstance(connection, Connection):
-        raise LookupError(f"ws.state.{STATE_KEY} is {connection!r}, not a Connection")
+    if not isinstance(connection, Socket):
+        raise LookupError(f"ws.state.{STATE_KEY} is {connection!r}, not a Socket")
     return connection
+
+
+def _websocket_for(socket: Socket) -> WebSocket:
+    """Hand out the WebSocket being served, with `ws.state.observable` set to the core's
+    `Socket` on the same scope."""
+    ws = _serving.get(None)
+    if ws is None or ws.scope is not socket.scope:
+        raise RuntimeError("fastapi_adapter.SocketRouter serves Starlette WebSockets only")
+    ws.state.observable = socket
+    return ws
 
 
 class SocketRouter(_CoreRouter):
@@ -72,6 +81,7 @@ class SocketRouter(_CoreRouter):
     """
 
     __signature__ = _EndpointSignature()
+    make_ws = staticmethod(_websocket_for)
 
     def __call__(
         self,
@@ -96,14 +106,6 @@ class SocketRouter(_CoreRouter):
             return _Serving(self._serve(WebSocket(scope, receive, send)))  # type: ignore[arg-type]
         return _Serving(_CoreRouter.__call__(self, scope, receive, send))
 
-    def socket_for(self, connection: Any) -> Any:
-        """Hand out the WebSocket being served, with `ws.state.observable` set."""
-        ws = _serving.get(None)
-        if ws is None or ws.scope is not connection.scope:
-            raise RuntimeError("fastapi_adapter.SocketRouter serves Starlette WebSockets only")
-        ws.state.observable = connection
-        return ws
-
     # Private methods
 
     async def _serve(self, ws: WebSocket) -> None:
@@ -112,10 +114,11 @@ class SocketRouter(_CoreRouter):
             return
         if ws.client_state is WebSocketState.CONNECTING:
             await ws.receive()  # websocket.connect; Starlette raises on anything else
-        # From here the core owns the connection and talks to the raw ASGI callables:
-        # Starlette's `ws.receive`/`ws.send` check and update its state on every frame, a
-        # measurable cost per message. Its state is set to match instead: connected while
-        # the router serves (so a handler may still use `ws.send_json`), closed after.
+        # From here the core owns the connection and talks to the raw ASGI callables, read
+        # from Starlette's private `_send`/`_receive` (it has no public accessor):
+        # `ws.receive`/`ws.send` check and update its state on every frame, a measurable cost
+        # per message. Its state is set to match instead: connected while the router serves
+        # (so a handler may still use `ws.send_json`), closed after.
         send: Any = ws._send
         accepted = ws.application_state is WebSocketState.CONNECTED
         if accepted:
@@ -130,13 +133,7 @@ class SocketRouter(_CoreRouter):
             # (middleware, routing, the endpoint). In a fresh task that chain is the
             # connection's own. Cancelling this coroutine cancels the task it awaits.
             await asyncio.get_running_loop().create_task(
-                serve_connection(
-                    self,
-                    ws.scope,
-                    ws._receive,  # type: ignore[arg-type]
-                    send,
-                    accepted=accepted,
-                )
+                self.serve(ws.scope, ws._receive, send, accepted=accepted)  # type: ignore[arg-type]
             )
         finally:
             _serving.reset(token)

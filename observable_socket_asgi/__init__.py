@@ -10,9 +10,10 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
 `__init__` holds its docstring, and `client.__init__` the client's public names:
 
     ./                                               the pure core, at the top of the package
+    _message                                         what hooks receive as `message`
     logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
     options                                          the router's options, in frozen groups
-    _extras                                          the command that installs a missing extra
+    _extras _responses                               a missing extra's guard; plain HTTP answers
     _concurrency _schema                             threads, arity; declared types (pydantic)
     errors _backoff _route                           exceptions; reconnect delays; a frozen Route
     envelope                                         pure wire format: parse and encode frames
@@ -41,7 +42,9 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     server.runtime                                   what a router hands down, frozen
     server.pipeline                                  one request path: hooks -> reply, written
     server.connection                                the I/O shell
-    server.asgi                                      scope dispatch, handshake checks, lifespan
+    server.http                                      plain-HTTP answers: 426, AsyncAPI, metrics
+    server.handshake                                 refusals, the connection registry, accept
+    server.app                                       scope dispatch, lifespan
     server.routing                                   SocketRouter, the ASGI app
     client/                                          the Python end of the wire
     client._state client._positions                  lifecycle; last position per topic

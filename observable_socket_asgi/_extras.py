@@ -1,11 +1,14 @@
-"""The command that installs an extra, worded for where this copy of the package came from.
+"""Optional dependencies: which extra installs what is missing, and the command that does it.
 
-A missing-extra message that says `pip install "observable-socket-asgi[client]"` only works
-once the package is on an index; installed from a clone, a wheel file or a VCS URL, that
-command finds nothing (or something else). pip records the source of a direct install in the
-distribution's `direct_url.json` (PEP 610): a local directory (editable or not), an archive,
-or a VCS URL and revision. The command names that same source, and the interpreter running
-now, so it installs into this environment.
+Each part that needs an extra (metrics, tracing, Redis, the client, the FastAPI adapter)
+imports it under `with require(extra, what):`, so a missing package is reported the same way
+everywhere. The command is worded for where this copy of the package came from: a message
+saying `pip install "observable-socket-asgi[client]"` only works once the package is on an
+index; installed from a clone, a wheel file or a VCS URL, that command finds nothing (or
+something else). pip records the source of a direct install in the distribution's
+`direct_url.json` (PEP 610): a local directory (editable or not), an archive, or a VCS URL and
+revision. The command names that same source, and the interpreter running now, so it installs
+into this environment.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["DISTRIBUTION", "install_command", "requirement"]
+__all__ = ["DISTRIBUTION", "install_command", "require", "requirement"]
 
 DISTRIBUTION = "observable-socket-asgi"
 
@@ -61,3 +66,19 @@ def install_command(extra: str) -> str:
     this copy of the package was installed from."""
     args = requirement(extra, _direct_url())
     return shlex.join([sys.executable, "-m", "pip", "install", *args])
+
+
+@contextmanager
+def require(extra: str, what: str) -> Iterator[None]:
+    """Let the imports in the block raise an ImportError naming `what` needs which extra.
+
+    Raises:
+        ImportError: an import in the block failed; chained to the original.
+    """
+    try:
+        yield
+    except ImportError as exc:
+        missing = exc.name.split(".")[0] if exc.name else "a package"
+        raise ImportError(
+            f"{what} needs {missing}; install the extra: {install_command(extra)}"
+        ) from exc

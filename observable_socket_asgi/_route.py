@@ -16,8 +16,9 @@ from typing import Any
 
 from ._concurrency import arity_accepts, ensure_async
 from ._schema import Schema, route_schemas
+from .options import check_positive, check_rate
 
-__all__ = ["OPTION_KEYS", "CallMode", "Route", "build_route", "check_positive", "check_rate"]
+__all__ = ["OPTION_KEYS", "CallMode", "Route", "build_route"]
 
 AsyncFn = Callable[..., Awaitable[Any]]
 
@@ -99,14 +100,7 @@ def build_route(
             declared type cannot be validated.
         ImportError: a type is declared and pydantic v2 is not installed.
     """
-    unknown = set(options) - OPTION_KEYS
-    if unknown:
-        raise ValueError(
-            f"route {name!r}: unknown option(s) {sorted(unknown)}; "
-            f"expected some of {sorted(OPTION_KEYS)}"
-        )
-    if not callable(handler):
-        raise TypeError(f"route {name!r}: handler must be callable, got {handler!r}")
+    _check_options(name, handler, options)
     data_check = options.get("data_check")
     access = options.get("access")
     hydrate = options.get("hydrate")
@@ -114,40 +108,11 @@ def build_route(
     timeout = options.get("timeout", default_timeout)
     rate_limit = options.get("rate_limit")
     idempotent = options.get("idempotent", False)
-    if type(idempotent) is not bool:
-        raise TypeError(f"route {name!r}: idempotent must be True or False, got {idempotent!r}")
     check_positive(f"route {name!r}: timeout", timeout)
     check_rate(f"route {name!r}: rate_limit", rate_limit)
     payload_schema, response_schema = route_schemas(name, handler, options, max_validation_errors)
-
-    data_check_local = access_local = False
-    if data_check is not None:
-        data_check_local = _pick_arity(name, "data_check", data_check, 2, 1, "(message[, local])")
-    if access is not None:
-        access_local = _pick_arity(name, "access", access, 3, 2, "(ws, message[, local])")
-    if hydrate is not None:
-        _require_arity(name, "hydrate", hydrate, 2, "(ws, message)")
-    if dehydrate is not None:
-        _require_arity(name, "dehydrate", dehydrate, 1, "(payload)")
-
-    takes_one = arity_accepts(handler, 1)
-    takes_three = arity_accepts(handler, 3)
-    if takes_one and takes_three:
-        call_mode = CallMode.EITHER
-    elif takes_one:
-        call_mode = CallMode.SINGLE
-    elif takes_three:
-        if hydrate is not None:
-            raise TypeError(
-                f"route {name!r}: with a hydrate hook the handler is called with one "
-                f"argument, but {_qualname(handler)} takes (ws, headers, payload)"
-            )
-        call_mode = CallMode.TRIPLE
-    else:
-        raise TypeError(
-            f"route {name!r}: handler {_qualname(handler)} must take one argument "
-            "(hydrated value or local) or three (ws, headers, payload)"
-        )
+    data_check_local, access_local = _hook_forms(name, options)
+    call_mode = _call_mode(name, handler, hydrate is not None)
 
     direct = (
         data_check is None
@@ -177,22 +142,56 @@ def build_route(
     )
 
 
-def check_positive(name: str, value: float | None) -> None:
-    """Raise ValueError unless `value` is None or a positive number of seconds."""
-    if value is not None and not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+def _check_options(name: str, handler: Any, options: dict[str, Any]) -> None:
+    """Refuse unknown option keys, a handler that is not callable, a non-bool `idempotent`."""
+    unknown = set(options) - OPTION_KEYS
+    if unknown:
+        raise ValueError(
+            f"route {name!r}: unknown option(s) {sorted(unknown)}; "
+            f"expected some of {sorted(OPTION_KEYS)}"
+        )
+    if not callable(handler):
+        raise TypeError(f"route {name!r}: handler must be callable, got {handler!r}")
+    idempotent = options.get("idempotent", False)
+    if type(idempotent) is not bool:
+        raise TypeError(f"route {name!r}: idempotent must be True or False, got {idempotent!r}")
 
 
-def check_rate(name: str, value: tuple[int, float] | None) -> None:
-    """Raise ValueError unless `value` is None or `(messages >= 1, per_seconds > 0)`."""
-    if value is None:
-        return
-    try:
-        messages, seconds = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (messages, per_seconds), got {value!r}") from None
-    if not (isinstance(messages, int) and messages >= 1 and seconds > 0):
-        raise ValueError(f"{name} must be (messages >= 1, per_seconds > 0), got {value!r}")
+def _hook_forms(name: str, options: dict[str, Any]) -> tuple[bool, bool]:
+    """Check each hook's arity once; whether `data_check` and `access` take `local`."""
+    data_check_local = access_local = False
+    if options.get("data_check") is not None:
+        shape = "(message[, local])"
+        data_check_local = _pick_arity(name, "data_check", options["data_check"], 2, 1, shape)
+    if options.get("access") is not None:
+        shape = "(ws, message[, local])"
+        access_local = _pick_arity(name, "access", options["access"], 3, 2, shape)
+    if options.get("hydrate") is not None:
+        _require_arity(name, "hydrate", options["hydrate"], 2, "(ws, message)")
+    if options.get("dehydrate") is not None:
+        _require_arity(name, "dehydrate", options["dehydrate"], 1, "(payload)")
+    return data_check_local, access_local
+
+
+def _call_mode(name: str, handler: Any, hydrated: bool) -> CallMode:
+    """How the handler is called, from the arguments it can take (read once)."""
+    takes_one = arity_accepts(handler, 1)
+    takes_three = arity_accepts(handler, 3)
+    if takes_one and takes_three:
+        return CallMode.EITHER
+    if takes_one:
+        return CallMode.SINGLE
+    if takes_three:
+        if hydrated:
+            raise TypeError(
+                f"route {name!r}: with a hydrate hook the handler is called with one "
+                f"argument, but {_qualname(handler)} takes (ws, headers, payload)"
+            )
+        return CallMode.TRIPLE
+    raise TypeError(
+        f"route {name!r}: handler {_qualname(handler)} must take one argument "
+        "(hydrated value or local) or three (ws, headers, payload)"
+    )
 
 
 def _pick_arity(route: str, hook: str, fn: Any, full: int, short: int, shape: str) -> bool:

@@ -628,6 +628,6 @@ def ws_max_size_for(app: Any) -> int | None:
     """
     from .server.routing import SocketRouter
 
-    if isinstance(app, SocketRouter) and app.max_message_bytes is not None:
-        return 2 * app.max_message_bytes
+    if isinstance(app, SocketRouter) and app.settings.max_message_bytes is not None:
+        return 2 * app.settings.max_message_bytes
     return None

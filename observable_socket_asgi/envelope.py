@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ._message import MessageData
 from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
@@ -63,26 +64,6 @@ _push_counter = itertools.count(1)
 # Envelopes
 
 _MISSING: Any = object()
-
-
-@dataclass(slots=True, init=False)
-class MessageData:
-    """What `data_check`, `access` and `hydrate` receive as `message`.
-
-    `headers` is always a dict (`{}` when the request had none) and `payload` is exactly what
-    the client sent (`None` when absent).
-    """
-
-    headers: Header
-    payload: Payload
-
-    def __init__(self, headers: Header | None = None, payload: Payload = None) -> None:
-        self.headers = {} if headers is None else headers
-        self.payload = payload
-
-    def get_data(self) -> dict[str, Any]:
-        """Return `{"headers", "payload"}`, as the original package's `MessageData` did."""
-        return {"headers": self.headers, "payload": self.payload}
 
 
 @dataclass(slots=True, init=False)
@@ -207,6 +188,9 @@ def frame_size(data: str | bytes) -> int:
     return utf8_size(data)
 
 
+_TOO_DEEP = f"frame nests deeper than {MAX_DEPTH} levels of arrays and objects"
+
+
 def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
     """Parse one frame into a `Request`.
 
@@ -224,9 +208,8 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
             deeper than `MAX_DEPTH` levels (400). Its uuid is read from the frame's first
             characters when the frame cannot be parsed (a lone surrogate escape).
     """
-    # len(str) counts code points, and a code point is 1 to 4 bytes in UTF-8: only frames in
-    # the uncertain band pay for an encode. The refusal never parses the frame: its uuid is
-    # read from a small prefix, so refusing costs the same for 2 MiB as for 200 MiB.
+    # A code point is 1 to 4 UTF-8 bytes: only frames in the uncertain band pay for an encode;
+    # a refusal reads the uuid from a small prefix, so 200 MiB costs what 2 MiB does.
     if max_bytes is not None and len(data) * 4 > max_bytes:
         size = utf8_size(data)
         if size > max_bytes:
@@ -243,32 +226,23 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
         uuid = obj.get("track_id")
     uuid_type = type(uuid)
     if uuid_type is not str and uuid_type is not int:
-        if uuid is None:
-            raise ProtocolError("request has no uuid (expected a string or an integer)")
-        raise ProtocolError(f"uuid must be a string or an integer, got {_json_type(uuid)}")
+        raise _bad_field("uuid", uuid, "a string or an integer", None)
 
     route = obj.get("route")
     if route is None:
         route = obj.get("path")
     if type(route) is not str:
-        if route is None:
-            raise ProtocolError("request has no route (expected a string)", uuid=uuid)
-        raise ProtocolError(f"route must be a string, got {_json_type(route)}", uuid=uuid)
+        raise _bad_field("route", route, "a string", uuid)
 
-    # more than MAX_DEPTH levels need more than MAX_DEPTH brackets, so more characters:
-    # a short frame (most of them) skips counting its brackets
+    # nesting past MAX_DEPTH takes more brackets than that: a short frame skips the count
     if len(data) > MAX_DEPTH and may_be_too_deep(data) and too_deep(obj):
-        raise ProtocolError(
-            f"frame nests deeper than {MAX_DEPTH} levels of arrays and objects", uuid=uuid
-        )
+        raise ProtocolError(_TOO_DEEP, uuid=uuid)
 
     headers = obj.get("headers")
     if headers is None:
         headers = {}
     elif type(headers) is not dict:
-        raise ProtocolError(
-            f"headers must be an object or null, got {_json_type(headers)}", uuid=uuid
-        )
+        raise _bad_field("headers", headers, "an object or null", uuid)
     # Request.__init__ also resolves the original package's aliases; the parser has done that
     # already, so it fills the slots directly (a measurable share of the per-message cost).
     request = _new_request(Request)
@@ -277,6 +251,13 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
     request.headers = headers
     request.payload = obj.get("payload")
     return request
+
+
+def _bad_field(name: str, value: Any, expected: str, uuid: Uuid | None) -> ProtocolError:
+    """The 400 of a request whose `name` is missing or of the wrong type (off the hot path)."""
+    if value is None:
+        return ProtocolError(f"request has no {name} (expected {expected})", uuid=uuid)
+    return ProtocolError(f"{name} must be {expected}, got {_json_type(value)}", uuid=uuid)
 
 
 def encode_reply(uuid: Uuid | None, status: int, headers: Header, payload: Payload) -> str:

@@ -14,9 +14,14 @@ keyword a user wrote, so a mistake is reported where it was made: at import time
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    G = TypeVar("G", bound=DataclassInstance)
 
 __all__ = [
     "HistoryOptions",
@@ -26,7 +31,18 @@ __all__ = [
     "Settings",
     "check_positive",
     "check_rate",
+    "group",
 ]
+
+
+def group(cls: type[G], keywords: Mapping[str, Any], prefix: str = "") -> G:
+    """Build the option group `cls` from the router's keywords, each named `prefix + field`.
+
+    A field without a keyword keeps its default, so a group may grow a field before the
+    router grows its keyword.
+    """
+    given = {f.name: prefix + f.name for f in fields(cls)}
+    return cls(**{name: keywords[key] for name, key in given.items() if key in keywords})
 
 
 def check_positive(name: str, value: float | None) -> None:
@@ -53,10 +69,17 @@ def check_at_least(name: str, value: int, least: int) -> None:
         raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
 
 
-def check_path(name: str, value: str | None) -> None:
-    """Raise ValueError unless `value` is None or a path starting with '/'."""
-    if value is not None and (not isinstance(value, str) or not value.startswith("/")):
+def check_path(name: str, value: str | None, trailing_slash: bool = True) -> None:
+    """Raise ValueError unless `value` is None or a path starting with '/' (and, unless
+    `trailing_slash`, not ending with one: the root of a page's own files)."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{name} must be a path starting with '/', got {value!r}")
+    if not trailing_slash and value != "/" and value.endswith("/"):
+        raise ValueError(
+            f"{name} must be a path starting with '/' (no trailing '/'), got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +111,10 @@ class Settings:
     max_validation_errors: int = 10
 
     def __post_init__(self) -> None:
+        origins: Iterable[str] | None = self.allowed_origins
+        if origins is not None and not isinstance(origins, tuple):
+            # the keyword takes any iterable (a list, a set); the group keeps a tuple
+            object.__setattr__(self, "allowed_origins", tuple(origins))
         check_at_least("max_in_flight", self.max_in_flight, 1)
         if self.max_message_bytes is not None:
             check_at_least("max_message_bytes", self.max_message_bytes, 64)
@@ -180,4 +207,4 @@ class HttpPaths:
     def __post_init__(self) -> None:
         check_path("metrics_url", self.metrics_url)
         check_path("asyncapi_url", self.asyncapi_url)
-        check_path("explorer_url", self.explorer_url)
+        check_path("explorer_url", self.explorer_url, trailing_slash=False)

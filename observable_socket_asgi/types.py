@@ -1,9 +1,9 @@
 """Type aliases and the dict shapes users write; nothing here runs.
 
 Dict shapes that users write by hand stay dicts (`HandlerResult`, `RouteOptions`). The
-envelopes the router builds (`Request`, `Response`, `MessageData`) are classes of the wire
-format and live in `envelope.py`; the hook aliases below name them as forward references
-only, so this module imports nothing of the package. Nothing here imports a web framework:
+envelopes the router builds (`Request`, `Response`) are classes of the wire format and live
+in `envelope.py`; `MessageData`, which the hook aliases below name, lives in `_message.py`
+beneath both, so neither imports the other. Nothing here imports a web framework:
 `ws` is typed `Any` where the object depends on how the router is mounted (the core
 `Connection`, or Starlette's `WebSocket` through the adapter).
 """
@@ -11,7 +11,7 @@ only, so this module imports nothing of the package. Nothing here imports a web 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from asgiref.typing import (
     ASGIReceiveCallable,
@@ -22,8 +22,7 @@ from asgiref.typing import (
     WebSocketScope,
 )
 
-if TYPE_CHECKING:
-    from .envelope import MessageData
+from ._message import MessageData
 
 __all__ = [
     "ASGIReceiveCallable",

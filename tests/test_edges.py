@@ -326,8 +326,8 @@ async def test_topic_name_length_and_count_are_limited(serve: Any) -> None:
 def test_topic_limits_have_documented_defaults() -> None:
     """Both limits are on by default, and nonsense values are refused at construction."""
     router = SocketRouter()
-    assert router.max_topics == 1024
-    assert router.max_topic_bytes == 1024
+    assert router.settings.max_topics == 1024
+    assert router.settings.max_topic_bytes == 1024
     with pytest.raises(ValueError, match="max_topics"):
         SocketRouter(max_topics=0)
 
@@ -643,7 +643,7 @@ async def test_observed_requests_follow_the_same_rules() -> None:
     from tests.helpers import conversation
 
     app = make_router(metrics_url="/metrics", rate_limit=(3, 60.0), max_in_flight=2)
-    assert app.observer is not None
+    assert app.runtime.observer is not None
     async with conversation(app) as conv:
         for n in range(3):  # more than max_in_flight: each slot is freed again
             reply = await conv.ask(request("cancelled/later", uuid=f"c{n}"))

@@ -30,7 +30,12 @@ REQUIRED = {
 
 CORE_MODULES = [
     "_concurrency",
-    "server.asgi",
+    "_responses",
+    "options",
+    "server.app",
+    "server.handshake",
+    "server.http",
+    "server.runtime",
     "server.connection",
     "datastructures",
     "envelope",

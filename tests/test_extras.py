@@ -186,3 +186,13 @@ def test_wheel_metadata_names_license_authors_and_the_running_python() -> None:
     assert project["authors"] and project["urls"]
     running = "Programming Language :: Python :: {}.{}".format(*sys.version_info[:2])
     assert running in project["classifiers"]
+
+
+def test_require_names_what_needs_which_extra() -> None:
+    """The one import guard: a failed import in its block names the part, package and extra."""
+    from observable_socket_asgi._extras import require
+
+    with pytest.raises(ImportError, match=r"tracing needs no_such_pkg; .*\[otel\]") as caught:
+        with require("otel", "tracing"):
+            import no_such_pkg  # type: ignore[import-not-found]  # noqa: F401
+    assert isinstance(caught.value.__cause__, ImportError)

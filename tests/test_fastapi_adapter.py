@@ -427,3 +427,12 @@ def test_fetch_once_use_twice(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
     assert as_alice[2]["payload"]["title"] == "Alice's drafts"
     assert as_alice[4]["payload"] == {"message": "not found"}
     assert [a["status"] for a in anonymous] == [200, 403]
+
+
+def test_exports_follow_the_core() -> None:
+    """The adapter's names are the core's `__all__` (read, not copied) plus its own."""
+    core = set(observable_socket_asgi.__all__) - {"__version__"}
+    assert core | {"observable"} == set(fastapi_adapter.__all__)
+    assert fastapi_adapter.SocketRouter is SocketRouter
+    with pytest.raises(AttributeError):
+        fastapi_adapter.not_a_name  # noqa: B018

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi.server.asgi import origin_allowed
+from observable_socket_asgi.server.handshake import origin_allowed
 from tests.helpers import (
     JS_PING,
     MS,
@@ -183,8 +183,8 @@ async def test_access_logic_runs_in_the_connections_task_with_its_own_timeouts(
 
 def test_handshake_timeout_default_and_validation() -> None:
     """handshake_timeout defaults to 10 s, accepts None, and refuses nonsense."""
-    assert SocketRouter().handshake_timeout == 10.0
-    assert SocketRouter(handshake_timeout=None).handshake_timeout is None
+    assert SocketRouter().settings.handshake_timeout == 10.0
+    assert SocketRouter(handshake_timeout=None).settings.handshake_timeout is None
     with pytest.raises(ValueError, match="handshake_timeout"):
         SocketRouter(handshake_timeout=0)
 
@@ -312,7 +312,7 @@ def test_rate_limit_and_timeouts_are_validated() -> None:
 
 def test_idle_timeout_default_outlasts_js_heartbeat() -> None:
     """The JS client pings every 60 s, so a healthy socket must not be closed as idle."""
-    idle = SocketRouter().idle_timeout
+    idle = SocketRouter().settings.idle_timeout
     assert idle is not None and idle > 60
 
 

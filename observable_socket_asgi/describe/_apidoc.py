@@ -1,59 +1,35 @@
 """What a router says about itself: its routes and push topics as AsyncAPI and TypeScript.
 
-The glue between a router and the pure builders: it reads each route's declared types and
-hooks, generates every JSON Schema in one pass (shared definitions), and hands plain
-descriptions to `asyncapi.build_document` and `_typescript.render`. A router without typed
-routes never imports pydantic here either.
+The glue between a router's parts and the pure builders: given the routes, the declared push
+topics and the settings (never the router), it reads each route's declared types and hooks,
+generates every JSON Schema in one pass (shared definitions), and hands plain descriptions to
+`asyncapi.build_document` and `_typescript.render`. Routes without declared types never
+import pydantic here either.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from .._route import Route
 from .._schema import Mode, Schema, TopicType, json_schemas
 from ..status import Status
 from ._typescript import render
 from .asyncapi import SCHEMA_REF, RouteDoc, TopicDoc, build_document
 
+if TYPE_CHECKING:
+    from ..options import Settings
+
 __all__ = ["asyncapi_document", "describe", "typescript_module"]
 
 
-class _RouteLike(Protocol):
-    name: str
-    handler: Any
-    data_check: Any
-    access: Any
-    timeout: float | None
-    rate_limit: tuple[int, float] | None
-    payload_schema: Schema | None
-    response_schema: Schema | None
-
-
-class _RouterLike(Protocol):
-    @property
-    def heartbeat(self) -> bool: ...
-
-    @property
-    def max_message_bytes(self) -> int | None: ...
-
-    @property
-    def rate_limit(self) -> tuple[int, float] | None: ...
-
-    @property
-    def routes(self) -> dict[str, Any]: ...
-
-    @property
-    def push_topics(self) -> Sequence[TopicType]: ...
-
-
 def describe(
-    router: _RouterLike,
+    routes: Iterable[Route], topics: Sequence[TopicType], settings: Settings
 ) -> tuple[list[RouteDoc], list[TopicDoc], dict[str, Any]]:
-    """Return the descriptions of `router`'s routes and topics, and their shared definitions."""
-    routes: list[_RouteLike] = list(router.routes.values())
-    topics = list(router.push_topics)
+    """Return the descriptions of `routes` and `topics`, and their shared definitions."""
+    routes = list(routes)
     items: list[tuple[str, Mode, Schema]] = []
     for route in routes:
         if route.payload_schema is not None:
@@ -76,7 +52,7 @@ def describe(
                 description=description,
                 request=by_key.get((key, "validation")),
                 response=by_key.get((key, "serialization")),
-                errors=_errors(router, route),
+                errors=_errors(settings, route),
             )
         )
     topic_docs = [
@@ -87,43 +63,51 @@ def describe(
 
 
 def asyncapi_document(
-    router: _RouterLike,
+    routes: Iterable[Route],
+    topics: Sequence[TopicType],
+    settings: Settings,
     *,
     title: str,
     version: str,
     description: str | None = None,
     address: str | None = None,
 ) -> dict[str, Any]:
-    """Return `router`'s AsyncAPI 3.0 document."""
-    routes, topics, definitions = describe(router)
+    """Return the AsyncAPI 3.0 document of a router's `routes` and `topics`."""
+    route_docs, topic_docs, definitions = describe(routes, topics, settings)
     return build_document(
-        routes,
-        topics,
+        route_docs,
+        topic_docs,
         definitions,
         title=title,
         version=version,
         description=description,
         address=address,
-        heartbeat=router.heartbeat,
+        heartbeat=settings.heartbeat,
     )
 
 
-def typescript_module(router: _RouterLike, *, title: str | None = None) -> str:
-    """Return `router`'s TypeScript declarations."""
-    routes, topics, definitions = describe(router)
-    return render(routes, topics, definitions, title=title)
+def typescript_module(
+    routes: Iterable[Route],
+    topics: Sequence[TopicType],
+    settings: Settings,
+    *,
+    title: str | None = None,
+) -> str:
+    """Return the TypeScript declarations of a router's `routes` and `topics`."""
+    route_docs, topic_docs, definitions = describe(routes, topics, settings)
+    return render(route_docs, topic_docs, definitions, title=title)
 
 
-def _errors(router: _RouterLike, route: _RouteLike) -> tuple[int, ...]:
+def _errors(settings: Settings, route: Route) -> tuple[int, ...]:
     """The error statuses the router itself may answer for `route`."""
     statuses: list[int] = []
     if route.payload_schema is not None or route.data_check is not None:
         statuses.append(Status.BAD_REQUEST)
     if route.access is not None:
         statuses.append(Status.FORBIDDEN)
-    if router.max_message_bytes is not None:
+    if settings.max_message_bytes is not None:
         statuses.append(Status.PAYLOAD_TOO_LARGE)
-    if route.rate_limit is not None or router.rate_limit is not None:
+    if route.rate_limit is not None or settings.rate_limit is not None:
         statuses.append(Status.TOO_MANY_REQUESTS)
     statuses.append(Status.INTERNAL_SERVER_ERROR)
     if route.timeout is not None:

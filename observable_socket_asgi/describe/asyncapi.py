@@ -155,90 +155,19 @@ def build_document(
         address: the socket's path (`"/ws"`), when known; left out it means any path.
         heartbeat: document the `PING` -> `PONG` exchange.
     """
-    taken: set[str] = set()
-    messages: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-
-    error_keys: dict[int, str] = {}
-    for status in sorted({s for r in routes for s in r.errors} | {Status.NOT_FOUND}):
-        key = identifier(f"error_{int(status)}", taken)
-        error_keys[status] = key
-        messages[key] = _error_message(status)
-
+    parts = _Parts()
+    error_keys = _add_errors(parts, routes)
     for route in routes:
-        key = identifier(route.name, taken)
-        request_key = identifier(f"{key}.request", taken)
-        response_key = identifier(f"{key}.response", taken)
-        messages[request_key] = _request_message(route)
-        messages[response_key] = _response_message(route)
-        replies = [response_key] + [error_keys[s] for s in sorted(route.errors)]
-        operations[key] = _receive(
-            route.name, route.summary, route.description, request_key, replies
-        )
-
-    names = [r.name for r in routes]
-    unknown_key = identifier("unknown_route", taken)
-    messages[unknown_key] = {
-        "name": "unknown route",
-        "summary": "A request for a route the server does not have.",
-        "correlationId": {"$ref": "#/components/correlationIds/uuid"},
-        "payload": _envelope(
-            {"type": "string", "not": {"enum": [*names, PING, PONG]}}, None, request=True
-        ),
-    }
-    operations[unknown_key] = _receive(
-        None,
-        "Any other route is answered 404.",
-        None,
-        unknown_key,
-        [error_keys[Status.NOT_FOUND]],
-    )
-
+        _add_route(parts, route, error_keys)
+    _add_unknown_route(parts, [r.name for r in routes], error_keys[Status.NOT_FOUND])
     if heartbeat:
-        ping_key, pong_key = identifier("ping", taken), identifier("pong", taken)
-        messages[ping_key] = {
-            "name": PING,
-            "summary": "The client's heartbeat; answered at once, even while handlers run.",
-            "correlationId": {"$ref": "#/components/correlationIds/uuid"},
-            "payload": _envelope({"const": PING}, None, request=True),
-        }
-        messages[pong_key] = {
-            "name": PONG,
-            "summary": "The heartbeat's answer: the PING's uuid and route PONG.",
-            "correlationId": {"$ref": "#/components/correlationIds/uuid"},
-            "payload": _object(
-                {
-                    "uuid": _UUID,
-                    "route": {"const": PONG},
-                    "status": {"const": int(Status.OK)},
-                    "headers": {"type": "object"},
-                    "payload": {"type": "null"},
-                },
-                ["uuid", "route", "status", "headers", "payload"],
-            ),
-        }
-        operations[identifier("heartbeat", taken)] = _receive(
-            PING, "Heartbeat: PING is answered PONG.", None, ping_key, [pong_key]
-        )
-
+        _add_heartbeat(parts)
     for topic in topics:
-        key = identifier(f"push_{topic.pattern}", taken)
-        messages[key] = _push_message(topic)
-        operation: dict[str, Any] = {
-            "action": "send",
-            "channel": {"$ref": f"#/channels/{CHANNEL}"},
-            "title": f"push {topic.pattern}",
-            "summary": f"Pushed to the connections subscribed to {topic.pattern}.",
-            "messages": [_message_ref(key)],
-        }
-        if topic.description:
-            operation["description"] = topic.description
-        operations[key] = operation
+        _add_topic(parts, topic)
 
     schemas = dict(definitions or {})
     for name, schema in error_schemas().items():
         schemas.setdefault(name, schema)
-
     info: dict[str, Any] = {"title": title, "version": version}
     if description:
         info["description"] = description
@@ -246,7 +175,7 @@ def build_document(
         "title": "ObservableSocket",
         "description": "The one WebSocket: requests, their answers (correlated by uuid) "
         "and pushes share it.",
-        "messages": messages,
+        "messages": parts.messages,
     }
     if address is not None:
         channel["address"] = address
@@ -255,7 +184,7 @@ def build_document(
         "info": info,
         "defaultContentType": "application/json",
         "channels": {CHANNEL: channel},
-        "operations": operations,
+        "operations": parts.operations,
         "components": {
             "schemas": schemas,
             "correlationIds": {
@@ -269,6 +198,101 @@ def build_document(
 
 
 # Private functions
+
+
+class _Parts:
+    """The messages and operations of one document, keyed by identifiers unique within it."""
+
+    __slots__ = ("messages", "operations", "taken")
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+        self.messages: dict[str, Any] = {}
+        self.operations: dict[str, Any] = {}
+
+    def key(self, name: str) -> str:
+        return identifier(name, self.taken)
+
+
+def _add_errors(parts: _Parts, routes: Sequence[RouteDoc]) -> dict[int, str]:
+    """One message per error status any route (or an unknown route) may get; their keys."""
+    error_keys: dict[int, str] = {}
+    for status in sorted({s for r in routes for s in r.errors} | {Status.NOT_FOUND}):
+        key = parts.key(f"error_{int(status)}")
+        error_keys[status] = key
+        parts.messages[key] = _error_message(status)
+    return error_keys
+
+
+def _add_route(parts: _Parts, route: RouteDoc, error_keys: dict[int, str]) -> None:
+    key = parts.key(route.name)
+    request_key = parts.key(f"{key}.request")
+    response_key = parts.key(f"{key}.response")
+    parts.messages[request_key] = _request_message(route)
+    parts.messages[response_key] = _response_message(route)
+    replies = [response_key] + [error_keys[s] for s in sorted(route.errors)]
+    parts.operations[key] = _receive(
+        route.name, route.summary, route.description, request_key, replies
+    )
+
+
+def _add_unknown_route(parts: _Parts, names: list[str], not_found_key: str) -> None:
+    key = parts.key("unknown_route")
+    parts.messages[key] = {
+        "name": "unknown route",
+        "summary": "A request for a route the server does not have.",
+        "correlationId": {"$ref": "#/components/correlationIds/uuid"},
+        "payload": _envelope(
+            {"type": "string", "not": {"enum": [*names, PING, PONG]}}, None, request=True
+        ),
+    }
+    parts.operations[key] = _receive(
+        None, "Any other route is answered 404.", None, key, [not_found_key]
+    )
+
+
+def _add_heartbeat(parts: _Parts) -> None:
+    ping_key, pong_key = parts.key("ping"), parts.key("pong")
+    parts.messages[ping_key] = {
+        "name": PING,
+        "summary": "The client's heartbeat; answered at once, even while handlers run.",
+        "correlationId": {"$ref": "#/components/correlationIds/uuid"},
+        "payload": _envelope({"const": PING}, None, request=True),
+    }
+    parts.messages[pong_key] = {
+        "name": PONG,
+        "summary": "The heartbeat's answer: the PING's uuid and route PONG.",
+        "correlationId": {"$ref": "#/components/correlationIds/uuid"},
+        "payload": _object(
+            {
+                "uuid": _UUID,
+                "route": {"const": PONG},
+                "status": {"const": int(Status.OK)},
+                "headers": {"type": "object"},
+                "payload": {"type": "null"},
+            },
+            ["uuid", "route", "status", "headers", "payload"],
+        ),
+    }
+    parts.operations[parts.key("heartbeat")] = _receive(
+        PING, "Heartbeat: PING is answered PONG.", None, ping_key, [pong_key]
+    )
+
+
+def _add_topic(parts: _Parts, topic: TopicDoc) -> None:
+    key = parts.key(f"push_{topic.pattern}")
+    parts.messages[key] = _push_message(topic)
+    operation: dict[str, Any] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{CHANNEL}"},
+        "title": f"push {topic.pattern}",
+        "summary": f"Pushed to the connections subscribed to {topic.pattern}.",
+        "messages": [_message_ref(key)],
+    }
+    if topic.description:
+        operation["description"] = topic.description
+    parts.operations[key] = operation
+
 
 _UUID: dict[str, Any] = {
     "description": "Correlation id: echoed unchanged, same JSON type.",

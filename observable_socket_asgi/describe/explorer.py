@@ -31,6 +31,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._responses import Response, header
+
 if TYPE_CHECKING:
     from ..observe.metrics import PrometheusMetrics
     from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -247,7 +249,7 @@ class Explorer:
 def _policy(scope: Scope) -> bytes:
     """The Content-Security-Policy of every answer: this origin only, and its WebSocket."""
     connect = "'self'"
-    host = _header(scope, b"host")
+    host = header(scope, b"host")
     if host is not None and _HOST.fullmatch(host):
         connect += f" ws://{host} wss://{host}"
     return (
@@ -255,14 +257,6 @@ def _policy(scope: Scope) -> bytes:
         f"connect-src {connect}; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'; object-src 'none'"
     ).encode()
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    headers: Any = scope.get("headers") or ()
-    for key, value in headers:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 async def _send(
@@ -275,7 +269,6 @@ async def _send(
     etag: str | None = None,
 ) -> None:
     headers = [
-        (b"content-type", content_type.encode()),
         (b"content-security-policy", _policy(scope)),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
@@ -283,13 +276,9 @@ async def _send(
     ]
     if etag is not None:
         headers.append((b"etag", etag.encode()))
-        if _matches(_header(scope, b"if-none-match"), etag):
+        if _matches(header(scope, b"if-none-match"), etag):
             status, body = 304, b""
-    headers.append((b"content-length", str(len(body)).encode()))
-    head = scope.get("method") == "HEAD" or status == 304
-    await send({"type": "http.response.start", "status": status, "headers": headers,
-                "trailers": False})  # fmt: skip
-    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
+    await Response(status, body, content_type, headers)(scope, send)
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

@@ -24,10 +24,12 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
+from .._extras import require
+from .._responses import Response, header, method_not_allowed
 from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
 from ._observe import MALFORMED, PING, REFUSAL_REASONS, UNKNOWN, Observer, close_code_label
 
-try:
+with require("metrics", "metrics_url"):
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
     from prometheus_client.exposition import choose_encoder
     from prometheus_client.metrics_core import (
@@ -37,12 +39,7 @@ try:
         Metric,
     )
     from prometheus_client.utils import floatToGoString
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    from .._extras import install_command
 
-    raise ImportError(
-        f"metrics need prometheus_client; install the extra: {install_command('metrics')}"
-    ) from exc
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -181,14 +178,7 @@ class PrometheusMetrics(Observer):
         self._in_flight -= 1
         if status is None:  # cancelled: no reply to count
             return
-        # `answered()`, inlined: this runs once per request.
-        key = (route, status)
-        requests = self._requests
-        requests[key] = requests.get(key, 0) + 1
-        histogram = self._durations.get(route)
-        if histogram is None:
-            histogram = self._durations[route] = _Histogram(DURATION_BUCKETS)
-        histogram.observe(time.perf_counter() - token)
+        self.answered(route, status, token)
 
     def answered(self, route: str, status: int, started: float) -> None:
         key = (route, status)
@@ -279,19 +269,11 @@ class PrometheusMetrics(Observer):
 
     async def scrape(self, scope: Scope, send: ASGISendCallable) -> None:
         """Answer one HTTP request for the metrics: GET or HEAD, else 405."""
-        method = scope.get("method", "GET")
-        if method not in ("GET", "HEAD"):
-            await _respond(send, 405, b"405 Method Not Allowed: GET the metrics.\n",
-                           "text/plain; charset=utf-8", [(b"allow", b"GET, HEAD")])  # fmt: skip
+        if scope.get("method", "GET") not in ("GET", "HEAD"):
+            await method_not_allowed("GET the metrics")(scope, send)
             return
-        accept = None
-        headers: Any = scope.get("headers") or ()
-        for key, value in headers:
-            if key == b"accept":
-                accept = value.decode("latin-1")
-        body, content_type = await self._render(accept)
-        await _respond(send, 200, b"" if method == "HEAD" else body, content_type, [],
-                       length=len(body))  # fmt: skip
+        body, content_type = await self._render(header(scope, b"accept"))
+        await Response(200, body, content_type)(scope, send)
 
     async def _render(self, accept: str | None) -> tuple[bytes, str]:
         # A few dozen series from plain numbers: cheap enough for the event loop.
@@ -441,26 +423,3 @@ def _counter(name: str, label: str | None, values: dict[str, int]) -> Metric:
     for key, value in values.items():
         family.add_metric([key], value)
     return family
-
-
-async def _respond(
-    send: ASGISendCallable,
-    status: int,
-    body: bytes,
-    content_type: str,
-    headers: list[tuple[bytes, bytes]],
-    length: int | None = None,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode("latin-1")),
-                (b"content-length", str(len(body) if length is None else length).encode()),
-                *headers,
-            ],
-            "trailers": False,
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -23,19 +23,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .._extras import require
 from ._observe import Observer, reset_failure_sink, set_failure_sink
 
-try:
+with require("otel", "tracing"):
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
     from opentelemetry.propagators.textmap import Getter
     from opentelemetry.trace import SpanKind, StatusCode
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    from .._extras import install_command
 
-    raise ImportError(
-        f"tracing needs opentelemetry-api; install the extra: {install_command('otel')}"
-    ) from exc
 
 __all__ = ["RPC_SYSTEM", "Tracing", "inject"]
 

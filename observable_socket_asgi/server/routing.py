@@ -1,31 +1,36 @@
-"""Routes and the router: everything about a route is decided once, at registration.
+"""The router: registration, publishing, and the frozen runtime it hands down.
 
-A `Route` is frozen: its hooks are already wrapped to be awaitable (plain functions run on
-the router's thread pool), and how many arguments each hook takes is read here with
-`inspect`, never per request. `SocketRouter` is the ASGI application itself; the connection
-work lives in `asgi.py` and `connection.py`.
+Everything about a route is decided once, at registration (`_route.build_route`). The
+router's keywords become the option groups of `options.py` and one `Runtime`, built once and
+handed to the layers below (the handshake, the connection, the plain-HTTP answers), which
+never read the router. `SocketRouter` is the ASGI application itself: it passes each scope
+to its `server.app.Application`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from .._concurrency import ensure_async
-from .._route import AsyncFn, CallMode, Route, build_route, check_positive, check_rate
+from .._route import CallMode, Route, build_route
 from .._schema import TopicType
 from ..envelope import RESERVED_ROUTES
 from ..errors import EncodeError
 from ..observe._observe import Fanout, Observer
-from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions, Settings
-from ..pubsub._idempotency import (
-    Idempotency,
-    default_identity,
+from ..options import (
+    HistoryOptions,
+    HttpPaths,
+    IdempotencyOptions,
+    PresenceOptions,
+    Settings,
+    group,
 )
+from ..pubsub._idempotency import Idempotency, default_identity
 from ..pubsub.topics import Topics, make_transport
 from ..pubsub.transport import Backplane
 from ..types import (
@@ -38,13 +43,15 @@ from ..types import (
     Scope,
     SocketAccess,
 )
-from .asgi import ConnectionRegistry, handle
+from .app import Application
+from .handshake import ConnectionRegistry, Handshake, serve_connection
+from .http import answers
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     from ..describe.explorer import Explorer
     from ..observe.metrics import PrometheusMetrics
     from .connection import Connection
-    from .runtime import Runtime
 
 __all__ = ["CallMode", "Route", "SocketRouter"]
 
@@ -129,7 +136,21 @@ class SocketRouter:
             its declared type (the answer also counts them all).
         explorer_url: serve the explorer page at this path (plain HTTP GET): the routes and
             topics listed, tried over a socket to the same path. None: not served.
+
+    Attributes:
+        settings: the limits and the handshake's rules, checked and frozen (`options.Settings`).
+        paths: the plain-HTTP paths answered beside the socket (`options.HttpPaths`).
+        runtime: what every connection is served with, handed down frozen.
+        registry: the connections served now, and the slots `max_connections` counts.
+        metrics: the Prometheus metrics when `metrics_url` is set (an ASGI app too, whose
+            `registry` can be scraped elsewhere), else None.
+        explorer: the explorer page (an ASGI app too) when `explorer_url` is set, else None.
     """
+
+    #: Seam for adapters: `fn(connection) -> ws`, what hooks, handlers and `access_logic`
+    #: receive as `ws`; None: the core's own object. `fastapi_adapter` hands out Starlette's
+    #: `WebSocket` on the same scope.
+    make_ws: ClassVar[Any] = None  # Any: a callable class attribute would read as a method
 
     def __init__(
         self,
@@ -174,134 +195,8 @@ class SocketRouter:
         max_validation_errors: int = 10,
         explorer_url: str | None = None,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        if max_message_bytes is not None and max_message_bytes < 64:
-            raise ValueError(f"max_message_bytes must be at least 64, got {max_message_bytes}")
-        if max_queued_pushes < 1:
-            raise ValueError(f"max_queued_pushes must be at least 1, got {max_queued_pushes}")
-        if slow_consumer not in ("close", "drop_oldest"):
-            raise ValueError(
-                f"slow_consumer must be 'close' or 'drop_oldest', got {slow_consumer!r}"
-            )
-        check_positive("handler_timeout", handler_timeout)
-        check_positive("handshake_timeout", handshake_timeout)
-        check_positive("close_timeout", close_timeout)
-        check_positive("idle_timeout", idle_timeout)
-        check_rate("rate_limit", rate_limit)
-        if max_connections is not None and max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
-        check_rate("handshake_rate", handshake_rate)
-        _check_at_least("max_buffered_bytes", max_buffered_bytes, 1024)
-        _check_at_least("retry_after", retry_after, 1)
-        _check_at_least("max_topics", max_topics, 1)
-        _check_at_least("max_topic_bytes", max_topic_bytes, 1)
-        if metrics_url is not None and (
-            not isinstance(metrics_url, str) or not metrics_url.startswith("/")
-        ):
-            raise ValueError(f"metrics_url must be a path starting with '/', got {metrics_url!r}")
-        if asyncapi_url is not None and not asyncapi_url.startswith("/"):
-            raise ValueError(f"asyncapi_url must be a path starting with '/', got {asyncapi_url!r}")
-        if explorer_url is not None:
-            from ..describe.explorer import check_url
-
-            check_url("explorer_url", explorer_url)
-        if max_validation_errors < 1:
-            raise ValueError(
-                f"max_validation_errors must be at least 1, got {max_validation_errors}"
-            )
-
-        #: the options above, checked and frozen: what connections and the handshake read
-        self.settings = Settings(
-            heartbeat=heartbeat,
-            max_in_flight=max_in_flight,
-            max_message_bytes=max_message_bytes,
-            max_queued_pushes=max_queued_pushes,
-            slow_consumer=slow_consumer,
-            close_timeout=close_timeout,
-            handler_timeout=handler_timeout,
-            rate_limit=rate_limit,
-            handshake_timeout=handshake_timeout,
-            idle_timeout=idle_timeout,
-            max_connections=max_connections,
-            max_buffered_bytes=max_buffered_bytes,
-            handshake_rate=handshake_rate,
-            retry_after=retry_after,
-            max_topics=max_topics,
-            max_topic_bytes=max_topic_bytes,
-            allowed_origins=None if allowed_origins is None else tuple(allowed_origins),
-            require_origin=require_origin,
-        )
-        self._asyncapi_url = asyncapi_url
-        self._max_validation_errors = max_validation_errors
-        # Declared push topics, in declaration order: documented, and publish() serialises
-        # payloads of typed ones. Empty for most routers, so publish() pays one test.
-        self._topic_types: list[TopicType] = []
-
-        # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
-        # instead of spawning threads without limit.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=sync_workers, thread_name_prefix="observable-socket"
-        )
-        # access_logic, made awaitable once; read by the handshake through `access_logic`
-        self._access_logic: AsyncFn | None = (
-            None if access_logic is None else ensure_async(access_logic, self._executor)
-        )
-        # the routes by name: changed only by add_route and include_router, read by every
-        # connection's protocol through `route_table`
-        self._routes: dict[str, Route] = {}
-        #: live connections and the slots max_connections counts; asgi.py changes it
-        self.registry = ConnectionRegistry(
-            self.settings.max_connections, self.settings.handshake_rate
-        )
-        self._startup = list(on_startup)
-        self._shutdown = list(on_shutdown)
-        #: topic subscriptions and their fan-out; started by the lifespan or on first use
-        self.backplane = Topics(
-            make_transport(backplane),
-            history=HistoryOptions(
-                history_size, history_ttl, history_max_bytes, history_max_topics
-            ),
-            presence=PresenceOptions(presence_ttl, presence_events, presence_max_info_bytes),
-        )
-        if idempotency_identity is not None and not callable(idempotency_identity):
-            raise TypeError(f"idempotency_identity must be callable, got {idempotency_identity!r}")
-        # whose answers an idempotent retry may receive
-        self._identity = idempotency_identity or default_identity
-        #: runs idempotent routes once per key; the lifespan shutdown closes it
-        self.idempotency = Idempotency(
-            self.backplane.idempotency_store(
-                IdempotencyOptions(idempotency_ttl, idempotency_max_entries, idempotency_max_bytes)
-            ),
-            idempotency_ttl,
-        )
-
-        #: the path answering Prometheus metrics, or None
-        self.metrics_url = metrics_url
-        #: the Prometheus metrics when `metrics_url` is set (an ASGI app too, and its
-        #: `registry` can be scraped elsewhere), else None
-        self.metrics: PrometheusMetrics | None = None
-        #: the explorer page (an ASGI app too) when `explorer_url` is set, else None
-        self.explorer: Explorer | None = None
-        if explorer_url is not None:
-            from ..describe.explorer import Explorer
-
-            self.explorer = Explorer(self, explorer_url)
-        # whoever watches the router; None (the default) keeps every call site to one test
-        self._observer: Observer | None = None
-        observers: list[Observer] = []
-        if metrics_url is not None:
-            from ..observe.metrics import build_metrics
-
-            self.metrics = build_metrics()
-            observers.append(self.metrics)
-        if tracing is not False and tracing is not None:
-            from ..observe.tracing import Tracing
-
-            observers.append(Tracing(None if tracing is True else tracing))
-        if observers:
-            self._observer = observers[0] if len(observers) == 1 else Fanout(observers)
-            self.backplane.observe(self._observer)
+        # every keyword above, by name: each option group takes its own (`options.group`)
+        self._assemble(dict(locals()))
 
     # Public API
 
@@ -336,7 +231,14 @@ class SocketRouter:
             raise ValueError(f"route name {name!r} is reserved for the heartbeat")
         if name in self._routes:
             raise ValueError(f"route {name!r} is already registered")
-        route = self._build_route(name, handler, dict(options or {}))
+        route = build_route(
+            name,
+            handler,
+            dict(options or {}),
+            self._executor,
+            self.settings.handler_timeout,
+            self.settings.max_validation_errors,
+        )
         self._routes[name] = route
         return route
 
@@ -350,15 +252,24 @@ class SocketRouter:
         Raises:
             ValueError: a name is reserved or already registered here.
         """
-        for name in other._routes:
+        routes = other.routes
+        for name in routes:
             full = prefix + name
             if full in RESERVED_ROUTES or full in self._routes:
                 raise ValueError(f"route {full!r} is reserved or already registered")
-        other.backplane = self.backplane
-        for name, route in other._routes.items():
+        other.publish_through(self)
+        for name, route in routes.items():
             self._routes[prefix + name] = replace(route, name=prefix + name)
         known = {t.pattern for t in self._topic_types}
-        self._topic_types += [t for t in other._topic_types if t.pattern not in known]
+        self._topic_types += [t for t in other.push_topics if t.pattern not in known]
+
+    def publish_through(self, router: SocketRouter) -> None:
+        """Publish, and serve topics, through `router`'s backplane from now on.
+
+        What `include_router` does to the router it includes, so that `publish()` in its
+        handlers reaches the subscribers of the router that serves them.
+        """
+        self._hand_down(replace(self.runtime, topics=router.backplane))
 
     @property
     def routes(self) -> dict[str, Route]:
@@ -369,6 +280,13 @@ class SocketRouter:
     def connections(self) -> AbstractSet[Connection]:
         """The connections this router serves now (read-only)."""
         return self.registry.connections
+
+    @property
+    def backplane(self) -> Topics:
+        """The topics hub: subscriptions, fan-out, history and presence, over the transport
+        given as `backplane=` (`router.backplane.transport`); started by the lifespan or on
+        first use."""
+        return self.runtime.topics
 
     async def publish(
         self, topic: str, payload: Payload = None, headers: Header | None = None
@@ -427,7 +345,7 @@ class SocketRouter:
         if any(t.pattern == pattern for t in self._topic_types):
             raise ValueError(f"push topic {pattern!r} is already declared")
         self._topic_types.append(
-            TopicType.build(pattern, payload, description, self.max_validation_errors)
+            TopicType.build(pattern, payload, description, self.settings.max_validation_errors)
         )
 
     @property
@@ -451,7 +369,13 @@ class SocketRouter:
         from ..describe._apidoc import asyncapi_document
 
         return asyncapi_document(
-            self, title=title, version=version, description=description, address=address
+            self._routes.values(),
+            self._topic_types,
+            self.settings,
+            title=title,
+            version=version,
+            description=description,
+            address=address,
         )
 
     def typescript(self) -> str:
@@ -462,7 +386,7 @@ class SocketRouter:
         """
         from ..describe._apidoc import typescript_module
 
-        return typescript_module(self)
+        return typescript_module(self._routes.values(), self._topic_types, self.settings)
 
     def on_startup(self, fn: F) -> F:
         """Register `fn` to run at ASGI lifespan startup; usable as a decorator."""
@@ -478,166 +402,78 @@ class SocketRouter:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         """The ASGI 3 entry point: websocket, lifespan and (refused) http scopes."""
-        await handle(self, scope, receive, send)
+        await self._app(scope, receive, send)
 
-    # For the layers below: read-only views of the router's state
+    async def serve(
+        self,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+        *,
+        accepted: bool = False,
+    ) -> None:
+        """Serve one WebSocket connection whose `websocket.connect` was already received.
 
-    @property
-    def runtime(self) -> Runtime:
-        """What this router hands down to a connection: its limits, live routes, topics,
-        observer and idempotency, never the router itself."""
-        from .runtime import Runtime
+        For adapters that run the handshake's first step themselves.
 
-        overridden = type(self).socket_for is not SocketRouter.socket_for
-        return Runtime(
-            settings=self.settings,
-            routes=self._routes,
-            topics=self.backplane,
-            observer=self._observer,
-            idempotency=self.idempotency,
-            identity=self._identity,
-            make_ws=self.socket_for if overridden else None,
-        )
-
-    @property
-    def route_table(self) -> Mapping[str, Route]:
-        """The live routes by name, not a copy: what each connection's protocol looks up."""
-        return self._routes
-
-    @property
-    def observer(self) -> Observer | None:
-        """What the connections, the handshake and the backplane report to; None when
-        neither metrics nor tracing is on."""
-        return self._observer
-
-    @property
-    def access_logic(self) -> AsyncFn | None:
-        """The router's `access_logic`, awaitable, or None."""
-        return self._access_logic
-
-    @property
-    def startup_hooks(self) -> tuple[Callable[[], Any], ...]:
-        """What the ASGI lifespan runs at startup, in order."""
-        return tuple(self._startup)
-
-    @property
-    def shutdown_hooks(self) -> tuple[Callable[[], Any], ...]:
-        """What the ASGI lifespan runs at shutdown, in order."""
-        return tuple(self._shutdown)
-
-    # Options, read-only (see the class docstring)
-
-    @property
-    def heartbeat(self) -> bool:
-        """Whether `PING` is answered with `PONG`."""
-        return self.settings.heartbeat
-
-    @property
-    def max_in_flight(self) -> int:
-        """Requests of one connection in flight before reading stops."""
-        return self.settings.max_in_flight
-
-    @property
-    def max_message_bytes(self) -> int | None:
-        """The largest frame served, in bytes."""
-        return self.settings.max_message_bytes
-
-    @property
-    def max_queued_pushes(self) -> int:
-        """Pushes waiting for a slow client before `slow_consumer` applies."""
-        return self.settings.max_queued_pushes
-
-    @property
-    def slow_consumer(self) -> Literal["close", "drop_oldest"]:
-        """The slow-consumer policy."""
-        return self.settings.slow_consumer
-
-    @property
-    def close_timeout(self) -> float:
-        """Seconds a close decided by the router may wait for the peer."""
-        return self.settings.close_timeout
-
-    @property
-    def handler_timeout(self) -> float | None:
-        """Seconds before a request is answered 504."""
-        return self.settings.handler_timeout
-
-    @property
-    def rate_limit(self) -> tuple[int, float] | None:
-        """`(messages, per_seconds)` per connection."""
-        return self.settings.rate_limit
-
-    @property
-    def handshake_timeout(self) -> float | None:
-        """Seconds `access_logic` may take."""
-        return self.settings.handshake_timeout
-
-    @property
-    def idle_timeout(self) -> float | None:
-        """Seconds without a frame before closing with 1001."""
-        return self.settings.idle_timeout
-
-    @property
-    def max_connections(self) -> int | None:
-        """Connections served at once by this router."""
-        return self.settings.max_connections
-
-    @property
-    def max_buffered_bytes(self) -> int:
-        """Bytes held for one client before reading stops and pushes meet `slow_consumer`."""
-        return self.settings.max_buffered_bytes
-
-    @property
-    def handshake_rate(self) -> tuple[int, float] | None:
-        """`(handshakes, per_seconds)` admitted; None: no limit."""
-        return self.settings.handshake_rate
-
-    @property
-    def retry_after(self) -> int:
-        """Seconds a refused handshake is told to wait."""
-        return self.settings.retry_after
-
-    @property
-    def max_topics(self) -> int:
-        """Topics one connection may subscribe to."""
-        return self.settings.max_topics
-
-    @property
-    def max_topic_bytes(self) -> int:
-        """The longest topic name accepted, in UTF-8 bytes."""
-        return self.settings.max_topic_bytes
-
-    @property
-    def allowed_origins(self) -> tuple[str, ...] | None:
-        """Origins admitted; None: every origin."""
-        return self.settings.allowed_origins
-
-    @property
-    def require_origin(self) -> bool:
-        """Whether handshakes without an `Origin` header are refused."""
-        return self.settings.require_origin
-
-    @property
-    def asyncapi_url(self) -> str | None:
-        """The path a plain HTTP GET gets the AsyncAPI document at; None: not served."""
-        return self._asyncapi_url
-
-    @property
-    def max_validation_errors(self) -> int:
-        """Field errors listed in the 400 of a payload that does not fit its type."""
-        return self._max_validation_errors
-
-    # Seams for adapters
-
-    def socket_for(self, connection: Any) -> Any:
-        """Return the object hooks and handlers receive as `ws` for `connection`.
-
-        The core passes its `Connection`; a framework adapter overrides this to hand out its
-        own object (Starlette's `WebSocket`) built on the same scope.
+        Args:
+            accepted: the handshake was already accepted (an endpoint called `ws.accept()`):
+                a refusal to retry can then only be a close 1013.
         """
-        return connection
+        await serve_connection(self._app.handshake, scope, receive, send, accepted)
 
     # Private methods
+
+    def _assemble(self, keywords: dict[str, Any]) -> None:
+        """Build the option groups, the services and the runtime from `__init__`'s keywords."""
+        self.settings = group(Settings, keywords)
+        self.paths = group(HttpPaths, keywords)
+        history = group(HistoryOptions, keywords, "history_")
+        presence = group(PresenceOptions, keywords, "presence_")
+        idempotency = group(IdempotencyOptions, keywords, "idempotency_")
+        # Declared push topics, in declaration order: documented, and publish() serialises
+        # payloads of typed ones. Empty for most routers, so publish() pays one test.
+        self._topic_types: list[TopicType] = []
+        # The thread pool for plain-def hooks; bounded, so a burst of blocking handlers queues
+        # instead of spawning threads without limit.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=keywords["sync_workers"], thread_name_prefix="observable-socket"
+        )
+        # the routes by name: changed only by add_route and include_router; the runtime
+        # holds this same dict, so every connection sees routes added later
+        self._routes: dict[str, Route] = {}
+        # the lifespan's hooks; the application reads these same lists
+        self._startup: list[Callable[[], Any]] = list(keywords["on_startup"])
+        self._shutdown: list[Callable[[], Any]] = list(keywords["on_shutdown"])
+        self.registry = ConnectionRegistry(
+            self.settings.max_connections, self.settings.handshake_rate
+        )
+        self.metrics, observer = _observers(self.paths.metrics_url, keywords["tracing"])
+        self.explorer = _explorer(self, self.paths.explorer_url)
+        topics = _topics(keywords["backplane"], history, presence, observer)
+        access_logic = keywords["access_logic"]
+        # access_logic, made awaitable once
+        self._access_logic = (
+            None if access_logic is None else ensure_async(access_logic, self._executor)
+        )
+        self._hand_down(
+            Runtime(
+                settings=self.settings,
+                routes=self._routes,
+                topics=topics,
+                observer=observer,
+                idempotency=_idempotency(topics, idempotency),
+                identity=idempotency.identity or default_identity,
+                make_ws=self.make_ws,
+            )
+        )
+
+    def _hand_down(self, runtime: Runtime) -> None:
+        """Serve every new connection with `runtime` from now on."""
+        self.runtime = runtime
+        handshake = Handshake(runtime, self.registry, self._access_logic)
+        http = answers(self.paths, self.metrics, self.asyncapi, self.explorer)
+        self._app = Application(handshake, http, self._startup, self._shutdown)
 
     def _serialise_push(self, topic: str, payload: Any) -> Any:
         from .._schema import Invalid
@@ -655,17 +491,51 @@ class SocketRouter:
                     ) from None
         return payload
 
-    def _build_route(self, name: str, handler: Any, options: dict[str, Any]) -> Route:
-        return build_route(
-            name,
-            handler,
-            options,
-            self._executor,
-            self.settings.handler_timeout,
-            self._max_validation_errors,
-        )
+
+def _topics(
+    spec: Backplane | str | None,
+    history: HistoryOptions,
+    presence: PresenceOptions,
+    observer: Observer | None,
+) -> Topics:
+    """The topics hub over the transport `spec` names, with the history and presence options."""
+    topics = Topics(make_transport(spec), history=history, presence=presence)
+    if observer is not None:
+        topics.observe(observer)
+    return topics
 
 
-def _check_at_least(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+def _idempotency(topics: Topics, options: IdempotencyOptions) -> Idempotency:
+    """Runs idempotent routes once per key, in the topics' store; the lifespan closes it."""
+    return Idempotency(topics.idempotency_store(options), options.ttl)
+
+
+def _observers(
+    metrics_url: str | None, tracing: Any
+) -> tuple[PrometheusMetrics | None, Observer | None]:
+    """The metrics (when `metrics_url` is set) and what the router reports to: None when
+    neither metrics nor tracing is on, which keeps every call site to one test."""
+    metrics = None
+    observers: list[Observer] = []
+    if metrics_url is not None:
+        # imported on use, like the extras they need
+        from ..observe.metrics import build_metrics
+
+        metrics = build_metrics()
+        observers.append(metrics)
+    if tracing is not False and tracing is not None:
+        from ..observe.tracing import Tracing
+
+        observers.append(Tracing(None if tracing is True else tracing))
+    if not observers:
+        return metrics, None
+    return metrics, observers[0] if len(observers) == 1 else Fanout(observers)
+
+
+def _explorer(router: SocketRouter, url: str | None) -> Explorer | None:
+    """The explorer page of `router` at `url`, or None; imported only when asked for."""
+    if url is None:
+        return None
+    from ..describe.explorer import Explorer
+
+    return Explorer(router, url)

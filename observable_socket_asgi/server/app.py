@@ -1,0 +1,91 @@
+"""The ASGI application behind a router: scope dispatch and the lifespan.
+
+`SocketRouter.__call__` hands every scope to its `Application`: a `websocket` scope to the
+handshake, `http` to the plain answers, `lifespan` to the start and stop of the runtime's
+services around the user's hooks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .handshake import Handshake, serve_connection
+from .http import Answer, Owns, answer_http
+
+if TYPE_CHECKING:
+    from ..types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+__all__ = ["Application"]
+
+logger = logging.getLogger("observable_socket_asgi.asgi")
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A complete ASGI 3 application: websocket, lifespan and (mostly refused) http scopes."""
+
+    #: what every WebSocket handshake reads
+    handshake: Handshake
+    #: the plain-HTTP pages and their answers
+    http: Sequence[tuple[Owns, Answer]]
+    #: run by the lifespan's startup, then shutdown, in order (live: hooks added later run)
+    startup: Sequence[Callable[[], Any]]
+    shutdown: Sequence[Callable[[], Any]]
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Serve one ASGI scope."""
+        kind = scope["type"]
+        if kind == "websocket":
+            message = await receive()
+            if message["type"] != "websocket.connect":
+                return  # the client left before the handshake completed
+            await serve_connection(self.handshake, scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "http":
+            await answer_http(self.http, scope, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    # Private methods
+
+    async def _lifespan(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        runtime = self.handshake.runtime
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await runtime.topics.start()
+                    await _run_hooks(self.startup)
+                except Exception as exc:
+                    logger.exception("startup hook failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await _run_hooks(self.shutdown)
+                    if runtime.idempotency is not None:
+                        await runtime.idempotency.close()
+                    await runtime.topics.stop()
+                    if runtime.observer is not None:
+                        runtime.observer.shutdown()
+                except Exception as exc:
+                    logger.exception("shutdown hook failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _run_hooks(hooks: Sequence[Callable[[], Any]]) -> None:
+    for fn in hooks:
+        result = fn()
+        if inspect.isawaitable(result):  # also `lambda: engine.connect()`
+            await result
