@@ -13,9 +13,10 @@ import observable_socket_asgi
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("observable_socket_asgi", "fastapi_adapter")
 
-# When True, imports under `if TYPE_CHECKING:` count as edges too, so a cycle of names used
-# only in annotations fails the suite like a run-time one.
-COUNT_TYPE_CHECKING = False
+# Imports under `if TYPE_CHECKING:` count as edges too: an annotation that points upward is
+# still a layer that knows the one above it, so a cycle of names used only in annotations
+# fails the suite like a run-time one.
+COUNT_TYPE_CHECKING = True
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -55,9 +56,8 @@ def _imports(
     """Modules of `package` (of `names`) that `module` imports when it runs: at the top, in
     functions, anywhere; relative imports of any level and absolute ones are resolved.
 
-    Imports under `if TYPE_CHECKING:` are left out unless `COUNT_TYPE_CHECKING` (or
-    `type_checking`) says otherwise: they are never executed, so they cannot take part in a
-    run-time cycle; they only name types for annotations.
+    Imports under `if TYPE_CHECKING:` count unless `COUNT_TYPE_CHECKING` (or `type_checking`)
+    says otherwise: they never run, but a type named from a layer above is a dependency on it.
     """
     count_type_checking = COUNT_TYPE_CHECKING if type_checking is None else type_checking
     # the folder `module` sits in, as parts below `package`
@@ -176,10 +176,11 @@ def test_find_cycle_finds_a_lazy_cycle() -> None:
     assert find_cycle(graph) == ["a", "b", "a"]
 
 
-def test_type_checking_imports_are_not_edges() -> None:
-    """Imports under `if TYPE_CHECKING:` never run, so they are not in the graph."""
+def test_type_checking_imports_can_be_left_out() -> None:
+    """With the switch off, imports under `if TYPE_CHECKING:` are not in the graph."""
     source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import x\n"
-    assert _imports(ast.parse(source), "pkg", "a", {"a": False, "b": False}) == set()
+    names = {"a": False, "b": False}
+    assert _imports(ast.parse(source), "pkg", "a", names, type_checking=False) == set()
 
 
 def test_the_switch_counts_type_checking_imports(monkeypatch: pytest.MonkeyPatch) -> None:
