@@ -73,7 +73,8 @@ def test_the_section_has_the_blocks_this_test_runs() -> None:
 
 def run_bash(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a shell block; its servers stop with it (the trap), or here if it timed out."""
-    script = SHIMS + block.replace("8013", "$PORT")
+    # the page runs the clone's own tools (`.venv/bin/uvicorn`): the shims stand for them
+    script = SHIMS + block.replace("8013", "$PORT").replace(".venv/bin/", "")
     pids = Path(env["SERVER_PIDS"])
     try:
         return subprocess.run(
