@@ -28,8 +28,8 @@ from typing import Any, Protocol, TextIO
 
 from ._apps import import_app as _import_app
 from ._apps import load_router as _load_router
-from .envelope import PING, PONG
-from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
+from .envelope import PING, PONG, parse_json
+from .errors import ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -93,9 +93,10 @@ class _PayloadAction(_Action):
         if not calls or calls[-1][1] is not None:
             parser.error("--payload must follow the --call it belongs to (one per --call)")
         try:
-            calls[-1][1] = json.dumps(json.loads(values))  # checked now, kept as JSON text
-        except ValueError as exc:
-            parser.error(f"--payload is not valid JSON: {exc}")
+            parse_json(values)  # checked now, kept as JSON text
+        except ProtocolError as exc:
+            parser.error(f"--payload: {exc}")
+        calls[-1][1] = values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,9 +294,9 @@ def _dump(obj: Any, out: TextIO, pretty: bool) -> None:
 
 async def _call(args: argparse.Namespace) -> int:
     try:
-        payload = json.loads(args.payload)
-    except ValueError as exc:
-        raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+        payload = parse_json(args.payload)
+    except ProtocolError as exc:
+        raise _UsageError(f"PAYLOAD_JSON: {exc}") from None
     options = _options(args)
     from .client._client import connect
 
@@ -321,7 +322,7 @@ async def _call(args: argparse.Namespace) -> int:
 async def _listen(args: argparse.Namespace) -> int:
     options = _options(args)
     calls: list[tuple[str, Any]] = [
-        (route, None if payload is None else json.loads(payload))
+        (route, None if payload is None else parse_json(payload))
         for route, payload in args.calls or []
     ]
     from .client._client import Client, connect
