@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..envelope import encode_push
+from ..errors import InvalidPosition
 from ..types import Header, Payload
 
 __all__ = [
@@ -141,8 +142,8 @@ def parse_since(since: object) -> tuple[int, str] | None:
     """Read a client's `since` (`{"offset": n, "epoch": e}` or None) as `(n, e)`.
 
     Raises:
-        ValueError: `since` is not None nor such a mapping (a handler passes what a client
-            sent, so the message says what was expected).
+        InvalidPosition: a `ValueError`: `since` is not None nor such a mapping (a handler
+            passes what a client sent, so the message says what was expected).
     """
     if since is None:
         return None
@@ -150,7 +151,7 @@ def parse_since(since: object) -> tuple[int, str] | None:
         offset, epoch = since.get(OFFSET), since.get(EPOCH)
         if type(offset) is int and offset >= 0 and type(epoch) is str:
             return offset, epoch
-    raise ValueError(
+    raise InvalidPosition(
         f'since must be None or {{"offset": <integer >= 0>, "epoch": <string>}}, got {since!r:.200}'
     )
 
