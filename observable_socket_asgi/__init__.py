@@ -10,11 +10,12 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
 `__init__` holds its docstring, and `client.__init__` the client's public names:
 
     ./                                               the pure core, at the top of the package
-    logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
+    logs status datastructures _scan                 log set-up; codes; scope views; scans
     options                                          the router's options, in frozen groups
     _concurrency _schema                             threads, arity; declared types (pydantic)
     errors _backoff _route                           exceptions; reconnect delays; a frozen Route
     envelope                                         pure wire format: parse and encode frames
+    types                                            aliases and the dict shapes users write
     _protocol                                        per-connection rules: (frame, now) -> action
     observe/                                         watching a running router
     observe.__init__ observe._observe observe._top   the observer interface; the live view

@@ -2,8 +2,10 @@
 
 `Request`, `Response` and `MessageData` (what hooks receive) are defined here, with the
 parser and the encoders of every frame the protocol knows (reply, error, PONG, push,
-request). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
-with plain function calls. This is the only module that calls orjson: decoding errors become
+request), and the aliases of the wire's values (`Header`, `Payload`, `Uuid`, re-exported by
+`types`). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
+with plain function calls. This is the module that reads frames (with msgspec, which keeps
+integers of any size exact) and writes them (with orjson): decoding errors become
 `ProtocolError` (400) here, at the boundary, and nowhere else.
 """
 
@@ -23,7 +25,6 @@ import orjson
 from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
-from .types import Header, Payload, Uuid
 
 __all__ = [
     "PING",
@@ -46,6 +47,15 @@ __all__ = [
     "push_from",
     "response_from",
 ]
+
+Header = dict[str, Any]
+"""A message's headers: a JSON object."""
+
+Payload = Any
+"""A message's payload: any JSON value (falsy values reach the handler as sent)."""
+
+Uuid = str | int
+"""A correlation id: the JS client sends strings, the original README's examples integers."""
 
 PING = "PING"
 PONG = "PONG"

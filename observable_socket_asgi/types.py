@@ -2,8 +2,9 @@
 
 Dict shapes that users write by hand stay dicts (`HandlerResult`, `RouteOptions`). The
 envelopes the router builds (`Request`, `Response`, `MessageData`) are classes of the wire
-format and live in `envelope.py`; the hook aliases below name them as forward references
-only, so this module imports nothing of the package. Nothing here imports a web framework:
+format and live in `envelope.py`, with the aliases of the wire's values (`Header`,
+`Payload`, `Uuid`), which this module re-exports: it sits above the envelope, which imports
+nothing from here, so the two make no import cycle. Nothing here imports a web framework:
 `ws` is typed `Any` where the object depends on how the router is mounted (the core
 `Connection`, or Starlette's `WebSocket` through the adapter).
 """
@@ -11,7 +12,7 @@ only, so this module imports nothing of the package. Nothing here imports a web 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 
 from asgiref.typing import (
     ASGIReceiveCallable,
@@ -22,8 +23,7 @@ from asgiref.typing import (
     WebSocketScope,
 )
 
-if TYPE_CHECKING:
-    from .envelope import MessageData
+from .envelope import Header, MessageData, Payload, Uuid
 
 __all__ = [
     "ASGIReceiveCallable",
@@ -45,15 +45,6 @@ __all__ = [
     "Uuid",
     "WebSocketScope",
 ]
-
-Header = dict[str, Any]
-"""A message's headers: a JSON object."""
-
-Payload = Any
-"""A message's payload: any JSON value (falsy values reach the handler as sent)."""
-
-Uuid = str | int
-"""A correlation id: the JS client sends strings, the original README's examples integers."""
 
 
 class HandlerResult(TypedDict, total=False):
