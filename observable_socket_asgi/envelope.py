@@ -270,9 +270,13 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
     if uuid is None:
         uuid = obj.get("track_id")
     uuid_type = type(uuid)
-    if uuid_type is not str and uuid_type is not int:
+    # a uuid is a correlation id, not data: an integer one must fit 64 bits, as `scan_uuid`
+    # reads it from a frame that cannot be parsed
+    if uuid_type is not str and (uuid_type is not int or not _INT_MIN <= uuid < _INT_END):
         if uuid is None:
             raise ProtocolError("request has no uuid (expected a string or an integer)")
+        if uuid_type is int:
+            raise ProtocolError("uuid must be a string or an integer of at most 64 bits")
         raise ProtocolError(f"uuid must be a string or an integer, got {_json_type(uuid)}")
 
     route = obj.get("route")
