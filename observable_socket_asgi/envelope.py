@@ -272,7 +272,9 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
     uuid_type = type(uuid)
     # a uuid is a correlation id, not data: an integer one must fit 64 bits, as `scan_uuid`
     # reads it from a frame that cannot be parsed
-    if uuid_type is not str and (uuid_type is not int or not _INT_MIN <= uuid < _INT_END):
+    if uuid_type is not str and (
+        uuid_type is not int or not -9223372036854775808 <= uuid < 18446744073709551616
+    ):
         if uuid is None:
             raise ProtocolError("request has no uuid (expected a string or an integer)")
         if uuid_type is int:
