@@ -39,6 +39,7 @@ __all__ = [
     "encode_push",
     "encode_reply",
     "encode_request",
+    "exact_json",
     "frame_size",
     "new_push_uuid",
     "parse_json",
@@ -391,6 +392,23 @@ def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) ->
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
         return _dumps_wide(frame, exc)
+
+
+def exact_json(value: Any, sort_keys: bool = False) -> bytes:
+    """`value` as JSON bytes the way frames are written: integers of any size exactly (for
+    digests of a payload, such as the idempotency fingerprint).
+
+    Raises:
+        EncodeError: `value` holds something JSON cannot express.
+    """
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    try:
+        return _dumps(value, option=option)
+    except _JSONEncodeError as exc:
+        try:
+            return _dumps(_widen(value), option=option)
+        except (_JSONEncodeError, ValueError):
+            raise EncodeError(str(exc)) from None
 
 
 def parse_message(data: str | bytes) -> dict[str, Any]:

@@ -30,6 +30,7 @@ BIG = [
 def number_router() -> SocketRouter:
     """echo, a Decimal-typed route, math/sum, and a route that publishes what it receives."""
     router = SocketRouter()
+    calls: list[Any] = []
 
     @router.route("echo")
     async def echo(ws: Any, headers: Any, payload: Any) -> Any:
@@ -42,6 +43,11 @@ def number_router() -> SocketRouter:
     @router.route("math/sum")
     async def total(ws: Any, headers: Any, payload: Any) -> Any:
         return {"payload": {"sum": sum(payload or [])}}
+
+    @router.route("once", {"idempotent": True})
+    async def once(ws: Any, headers: Any, payload: Any) -> Any:
+        calls.append(payload)
+        return {"payload": payload}
 
     @router.route("listen")
     async def listen(ws: Any, headers: Any, payload: Any) -> Any:
@@ -82,6 +88,16 @@ async def test_integers_past_64_bits_come_back_exactly() -> None:
                 "text": str(BIG[0]),
                 "exact": True,
             }
+
+
+async def test_an_idempotent_route_takes_big_integers() -> None:
+    """The run-once fingerprint digests big integers: a retry gets the first answer."""
+    with running(number_router()) as server:
+        async with connect(server.url) as ws:
+            for _ in range(2):
+                await ws.send(frame("once", {"n": BIG}, uuid=5))
+                reply = json.loads(await ws.recv(decode=True))
+                assert (reply["status"], reply["payload"]) == (200, {"n": BIG}), reply
 
 
 async def test_a_publish_carries_big_integers_exactly() -> None:
