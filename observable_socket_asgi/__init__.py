@@ -10,7 +10,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
 `__init__` holds its docstring, and `client.__init__` the client's public names:
 
     ./                                               the pure core, at the top of the package
-    _message                                         what hooks receive as `message`
+    _message                                         what hooks receive as `message`; value aliases
     logs status types datastructures _scan           log set-up; codes; aliases; scope views; scans
     options                                          the router's options, in frozen groups
     _extras _responses                               a missing extra's guard; plain HTTP answers

@@ -1,7 +1,8 @@
-"""`MessageData`: what `data_check`, `access` and `hydrate` receive as `message`.
+"""`MessageData`, what `data_check`, `access` and `hydrate` receive as `message`, and the
+aliases of the wire's values (`Header`, `Payload`, `Uuid`).
 
-It lives below `types.py` (whose hook aliases name it) and `envelope.py` (whose `Request` and
-`Response` extend it), so neither imports the other back. `envelope` re-exports it.
+They live below `types.py` (whose hook aliases name them) and `envelope.py` (whose `Request`
+and `Response` extend `MessageData`), so neither imports the other. Both re-export them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MessageData"]
+__all__ = ["Header", "MessageData", "Payload", "Uuid"]
+
+Header = dict[str, Any]
+"""A message's headers: a JSON object."""
+
+Payload = Any
+"""A message's payload: any JSON value (falsy values reach the handler as sent)."""
+
+Uuid = str | int
+"""A correlation id: the JS client sends strings, the original README's examples integers."""
 
 
 @dataclass(slots=True, init=False)

@@ -34,8 +34,8 @@ from typing import Any, Protocol, TextIO
 from ._apps import import_app as _import_app
 from ._apps import load_router as _load_router
 from ._extras import DISTRIBUTION, install_command
-from .envelope import PING, PONG
-from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
+from .envelope import PING, PONG, parse_json
+from .errors import ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -104,9 +104,9 @@ def _payload(spec: str, what: str) -> Any:
     """The payload `spec` stands for, decoded; a usage error when it is not JSON."""
     text, source = _payload_text(spec)
     try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise _UsageError(f"{what} is not valid JSON ({source}): {exc}") from None
+        return parse_json(text)
+    except ProtocolError as exc:
+        raise _UsageError(f"{what} ({source}): {exc}") from None
 
 
 class _Action(argparse.Action):
@@ -372,11 +372,7 @@ def _add_publish(commands: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.payload == "-" else args.payload
-    try:
-        payload = json.loads(text)
-    except ValueError as exc:
-        raise _UsageError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    payload = _payload(args.payload, "PAYLOAD_JSON")
     from .pubsub.publisher import Publisher, PublishFailed
 
     try:
@@ -464,7 +460,7 @@ async def _call(args: argparse.Namespace) -> int:
 async def _listen(args: argparse.Namespace) -> int:
     options = _options(args)
     calls: list[tuple[str, Any]] = [
-        (route, None if payload is None else json.loads(payload))
+        (route, None if payload is None else parse_json(payload))
         for route, payload in args.calls or []
     ]
     from .client._client import Client, connect

@@ -2,26 +2,30 @@
 
 `Request`, `Response` and `MessageData` (what hooks receive) are defined here, with the
 parser and the encoders of every frame the protocol knows (reply, error, PONG, push,
-request). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
-with plain function calls. This is the only module that calls orjson: decoding errors become
+request), and the aliases of the wire's values (`Header`, `Payload`, `Uuid`, re-exported by
+`types`). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
+with plain function calls. This is the module that reads frames (with msgspec, which keeps
+integers of any size exact) and writes them (with orjson): decoding errors become
 `ProtocolError` (400) here, at the boundary, and nowhere else.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import msgspec
 import orjson
 
-from ._message import MessageData
+from ._message import Header, MessageData, Payload, Uuid
 from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
-from .types import Header, Payload, Uuid
 
 __all__ = [
     "PING",
@@ -36,8 +40,10 @@ __all__ = [
     "encode_push",
     "encode_reply",
     "encode_request",
+    "exact_json",
     "frame_size",
     "new_push_uuid",
+    "parse_json",
     "parse_message",
     "parse_request",
     "push_from",
@@ -53,6 +59,20 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _JSONEncodeError = orjson.JSONEncodeError
 _new_request = object.__new__
+_Fragment = orjson.Fragment
+
+# Exact numbers. orjson reads an integer past 64 bits as a float (2**70 arrives as
+# 1.1805916207174113e+21) and says nothing; finding such a number afterwards costs a scan of
+# every frame (a C regex over the echo frame costs a third of the parse). msgspec reads
+# integers of any size exactly, as fast as orjson reads the frame, so frames are read with
+# msgspec and written with orjson. orjson refuses to write an integer past 64 bits: that
+# refusal is the test on the way out, and only a value it refused is walked again, its big
+# integers written as `orjson.Fragment`s.
+_decode = msgspec.json.decode
+_INT_MIN = -(2**63)
+_INT_END = 2**64  # orjson writes -2**63 <= n < 2**64
+#: the most digits an integer may have: Python's own limit for converting text to int
+MAX_INT_DIGITS = 4300
 
 # Server-side uuids for pushes: a random per-process prefix and a counter. A client's own ids
 # (uuid4 strings or small integers) cannot take this shape, so a push never carries the uuid
@@ -215,9 +235,9 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
         if size > max_bytes:
             raise FrameTooLarge(size, max_bytes, scan_uuid(data))
     try:
-        obj = _loads(data)
-    except _JSONDecodeError as exc:
-        raise ProtocolError(_decode_problem(exc), uuid=scan_uuid(data)) from None
+        obj = _decode(data)
+    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeEncodeError
+        raise _refused(data, exc) from None
     if type(obj) is not dict:
         raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
 
@@ -225,8 +245,16 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
     if uuid is None:
         uuid = obj.get("track_id")
     uuid_type = type(uuid)
-    if uuid_type is not str and uuid_type is not int:
-        raise _bad_field("uuid", uuid, "a string or an integer", None)
+    # a uuid is a correlation id, not data: an integer one must fit 64 bits, as `scan_uuid`
+    # reads it from a frame that cannot be parsed
+    if uuid_type is not str and (
+        uuid_type is not int or not -9223372036854775808 <= uuid < 18446744073709551616
+    ):
+        if uuid is None:
+            raise ProtocolError("request has no uuid (expected a string or an integer)")
+        if uuid_type is int:
+            raise ProtocolError("uuid must be a string or an integer of at most 64 bits")
+        raise ProtocolError(f"uuid must be a string or an integer, got {_json_type(uuid)}")
 
     route = obj.get("route")
     if route is None:
@@ -266,26 +294,35 @@ def encode_reply(uuid: Uuid | None, status: int, headers: Header, payload: Paylo
     Raises:
         EncodeError: the headers or payload hold something JSON cannot express.
     """
+    frame = {"uuid": uuid, "status": status, "headers": headers, "payload": payload}
     try:
-        return _dumps(
-            {"uuid": uuid, "status": status, "headers": headers, "payload": payload}
-        ).decode()
+        return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        raise EncodeError(str(exc)) from None
+        return _dumps_wide(frame, exc)
 
 
 def encode_error(status: int, uuid: Uuid | None, message: str) -> str:
     """Encode an error reply: `{"message": ...}` is the payload, as the original README shows."""
-    return _dumps(
-        {"uuid": uuid, "status": status, "headers": {}, "payload": {"message": message}}
-    ).decode()
+    frame = {"uuid": uuid, "status": status, "headers": {}, "payload": {"message": message}}
+    try:
+        return _dumps(frame).decode()
+    except _JSONEncodeError as exc:
+        return _dumps_wide(frame, exc)
 
 
 def encode_pong(uuid: Uuid) -> str:
     """Encode the heartbeat answer; the JS client recognises it by `route == "PONG"`."""
-    return _dumps(
-        {"uuid": uuid, "route": PONG, "status": Status.OK, "headers": {}, "payload": None}
-    ).decode()
+    frame: dict[str, Any] = {
+        "uuid": uuid,
+        "route": PONG,
+        "status": Status.OK,
+        "headers": {},
+        "payload": None,
+    }
+    try:
+        return _dumps(frame).decode()
+    except _JSONEncodeError as exc:
+        return _dumps_wide(frame, exc)
 
 
 def new_push_uuid() -> str:
@@ -305,18 +342,17 @@ def encode_push(
     Raises:
         EncodeError: the headers or payload hold something JSON cannot express.
     """
+    frame = {
+        "uuid": new_push_uuid() if uuid is None else uuid,
+        "route": route,
+        "status": status,
+        "headers": {} if headers is None else headers,
+        "payload": payload,
+    }
     try:
-        return _dumps(
-            {
-                "uuid": new_push_uuid() if uuid is None else uuid,
-                "route": route,
-                "status": status,
-                "headers": {} if headers is None else headers,
-                "payload": payload,
-            }
-        ).decode()
+        return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        raise EncodeError(str(exc)) from None
+        return _dumps_wide(frame, exc)
 
 
 def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) -> str:
@@ -325,12 +361,28 @@ def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) ->
     Raises:
         EncodeError: the headers or payload hold something JSON cannot express.
     """
+    frame = {"uuid": uuid, "route": route, "headers": headers, "payload": payload, "status": 200}
     try:
-        return _dumps(
-            {"uuid": uuid, "route": route, "headers": headers, "payload": payload, "status": 200}
-        ).decode()
+        return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        raise EncodeError(str(exc)) from None
+        return _dumps_wide(frame, exc)
+
+
+def exact_json(value: Any, sort_keys: bool = False) -> bytes:
+    """`value` as JSON bytes the way frames are written: integers of any size exactly (for
+    digests of a payload, such as the idempotency fingerprint).
+
+    Raises:
+        EncodeError: `value` holds something JSON cannot express.
+    """
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    try:
+        return _dumps(value, option=option)
+    except _JSONEncodeError as exc:
+        try:
+            return _dumps(_widen(value), option=option)
+        except (_JSONEncodeError, ValueError):
+            raise EncodeError(str(exc)) from None
 
 
 def parse_message(data: str | bytes) -> dict[str, Any]:
@@ -340,12 +392,152 @@ def parse_message(data: str | bytes) -> dict[str, Any]:
         ProtocolError: the frame is not one JSON object.
     """
     try:
-        obj = _loads(data)
-    except _JSONDecodeError:
-        raise ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)") from None
+        obj = _decode(data)
+    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeEncodeError
+        raise _refused(data, exc) from None
     if type(obj) is not dict:
         raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
     return obj
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse JSON text the way the router reads a frame: integers of any size exactly.
+
+    For what a person types (the command line's payloads): `NaN`, `Infinity` and a number
+    past a double's range (`1e400`) are refused, where the standard library would accept
+    them and a frame would then carry `null`.
+
+    Raises:
+        ProtocolError: the text is not JSON, or holds a number JSON cannot carry; the
+            message names where.
+    """
+    try:
+        value = _parse_exact(text)
+        _dumps_wide(value, None)  # what a frame can carry: no lone surrogate in a string
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError, EncodeError) as exc:
+        raise ProtocolError(f"not valid JSON: {exc}") from None
+    return value
+
+
+# Exact numbers: the slow paths
+
+
+class _Unfit:
+    """Stands, in a reparsed value, for a number JSON cannot carry exactly."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_exact(data: str | bytes) -> Any:
+    """Parse with the standard library, integers exact; refuse numbers JSON cannot carry,
+    naming where they are.
+
+    Raises:
+        ProtocolError: a number past a double's range, `NaN`/`Infinity`, or an integer over
+            `MAX_INT_DIGITS` digits.
+        ValueError, RecursionError: text the standard library refuses.
+    """
+    unfit: list[_Unfit] = []
+
+    def mark(text: str) -> _Unfit:
+        unfit.append(_Unfit(text))
+        return unfit[-1]
+
+    def parse_int(text: str) -> int | _Unfit:
+        digits = len(text) - (text[0] == "-")
+        return mark(text) if digits > MAX_INT_DIGITS else int(text)
+
+    def parse_float(text: str) -> float | _Unfit:
+        value = float(text)
+        return value if math.isfinite(value) else mark(text)
+
+    obj = json.loads(data, parse_int=parse_int, parse_float=parse_float, parse_constant=mark)
+    if unfit:
+        uuid = obj.get("uuid") if type(obj) is dict else None
+        where = _path_to(obj, unfit[0]) or "the value"
+        raise ProtocolError(
+            f"{where}: the number {_clip(unfit[0].text)} cannot be carried exactly "
+            f"(integers of up to {MAX_INT_DIGITS} digits, finite doubles; "
+            "NaN and Infinity are not JSON)",
+            uuid=uuid if type(uuid) is str or type(uuid) is int else None,
+        )
+    return obj
+
+
+def _refused(data: str | bytes, exc: Exception) -> ProtocolError:
+    """The 400 for a frame msgspec refused, with the uuid read from its first characters.
+
+    A number out of range is named by where it is (a second, exact read by the standard
+    library finds it); other causes are worded from orjson's verdict, which names a lone
+    surrogate, the usual one.
+    """
+    uuid = scan_uuid(data)
+    if isinstance(exc, RecursionError):
+        return ProtocolError(
+            f"frame nests deeper than {MAX_DEPTH} levels of arrays and objects", uuid=uuid
+        )
+    if "out of range" in str(exc):
+        try:
+            _parse_exact(data)
+        except ProtocolError as named:
+            named.uuid = uuid if named.uuid is None else named.uuid
+            return named
+        except (ValueError, RecursionError):
+            pass
+    try:
+        _loads(data)
+    except _JSONDecodeError as verdict:
+        return ProtocolError(_decode_problem(verdict), uuid=uuid)
+    return ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)", uuid=uuid)
+
+
+def _path_to(value: Any, target: object, path: str = "") -> str | None:
+    """The dotted path (`payload.items[3]`) to `target` in a parsed value, or None."""
+    if value is target:
+        return path
+    if type(value) is dict:
+        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif type(value) is list:
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _path_to(item, target, where)
+        if found is not None:
+            return found
+    return None
+
+
+def _widen(value: Any) -> Any:
+    """`value` with every integer orjson cannot write replaced by its exact JSON text."""
+    if type(value) is dict:
+        return {k: _widen(v) for k, v in value.items()}
+    if type(value) is list or type(value) is tuple:
+        return [_widen(v) for v in value]
+    if isinstance(value, int) and not _INT_MIN <= value < _INT_END:
+        return _Fragment(str(int(value)))
+    return value
+
+
+def _dumps_wide(frame: Any, exc: Exception | None) -> str:
+    """Encode what orjson refused: exact when the cause was an integer past 64 bits.
+
+    Raises:
+        EncodeError: something else in `frame` JSON cannot express.
+    """
+    try:
+        return _dumps(_widen(frame)).decode()
+    except (_JSONEncodeError, ValueError) as again:  # ValueError: too many digits for str()
+        raise EncodeError(str(exc or again)) from None
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:20]}...({len(text)} characters)"
 
 
 def _decode_problem(exc: ValueError) -> str:

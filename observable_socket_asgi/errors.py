@@ -8,8 +8,11 @@ The tree::
      │    └── (400 cases)         not JSON, not an object, bad uuid/route/headers types
      ├── EncodeError              also a TypeError: a reply or push JSON cannot express
      ├── ConfigurationError       also a ValueError: a route or router set up wrongly
-     ├── SubscriptionLimitError   also a ValueError: `ws.subscribe()` past max_topics or
-     │                            max_topic_bytes; carries .status (400) for the handler
+     ├── BadRequest               what the client sent cannot be served; carries .status (400):
+     │    │                       a handler that lets one escape answers with it, not a 500
+     │    ├── SubscriptionLimitError  also a ValueError: `ws.subscribe()` past max_topics or
+     │    │                           max_topic_bytes
+     │    └── InvalidPosition     also a ValueError: a malformed resume position (`since`)
      ├── ConnectionClosed         a push or request on a connection that is closing or gone;
      │                            .code, .reason, .may_have_reached_server, .route
      └── ClientError              the client's and the test client's other errors
@@ -21,7 +24,10 @@ The tree::
 reason only, the clients add the close code and whether the request may have run.
 
 Registration mistakes raise `TypeError`/`ValueError` (or `ConfigurationError`, which is a
-`ValueError`) at import time. Wire errors never leave the connection as exceptions: the one
+`ValueError`) at import time. A `BadRequest` is the client's mistake, not the server's: when a
+handler lets one escape, the client gets its status and message with its uuid, and the log
+gets one warning line without a traceback (repeats are summarised), where any other exception
+is a 500 logged with its traceback. Wire errors never leave the connection as exceptions: the one
 place that turns them into replies is `envelope.encode_error`.
 """
 
@@ -38,6 +44,8 @@ __all__ = [
     "FrameTooLarge",
     "HandshakeRejected",
     "ObservableSocketError",
+    "BadRequest",
+    "InvalidPosition",
     "ProtocolError",
     "RequestTimeout",
     "SubscriptionLimitError",
@@ -82,25 +90,46 @@ class ConfigurationError(ObservableSocketError, ValueError):
     """A router or route configured wrongly; raised at registration, never per request."""
 
 
-class SubscriptionLimitError(ObservableSocketError, ValueError):
+class BadRequest(ObservableSocketError):
+    """What the client sent cannot be served: the library raises it (or a handler may), and
+    a handler that lets it escape answers with `status` and the message, not a 500.
+
+    The message goes on the wire: it says what was expected and holds nothing of the server.
+
+    Args:
+        message: what was refused and why.
+        status: the answer's status (400 by default).
+    """
+
+    #: the status the request is answered with (400 BAD_REQUEST unless given)
+    status: int = Status.BAD_REQUEST
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class SubscriptionLimitError(BadRequest, ValueError):
     """`ws.subscribe()` refused: a topic name over `max_topic_bytes`, or a connection already
     holding `max_topics` topics.
 
     The message says which limit and its value; it contains nothing of the server but the
     limit, so a handler may send it back: `{"status": exc.status, "payload": {"message":
-    str(exc)}}`.
+    str(exc)}}`, or let it escape, which answers the same.
 
     Args:
         message: what was refused and why.
         limit: the option that refused it, `"max_topics"` or `"max_topic_bytes"`.
     """
 
-    #: the status a handler would answer with (400 BAD_REQUEST)
-    status: int = Status.BAD_REQUEST
-
     def __init__(self, message: str, limit: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class InvalidPosition(BadRequest, ValueError):
+    """A resume position (`since`) that is not `None` nor `{"offset": n, "epoch": e}`."""
 
 
 class EncodeError(ObservableSocketError, TypeError):

@@ -22,7 +22,7 @@ from asgiref.typing import (
     WebSocketScope,
 )
 
-from ._message import MessageData
+from ._message import Header, MessageData, Payload, Uuid
 
 __all__ = [
     "ASGIReceiveCallable",
@@ -44,15 +44,6 @@ __all__ = [
     "Uuid",
     "WebSocketScope",
 ]
-
-Header = dict[str, Any]
-"""A message's headers: a JSON object."""
-
-Payload = Any
-"""A message's payload: any JSON value (falsy values reach the handler as sent)."""
-
-Uuid = str | int
-"""A correlation id: the JS client sends strings, the original README's examples integers."""
 
 
 class HandlerResult(TypedDict, total=False):

@@ -17,6 +17,7 @@ import uvicorn
 from asgiref import testing as asgiref_testing
 
 from observable_socket_asgi import SocketRouter
+from observable_socket_asgi.envelope import parse_message
 from observable_socket_asgi.testing import websocket_scope
 
 #: one time unit for every wait in the suite; scale it up on a slow machine
@@ -225,7 +226,7 @@ class Conversation:
         """The next frame the app sends, decoded."""
         message = await self.output()
         assert message["type"] == "websocket.send", message
-        reply: dict[str, Any] = orjson.loads(message["text"])
+        reply: dict[str, Any] = parse_message(message["text"])  # integers of any size exact
         return reply
 
     async def ask(self, text: str | bytes) -> dict[str, Any]:

@@ -95,9 +95,7 @@ def test_readme_command_lines_and_typescript(readme_app: ModuleType, tmp_path: P
     assert readme_app.__file__ is not None
     folder = Path(readme_app.__file__).parent
     (folder / "src").mkdir(exist_ok=True)
-    (commands,) = [
-        b for b in readme_blocks("bash") if b.startswith(".venv/bin/observable-socket ")
-    ]
+    (commands,) = [b for b in readme_blocks("bash") if b.startswith(".venv/bin/observable-socket ")]
     # the README runs the clone's own tools, `.venv/bin/...`: this interpreter's environment
     venv = folder / ".venv"
     if not venv.exists():

@@ -12,6 +12,14 @@ Rules of a position (shared by the in-memory log here and the Redis one):
     seconds. A resume "since offset n in epoch e" is `recovered` when the epoch matches and
     every push after n is still kept; then it returns exactly those pushes, in order.
 
+    Only a publish creates a log: a subscribe reads, so what a client subscribes to costs no
+    memory, no Redis key, and cannot push other topics' logs out. A topic without a log is at
+    offset 0 of an "empty" epoch, `-` then the time it was read (in Redis, `-<ms>` by Redis's
+    clock; in memory, `-<history id>.<ms>` by the loop's). A resume from an empty epoch is
+    `recovered` while no log could have been lost since that time: less than `ttl` ago (a
+    log lives `ttl` after its last publish) and, in memory, no log pushed out by
+    `max_topics` since; it then returns every push of the topic's log, from offset 1.
+
 The push frame is encoded once per publish as a template (`split_push`) whose position is
 filled in (`fill`) when the offset is known: by this module in memory, by a Lua script in
 Redis, with the same text either way.
@@ -25,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..envelope import encode_push
+from ..errors import InvalidPosition
 from ..types import Header, Payload
 
 __all__ = [
@@ -42,6 +51,9 @@ __all__ = [
 
 # Header names the router owns on topics with history; a publisher's own values are replaced.
 OFFSET, EPOCH = "offset", "epoch"
+
+#: how the epoch of a topic nothing was published to starts (a real epoch is hex)
+EMPTY = "-"
 
 # Stands for the epoch while the template is encoded. It is random per process, and the text
 # around it (`"offset":0,"epoch":"...`) has bare quotes, which no JSON string value can hold,
@@ -130,8 +142,8 @@ def parse_since(since: object) -> tuple[int, str] | None:
     """Read a client's `since` (`{"offset": n, "epoch": e}` or None) as `(n, e)`.
 
     Raises:
-        ValueError: `since` is not None nor such a mapping (a handler passes what a client
-            sent, so the message says what was expected).
+        InvalidPosition: a `ValueError`: `since` is not None nor such a mapping (a handler
+            passes what a client sent, so the message says what was expected).
     """
     if since is None:
         return None
@@ -139,7 +151,7 @@ def parse_since(since: object) -> tuple[int, str] | None:
         offset, epoch = since.get(OFFSET), since.get(EPOCH)
         if type(offset) is int and offset >= 0 and type(epoch) is str:
             return offset, epoch
-    raise ValueError(
+    raise InvalidPosition(
         f'since must be None or {{"offset": <integer >= 0>, "epoch": <string>}}, got {since!r:.200}'
     )
 
@@ -165,10 +177,12 @@ _HOLE = f'"offset":0,"epoch":"{_MARK}"'
 class _Log:
     """One topic's kept pushes: `(offset, published_at, frame)`, oldest first."""
 
-    __slots__ = ("bytes", "entries", "epoch", "top", "touched")
+    __slots__ = ("bytes", "created", "entries", "epoch", "top", "touched")
 
     def __init__(self, epoch: str, now: float) -> None:
         self.epoch = epoch
+        # in milliseconds, as an empty epoch holds its time
+        self.created = int(now * 1000)
         # the offset of the newest push ever published in this epoch
         self.top = 0
         self.entries: deque[tuple[int, float, str]] = deque()
@@ -181,7 +195,8 @@ class MemoryHistory:
     """Every topic's history in this process: bounded by `size`, `max_bytes` and `ttl`.
 
     Pure: the caller passes `now` (the event loop's clock), so expiry is tested without
-    waiting. Memory is at most about `max_bytes` per topic published to within `ttl`.
+    waiting. Memory is at most about `max_bytes` per topic published to within `ttl`, and
+    at most `max_topics` logs: only publishes create a log or push one out, never subscribes.
 
     Args:
         size: pushes kept per topic.
@@ -211,6 +226,10 @@ class MemoryHistory:
         self._epochs = epochs
         # topic -> its log; insertion order is touch order, so expired logs are at the front
         self._logs: dict[str, _Log] = {}
+        # names this history in its empty epochs: another's cannot be resumed here
+        self._id = secrets.token_hex(4)
+        # when (ms) a log was last pushed out by `max_topics`: empty epochs before it are void
+        self._evicted = -1
 
     # Public API
 
@@ -231,7 +250,7 @@ class MemoryHistory:
         if log is None:
             log = _Log(self._epochs(), now)
         self._logs[topic] = log  # moved to the back: the most recently touched
-        self._bound()
+        self._bound(now)
         log.touched = now
         log.top += 1
         frame = fill(template, log.top, log.epoch)
@@ -243,13 +262,27 @@ class MemoryHistory:
         return log.top, log.epoch, frame
 
     def position(self, topic: str, now: float) -> tuple[int, str]:
-        """The current `(offset, epoch)` of `topic`; starts its log when it has none."""
-        log = self._log(topic, now)
-        return log.top, log.epoch
+        """The current `(offset, epoch)` of `topic`; an empty epoch when it has no log."""
+        self._sweep(now)
+        log = self._logs.get(topic)
+        return (0, self._empty(now)) if log is None else (log.top, log.epoch)
 
     def since(self, topic: str, since: tuple[int, str] | None, now: float) -> Recovery:
-        """What a client at position `since` missed on `topic`, if it can be told."""
-        log = self._log(topic, now)
+        """What a client at position `since` missed on `topic`, if it can be told.
+
+        Reads only: a topic without a log keeps none.
+        """
+        self._sweep(now)
+        log = self._logs.get(topic)
+        if since is not None and since[1][:1] == EMPTY:
+            if not self._unbroken(since, log, now):
+                since = None
+            elif log is None:  # nothing published since: nothing missed
+                return Recovery(True, 0, self._empty(now))
+            else:  # the log began after the client's read: it missed all of it
+                since = (0, log.epoch)
+        if log is None:
+            return Recovery(False, 0, self._empty(now))
         if since is None:
             return Recovery(False, log.top, log.epoch)
         offset, epoch = since
@@ -269,18 +302,28 @@ class MemoryHistory:
 
     # Private methods
 
-    def _log(self, topic: str, now: float) -> _Log:
-        self._sweep(now)
-        log = self._logs.get(topic)
-        if log is None:
-            log = self._logs[topic] = _Log(self._epochs(), now)
-            self._bound()
-        return log
+    def _empty(self, now: float) -> str:
+        return f"{EMPTY}{self._id}.{int(now * 1000)}"
 
-    def _bound(self) -> None:
+    def _unbroken(self, since: tuple[int, str], log: _Log | None, now: float) -> bool:
+        """True when no log of the topic can have been lost since the empty epoch `since`
+        was read: it is this history's, under `ttl` old, and nothing was pushed out since."""
+        offset, epoch = since
+        owner, _, at = epoch[1:].partition(".")
+        if offset != 0 or owner != self._id or not at.isdigit():
+            return False
+        read = int(at)
+        return (
+            read > self._evicted
+            and int(now * 1000) - read < self.ttl * 1000
+            and (log is None or log.created >= read)
+        )
+
+    def _bound(self, now: float) -> None:
         logs = self._logs
         while len(logs) > self.max_topics:
             del logs[next(iter(logs))]
+            self._evicted = int(now * 1000)
 
     def _sweep(self, now: float) -> None:
         """Forget the logs untouched for `ttl`: they are at the front of the dict."""

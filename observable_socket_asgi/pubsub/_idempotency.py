@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from ..envelope import encode_error
+from ..envelope import encode_error, exact_json
 from ..status import Status
 from ..types import Payload, Uuid
 
@@ -86,7 +86,7 @@ class IdempotencyStore:
 
 def fingerprint(payload: Payload) -> str:
     """A digest of a request's payload, key order ignored: 32 hex characters."""
-    data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    data = exact_json(payload, sort_keys=True)  # integers past 64 bits too
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 

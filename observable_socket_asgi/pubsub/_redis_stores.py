@@ -2,7 +2,7 @@
 
 Each store is a few Lua scripts, so every step that must be atomic is one round trip.
 
-History (one per topic with a publish in the last `ttl` seconds):
+History (one per topic with a publish in the last `ttl` seconds; only a publish makes one):
 
     `<prefix>h:<topic>:m`  a hash: `e` the epoch, `s` the newest offset
     `<prefix>h:<topic>:s`  a stream of `{o: offset, f: frame}`, at most `size` entries, none
@@ -12,7 +12,9 @@ History (one per topic with a publish in the last `ttl` seconds):
     The publish script takes the next offset, fills it into the frame, appends the frame
     and PUBLISHes it in one step, so the order of offsets is the order every worker hears
     them in, and a reader that subscribed before reading the stream misses nothing. Redis
-    restarted empty has no hash: the next publish or read makes a new epoch.
+    restarted empty has no hash: the next publish makes a new epoch. A read (a subscribe)
+    never writes: a topic without a hash is at offset 0 of the empty epoch `-<ms>` (see
+    `_history`), so subscribing to any number of names leaves no key behind.
 
 Idempotent answers: `<prefix>i:<key>` holds `R<fingerprint>:` while a worker runs the route
 (a lease it renews) and `D<fingerprint>:<frame>` for `ttl` seconds after.
@@ -46,27 +48,38 @@ __all__ = ["RedisHistory", "RedisIdempotencyStore", "RedisPresence"]
 
 logger = logging.getLogger("observable_socket_asgi.redis")
 
-# ARGV: since offset (-1: none), since epoch, ttl ms, epoch for a new log, size
+# ARGV: since offset (-1: none), since epoch, ttl ms, size. Reads only: a topic without a
+# hash is at offset 0 of the empty epoch '-<now ms>', and no key is made for it.
 _SINCE = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local empty = '-' .. string.format('%.0f', ms)
 local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
 local since = tonumber(ARGV[1])
-if since < 0 or ARGV[2] ~= epoch or since > top then return {epoch, top, 0} end
+local given = ARGV[2]
+if string.sub(given, 1, 1) == '-' then
+  local read = tonumber(string.sub(given, 2))
+  if since ~= 0 or not read or read > ms or ms - read >= ttl then
+    since = -1
+  elseif not epoch then
+    return {empty, 0, 1}
+  else
+    given = epoch
+  end
+end
+if not epoch then return {empty, 0, 0} end
+local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+if since < 0 or given ~= epoch or since > top then return {epoch, top, 0} end
 if since == top then return {epoch, top, 1} end
 local need = top - since
-if need > tonumber(ARGV[5]) then return {epoch, top, 0} end
+if need > tonumber(ARGV[4]) then return {epoch, top, 0} end
 local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', need)
 if #entries ~= need then return {epoch, top, 0} end
-local now = redis.call('TIME')
-local horizon = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+local horizon = ms - ttl
 local oldest = entries[#entries]
-local ms = tonumber(string.match(oldest[1], '^(%d+)'))
-if ms <= horizon or tonumber(oldest[2][2]) ~= since + 1 then return {epoch, top, 0} end
+local at = tonumber(string.match(oldest[1], '^(%d+)'))
+if at <= horizon or tonumber(oldest[2][2]) ~= since + 1 then return {epoch, top, 0} end
 local result = {epoch, top, 1}
 for i = #entries, 1, -1 do
   result[#result + 1] = entries[i][2][4]
@@ -198,7 +211,7 @@ class RedisHistory:
         reply = await _SINCE_SCRIPT(
             self._client,
             self._keys(topic),
-            [offset, epoch, _ms(self.ttl), new_epoch(), self.size],
+            [offset, epoch, _ms(self.ttl), self.size],
         )
         current = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         frames = tuple(f.decode() if isinstance(f, bytes) else str(f) for f in reply[3:])

@@ -13,19 +13,28 @@ handler -> dehydrate -> [response type]. It awaits user code only and returns th
 reply frame. Every failure of user code ends here as a 500 logged with the route and uuid;
 nothing of the exception reaches the wire. `asyncio.CancelledError` is not caught by
 `run()`: a cancelled request has no reply.
+
+A `BadRequest` (the client's mistake: a subscription past its limits, a malformed resume
+position) is no failure: it is answered with its status and message, and logged as one
+warning line without a traceback, repeats summarised, so a client cannot fill the log.
+
+A payload that does not fit the route's type is answered 400 with the field errors only
+once `access` (when the route has one) allows the request: asked with the payload as sent,
+it refuses (or fails) and the answer is the 403, which says nothing of the route's fields.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._route import CallMode, Route
 from .._schema import Invalid
 from ..envelope import Request, encode_error, encode_reply, parse_request
-from ..errors import EncodeError, ProtocolError
+from ..errors import BadRequest, EncodeError, ProtocolError
 from ..logs import peer
 from ..observe._observe import MALFORMED, UNKNOWN, note_failure, status_of
 from ..observe._observe import PING as PING_LABEL
@@ -231,6 +240,10 @@ async def run(route: Route, ws: Any, request: Request) -> str:
                 try:
                     request.payload = schema.validate(request.payload)
                 except Invalid as exc:
+                    if route.access is not None and not await _allowed_as_sent(route, ws, request):
+                        return encode_error(
+                            Status.FORBIDDEN, uuid, f"access denied to route {route.name}"
+                        )
                     return encode_reply(
                         uuid,
                         Status.BAD_REQUEST,
@@ -293,7 +306,11 @@ def reply(uuid: Any, result: Any) -> str:
 def failure(route: Route, ws: Any, uuid: Any, exc: Exception) -> str:
     """The 500 reply to a request whose user code failed (or whose result is unusable),
     logged once with the route, the uuid and the cause; the exception never reaches the wire.
+    A `BadRequest` is answered with its own status and message instead.
     """
+    if isinstance(exc, BadRequest):
+        _mistakes.note(route.name, uuid, exc)
+        return encode_error(exc.status, uuid, str(exc))
     if isinstance(exc, Invalid):
         logger.error(
             "route %r (uuid %r): response does not fit its declared type: %s", route.name, uuid, exc
@@ -320,6 +337,50 @@ def failure(route: Route, ws: Any, uuid: Any, exc: Exception) -> str:
         )
         note_failure(exc)  # to the request's span, when tracing
     return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
+
+
+async def _allowed_as_sent(route: Route, ws: Any, request: Request) -> bool:
+    """`access` asked about a request whose payload does not fit its type (it sees the
+    payload as sent); one that fails on that payload refuses it."""
+    access = route.access
+    assert access is not None
+    try:
+        return bool(await (access(ws, request, {}) if route.access_local else access(ws, request)))
+    except Exception:
+        logger.debug("route %r: access failed on a payload that does not fit", route.name)
+        return False
+
+
+class _Mistakes:
+    """One warning per route and kind of client mistake per `interval` seconds: the first
+    at once, the next one after the interval with the count of those in between."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        # (route, exception class) -> (when the last line was logged, mistakes since)
+        self._seen: dict[tuple[str, type[BaseException]], tuple[float, int]] = {}
+
+    def note(self, route: str, uuid: Any, exc: BadRequest) -> None:
+        key = (route, type(exc))
+        now = time.monotonic()
+        logged, since = self._seen.get(key, (now - self.interval, 0))
+        if now - logged < self.interval:
+            self._seen[key] = (logged, since + 1)
+            return
+        self._seen[key] = (now, 0)
+        more = f" ({since} more since the last line)" if since else ""
+        logger.warning(
+            "route %r (uuid %r): answered %d, the client's mistake: %s: %s%s",
+            route,
+            uuid,
+            exc.status,
+            type(exc).__name__,
+            exc,
+            more,
+        )
+
+
+_mistakes = _Mistakes()
 
 
 def _context(route: Route, ws: Any, uuid: Any) -> dict[str, Any]:
