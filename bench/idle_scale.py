@@ -55,8 +55,12 @@ CONTENDERS = ["bare", "router", "socketio", "channels"]
 #: the JS client's default heartbeatRate (PROTOCOL.md)
 HEARTBEAT_SECONDS = 60.0
 #: connections per load-generator process (and source address): well under the ~28,000
-#: ephemeral ports one address has
-PER_PROCESS = 20000
+#: ephemeral ports one address has, and under a 20,000 descriptor limit
+PER_PROCESS = 15000
+#: descriptors a server keeps for itself (listening socket, epoll, stdio, imports)
+SPARE_FDS = 100
+#: the PING rate of this many connections is also sent over the largest count held
+TARGET = 100000
 PLOT = ROOT / "bench" / "idle_scale.png"
 
 
@@ -82,6 +86,15 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny counts, a smoke run")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the last JSON")
     return parser
+
+
+def fd_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of process `pid`: how many sockets it can hold."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise RuntimeError("no 'Max open files' line")
 
 
 def pss_kib(pid: int) -> int:
@@ -179,20 +192,29 @@ def measure(
 ) -> dict[str, Any]:
     """Every figure of `name` at each count, with one fresh server and one set of holders."""
     server = Server(name, env={"BENCH_NOFILE": str(max(counts) + 4096)})
+    # Without CAP_SYS_RESOURCE the hard limit (often 20,000) caps what one process can
+    # hold: counts above it are replaced by the most it can hold, and the result says so.
+    holdable = fd_limit(server.proc.pid) - SPARE_FDS
+    capped = [n for n in counts if n > holdable]
+    if capped:
+        counts = sorted({min(n, holdable) for n in counts})
+        print(f"{name}: the server can hold {holdable:,} sockets; {capped} capped", flush=True)
     holders = Holders(server, processes or -(-max(counts) // PER_PROCESS), concurrency)
     steps: list[dict[str, Any]] = []
+    at_target: dict[str, Any] = {}
     try:
         first = holders.ask([{"open": 1}] * len(holders.procs))
         base_n = sum(answer["open"] for answer in first)
         base_rss, base_pss = _settled_rss(server), pss_kib(server.proc.pid)
         held = base_n
         for n in counts:
-            t0 = time.perf_counter()
+            cpu0, t0 = server.cpu_seconds(), time.perf_counter()
             answers = holders.ask([{"open": share} for share in holders.shares(n)])
             seconds = time.perf_counter() - t0
+            open_cpu = server.cpu_seconds() - cpu0
             opened = sum(answer["open"] for answer in answers)
-            rate = (opened - held) / seconds
-            held = opened
+            held_before, held = held, opened
+            rate = (opened - held_before) / seconds
             rss, pss = _settled_rss(server), pss_kib(server.proc.pid)
             idle = _cpu_window(server, window)
             cpu0, t0 = server.cpu_seconds(), time.perf_counter()
@@ -207,6 +229,9 @@ def measure(
                 "kib_per_conn": (rss - base_rss) / (opened - base_n),
                 "pss_kib_per_conn": (pss - base_pss) / (opened - base_n),
                 "accepted_per_s": rate,
+                # server CPU per connection opened (handshake + one echo): what the
+                # accept rate would be with a core of its own, 1e6 / this
+                "server_us_per_accept": open_cpu / (opened - held_before) * 1e6,
                 "open_errors": sum(answer["errors"] for answer in answers),
                 "idle_cpu": idle,
                 "beat_cpu": beat,
@@ -222,29 +247,94 @@ def measure(
                 f"({step['beats_answered']}/{step['beats_sent']} answered)",
                 flush=True,
             )
+            if n == counts[-1] and n < TARGET:
+                # the heartbeat load of TARGET connections, sent over the ones held
+                cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+                beats = holders.ask(
+                    [
+                        {"beat": TARGET / heartbeat / len(holders.procs), "seconds": window}
+                        for _ in holders.procs
+                    ]
+                )
+                at_target = {
+                    "n": opened,
+                    "as_if": TARGET,
+                    "beat_cpu": (server.cpu_seconds() - cpu0) / (time.perf_counter() - t0),
+                    "beats_sent": sum(b["sent"] for b in beats),
+                    "beats_answered": sum(b["answered"] for b in beats),
+                    "beats_per_s": sum(b["sent"] for b in beats) / max(b["seconds"] for b in beats),
+                }
+                print(
+                    f"{name:<9} {opened:>7} conns  PINGs of {TARGET:,} "
+                    f"({at_target['beats_per_s']:.0f}/s): CPU "
+                    f"{at_target['beat_cpu'] * 100:5.2f} % ({at_target['beats_answered']}/"
+                    f"{at_target['beats_sent']} answered)",
+                    flush=True,
+                )
     finally:
         holders.stop()
         server.stop()
-    return {"contender": name, "base_n": base_n, "base_rss_kib": base_rss, "steps": steps}
+    return {
+        "contender": name,
+        "base_n": base_n,
+        "base_rss_kib": base_rss,
+        "holdable": holdable,
+        "capped": capped,
+        "steps": steps,
+        "at_target_rate": at_target,
+    }
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
 
 
 def table(data: dict[str, Any]) -> str:
-    """The results as Markdown: one row per contender and count; router - bare below."""
+    """The results as Markdown: one row per contender and count; under it the slope of RSS
+    over the count, the router's own share and the PING load of TARGET connections."""
     lines = [
         "| contender | connections | RSS MiB | KiB/conn (RSS) | KiB/conn (PSS) | accepted/s "
-        "(lower bound) | CPU idle | CPU with PINGs (N/60 per s) | PINGs answered |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(lower bound) | server CPU us/accept | CPU idle | CPU with PINGs (N/60 per s) "
+        "| PINGs answered |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by: dict[str, dict[int, dict[str, Any]]] = {}
+    notes: list[str] = []
     for run in data["runs"]:
         for step in run["steps"]:
             by.setdefault(run["contender"], {})[step["n"]] = step
             lines.append(
                 f"| {run['contender']} | {step['n']:,} | {step['rss_kib'] / 1024:.0f} | "
                 f"{step['kib_per_conn']:.1f} | {step['pss_kib_per_conn']:.1f} | "
-                f"{step['accepted_per_s']:,.0f} | {step['idle_cpu'] * 100:.2f} % | "
-                f"{step['beat_cpu'] * 100:.2f} % | "
+                f"{step['accepted_per_s']:,.0f} | {step['server_us_per_accept']:.0f} | "
+                f"{step['idle_cpu'] * 100:.2f} % | {step['beat_cpu'] * 100:.2f} % | "
                 f"{step['beats_answered']:,} of {step['beats_sent']:,} |"
+            )
+        points = [(run["base_n"], run["base_rss_kib"])] + [
+            (step["n"], step["rss_kib"]) for step in run["steps"]
+        ]
+        slope = _slope([(float(x), float(y)) for x, y in points])
+        projected = (run["base_rss_kib"] + slope * (TARGET - run["base_n"])) / 1024
+        notes.append(
+            f"- {run['contender']}: {slope:.1f} KiB per connection (least squares over every "
+            f"count); {TARGET:,} connections would take {projected:,.0f} MiB"
+        )
+        target = run.get("at_target_rate") or {}
+        if target:
+            notes.append(
+                f"  - the PINGs of {target['as_if']:,} connections "
+                f"({target['beats_per_s']:,.0f}/s) over the {target['n']:,} held: server CPU "
+                f"{target['beat_cpu'] * 100:.2f} % of one core "
+                f"({target['beats_answered']:,} of {target['beats_sent']:,} answered)"
+            )
+        if run.get("capped"):
+            notes.append(
+                f"  - counts {', '.join(f'{n:,}' for n in run['capped'])} capped: the server "
+                f"can hold {run['holdable']:,} sockets here (RLIMIT_NOFILE)"
             )
     if "bare" in by and "router" in by:
         shares = [
@@ -252,8 +342,8 @@ def table(data: dict[str, Any]) -> str:
             for n in sorted(by["router"])
             if n in by["bare"]
         ]
-        lines += ["", "Router's own share (router - bare, KiB/conn, RSS): " + "; ".join(shares)]
-    return "\n".join(lines)
+        notes.append("- router's own share (router - bare, KiB/conn, RSS): " + "; ".join(shares))
+    return "\n".join([*lines, "", *notes])
 
 
 def plot(data: dict[str, Any], path: Path = PLOT) -> None:

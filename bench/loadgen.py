@@ -480,9 +480,11 @@ async def _open_held(spec: dict[str, Any], held: list[Any], target: int, codec: 
                 await asyncio.wait_for(listener.ready, 30)
                 transport.send(WSMsgType.TEXT, frame)
                 await asyncio.wait_for(listener.answered, 30)
-            except Exception:
+            except Exception as exc:
                 errors += 1
                 opened -= 1
+                if errors <= 3:
+                    print(f"hold: connection failed: {exc!r}", file=sys.stderr, flush=True)
                 if errors > spec.get("max_errors", 100):
                     raise
                 await asyncio.sleep(0.05)
