@@ -189,6 +189,7 @@ def measure(
     concurrency: int,
     processes: int,
     heartbeat: float = HEARTBEAT_SECONDS,
+    target: int | None = TARGET,
 ) -> dict[str, Any]:
     """Every figure of `name` at each count, with one fresh server and one set of holders."""
     server = Server(name, env={"BENCH_NOFILE": str(max(counts) + 4096)})
@@ -247,25 +248,25 @@ def measure(
                 f"({step['beats_answered']}/{step['beats_sent']} answered)",
                 flush=True,
             )
-            if n == counts[-1] and n < TARGET:
+            if target is not None and n == counts[-1] and n < target:
                 # the heartbeat load of TARGET connections, sent over the ones held
                 cpu0, t0 = server.cpu_seconds(), time.perf_counter()
                 beats = holders.ask(
                     [
-                        {"beat": TARGET / heartbeat / len(holders.procs), "seconds": window}
+                        {"beat": target / heartbeat / len(holders.procs), "seconds": window}
                         for _ in holders.procs
                     ]
                 )
                 at_target = {
                     "n": opened,
-                    "as_if": TARGET,
+                    "as_if": target,
                     "beat_cpu": (server.cpu_seconds() - cpu0) / (time.perf_counter() - t0),
                     "beats_sent": sum(b["sent"] for b in beats),
                     "beats_answered": sum(b["answered"] for b in beats),
                     "beats_per_s": sum(b["sent"] for b in beats) / max(b["seconds"] for b in beats),
                 }
                 print(
-                    f"{name:<9} {opened:>7} conns  PINGs of {TARGET:,} "
+                    f"{name:<9} {opened:>7} conns  PINGs of {target:,} "
                     f"({at_target['beats_per_s']:.0f}/s): CPU "
                     f"{at_target['beat_cpu'] * 100:5.2f} % ({at_target['beats_answered']}/"
                     f"{at_target['beats_sent']} answered)",
@@ -409,7 +410,16 @@ def main(argv: list[str] | None = None) -> None:
     names, missing = contenders(args.contenders.split(","))
     started = time.monotonic()
     runs = [
-        measure(name, counts, window, args.concurrency, processes, args.heartbeat) for name in names
+        measure(
+            name,
+            counts,
+            window,
+            args.concurrency,
+            processes,
+            args.heartbeat,
+            None if args.quick else TARGET,
+        )
+        for name in names
     ]
     data = {
         "runs": runs,
