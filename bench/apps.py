@@ -14,6 +14,9 @@ frames of about 100 B to every subscriber, then answers. `socketio` speaks Socke
 the envelope: each route is an event and the request's uuid travels as the ack id, so the
 same envelope comes back in the ack (`bench/loadgen.py` speaks both).
 
+`channels` (Django Channels, an AsyncWebsocketConsumer answering the envelope inline) takes
+part in the idle-connections scenario only (`bench/idle_scale.py`).
+
 `build(name)` returns the app; `CONTENDERS` lists the names in report order. An app that
 cannot be built (the FastAPI adapter before it exists) raises `Unavailable`.
 """
