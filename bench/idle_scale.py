@@ -12,8 +12,9 @@ so 100,000 sockets need several. The file limits are raised in the benchmark's p
 ($BENCH_NOFILE), never by the library. Raising the hard limit needs CAP_SYS_RESOURCE: without
 it one process holds at most its hard limit (often 20,000) of sockets, and counts above what
 the server can hold are replaced by the most it can hold (the results say so). The PINGs of
-100,000 connections (1,667/s) are then also sent over the largest count held, for the CPU. Handshakes run at most `--concurrency` at a
-time over all processes, each connection answered once so the app really serves it.
+100,000 connections (1,667/s) are then also sent over the largest count held, for the CPU.
+Handshakes run at most `--concurrency` at a time over all processes, each connection
+answered once so the app really serves it.
 
 At every count N, after the step's connections are all open and answered:
 
