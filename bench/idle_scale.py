@@ -89,6 +89,11 @@ def parser() -> argparse.ArgumentParser:
         default=HEARTBEAT_SECONDS,
         help="seconds between one connection's PINGs (default 60, the JS client's)",
     )
+    parser.add_argument(
+        "--ws-ping-interval",
+        default="",
+        help="uvicorn's own ping interval in seconds, or 'off' (default: uvicorn's, 20)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny counts, a smoke run")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the last JSON")
     return parser
@@ -196,9 +201,13 @@ def measure(
     processes: int,
     heartbeat: float = HEARTBEAT_SECONDS,
     target: int | None = TARGET,
+    ws_ping_interval: str = "",
 ) -> dict[str, Any]:
     """Every figure of `name` at each count, with one fresh server and one set of holders."""
-    server = Server(name, env={"BENCH_NOFILE": str(max(counts) + 4096)})
+    env = {"BENCH_NOFILE": str(max(counts) + 4096)}
+    if ws_ping_interval:
+        env["BENCH_WS_PING_INTERVAL"] = ws_ping_interval
+    server = Server(name, env=env)
     # Without CAP_SYS_RESOURCE the hard limit (often 20,000) caps what one process can
     # hold: counts above it are replaced by the most it can hold, and the result says so.
     holdable = fd_limit(server.proc.pid) - SPARE_FDS
@@ -425,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
             processes,
             args.heartbeat,
             None if args.quick else TARGET,
+            args.ws_ping_interval,
         )
         for name in names
     ]
@@ -435,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         "window_s": window,
         "concurrency": args.concurrency,
         "heartbeat_s": args.heartbeat,
+        "ws_ping_interval": args.ws_ping_interval or "uvicorn's default (20 s)",
         "minutes": (time.monotonic() - started) / 60,
     }
     path = save("idle_scale", data)

@@ -59,7 +59,13 @@ def main() -> None:
     # silence it so the bench output stays readable. It costs it nothing measurable.
     logging.getLogger("fastapi_observable_socket").setLevel(logging.CRITICAL)
     app = build(name)
-    uvicorn.run(app, host="127.0.0.1", port=port, **UVICORN_OPTIONS)  # type: ignore[arg-type]
+    options = dict(UVICORN_OPTIONS)
+    # $BENCH_WS_PING_INTERVAL: seconds between uvicorn's own WebSocket pings (default 20),
+    # "off" for none; the idle-connections scenario shows what they cost at scale
+    interval = os.environ.get("BENCH_WS_PING_INTERVAL")
+    if interval:
+        options["ws_ping_interval"] = None if interval == "off" else float(interval)
+    uvicorn.run(app, host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
