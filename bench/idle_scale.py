@@ -363,45 +363,47 @@ def table(data: dict[str, Any]) -> str:
 
 
 def plot(data: dict[str, Any], paths: list[Path] = PLOTS) -> None:
-    """Memory per connection and server CPU (idle, with PINGs) against the count."""
+    """Memory per connection and server CPU (idle, with PINGs) against the count; a star at
+    100,000 for the PING rate of 100,000 sent over the largest count held."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (mem, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (mem, cpu) = plt.subplots(1, 2, figsize=(11, 4.4))
     for run in data["runs"]:
         steps = run["steps"]
         xs = [s["n"] for s in steps]
         line = mem.plot(xs, [s["kib_per_conn"] for s in steps], "o-", label=run["contender"])
         colour = line[0].get_color()
         cpu.plot(
-            xs,
-            [s["beat_cpu"] * 100 for s in steps],
-            "o-",
-            color=colour,
-            label=f"{run['contender']}, PINGs every 60 s",
+            xs, [s["beat_cpu"] * 100 for s in steps], "o-", color=colour, label=run["contender"]
         )
-        cpu.plot(
-            xs,
-            [s["idle_cpu"] * 100 for s in steps],
-            "x--",
-            color=colour,
-            alpha=0.6,
-            label=f"{run['contender']}, idle",
-        )
+        cpu.plot(xs, [s["idle_cpu"] * 100 for s in steps], "x--", color=colour, alpha=0.6)
+        target = run.get("at_target_rate") or {}
+        if target:
+            cpu.plot([target["as_if"]], [target["beat_cpu"] * 100], "*", color=colour, ms=12)
     mem.axhline(22, color="grey", linestyle=":", label="goal: 22 KiB")
-    cpu.axhline(5, color="grey", linestyle=":", label="goal: 5 %")
+    cpu.axhline(5, color="grey", linestyle=":")
     for ax in (mem, cpu):
         ax.set_xscale("log")
+        ax.set_xlim(600, 160000)
         ax.set_xlabel("idle connections on one uvicorn worker")
         ax.grid(True, alpha=0.3)
     mem.set_ylabel("server RSS growth per connection (KiB)")
     mem.set_ylim(bottom=0)
     cpu.set_ylabel("server CPU (% of one core)")
     cpu.set_ylim(bottom=0)
-    mem.legend(fontsize=8)
-    cpu.legend(fontsize=7, ncol=2)
+    mem.legend(fontsize=8, loc="lower right")
+    handles = cpu.get_legend_handles_labels()[0]
+    handles += [
+        Line2D([], [], color="grey", marker="o", label="PING per connection every 60 s"),
+        Line2D([], [], color="grey", marker="x", ls="--", label="idle (uvicorn's 20 s pings)"),
+        Line2D([], [], color="grey", marker="*", ls="", ms=10, label="1,667 PINGs/s (100k's)"),
+        Line2D([], [], color="grey", ls=":", label="goal: 5 %"),
+    ]
+    cpu.legend(handles=handles, fontsize=7, ncol=2, loc="upper left")
     mem.set_title("Memory per idle connection")
     cpu.set_title("Server CPU: idle and with the JS client's heartbeat")
     fig.tight_layout()
