@@ -254,13 +254,14 @@ def measure(
                 "beats_sent": sum(b["sent"] for b in beats),
                 "beats_answered": sum(b["answered"] for b in beats),
                 "beats_per_s": sum(b["sent"] for b in beats) / max(b["seconds"] for b in beats),
+                "lost": sum(b.get("lost", 0) for b in beats),
             }
             steps.append(step)
             print(
                 f"{name:<9} {opened:>7} conns  {step['kib_per_conn']:5.1f} KiB/conn RSS "
                 f"({step['pss_kib_per_conn']:5.1f} PSS)  {rate:7.0f} accepted/s  "
                 f"CPU idle {idle * 100:5.2f} %  with PINGs {beat * 100:5.2f} % "
-                f"({step['beats_answered']}/{step['beats_sent']} answered)",
+                f"({step['beats_answered']}/{step['beats_sent']} answered, {step['lost']} lost)",
                 flush=True,
             )
             if target is not None and n == counts[-1] and n < target:
@@ -279,12 +280,13 @@ def measure(
                     "beats_sent": sum(b["sent"] for b in beats),
                     "beats_answered": sum(b["answered"] for b in beats),
                     "beats_per_s": sum(b["sent"] for b in beats) / max(b["seconds"] for b in beats),
+                    "lost": sum(b.get("lost", 0) for b in beats),
                 }
                 print(
                     f"{name:<9} {opened:>7} conns  PINGs of {target:,} "
                     f"({at_target['beats_per_s']:.0f}/s): CPU "
                     f"{at_target['beat_cpu'] * 100:5.2f} % ({at_target['beats_answered']}/"
-                    f"{at_target['beats_sent']} answered)",
+                    f"{at_target['beats_sent']} answered, {at_target['lost']} lost)",
                     flush=True,
                 )
     finally:
@@ -315,8 +317,8 @@ def table(data: dict[str, Any]) -> str:
     lines = [
         "| contender | connections | RSS MiB | KiB/conn (RSS) | KiB/conn (PSS) | accepted/s "
         "(lower bound) | server CPU us/accept | CPU idle | CPU with PINGs (N/60 per s) "
-        "| PINGs answered |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| PINGs answered | connections lost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by: dict[str, dict[int, dict[str, Any]]] = {}
     notes: list[str] = []
@@ -328,7 +330,7 @@ def table(data: dict[str, Any]) -> str:
                 f"{step['kib_per_conn']:.1f} | {step['pss_kib_per_conn']:.1f} | "
                 f"{step['accepted_per_s']:,.0f} | {step['server_us_per_accept']:.0f} | "
                 f"{step['idle_cpu'] * 100:.2f} % | {step['beat_cpu'] * 100:.2f} % | "
-                f"{step['beats_answered']:,} of {step['beats_sent']:,} |"
+                f"{step['beats_answered']:,} of {step['beats_sent']:,} | {step.get('lost', 0)} |"
             )
         points = [(run["base_n"], run["base_rss_kib"])] + [
             (step["n"], step["rss_kib"]) for step in run["steps"]
@@ -345,7 +347,8 @@ def table(data: dict[str, Any]) -> str:
                 f"  - the PINGs of {target['as_if']:,} connections "
                 f"({target['beats_per_s']:,.0f}/s) over the {target['n']:,} held: server CPU "
                 f"{target['beat_cpu'] * 100:.2f} % of one core "
-                f"({target['beats_answered']:,} of {target['beats_sent']:,} answered)"
+                f"({target['beats_answered']:,} of {target['beats_sent']:,} answered; "
+                f"{target.get('lost', 0):,} connections lost)"
             )
         if run.get("capped"):
             notes.append(

@@ -447,6 +447,9 @@ class _HoldListener(_Base):
     def on_push(self, transport: WSTransport, now: int) -> None:
         self._count()  # the router's PONG carries `route`, so it parses as a push
 
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.ended.set()  # closed by either side: a lost connection, counted as such
+
 
 def heartbeat_frame(codec: Codec, uuid: int) -> bytes:
     """The JS client's heartbeat: route PING with a fresh string uuid (PROTOCOL.md); over
@@ -523,7 +526,8 @@ async def hold(spec: dict[str, Any]) -> dict[str, Any]:
 
     - `{"open": n}`: open connections until `n` are held -> `{"open", "seconds", "errors"}`;
     - `{"beat": rate, "seconds": s}`: heartbeats at `rate`/s for `s` seconds, then wait (at
-      most 10 s) for every answer -> `{"sent", "answered", "seconds"}`;
+      most 10 s) for every answer -> `{"sent", "answered", "seconds", "lost"}`, `lost` the
+      connections closed since they were opened;
     - `{"quit": true}` (or end of input): close everything and end.
     """
     loop = asyncio.get_running_loop()
@@ -549,7 +553,13 @@ async def hold(spec: dict[str, Any]) -> dict[str, Any]:
             if state.answers < state.target:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.reached.wait(), 10)
-            reply = {"sent": sent, "answered": state.answers - before, "seconds": seconds}
+            reply = {
+                "sent": sent,
+                "answered": state.answers - before,
+                "seconds": seconds,
+                # connections closed since they were opened (e.g. a late pong to uvicorn)
+                "lost": sum(listener.ended.is_set() for _, listener in held),
+            }
         else:
             break
         print(json.dumps(reply), flush=True)

@@ -297,6 +297,7 @@ def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
         for step in run["steps"]:
             assert step["beats_sent"] > 0
             assert step["beats_answered"] == step["beats_sent"]
+            assert step["lost"] == 0
             assert step["rss_kib"] > 0 and step["accepted_per_s"] > 0
     assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
 
