@@ -4,6 +4,7 @@
                                                      # python-socketio, Channels
     python -m bench.idle_scale --counts 1000,10000 --contenders bare,router
     python -m bench.idle_scale --plot-only           # redraw the plot from the last run
+    python -m bench.idle_scale --contenders bare,router --ws-ping-interval off
 
 Each contender gets a fresh uvicorn worker. Its connections come from several load-generator
 processes (`bench.loadgen`'s `hold` mode), each from its own loopback source address
@@ -96,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="tiny counts, a smoke run")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the last JSON")
+    parser.add_argument(
+        "--also",
+        default="",
+        help="with --plot-only: the JSON of another run (e.g. --ws-ping-interval off) to draw "
+        "beside it, its contenders named after that run's uvicorn ping interval",
+    )
     return parser
 
 
@@ -402,7 +409,7 @@ def plot(data: dict[str, Any], paths: list[Path] = PLOTS) -> None:
     handles = cpu.get_legend_handles_labels()[0]
     handles += [
         Line2D([], [], color="grey", marker="o", label="PING per connection every 60 s"),
-        Line2D([], [], color="grey", marker="x", ls="--", label="idle (uvicorn's 20 s pings)"),
+        Line2D([], [], color="grey", marker="x", ls="--", label="idle (no PINGs)"),
         Line2D([], [], color="grey", marker="*", ls="", ms=10, label="1,667 PINGs/s (100k's)"),
         Line2D([], [], color="grey", ls=":", label="goal: 5 %"),
     ]
@@ -419,6 +426,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.plot_only:
         data = json.loads((RESULTS / "idle_scale.json").read_text())
+        if args.also:
+            other = json.loads(Path(args.also).read_text())
+            interval = other.get("ws_ping_interval", "")
+            suffix = "uvicorn pings off" if interval == "off" else f"uvicorn pings {interval}"
+            for run in other["runs"]:
+                data["runs"].append({**run, "contender": f"{run['contender']}, {suffix}"})
         plot(data)
         print(table(data))
         return
@@ -457,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     text = table(data)
     (RESULTS / "idle_scale.md").write_text(text + "\n")
     if not args.quick:
-        plot(data)
+        # a run whose results go elsewhere ($BENCH_RESULTS) leaves the committed plots alone
+        plot(data, PLOTS if RESULTS == ROOT / "bench" / "results" else [RESULTS / "idle_scale.png"])
     print(text)
     print(f"wrote {path} in {data['minutes']:.1f} min")
 
