@@ -9,7 +9,8 @@
 Each contender gets a fresh uvicorn worker. Its connections come from several load-generator
 processes (`bench.loadgen`'s `hold` mode), each from its own loopback source address
 (127.0.0.11, .12, ...): one address has about 28,000 ephemeral ports towards one server port,
-so 100,000 sockets need several. The file limits are raised in the benchmark's processes only
+so 100,000 sockets need several (Linux routes all of 127.0.0.0/8 to loopback; macOS needs
+`ifconfig lo0 alias` first). The file limits are raised in the benchmark's processes only
 ($BENCH_NOFILE), never by the library. Raising the hard limit needs CAP_SYS_RESOURCE: without
 it one process holds at most its hard limit (often 20,000) of sockets, and counts above what
 the server can hold are replaced by the most it can hold (the results say so). The PINGs of
