@@ -14,6 +14,9 @@ frames of about 100 B to every subscriber, then answers. `socketio` speaks Socke
 the envelope: each route is an event and the request's uuid travels as the ack id, so the
 same envelope comes back in the ack (`bench/loadgen.py` speaks both).
 
+`channels` (Django Channels, an AsyncWebsocketConsumer answering the envelope inline) takes
+part in the idle-connections scenario only (`bench/idle_scale.py`).
+
 `build(name)` returns the app; `CONTENDERS` lists the names in report order. An app that
 cannot be built (the FastAPI adapter before it exists) raises `Unavailable`.
 """
@@ -46,6 +49,7 @@ LABELS = {
     "router_redis": "observable-socket-asgi with the Redis backplane (pushes from another worker)",
     "router_access": "observable-socket-asgi with an async access_logic checking a query token",
     "socketio": "python-socketio AsyncServer (ASGI), events with ack, emit(room=...)",
+    "channels": "Django Channels AsyncWebsocketConsumer (no channel layer), idle scenarios only",
     "router_metrics": "observable-socket-asgi, metrics_url='/metrics'",
     "router_tracing": "observable-socket-asgi, tracing (SDK, batch processor, no export)",
 }
@@ -502,6 +506,48 @@ def _socketio_factory() -> ASGIApp:
     return socketio.ASGIApp(sio)  # type: ignore[no-any-return]
 
 
+def _channels_factory() -> ASGIApp:
+    """Django Channels on the same uvicorn: an AsyncWebsocketConsumer that answers each
+    envelope inline (no channel layer: idle connections and echo only)."""
+    try:
+        import django
+        from django.conf import settings
+
+        if not settings.configured:
+            settings.configure(
+                DEBUG=False,
+                SECRET_KEY="bench",
+                ALLOWED_HOSTS=["*"],
+                INSTALLED_APPS=["channels"],
+                USE_TZ=True,
+            )
+            django.setup()
+        from channels.generic.websocket import AsyncWebsocketConsumer
+        from channels.routing import ProtocolTypeRouter, URLRouter
+        from django.urls import path
+    except ImportError as exc:
+        raise Unavailable(f"channels is not installed: {exc}") from exc
+
+    loads, dumps = orjson.loads, orjson.dumps
+
+    class Echo(AsyncWebsocketConsumer):  # type: ignore[misc]
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            request = loads(text_data or bytes_data or b"")
+            reply = {
+                "uuid": request.get("uuid"),
+                "status": 200,
+                "headers": {},
+                "payload": request.get("payload"),
+            }
+            await self.send(text_data=dumps(reply).decode())
+
+    return ProtocolTypeRouter(  # type: ignore[no-any-return]
+        {"websocket": URLRouter([path("ws", Echo.as_asgi())])}
+    )
+
+
 def _adapter_factory() -> ASGIApp:
     try:
         from fastapi import FastAPI
@@ -528,6 +574,7 @@ _FACTORIES: dict[str, Callable[[], ASGIApp]] = {
     "router_redis": _router_redis_factory,
     "router_access": _router_access_factory,
     "socketio": _socketio_factory,
+    "channels": _channels_factory,
     "router_metrics": _router_metrics_factory,
     "router_tracing": _router_tracing_factory,
 }

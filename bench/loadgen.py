@@ -19,6 +19,9 @@ Socket.IO (Engine.IO 4 over the WebSocket) instead of the envelope. Modes:
 - `connect`: handshakes per second (see `connect_rate`).
 - `slow`: sends one `push` request, stops reading, waits for a line on stdin, then reads
   again and reports what arrived and how the connection ended.
+- `hold`: one of several processes that hold a share of many idle connections between them
+  (see `hold`); it opens connections from its own loopback source address and sends
+  heartbeats at a set rate when told to, one JSON command per stdin line.
 - `counted`: as `throughput`, but by count: `warmup_count` requests, then prints
   `{"ready": true}` and waits for a line on stdin, then exactly `count` requests (each
   connection keeping `inflight` outstanding), all answered, then prints `{"done": n}` and
@@ -410,6 +413,161 @@ async def idle(spec: dict[str, Any]) -> dict[str, Any]:
     return {"open": len(pairs)}
 
 
+# Holding many idle connections, in one of several processes
+
+
+class _HoldState:
+    """What every connection of a `hold` process shares: frames answered so far."""
+
+    def __init__(self) -> None:
+        self.answers = 0
+        #: set once `answers` reaches `target`
+        self.target = 0
+        self.reached = asyncio.Event()
+
+
+class _HoldListener(_Base):
+    state: _HoldState
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = asyncio.get_running_loop().create_future()
+
+    def _count(self) -> None:
+        state = self.state
+        state.answers += 1
+        if state.answers >= state.target:
+            state.reached.set()
+        if not self.answered.done():
+            self.answered.set_result(None)
+
+    def on_reply(self, transport: WSTransport, uuid: Any, status: int, now: int) -> None:
+        self._count()
+
+    def on_push(self, transport: WSTransport, now: int) -> None:
+        self._count()  # the router's PONG carries `route`, so it parses as a push
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.ended.set()  # closed by either side: a lost connection, counted as such
+
+
+def heartbeat_frame(codec: Codec, uuid: int) -> bytes:
+    """The JS client's heartbeat: route PING with a fresh string uuid (PROTOCOL.md); over
+    Socket.IO, which has no such route, an `echo` event answered through its ack."""
+    if isinstance(codec, SocketIOCodec):
+        return codec.request(uuid, "echo", b"{}")
+    return (
+        b'{"uuid":"%08x-0000-4000-8000-000000000000","route":"PING",'
+        b'"headers":{"token":"abc"},"payload":{},"status":200}' % uuid
+    )
+
+
+async def _open_held(spec: dict[str, Any], held: list[Any], target: int, codec: Codec) -> int:
+    """Open connections until `target` are held, at most `concurrency` handshakes at once,
+    each answered once (so the app really serves it); -> how many attempts failed."""
+    url = spec["url"]
+    options: dict[str, Any] = {"read_buffer_init_size": 1024}
+    if spec.get("source"):
+        options["local_addr"] = (spec["source"], 0)
+    frame = codec.request(1, "echo")
+    errors = 0
+    opened = 0
+    wanted = target - len(held)
+
+    async def one() -> None:
+        nonlocal errors, opened
+        while opened < wanted:
+            opened += 1
+            try:
+                transport, listener = await ws_connect(_HoldListener, url, **options)
+                await asyncio.wait_for(listener.ready, 30)
+                transport.send(WSMsgType.TEXT, frame)
+                await asyncio.wait_for(listener.answered, 30)
+            except Exception as exc:
+                errors += 1
+                opened -= 1
+                if errors <= 3:
+                    print(f"hold: connection failed: {exc!r}", file=sys.stderr, flush=True)
+                if errors > spec.get("max_errors", 100):
+                    raise
+                await asyncio.sleep(0.05)
+                continue
+            held.append((transport, listener))
+
+    await asyncio.gather(*(one() for _ in range(min(spec.get("concurrency", 64), wanted))))
+    return errors
+
+
+async def _beat(held: list[Any], codec: Codec, rate: float, seconds: float) -> int:
+    """Send `rate` heartbeats per second for `seconds`, spread evenly: every 10 ms the
+    ones due by then, round-robin over the held connections; -> how many were sent."""
+    tick = 0.01
+    start = time.perf_counter()
+    sent = 0
+    index = 0
+    uuid = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            break
+        due = int(min(elapsed + tick, seconds) * rate)
+        while sent < due and held:
+            transport = held[index % len(held)][0]
+            index += 1
+            uuid += 1
+            transport.send(WSMsgType.TEXT, heartbeat_frame(codec, uuid))
+            sent += 1
+        await asyncio.sleep(start + (elapsed // tick + 1) * tick - time.perf_counter())
+    return sent
+
+
+async def hold(spec: dict[str, Any]) -> dict[str, Any]:
+    """Commands, one JSON object per stdin line, each answered by one line on stdout:
+
+    - `{"open": n}`: open connections until `n` are held -> `{"open", "seconds", "errors"}`;
+    - `{"beat": rate, "seconds": s}`: heartbeats at `rate`/s for `s` seconds, then wait (at
+      most 10 s) for every answer -> `{"sent", "answered", "seconds", "lost"}`, `lost` the
+      connections closed since they were opened;
+    - `{"quit": true}` (or end of input): close everything and end.
+    """
+    loop = asyncio.get_running_loop()
+    codec = codec_for(spec)
+    state = _HoldState()
+    _HoldListener.codec, _HoldListener.state = codec, state
+    held: list[Any] = []
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        command = json.loads(line) if line.strip() else {"quit": True}
+        if "open" in command:
+            t0 = time.perf_counter()
+            errors = await _open_held(spec, held, int(command["open"]), codec)
+            reply = {"open": len(held), "seconds": time.perf_counter() - t0, "errors": errors}
+        elif "beat" in command:
+            before = state.answers
+            state.target = 1 << 62  # not before every heartbeat is sent
+            state.reached.clear()
+            t0 = time.perf_counter()
+            sent = await _beat(held, codec, float(command["beat"]), float(command["seconds"]))
+            seconds = time.perf_counter() - t0
+            state.target = before + sent
+            if state.answers < state.target:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.reached.wait(), 10)
+            reply = {
+                "sent": sent,
+                "answered": state.answers - before,
+                "seconds": seconds,
+                # connections closed since they were opened (e.g. a late pong to uvicorn)
+                "lost": sum(listener.ended.is_set() for _, listener in held),
+            }
+        else:
+            break
+        print(json.dumps(reply), flush=True)
+    for transport, _ in held:
+        transport.disconnect()
+    return {"closed": len(held)}
+
+
 # Slow consumer
 
 
@@ -612,6 +770,7 @@ MODES = {
     "fanout": fanout,
     "connect": connect_rate,
     "counted": counted,
+    "hold": hold,
 }
 
 

@@ -28,6 +28,7 @@ MODULES = [
     "bench.history_cost",
     "bench.hooks_cost",
     "bench.idle_memory",
+    "bench.idle_scale",
     "bench.instructions",
     "bench.loadgen",
     "bench.observability",
@@ -50,7 +51,14 @@ def test_module_imports(name: str) -> None:
 
 
 def test_scenarios_parse_their_arguments() -> None:
-    from bench import fanout, growth, handshake, instructions, served_instructions
+    from bench import (
+        fanout,
+        growth,
+        handshake,
+        idle_scale,
+        instructions,
+        served_instructions,
+    )
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
     assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
@@ -59,6 +67,8 @@ def test_scenarios_parse_their_arguments() -> None:
     assert instructions.parser().parse_args(["echo", "--contenders", "router"]).workloads == [
         "echo"
     ]
+    scale = idle_scale.parser().parse_args(["--counts", "10,20", "--window", "2"])
+    assert (scale.counts, scale.window, scale.heartbeat) == ("10,20", 2.0, 60.0)
     served = served_instructions.parser().parse_args(["--configs", "4x2", "--count", "9"])
     assert (served.configs, served.count, served.fanout) == ("4x2", 9, "bare,router")
     with pytest.raises(SystemExit):
@@ -72,9 +82,11 @@ def test_scenarios_parse_their_arguments() -> None:
 def test_every_contender_builds() -> None:
     from bench.apps import CONTENDERS, build
 
-    for name in (*CONTENDERS, "router_drop", "router_access"):
+    for name in (*CONTENDERS, "router_drop", "router_access", "channels"):
         if name == "original" and importlib.util.find_spec("fastapi_observable_socket") is None:
             continue  # the original package is installed by scripts/bench only
+        if name == "channels" and importlib.util.find_spec("channels") is None:
+            continue  # so is Django Channels
         assert callable(build(name)), name
 
 
@@ -263,3 +275,66 @@ def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
     for run in data["runs"]:
         assert run["subscribers"] == 5 and run["pushes"] == 3
         assert len(run["seconds"]) == 1 and run["median_s"] > 0
+
+
+def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
+    """A real smoke run of the idle-connections scenario: two load-generator processes from
+    their own source addresses hold the connections, every heartbeat is answered, and the
+    Markdown table is written."""
+    env = {**os.environ, "BENCH_RESULTS": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "idle_scale.json").read_text())
+    assert [run["contender"] for run in data["runs"]] == ["bare", "router"]
+    for run in data["runs"]:
+        assert [step["n"] for step in run["steps"]] == [10, 30]
+        for step in run["steps"]:
+            assert step["beats_sent"] > 0
+            assert step["beats_answered"] == step["beats_sent"]
+            assert step["lost"] == 0
+            assert step["rss_kib"] > 0 and step["accepted_per_s"] > 0
+    assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
+
+
+def test_held_connections_come_from_their_source_address() -> None:
+    """The `hold` mode opens its connections from the loopback address it is given (how
+    100,000 sockets find enough ports) and answers the commands it documents."""
+    from bench._harness import Server
+
+    server = Server("router")
+    try:
+        spec = {"mode": "hold", "url": server.url, "source": "127.0.0.23", "concurrency": 4}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        port = f":{server.port}"
+        proc.stdin.write('{"open": 5}\n')
+        proc.stdin.flush()
+        opened = json.loads(proc.stdout.readline())
+        peers = subprocess.run(
+            # another copy of the suite may hold its own: count those to this server only
+            ["ss", "-Htn", "state", "established", "src", "127.0.0.23", "dport", "=", port],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        out, _ = proc.communicate('{"beat": 200, "seconds": 0.1}\n{"quit": true}\n', timeout=60)
+    finally:
+        server.stop()
+    assert opened["open"] == 5 and opened["errors"] == 0
+    assert len(peers.strip().splitlines()) == 5
+    beat, closed = (json.loads(line) for line in out.strip().splitlines())
+    assert beat["sent"] == 20 and beat["answered"] == 20
+    assert closed == {"closed": 5}
