@@ -54,7 +54,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     client._client                                   the asyncio client: the request API
     client.__init__                                  the client's public names
     ./                                               the entry points
-    _apps                                            module:attribute, imported as uvicorn does
+    _apps _cli_args                                  module:attribute found; command-line arguments
     testing cli __init__                             in-process test client; command line; exports
     __main__ _pytest_plugin                          `python -m ...`; the pytest marker
 """

@@ -33,9 +33,17 @@ from typing import Any, Protocol, TextIO
 
 from ._apps import import_app as _import_app
 from ._apps import load_router as _load_router
+from ._cli_args import (
+    CallAction,
+    PayloadAction,
+    UsageError,
+    positive,
+    positive_int,
+    read_payload,
+)
 from ._extras import DISTRIBUTION, install_command
 from .envelope import PING, PONG, parse_json
-from .errors import ConnectFailed, ConnectionClosed, ProtocolError, RequestTimeout
+from .errors import ConnectFailed, ConnectionClosed, RequestTimeout
 
 __all__ = ["EXIT_CLOSED", "EXIT_NOT_OK", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
@@ -60,101 +68,6 @@ class _Commands(Protocol):
         ...
 
 
-class _UsageError(Exception):
-    pass
-
-
-def _positive(text: str) -> float:
-    """An argparse type: a number of seconds above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: a count above zero."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text!r}")
-    return value
-
-
-def _payload_text(spec: str) -> tuple[str, str]:
-    """The JSON text a payload argument stands for, and where it came from: `-` reads
-    stdin, `@FILE` a file, anything else is the JSON itself."""
-    if spec == "-":
-        return sys.stdin.read(), "stdin"
-    if spec.startswith("@"):
-        try:
-            with open(spec[1:], encoding="utf-8") as file:
-                return file.read(), spec[1:]
-        except OSError as exc:
-            raise _UsageError(f"cannot read the payload file: {exc}") from None
-    return spec, "the argument"
-
-
-def _payload(spec: str, what: str) -> Any:
-    """The payload `spec` stands for, decoded; a usage error when it is not JSON."""
-    text, source = _payload_text(spec)
-    try:
-        return parse_json(text)
-    except ProtocolError as exc:
-        raise _UsageError(f"{what} ({source}): {exc}") from None
-
-
-class _Action(argparse.Action):
-    """An option that files its value itself: argparse's hook, typed once for both below."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        self.take(parser, namespace, values)
-
-    def take(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
-    ) -> None:
-        """File `values` in `namespace`; report a mistake with `parser.error`."""
-        raise NotImplementedError
-
-
-class _CallAction(_Action):
-    """`--call ROUTE`: a request `listen` makes on every connection, in order."""
-
-    def take(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
-    ) -> None:
-        calls: list[list[Any]] = list(getattr(namespace, self.dest) or [])
-        calls.append([values, None])
-        setattr(namespace, self.dest, calls)
-
-
-class _PayloadAction(_Action):
-    """`--payload JSON`: the payload of the `--call` just before it."""
-
-    def take(
-        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any
-    ) -> None:
-        calls = getattr(namespace, "calls", None)
-        if not calls or calls[-1][1] is not None:
-            parser.error("--payload must follow the --call it belongs to (one per --call)")
-        try:
-            # checked now, kept as JSON text
-            calls[-1][1] = json.dumps(_payload(values, "--payload"))
-        except _UsageError as exc:
-            parser.error(str(exc))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (sys.argv[1:] by default); return the exit status."""
     args, unknown = _parser().parse_known_args(argv)
@@ -175,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "publish":
             return _publish(args)
         return _serve(args)
-    except (_UsageError, ImportError) as exc:
+    except (UsageError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConnectFailed as exc:
@@ -217,9 +130,7 @@ def _add_call(commands: _Commands) -> None:
         "(default null)",
     )
     _common(call)
-    call.add_argument(
-        "--timeout", type=_positive, default=10.0, help="seconds to wait (default 10)"
-    )
+    call.add_argument("--timeout", type=positive, default=10.0, help="seconds to wait (default 10)")
 
 
 def _add_listen(commands: _Commands) -> None:
@@ -235,19 +146,19 @@ def _add_listen(commands: _Commands) -> None:
     listen.add_argument(
         "--call",
         dest="calls",
-        action=_CallAction,
+        action=CallAction,
         metavar="ROUTE",
         help="a request to make on every connection before listening (repeatable)",
     )
     listen.add_argument(
         "--payload",
-        action=_PayloadAction,
+        action=PayloadAction,
         metavar="JSON",
         help="the JSON payload of the --call before it, or - (stdin) or @FILE (default null)",
     )
     _common(listen)
     listen.add_argument(
-        "--timeout", type=_positive, default=10.0, help="seconds each --call may take (default 10)"
+        "--timeout", type=positive, default=10.0, help="seconds each --call may take (default 10)"
     )
 
 
@@ -328,17 +239,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     top.add_argument("url", help="http:// URL of the router's metrics_url")
     top.add_argument(
-        "--interval", type=_positive, default=1.0, help="seconds between screens (default 1)"
+        "--interval", type=positive, default=1.0, help="seconds between screens (default 1)"
     )
     top.add_argument(
         "--count",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="stop after this many screens (default: until Ctrl-C)",
     )
-    top.add_argument(
-        "--timeout", type=_positive, default=5.0, help="seconds per scrape (default 5)"
-    )
+    top.add_argument("--timeout", type=positive, default=5.0, help="seconds per scrape (default 5)")
     _add_publish(commands)
     for command in commands.choices.values():
         # main() reports a mistyped option with the usage of the command it was given to
@@ -372,7 +281,7 @@ def _add_publish(commands: Any) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    payload = _payload(args.payload, "PAYLOAD_JSON")
+    payload = read_payload(args.payload, "PAYLOAD_JSON")
     from .pubsub.publisher import Publisher, PublishFailed
 
     try:
@@ -388,7 +297,7 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CLOSED
     except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     return EXIT_OK
 
 
@@ -415,7 +324,7 @@ def _pairs(items: list[str], option: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
         pairs[key] = value
     return pairs
 
@@ -434,7 +343,7 @@ def _dump(obj: Any, out: TextIO, pretty: bool) -> None:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    payload = _payload(args.payload, "the payload")
+    payload = read_payload(args.payload, "the payload")
     options = _options(args)
     from .client._client import connect
 
@@ -534,7 +443,7 @@ def _top(args: argparse.Namespace) -> int:
     from .observe import _top
 
     if not args.url.startswith(("http://", "https://")):
-        raise _UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
+        raise UsageError(f"expected an http:// or https:// URL, got {args.url!r}")
     try:
         import prometheus_client.parser  # noqa: F401 - _top.parse reads the text with it
     except ImportError as exc:
@@ -555,7 +464,7 @@ def _top(args: argparse.Namespace) -> int:
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500:
                 # the same answer on every scrape: say it once, with what to do
-                raise _UsageError(_not_metrics(args.url, exc.code, exc.reason)) from None
+                raise UsageError(_not_metrics(args.url, exc.code, exc.reason)) from None
             screen = f"observable-socket top  {args.url}\ncannot read the metrics: {exc}\n"
             ok = False
         except (OSError, ValueError) as exc:
@@ -591,7 +500,7 @@ def _serve(args: argparse.Namespace) -> int:
         ) from exc
 
     if ":" not in args.app:
-        raise _UsageError(f"expected module:attribute, got {args.app!r}")
+        raise UsageError(f"expected module:attribute, got {args.app!r}")
     # `uvicorn module:app` imports from the working directory; do the same for the script.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
