@@ -16,6 +16,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     _extras _responses                               a missing extra's guard; plain HTTP answers
     _concurrency _schema                             threads, arity; declared types (pydantic)
     errors _backoff _route                           exceptions; reconnect delays; a frozen Route
+    _exact                                           numbers as sent: integers past 64 bits
     envelope                                         pure wire format: parse and encode frames
     _protocol                                        per-connection rules: (frame, now) -> action
     observe/                                         watching a running router

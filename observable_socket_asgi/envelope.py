@@ -1,19 +1,18 @@
 """The wire format in one place: the envelopes, frames in, `Request` or `ProtocolError` out.
 
-`Request`, `Response` and `MessageData` (what hooks receive) are defined here, with the
+`Request` and `Response` are defined here (on `MessageData`, what hooks receive), with the
 parser and the encoders of every frame the protocol knows (reply, error, PONG, push,
-request), and the aliases of the wire's values (`Header`, `Payload`, `Uuid`, re-exported by
-`types`). Nothing here awaits or sees ASGI, so every rule of the wire contract can be tested
-with plain function calls. This is the module that reads frames (with msgspec, which keeps
-integers of any size exact) and writes them (with orjson): decoding errors become
-`ProtocolError` (400) here, at the boundary, and nowhere else.
+request); it re-exports `MessageData` and the aliases of the wire's values (`Header`,
+`Payload`, `Uuid`) from `_message.py`. Nothing here awaits or sees ASGI, so every rule of the
+wire contract can be tested with plain function calls. This is the module that reads frames
+(with msgspec, which keeps integers of any size exact) and writes them (with orjson; an
+integer orjson refuses goes through `_exact.py`): decoding errors become `ProtocolError`
+(400) here, at the boundary, and nowhere else.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
+from ._exact import dumps_wide, parse_exact, widen
 from ._message import Header, MessageData, Payload, Uuid
 from ._scan import MAX_DEPTH, may_be_too_deep, scan_uuid, too_deep, utf8_size
 from .errors import EncodeError, FrameTooLarge, ProtocolError
@@ -59,20 +59,8 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _JSONEncodeError = orjson.JSONEncodeError
 _new_request = object.__new__
-_Fragment = orjson.Fragment
-
-# Exact numbers. orjson reads an integer past 64 bits as a float (2**70 arrives as
-# 1.1805916207174113e+21) and says nothing; finding such a number afterwards costs a scan of
-# every frame (a C regex over the echo frame costs a third of the parse). msgspec reads
-# integers of any size exactly, as fast as orjson reads the frame, so frames are read with
-# msgspec and written with orjson. orjson refuses to write an integer past 64 bits: that
-# refusal is the test on the way out, and only a value it refused is walked again, its big
-# integers written as `orjson.Fragment`s.
+# frames are read with msgspec, which keeps integers past 64 bits exact (see `_exact.py`)
 _decode = msgspec.json.decode
-_INT_MIN = -(2**63)
-_INT_END = 2**64  # orjson writes -2**63 <= n < 2**64
-#: the most digits an integer may have: Python's own limit for converting text to int
-MAX_INT_DIGITS = 4300
 
 # Server-side uuids for pushes: a random per-process prefix and a counter. A client's own ids
 # (uuid4 strings or small integers) cannot take this shape, so a push never carries the uuid
@@ -298,7 +286,7 @@ def encode_reply(uuid: Uuid | None, status: int, headers: Header, payload: Paylo
     try:
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        return _dumps_wide(frame, exc)
+        return dumps_wide(frame, exc)
 
 
 def encode_error(status: int, uuid: Uuid | None, message: str) -> str:
@@ -307,7 +295,7 @@ def encode_error(status: int, uuid: Uuid | None, message: str) -> str:
     try:
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        return _dumps_wide(frame, exc)
+        return dumps_wide(frame, exc)
 
 
 def encode_pong(uuid: Uuid) -> str:
@@ -322,7 +310,7 @@ def encode_pong(uuid: Uuid) -> str:
     try:
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        return _dumps_wide(frame, exc)
+        return dumps_wide(frame, exc)
 
 
 def new_push_uuid() -> str:
@@ -352,7 +340,7 @@ def encode_push(
     try:
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        return _dumps_wide(frame, exc)
+        return dumps_wide(frame, exc)
 
 
 def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) -> str:
@@ -365,7 +353,7 @@ def encode_request(uuid: Uuid, route: str, headers: Header, payload: Payload) ->
     try:
         return _dumps(frame).decode()
     except _JSONEncodeError as exc:
-        return _dumps_wide(frame, exc)
+        return dumps_wide(frame, exc)
 
 
 def exact_json(value: Any, sort_keys: bool = False) -> bytes:
@@ -380,7 +368,7 @@ def exact_json(value: Any, sort_keys: bool = False) -> bytes:
         return _dumps(value, option=option)
     except _JSONEncodeError as exc:
         try:
-            return _dumps(_widen(value), option=option)
+            return _dumps(widen(value), option=option)
         except (_JSONEncodeError, ValueError):
             raise EncodeError(str(exc)) from None
 
@@ -412,8 +400,8 @@ def parse_json(text: str | bytes) -> Any:
             message names where.
     """
     try:
-        value = _parse_exact(text)
-        _dumps_wide(value, None)  # what a frame can carry: no lone surrogate in a string
+        value = parse_exact(text)
+        dumps_wide(value, None)  # what a frame can carry: no lone surrogate in a string
     except ProtocolError:
         raise
     except (ValueError, RecursionError, EncodeError) as exc:
@@ -421,52 +409,7 @@ def parse_json(text: str | bytes) -> Any:
     return value
 
 
-# Exact numbers: the slow paths
-
-
-class _Unfit:
-    """Stands, in a reparsed value, for a number JSON cannot carry exactly."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _parse_exact(data: str | bytes) -> Any:
-    """Parse with the standard library, integers exact; refuse numbers JSON cannot carry,
-    naming where they are.
-
-    Raises:
-        ProtocolError: a number past a double's range, `NaN`/`Infinity`, or an integer over
-            `MAX_INT_DIGITS` digits.
-        ValueError, RecursionError: text the standard library refuses.
-    """
-    unfit: list[_Unfit] = []
-
-    def mark(text: str) -> _Unfit:
-        unfit.append(_Unfit(text))
-        return unfit[-1]
-
-    def parse_int(text: str) -> int | _Unfit:
-        digits = len(text) - (text[0] == "-")
-        return mark(text) if digits > MAX_INT_DIGITS else int(text)
-
-    def parse_float(text: str) -> float | _Unfit:
-        value = float(text)
-        return value if math.isfinite(value) else mark(text)
-
-    obj = json.loads(data, parse_int=parse_int, parse_float=parse_float, parse_constant=mark)
-    if unfit:
-        uuid = obj.get("uuid") if type(obj) is dict else None
-        where = _path_to(obj, unfit[0]) or "the value"
-        raise ProtocolError(
-            f"{where}: the number {_clip(unfit[0].text)} cannot be carried exactly "
-            f"(integers of up to {MAX_INT_DIGITS} digits, finite doubles; "
-            "NaN and Infinity are not JSON)",
-            uuid=uuid if type(uuid) is str or type(uuid) is int else None,
-        )
-    return obj
+# Frames the decoder refused
 
 
 def _refused(data: str | bytes, exc: Exception) -> ProtocolError:
@@ -483,7 +426,7 @@ def _refused(data: str | bytes, exc: Exception) -> ProtocolError:
         )
     if "out of range" in str(exc):
         try:
-            _parse_exact(data)
+            parse_exact(data)
         except ProtocolError as named:
             named.uuid = uuid if named.uuid is None else named.uuid
             return named
@@ -494,50 +437,6 @@ def _refused(data: str | bytes, exc: Exception) -> ProtocolError:
     except _JSONDecodeError as verdict:
         return ProtocolError(_decode_problem(verdict), uuid=uuid)
     return ProtocolError("frame is not valid JSON (expected one UTF-8 JSON object)", uuid=uuid)
-
-
-def _path_to(value: Any, target: object, path: str = "") -> str | None:
-    """The dotted path (`payload.items[3]`) to `target` in a parsed value, or None."""
-    if value is target:
-        return path
-    if type(value) is dict:
-        items: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
-    elif type(value) is list:
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for where, item in items:
-        found = _path_to(item, target, where)
-        if found is not None:
-            return found
-    return None
-
-
-def _widen(value: Any) -> Any:
-    """`value` with every integer orjson cannot write replaced by its exact JSON text."""
-    if type(value) is dict:
-        return {k: _widen(v) for k, v in value.items()}
-    if type(value) is list or type(value) is tuple:
-        return [_widen(v) for v in value]
-    if isinstance(value, int) and not _INT_MIN <= value < _INT_END:
-        return _Fragment(str(int(value)))
-    return value
-
-
-def _dumps_wide(frame: Any, exc: Exception | None) -> str:
-    """Encode what orjson refused: exact when the cause was an integer past 64 bits.
-
-    Raises:
-        EncodeError: something else in `frame` JSON cannot express.
-    """
-    try:
-        return _dumps(_widen(frame)).decode()
-    except (_JSONEncodeError, ValueError) as again:  # ValueError: too many digits for str()
-        raise EncodeError(str(exc or again)) from None
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else f"{text[:20]}...({len(text)} characters)"
 
 
 def _decode_problem(exc: ValueError) -> str:
