@@ -168,11 +168,12 @@ def test_core_and_test_client_need_no_extra() -> None:
     assert result.stdout.split() == ["200", "[1,", "2]"]
 
 
-def test_core_dependencies_are_only_orjson_and_asgiref() -> None:
-    """The wheel's required dependencies are the two the core imports; the rest are extras."""
+def test_core_dependencies_are_only_what_the_core_imports() -> None:
+    """The wheel's required dependencies are the three the core imports (msgspec reads frames
+    with integers of any size exact, orjson writes them); the rest are extras."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = sorted(dep.split(">")[0].split("[")[0] for dep in project["dependencies"])
-    assert names == ["asgiref", "orjson"]
+    assert names == ["asgiref", "msgspec", "orjson"]
     extras = project["optional-dependencies"]
     assert set(extras["standard"]) == set(extras["uvicorn"]) | set(extras["client"])
     assert {"uvicorn", "client", "standard", "fastapi", "redis", "test", "examples"} <= set(extras)
