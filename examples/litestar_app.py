@@ -92,8 +92,8 @@ async def publish_news(request: Request[Any, Any, Any]) -> dict[str, str]:
 app = Litestar(
     route_handlers=[sockets, login, publish_news],
     middleware=[ServerSideSessionConfig().middleware],
-    # Litestar runs its own lifespan, not the router's: start and stop the backplane with it
-    # (a Redis one needs it; the in-memory one would also start on first use)
-    on_startup=[router.backplane.start],
-    on_shutdown=[router.backplane.stop],
+    # Litestar runs its own lifespan, not the router's: run the router's with it (the
+    # backplane, its stores and the router's own on_startup/on_shutdown hooks)
+    on_startup=[router.startup],
+    on_shutdown=[router.shutdown],
 )

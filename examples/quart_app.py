@@ -91,10 +91,10 @@ async def publish_news() -> tuple[dict[str, str], int]:
     return {"published": "news"}, 201
 
 
-# Quart runs the lifespan, not the router: start and stop the backplane with it (a Redis one
-# needs it; the in-memory one would also start on first use)
-quart_app.before_serving(router.backplane.start)
-quart_app.after_serving(router.backplane.stop)
+# Quart runs the lifespan, not the router: run the router's with it (the backplane, its
+# stores and the router's own on_startup/on_shutdown hooks)
+quart_app.before_serving(router.startup)
+quart_app.after_serving(router.shutdown)
 
 
 async def app(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

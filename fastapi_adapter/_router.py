@@ -132,6 +132,7 @@ class SocketRouter(_CoreRouter):
             # server's task and `receive()`: here a dozen of FastAPI's and Starlette's
             # (middleware, routing, the endpoint). In a fresh task that chain is the
             # connection's own. Cancelling this coroutine cancels the task it awaits.
+            # `ws._receive`: Starlette's raw receive, read for the reason given above `ws._send`
             await asyncio.get_running_loop().create_task(
                 self.serve(ws.scope, ws._receive, send, accepted=accepted)  # type: ignore[arg-type]
             )
@@ -198,4 +199,6 @@ _mark = getattr(inspect, "markcoroutinefunction", None)
 if _mark is not None:
     _mark(SocketRouter.__call__)
 else:
+    # Python 3.11 has no public marker: this private one is what its
+    # `asyncio.iscoroutinefunction` (the test uvicorn applies there) looks for
     SocketRouter.__call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]

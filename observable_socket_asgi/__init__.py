@@ -64,11 +64,14 @@ from __future__ import annotations
 
 from .envelope import MessageData, Request, Response
 from .errors import (
+    BadRequest,
     ConfigurationError,
     ConnectionClosed,
     EncodeError,
     FrameTooLarge,
+    InvalidPosition,
     ObservableSocketError,
+    PresenceInfoTooLarge,
     ProtocolError,
     SubscriptionLimitError,
 )
@@ -102,6 +105,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessCheck",
     "AsyncPublisher",
+    "BadRequest",
     "Backplane",
     "CloseCode",
     "ConfigurationError",
@@ -117,9 +121,11 @@ __all__ = [
     "Header",
     "HydrateFunction",
     "InMemoryBackplane",
+    "InvalidPosition",
     "MessageData",
     "ObservableSocketError",
     "Payload",
+    "PresenceInfoTooLarge",
     "ProtocolError",
     "Publisher",
     "Request",

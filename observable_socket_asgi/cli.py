@@ -111,16 +111,30 @@ def _root_parser() -> tuple[argparse.ArgumentParser, _Commands]:
     return parser, commands
 
 
+#: the first argument of the commands that read a router: what to import
+_ROUTER = ("app", "module:attribute of the SocketRouter")
+
+
+def _command(
+    commands: _Commands, name: str, first: tuple[str, str], *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A command's parser with its first argument (`url` or `app`): what it talks to."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.add_argument(first[0], help=first[1])
+    return parser
+
+
 def _add_call(commands: _Commands) -> None:
     """`call URL ROUTE [PAYLOAD]`: one request, its answer printed."""
-    call = commands.add_parser(
+    call = _command(
+        commands,
         "call",
+        ("url", "ws:// or wss:// URL"),
         help="send one request and print its answer as JSON",
         description="Send one request and print its answer. Exit status: 0 for 2xx, 1 for "
         "another status, 2 for a usage error, 3 if the connection is refused or closed, "
         "4 on timeout.",
     )
-    call.add_argument("url", help="ws:// or wss:// URL")
     call.add_argument("route", help="route name, e.g. math/sum")
     call.add_argument(
         "payload",
@@ -135,14 +149,15 @@ def _add_call(commands: _Commands) -> None:
 
 def _add_listen(commands: _Commands) -> None:
     """`listen URL [--call ROUTE [--payload JSON]]...`: pushes printed as JSON lines."""
-    listen = commands.add_parser(
+    listen = _command(
+        commands,
         "listen",
+        ("url", "ws:// or wss:// URL"),
         help="print pushes as JSON lines until interrupted",
         description="Print every push as one JSON line, reconnecting when allowed, until "
         "Ctrl-C. On every connection it first makes the --call requests, in order (to "
         "subscribe to something), then says on stderr that it is listening.",
     )
-    listen.add_argument("url", help="ws:// or wss:// URL")
     listen.add_argument(
         "--call",
         dest="calls",
@@ -164,14 +179,15 @@ def _add_listen(commands: _Commands) -> None:
 
 def _add_serve(commands: _Commands) -> None:
     """`serve MODULE:ATTRIBUTE`: the router under uvicorn."""
-    serve = commands.add_parser(
+    serve = _command(
+        commands,
         "serve",
+        ("app", "module:attribute of the SocketRouter (or any ASGI app)"),
         help="run a router with uvicorn",
         description="Import module:attribute from the working directory (as `uvicorn "
         "module:app` does) and serve it with uvicorn, the router's log lines and uvicorn's "
         "in one format. Ctrl-C stops it gracefully. Needs the uvicorn extra.",
     )
-    serve.add_argument("app", help="module:attribute of the SocketRouter (or any ASGI app)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
         "--port", type=int, default=8000, help="port to bind (default 8000; 0: a free one)"
@@ -199,14 +215,15 @@ def _add_serve(commands: _Commands) -> None:
 
 def _add_asyncapi(commands: _Commands) -> None:
     """`asyncapi MODULE:ATTRIBUTE`: the router's AsyncAPI document."""
-    asyncapi = commands.add_parser(
+    asyncapi = _command(
+        commands,
         "asyncapi",
+        _ROUTER,
         help="print a router's AsyncAPI 3.0 document as JSON",
         description="Import module:attribute (a SocketRouter) and print its AsyncAPI 3.0 "
         "document: every route, its payload and response types and error answers, and the "
         "declared push topics.",
     )
-    asyncapi.add_argument("app", help="module:attribute of the SocketRouter")
     asyncapi.add_argument("--title", default="ObservableSocket API", help="info.title")
     asyncapi.add_argument("--api-version", default="0.1.0", help="info.version (default 0.1.0)")
     asyncapi.add_argument("--address", default=None, help="the socket's path, e.g. /ws")
@@ -215,13 +232,14 @@ def _add_asyncapi(commands: _Commands) -> None:
 
 def _add_typescript(commands: _Commands) -> None:
     """`typescript MODULE:ATTRIBUTE`: the router's TypeScript declarations."""
-    typescript = commands.add_parser(
+    typescript = _command(
+        commands,
         "typescript",
+        _ROUTER,
         help="print TypeScript declarations of a router's payload types",
         description="Import module:attribute (a SocketRouter) and print TypeScript "
         "declarations: an interface per model, and the Routes and Topics maps.",
     )
-    typescript.add_argument("app", help="module:attribute of the SocketRouter")
     typescript.add_argument("-o", "--output", default=None, help="write to this file")
 
 
@@ -230,14 +248,15 @@ def _parser() -> argparse.ArgumentParser:
     parser, commands = _root_parser()
     for add in (_add_call, _add_listen, _add_serve, _add_asyncapi, _add_typescript):
         add(commands)
-    top = commands.add_parser(
+    top = _command(
+        commands,
         "top",
+        ("url", "http:// URL of the router's metrics_url"),
         help="a live view of a router's metrics",
         description="Scrape a router's metrics_url every interval and show connections, "
         "requests per second and p50/p99 per route, in-flight, queued pushes and the "
         "backplane. Needs prometheus_client (the metrics extra).",
     )
-    top.add_argument("url", help="http:// URL of the router's metrics_url")
     top.add_argument(
         "--interval", type=positive, default=1.0, help="seconds between screens (default 1)"
     )

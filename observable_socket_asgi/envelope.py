@@ -222,13 +222,7 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
         size = utf8_size(data)
         if size > max_bytes:
             raise FrameTooLarge(size, max_bytes, scan_uuid(data))
-    try:
-        obj = _decode(data)
-    except (ValueError, RecursionError) as exc:  # msgspec.DecodeError, UnicodeEncodeError
-        raise _refused(data, exc) from None
-    if type(obj) is not dict:
-        raise ProtocolError(f"expected a JSON object, got {_json_type(obj)}")
-
+    obj = parse_message(data)
     uuid: Any = obj.get("uuid")
     if uuid is None:
         uuid = obj.get("track_id")
@@ -374,7 +368,8 @@ def exact_json(value: Any, sort_keys: bool = False) -> bytes:
 
 
 def parse_message(data: str | bytes) -> dict[str, Any]:
-    """Decode a frame a client receives (a reply, a PONG or a push) into its JSON object.
+    """Decode a frame into its JSON object: a request the server reads (`parse_request`
+    goes on to check its fields), or a reply, a PONG or a push a client reads.
 
     Raises:
         ProtocolError: the frame is not one JSON object.

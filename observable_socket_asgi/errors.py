@@ -12,7 +12,9 @@ The tree::
      │    │                       a handler that lets one escape answers with it, not a 500
      │    ├── SubscriptionLimitError  also a ValueError: `ws.subscribe()` past max_topics or
      │    │                           max_topic_bytes
-     │    └── InvalidPosition     also a ValueError: a malformed resume position (`since`)
+     │    ├── InvalidPosition     also a ValueError: a malformed resume position (`since`)
+     │    └── PresenceInfoTooLarge  also a ValueError: presence info over
+     │                                presence_max_info_bytes
      ├── ConnectionClosed         a push or request on a connection that is closing or gone;
      │                            .code, .reason, .may_have_reached_server, .route
      └── ClientError              the client's and the test client's other errors
@@ -46,6 +48,7 @@ __all__ = [
     "ObservableSocketError",
     "BadRequest",
     "InvalidPosition",
+    "PresenceInfoTooLarge",
     "ProtocolError",
     "RequestTimeout",
     "SubscriptionLimitError",
@@ -130,6 +133,13 @@ class SubscriptionLimitError(BadRequest, ValueError):
 
 class InvalidPosition(BadRequest, ValueError):
     """A resume position (`since`) that is not `None` nor `{"offset": n, "epoch": e}`."""
+
+
+class PresenceInfoTooLarge(BadRequest, ValueError):
+    """`ws.subscribe(topic, presence=info)` refused: `info` encodes to more than
+    `presence_max_info_bytes`. The info comes from the client, so it is the client's mistake:
+    a handler that lets it escape answers 400 with the sizes, not a 500.
+    """
 
 
 class EncodeError(ObservableSocketError, TypeError):

@@ -58,7 +58,8 @@ DataCheck = (
     Callable[["MessageData", dict[str, Any]], Awaitable[bool] | bool]
     | Callable[["MessageData"], Awaitable[bool] | bool]
 )
-"""`data_check(message[, local]) -> bool`: early validation; False answers 400."""
+"""`data_check(message[, local]) -> bool`: early validation; False answers 400, and raising
+`BadRequest("why")` answers 400 with that reason."""
 
 FormatCheck = DataCheck
 """The original package's name for `DataCheck`."""

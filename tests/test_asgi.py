@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi import Connection, SocketRouter
+from observable_socket_asgi import Connection, InMemoryBackplane, SocketRouter
 from observable_socket_asgi.logs import JsonFormatter
 from tests.helpers import (
     MS,
@@ -169,6 +169,83 @@ async def test_lifespan_startup_failure_reported(caplog: pytest.LogCaptureFixtur
     await comm.send_input({"type": "lifespan.startup"})
     assert (await comm.receive_output(TIMEOUT))["type"] == "lifespan.startup.failed"
     await comm.wait(TIMEOUT)
+
+
+class _RecordingBackplane(InMemoryBackplane):
+    """The in-memory transport, noting when it starts and stops."""
+
+    def __init__(self, calls: list[str]) -> None:
+        super().__init__()
+        self.calls = calls
+
+    async def start(self, receiver: Any) -> None:
+        self.calls.append("backplane start")
+        await super().start(receiver)
+
+    async def stop(self) -> None:
+        self.calls.append("backplane stop")
+        await super().stop()
+
+
+async def test_router_lifespan_does_what_the_asgi_lifespan_does() -> None:
+    """`async with router.lifespan()` starts the backplane, then runs the startup hooks, and
+    on the way out runs the shutdown hooks, then stops the backplane: as the ASGI lifespan."""
+    calls: list[str] = []
+    router = SocketRouter(
+        backplane=_RecordingBackplane(calls),
+        on_startup=[lambda: calls.append("startup hook")],
+        on_shutdown=[lambda: calls.append("shutdown hook")],
+    )
+    async with router.lifespan():
+        assert calls == ["backplane start", "startup hook"]
+        assert router.backplane.connected
+    assert calls == ["backplane start", "startup hook", "shutdown hook", "backplane stop"]
+
+    asgi_calls: list[str] = []
+    asgi_router = SocketRouter(
+        backplane=_RecordingBackplane(asgi_calls),
+        on_startup=[lambda: asgi_calls.append("startup hook")],
+        on_shutdown=[lambda: asgi_calls.append("shutdown hook")],
+    )
+    comm = Communicator(asgi_router, {"type": "lifespan", "asgi": {"version": "3.0"}})
+    await comm.send_input({"type": "lifespan.startup"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.startup.complete"}
+    await comm.send_input({"type": "lifespan.shutdown"})
+    assert await comm.receive_output(TIMEOUT) == {"type": "lifespan.shutdown.complete"}
+    await comm.wait(TIMEOUT)
+    assert asgi_calls == calls
+
+
+async def test_router_lifespan_shuts_down_when_the_body_raises() -> None:
+    """A body that raises still gets the shutdown hooks and the backplane stopped; the
+    explicit `startup()`/`shutdown()` pair does the same two halves."""
+    calls: list[str] = []
+    router = SocketRouter(
+        backplane=_RecordingBackplane(calls), on_shutdown=[lambda: calls.append("shutdown hook")]
+    )
+    with pytest.raises(RuntimeError, match="serving failed"):
+        async with router.lifespan():
+            raise RuntimeError("serving failed")
+    assert calls == ["backplane start", "shutdown hook", "backplane stop"]
+    calls.clear()
+    await router.startup()
+    assert calls == ["backplane start"]
+    await router.shutdown()
+    assert calls == ["backplane start", "shutdown hook", "backplane stop"]
+
+
+async def test_router_startup_failure_propagates() -> None:
+    """A failing startup hook raises out of `router.lifespan()`, and the body never runs."""
+
+    def fail() -> None:
+        raise RuntimeError("no db")
+
+    router = SocketRouter(on_startup=[fail])
+    entered = False
+    with pytest.raises(RuntimeError, match="no db"):
+        async with router.lifespan():
+            entered = True
+    assert not entered
 
 
 async def test_disconnect_before_accept() -> None:

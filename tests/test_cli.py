@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.envelope import encode_push
@@ -135,6 +137,18 @@ def test_call_refused_and_closed_exit_3() -> None:
         closed = cli("call", server.url, "math/sum", "[1]")
     assert closed.returncode == 3
     assert "connection closed (code 1008" in closed.stderr
+
+
+def test_call_at_a_path_with_no_websocket_route_says_check_the_path() -> None:
+    """The router mounted at /ws in Starlette: a call at /wrong is refused with HTTP 403 by
+    Starlette's routing, and the message names the path to check; exit 3."""
+    app = Starlette(routes=[WebSocketRoute("/ws", router)])
+    with running(app) as server:
+        assert cli("call", f"{server.url}/ws", "math/sum", "[1, 2]").returncode == 0
+        wrong = cli("call", f"{server.url}/wrong", "math/sum", "[1]")
+    assert wrong.returncode == 3
+    assert "HTTP 403" in wrong.stderr
+    assert "check the path" in wrong.stderr and "no WebSocket route at /wrong?" in wrong.stderr
 
 
 def test_call_usage_errors_exit_2() -> None:

@@ -9,6 +9,8 @@ import socket
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi.client import (
@@ -333,6 +335,21 @@ async def test_connect_refused_raises_connect_failed() -> None:
     with refusing_port() as port, pytest.raises(ConnectFailed, match="connection refused"):
         async with connect(f"ws://127.0.0.1:{port}"):
             pass
+
+
+async def test_wrong_path_says_check_the_path() -> None:
+    """A router served at /sockets by Starlette: connecting at another path fails with the
+    403 and a hint to check the path, naming it; the right path connects."""
+    app = Starlette(routes=[WebSocketRoute("/sockets", make_router())])
+    with running(app) as server:
+        async with connect(f"{server.url}/sockets", timeout=TIMEOUT) as sock:
+            assert (await sock.request("math/sum", [1, 2])).payload == {"sum": 3}
+        with pytest.raises(ConnectFailed) as info:
+            async with connect(f"{server.url}/socket"):
+                pass
+    assert info.value.status == 403
+    assert "check the path" in str(info.value)
+    assert "no WebSocket route at /socket?" in str(info.value)
 
 
 async def test_close_is_idempotent_and_fails_pending() -> None:

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from observable_socket_asgi import SocketRouter, Status
+from observable_socket_asgi import BadRequest, SocketRouter, Status
 from tests.helpers import (
     JS_FRAME,
     JS_PING,
@@ -100,6 +100,34 @@ async def test_readme_quickstart(serve: Any) -> None:
             "headers": {},
             "payload": {"sum": 6},
         }
+
+
+async def test_data_check_says_why_through_bad_request(serve: Any) -> None:
+    """A data_check that raises BadRequest answers its status and reason on a real socket; one
+    that returns False still answers the generic 400; neither logs an error."""
+    router = SocketRouter()
+
+    def check(message: Any) -> bool:
+        if not isinstance(message.payload, int):
+            raise BadRequest(f"payload must be an integer, got {type(message.payload).__name__}")
+        return bool(message.payload >= 0)
+
+    @router.route("square", options={"data_check": check})
+    async def square(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        return {"payload": payload * payload}
+
+    server = serve(router)
+    with error_logs() as errors:
+        async with connect(server.url) as ws:
+            said = await ask(ws, request("square", "3", uuid=1))
+            assert (said["status"], said["payload"]) == (
+                400,
+                {"message": "payload must be an integer, got str"},
+            )
+            plain = await ask(ws, request("square", -1, uuid=2))
+            assert plain["payload"] == {"message": "data check failed for route square"}
+            assert (await ask(ws, request("square", 3, uuid=3)))["payload"] == 9
+    assert errors == []
 
 
 async def test_js_client_frames(serve: Any) -> None:

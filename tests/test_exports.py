@@ -121,3 +121,15 @@ def test_publishers_are_exported_without_importing_redis() -> None:
         check=True,
     )
     assert bare.stdout.strip() == "False"
+
+
+def test_client_mistakes_are_top_level_names() -> None:
+    """The client-mistake errors a handler may catch or raise are exported at the top level,
+    as the same classes `errors` defines."""
+    from observable_socket_asgi import errors
+
+    for name in ("BadRequest", "InvalidPosition", "PresenceInfoTooLarge", "SubscriptionLimitError"):
+        assert name in observable_socket_asgi.__all__
+        exported = getattr(observable_socket_asgi, name)
+        assert exported is getattr(errors, name)
+        assert issubclass(exported, errors.BadRequest)

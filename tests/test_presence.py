@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from observable_socket_asgi import EncodeError, SocketRouter
+from observable_socket_asgi import BadRequest, EncodeError, PresenceInfoTooLarge, SocketRouter
 from observable_socket_asgi.pubsub.presence import MemoryPresence, check_info
+from observable_socket_asgi.testing import TestClient
 from tests.helpers import Conversation, request, ws_scope
 
 
@@ -84,10 +85,29 @@ async def test_no_events_by_default() -> None:
 def test_info_must_be_small_json() -> None:
     """Info over the limit is a ValueError naming it; info JSON cannot hold, EncodeError."""
     assert check_info({"a": 1}, 100) == b'{"a":1}'
-    with pytest.raises(ValueError, match="presence_max_info_bytes"):
+    with pytest.raises(ValueError, match="presence_max_info_bytes") as raised:
         check_info("x" * 100, 50)
+    assert isinstance(raised.value, PresenceInfoTooLarge)
+    assert isinstance(raised.value, BadRequest) and raised.value.status == 400
     with pytest.raises(EncodeError):
         check_info({1, 2}, 100)
+
+
+async def test_too_large_info_escaping_a_handler_answers_400() -> None:
+    """A handler that lets the too-large-info error escape answers 400 with the sizes (the
+    client's mistake), not a 500."""
+    router = SocketRouter(presence_max_info_bytes=16)
+
+    @router.route("join")
+    async def join(ws: Any, headers: Any, payload: Any) -> Any:
+        await ws.subscribe("lobby", presence=payload)
+        return {}
+
+    async with TestClient(router) as client:
+        too_big = await client.request("join", {"name": "x" * 40})
+        assert too_big.status == 400
+        assert "over presence_max_info_bytes (16)" in too_big.payload["message"]
+        assert (await client.request("join", {"name": "ada"})).status == 200
 
 
 @pytest.mark.parametrize(("ttl", "size"), [(0, 10), (1.0, 1)])

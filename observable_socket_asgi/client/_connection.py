@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 import uuid as uuid_module
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -261,7 +262,7 @@ class ReconnectingSocket(ABC):
                 status = exc.response.status_code
                 retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
             raise ConnectFailed(
-                f"cannot connect to {self.url}: {_describe(exc)}", status, retry_after
+                f"cannot connect to {self.url}: {_describe(exc, self.url)}", status, retry_after
             ) from exc
 
     def _attach(self, ws: ClientConnection) -> None:
@@ -403,11 +404,21 @@ class ReconnectingSocket(ABC):
             report_failed_send(logger, incoming)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, TimeoutError):
         return "timed out during the handshake"
     if isinstance(exc, websockets.InvalidStatus):
-        return f"the server answered HTTP {exc.response.status_code} instead of a WebSocket"
+        status = exc.response.status_code
+        said = f"the server answered HTTP {status} instead of a WebSocket"
+        if status in (403, 404):
+            # what a framework's router (Starlette, FastAPI, Litestar...) or the server answers
+            # a handshake at a path with no WebSocket route: the usual cause is a wrong path
+            path = urllib.parse.urlsplit(url).path or "/"
+            return (
+                f"{said}: check the path: the server refused the handshake "
+                f"(no WebSocket route at {path}?)"
+            )
+        return said
     return str(exc) or type(exc).__name__

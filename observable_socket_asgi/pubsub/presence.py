@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import EncodeError
+from ..errors import EncodeError, PresenceInfoTooLarge
 
 __all__ = ["NO_PRESENCE", "MemoryPresence", "Presence", "check_info", "member_id"]
 
@@ -55,14 +55,16 @@ def check_info(info: Any, max_bytes: int) -> bytes:
     """Encode a member's info, refusing what is not JSON or too large.
 
     Raises:
-        ValueError: over `max_bytes` encoded, or not JSON (EncodeError, a TypeError).
+        PresenceInfoTooLarge: over `max_bytes` encoded (a `BadRequest`, status 400, and a
+            `ValueError`).
+        EncodeError: not JSON (a TypeError).
     """
     try:
         data = orjson.dumps(info)
     except TypeError as exc:
         raise EncodeError(f"presence info is not JSON: {exc}") from None
     if len(data) > max_bytes:
-        raise ValueError(
+        raise PresenceInfoTooLarge(
             f"presence info is {len(data)} bytes encoded, over presence_max_info_bytes "
             f"({max_bytes})"
         )
@@ -95,7 +97,7 @@ class Presence:
         """Add `member` to `topic` with `info` (replacing its info if already there).
 
         Raises:
-            ValueError: `info` is too large; EncodeError: it is not JSON.
+            PresenceInfoTooLarge: `info` is too large; EncodeError: it is not JSON.
         """
         data = check_info(info, self.max_info_bytes)
         self._local.setdefault(topic, {})[member] = data

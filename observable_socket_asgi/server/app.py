@@ -33,8 +33,8 @@ class Application:
     #: the plain-HTTP pages and their answers
     http: Sequence[tuple[Owns, Answer]]
     #: run by the lifespan's startup, then shutdown, in order (live: hooks added later run)
-    startup: Sequence[Callable[[], Any]]
-    shutdown: Sequence[Callable[[], Any]]
+    startup_hooks: Sequence[Callable[[], Any]]
+    shutdown_hooks: Sequence[Callable[[], Any]]
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -53,16 +53,31 @@ class Application:
         else:
             raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
+    async def startup(self) -> None:
+        """Start the runtime's services, then run the startup hooks: what the ASGI lifespan's
+        startup does, for a framework that owns the lifespan itself."""
+        await self.handshake.runtime.topics.start()
+        await _run_hooks(self.startup_hooks)
+
+    async def shutdown(self) -> None:
+        """Run the shutdown hooks, then stop what `startup()` started, in reverse: the
+        idempotency store, the topics (the backplane), the observer."""
+        runtime = self.handshake.runtime
+        await _run_hooks(self.shutdown_hooks)
+        if runtime.idempotency is not None:
+            await runtime.idempotency.close()
+        await runtime.topics.stop()
+        if runtime.observer is not None:
+            runtime.observer.shutdown()
+
     # Private methods
 
     async def _lifespan(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        runtime = self.handshake.runtime
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await runtime.topics.start()
-                    await _run_hooks(self.startup)
+                    await self.startup()
                 except Exception as exc:
                     logger.exception("startup hook failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
@@ -70,12 +85,7 @@ class Application:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
-                    await _run_hooks(self.shutdown)
-                    if runtime.idempotency is not None:
-                        await runtime.idempotency.close()
-                    await runtime.topics.stop()
-                    if runtime.observer is not None:
-                        runtime.observer.shutdown()
+                    await self.shutdown()
                 except Exception as exc:
                     logger.exception("shutdown hook failed")
                     await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

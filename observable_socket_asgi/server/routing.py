@@ -10,8 +10,9 @@ to its `server.app.Application`.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
@@ -397,6 +398,35 @@ class SocketRouter:
         """Register `fn` to run at ASGI lifespan shutdown; usable as a decorator."""
         self._shutdown.append(fn)
         return fn
+
+    async def startup(self) -> None:
+        """Do what the ASGI lifespan's startup does: start the topics (the backplane, its
+        history, presence and idempotency stores), then run the `on_startup` hooks in order.
+
+        For a framework that owns the lifespan and never passes it to the router (Litestar,
+        Quart, a Django ASGI dispatcher, FastAPI's own `lifespan=`). Pair it with `shutdown()`,
+        or use `lifespan()`.
+
+        Raises:
+            Exception: whatever a hook or the backplane raised; nothing is stopped then, as
+                when an ASGI server's startup fails.
+        """
+        await self._app.startup()
+
+    async def shutdown(self) -> None:
+        """Do what the ASGI lifespan's shutdown does: run the `on_shutdown` hooks, then close
+        the idempotency store, stop the topics (the backplane) and the observer."""
+        await self._app.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """`startup()` on entry and `shutdown()` on exit, even when the body raises: `async
+        with router.lifespan(): ...` inside a framework's own lifespan."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
