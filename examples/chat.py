@@ -25,16 +25,19 @@ from observable_socket_asgi import HandlerResult, MessageData, SocketRouter, Sta
 app = SocketRouter(backplane=os.environ.get("CHAT_REDIS_URL") or None)
 
 
-def has_room(message: MessageData) -> bool:
+# The checks are `async def` though they never wait: a plain `def` hook runs on the router's
+# thread pool, and requests whose hooks come back from the threads out of order would publish
+# out of order. An `async def` runs at once, in the order the requests arrived.
+async def has_room(message: MessageData) -> bool:
     """The payload is an object with a non-empty string `room` (else: 400)."""
     payload = message.payload
     room = payload.get("room") if isinstance(payload, dict) else None
     return isinstance(room, str) and bool(room)
 
 
-def has_room_and_text(message: MessageData) -> bool:
+async def has_room_and_text(message: MessageData) -> bool:
     """`room/say` needs a room and a string `text` (else: 400)."""
-    return has_room(message) and isinstance(message.payload.get("text"), str)
+    return await has_room(message) and isinstance(message.payload.get("text"), str)
 
 
 def _room(payload: dict[str, Any]) -> str:

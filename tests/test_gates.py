@@ -177,8 +177,16 @@ def test_the_tools_running_now_are_the_locked_ones() -> None:
     if os.environ.get("OBSERVABLE_SOCKET_UNLOCKED") == "1":
         pytest.skip("scripts/test-latest: the newest releases, not the lock")
     pins = lock_pins()
+    checked = []
     for tool in ("ruff", "mypy", "pytest", "mkdocs", "mkdocstrings", "mkdocstrings-python"):
-        assert metadata.version(tool) == pins[tool], tool
+        try:
+            version = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            # the other Pythons' environments run the suite only: no docs build, no checkers
+            continue
+        assert version == pins[tool], tool
+        checked.append(tool)
+    assert "pytest" in checked
 
 
 #: a command of a shell block that runs a tool of the project's environment by its bare name
