@@ -13,6 +13,10 @@ are sent and answered, and the counters are dumped (`callgrind_control -d`). Oth
 the machine cannot move the figure, unlike msg/s or CPU time. What it leaves out is the
 kernel (the socket reads and writes, the same for every contender: `bench/write_cost.py`
 measures them), so its ratios to the bare app overstate the difference in CPU time.
+The server runs with uvicorn's keepalive pings off ($BENCH_WS_PING_INTERVAL=off unless set):
+they fire by the wall clock, and callgrind stretches a counted round to tens of seconds, so
+with 1,000 subscribers they put 1,000 to 3,000 ping/pong exchanges into the count, as many
+as a busy machine makes the round last (the same code counted 20,253 to 21,754 per push).
 The same for fan-out: one round of `--pushes` pushes to `--subscribers` subscribers (the
 load generator's `fanout` mode, stepwise), per delivered push. About a minute per contender
 and configuration. Results: bench/results/served_instructions.json.
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,13 @@ def _total(path: Path) -> int:
     return int(match.group(1))
 
 
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The served process's environment: a fixed hash seed, and uvicorn's keepalive pings
+    off unless `environ` sets $BENCH_WS_PING_INTERVAL: they fire by the clock, not per
+    request or push, so they would make the count depend on how long a round lasted."""
+    return {"BENCH_WS_PING_INTERVAL": "off", **environ, "PYTHONHASHSEED": "0"}
+
+
 @contextlib.contextmanager
 def _served(name: str) -> Iterator[tuple[subprocess.Popen[Any], str, Path]]:
     """Serve contender `name` under callgrind; yield the process, its URL and the directory
@@ -112,7 +123,7 @@ def _served(name: str) -> Iterator[tuple[subprocess.Popen[Any], str, Path]]:
                 str(port),
             ],
             cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            env=server_env(os.environ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

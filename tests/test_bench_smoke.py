@@ -71,6 +71,10 @@ def test_scenarios_parse_their_arguments() -> None:
     assert (scale.counts, scale.window, scale.heartbeat) == ("10,20", 2.0, 60.0)
     served = served_instructions.parser().parse_args(["--configs", "4x2", "--count", "9"])
     assert (served.configs, served.count, served.fanout) == ("4x2", 9, "bare,router")
+    # counted without uvicorn's clock-driven pings, unless asked for
+    assert served_instructions.server_env({})["BENCH_WS_PING_INTERVAL"] == "off"
+    kept = served_instructions.server_env({"BENCH_WS_PING_INTERVAL": "20"})
+    assert (kept["BENCH_WS_PING_INTERVAL"], kept["PYTHONHASHSEED"]) == ("20", "0")
     with pytest.raises(SystemExit):
         instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
