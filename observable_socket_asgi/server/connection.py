@@ -244,24 +244,30 @@ class Connection:
         if self._slot_waiter is not None:
             self._resume_reading()
 
-    async def write(self, frame: str, is_reply: bool) -> None:
+    async def write(self, frame: str, is_reply: bool, freed: int = 0) -> None:
         """Hand `frame` to the server, or leave it in the protocol's queue behind the write
         in progress. Whoever finds the writer idle becomes it: it sends its frame, then what
-        the protocol queued meanwhile, in order; the common case costs no task switch."""
+        the protocol queued meanwhile, in order; the common case costs no task switch. A
+        reply passes its request's `freed` bytes, which the protocol stops holding in the
+        same event (`request_done()` is for a request that ends with no reply)."""
         protocol = self._protocol
         if protocol.writing:
             if is_reply:
-                protocol.queue_reply(frame)
+                protocol.queue_reply(frame, freed)
+                if freed and self._slot_waiter is not None:
+                    self._resume_reading()
             else:
                 self._queue_push(frame)
             return
         if self._lifecycle is not _OPEN:
-            self._not_written(is_reply)
+            self._not_written(is_reply, freed)
             return
         send = self._send
         observer = self._observer
         size = len(frame)
-        protocol.write_started(size)
+        protocol.write_started(size, freed)
+        if freed and self._slot_waiter is not None:
+            self._resume_reading()
         try:
             while True:
                 try:
@@ -618,10 +624,11 @@ class Connection:
         if dropped:
             self._pushes_dropped(dropped)
 
-    def _not_written(self, is_reply: bool) -> None:
-        """A frame reached a closed connection: a reply frees its slot, a push is dropped."""
+    def _not_written(self, is_reply: bool, freed: int) -> None:
+        """A frame reached a closed connection: a reply frees its slot and its request's
+        `freed` bytes, a push is dropped."""
         if is_reply:
-            self._protocol.reply_sent()
+            self._protocol.reply_sent(freed)
             self._resume_reading()
         elif self._observer is not None:
             self._observer.pushes_dropped(1)
