@@ -66,6 +66,7 @@ logger = logging.getLogger("observable_socket_asgi.connection")
 
 # Module constants: the per-frame path compares with `is`, without an attribute lookup.
 _OPEN, _CLOSING, _CLOSED = Lifecycle.OPEN, Lifecycle.CLOSING, Lifecycle.CLOSED
+_copy_context = contextvars.copy_context
 
 
 class Connection:
@@ -319,6 +320,8 @@ class Connection:
         runtime = self._runtime
         ws = self.ws
         observer = self._observer
+        frame_read = protocol.frame_read
+        now = loop.time
         started = 0.0
         message: Mapping[str, Any] | None
         suspended: tuple[Any, Any, contextvars.Context] | None = None
@@ -342,7 +345,7 @@ class Connection:
                         data = message.get("bytes") or b""
                     if observer is not None:
                         started = perf_counter()
-                    decision = protocol.frame_read(data, loop.time())
+                    decision = frame_read(data, now())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                         await self._answer_at_once(decision, data, started)
                         continue
@@ -355,7 +358,7 @@ class Connection:
                         )
                     # The first step, here, in a context of its own (contextvars a handler
                     # sets never reach the next request); see DONE for the stepping.
-                    context = contextvars.copy_context()
+                    context = _copy_context()
                     steps = coro.__await__()
                     yielded = context.run(next, steps, DONE)
                     if yielded is not DONE:
