@@ -1,12 +1,11 @@
-"""Running user code: async detection, sync functions off the loop, and eager task start.
+"""Running user code: async detection, sync functions off the loop, and coroutines stepped
+by hand.
 
-Eager start is what keeps the per-message cost low. Most handlers finish without ever
-suspending; running a request's coroutine at once, inside the receive loop, and creating a
-task only if it really suspends saves a task creation and a loop iteration per message,
-while a handler that does suspend still becomes an ordinary task, so a slow request never
-delays a fast one. Python 3.12 has this built in (`eager_start=True`); on 3.11 a shim does
-the same, registering the (not yet started) task as the current task during the first step
-so that `asyncio.current_task()`, `asyncio.timeout()` and `TaskGroup` see the right task.
+Most coroutines the server starts (a request's, the server's `send` for a push) finish
+without ever suspending. Stepping one by hand (`next(coro.__await__(), DONE)`) and paying
+for anything more, a task, a timer, only if it suspends is what keeps the per-message cost
+low: `Continuation` finishes such a coroutine in the awaiting task, `finish_in_task` in a
+task of its own.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import collections.abc
 import contextvars
 import functools
 import inspect
-import logging
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,10 +29,7 @@ __all__ = [
     "DONE",
     "Tracked",
     "finish_in_task",
-    "start_eagerly",
 ]
-
-logger = logging.getLogger("observable_socket_asgi.concurrency")
 
 #: What `next(awaitable.__await__(), DONE)` returns when the awaitable finishes in that
 #: step. Stepping by hand this way, rather than with `coro.send(None)`, ends a coroutine
@@ -127,16 +121,25 @@ class Continuation:
     `coro.send(None)` not been made by hand: the task waits on what that step yielded, then
     every later send, throw (a cancellation) and close goes to `coro`. It lets a caller step
     a coroutine once and pay for a timer, a task or anything else only if it suspends.
+
+    With `context`, every later step runs in it, as a task created for `coro` with that
+    context would run them: a request keeps its own contextvars in whatever task finishes it.
     """
 
-    __slots__ = ("_coro", "_yielded")
+    __slots__ = ("_context", "_coro", "_yielded")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    def __init__(self, coro: Any, yielded: Any, context: contextvars.Context | None = None) -> None:
         self._coro = coro
         self._yielded = yielded
+        self._context = context
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, yielded = self._coro, self._yielded
+        coro, yielded, context = self._coro, self._yielded, self._context
+        send, throw = coro.send, coro.throw
+        if context is not None:
+            run = context.run
+            send = functools.partial(run, send)
+            throw = functools.partial(run, throw)
         while True:
             try:
                 value = yield yielded
@@ -145,12 +148,12 @@ class Continuation:
                 raise
             except BaseException as exc:
                 try:
-                    yielded = coro.throw(exc)
+                    yielded = throw(exc)
                 except StopIteration as stop:
                     return stop.value
             else:
                 try:
-                    yielded = coro.send(value)
+                    yielded = send(value)
                 except StopIteration as stop:
                     return stop.value
 
@@ -204,57 +207,8 @@ def finish_in_task(coro: Any, yielded: Any, loop: asyncio.AbstractEventLoop) -> 
     DONE)` or `coro.send(None)`, which did not finish).
 
     Stepping by hand, in the caller's own task and context, is for coroutines that run no
-    user code, such as the server's `send` for a push: `start_eagerly`'s context copy and
-    current-task swap exist for handlers, which may read contextvars or
-    `asyncio.current_task()`, and on a fan-out they would cost more than the write itself,
-    once per subscriber.
+    user code, such as the server's `send` for a push: the context a request's handler runs
+    in (`Continuation`'s `context`) exists for handlers, which may set contextvars, and on a
+    fan-out it would cost more than the write itself, once per subscriber.
     """
     return asyncio.Task(_Resumed(coro, yielded), loop=loop)
-
-
-if sys.version_info >= (3, 12):
-
-    def start_eagerly(
-        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Task[None] | None:
-        """Run `coro` until it first suspends; return its task, or None if it finished."""
-        task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-        return None if task.done() else task
-
-else:  # pragma: no cover - exercised only on 3.11
-    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
-
-    _new_task = asyncio.Task.__new__
-    _Task = asyncio.Task
-
-    def start_eagerly(
-        coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Task[None] | None:
-        """Run `coro` until it first suspends; return its task, or None if it finished."""
-        context = contextvars.copy_context()
-        # A task object that is not yet initialised stands as the current task during the
-        # first step, and is initialised with the rest of the coroutine only if it suspends.
-        # The swap writes asyncio's own current-task table directly, as `_enter_task` and
-        # `_leave_task` would, at a fraction of their cost on this per-message path; the
-        # previous entry is restored whatever it was, so nested eager starts are safe.
-        task: asyncio.Task[None] = _new_task(_Task)  # type: ignore[arg-type]
-        outer = _current_tasks.get(loop)
-        _current_tasks[loop] = task
-        try:
-            # see DONE: request coroutines return None
-            yielded = context.run(next, coro.__await__(), DONE)
-            if yielded is DONE:
-                return None
-        except StopIteration:  # a coroutine that returned a value
-            return None
-        except BaseException:
-            # The coroutines started here handle their own errors; this is a last resort.
-            logger.exception("request coroutine failed in its first step")
-            return None
-        finally:
-            if outer is None:
-                del _current_tasks[loop]
-            else:
-                _current_tasks[loop] = outer
-        _Task.__init__(task, _Resumed(coro, yielded), loop=loop, context=context)
-        return task

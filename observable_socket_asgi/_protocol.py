@@ -256,11 +256,12 @@ class Protocol:
 
     # Writing
 
-    def write_started(self, nbytes: int) -> None:
+    def write_started(self, nbytes: int, freed: int = 0) -> None:
         """The shell hands a frame of `nbytes` to the server: it is the writer until
-        `write_done()` says there is nothing more, or `write_stopped()`."""
+        `write_done()` says there is nothing more, or `write_stopped()`. A reply passes its
+        request's `freed` bytes, no longer held (`request_done()` in the same event)."""
         self.writing = True
-        self.buffered += nbytes
+        self.buffered += nbytes - freed
 
     def write_done(self, nbytes: int, is_reply: bool) -> Queued | None:
         """The server took the frame of `nbytes`: a reply frees its slot. Return the next
@@ -285,12 +286,16 @@ class Protocol:
         self.buffered -= nbytes
         self.writing = False
 
-    def reply_sent(self) -> None:
-        """A reply that will never be written (the connection is over) frees its slot."""
+    def reply_sent(self, freed: int = 0) -> None:
+        """A reply that will never be written (the connection is over) frees its slot, and
+        its request's `freed` bytes."""
         self.in_flight -= 1
+        self.buffered -= freed
 
-    def queue_reply(self, frame: str) -> None:
-        """A reply found the writer busy: it waits its turn; replies are never dropped."""
+    def queue_reply(self, frame: str, freed: int = 0) -> None:
+        """A reply found the writer busy: it waits its turn; replies are never dropped. Its
+        request's `freed` bytes are no longer held."""
+        self.buffered -= freed
         self._queue(frame, True)
 
     def push(self, frame: str) -> tuple[PushAction, list[str]]:

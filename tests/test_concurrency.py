@@ -1,12 +1,11 @@
-"""Running user code: eager start, async detection, arity checks. Small loops, no network."""
+"""Running user code: coroutines stepped by hand, async detection, arity checks. Small loops,
+no network."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import functools
-import logging
-import sys
 
 import pytest
 
@@ -15,66 +14,14 @@ from observable_socket_asgi._concurrency import (
     arity_accepts,
     finish_in_task,
     is_async_callable,
-    start_eagerly,
 )
 
 current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="outside")
 
 
-async def test_a_coroutine_that_never_suspends_runs_at_once_without_a_task() -> None:
-    """It runs inside the call, before start_eagerly returns, and no task is made."""
-    ran: list[bool] = []
-
-    async def quick() -> None:
-        ran.append(asyncio.current_task() is not None)
-
-    before = len(asyncio.all_tasks())
-    assert start_eagerly(quick(), asyncio.get_running_loop()) is None
-    assert ran == [True]  # it saw a current task during its one step
-    assert len(asyncio.all_tasks()) == before
-
-
-async def test_a_coroutine_that_suspends_becomes_its_own_task() -> None:
-    """Its first step runs at once; the rest runs as a task that is the current task throughout."""
-    seen: list[asyncio.Task[object] | None] = []
-    steps: list[str] = []
-
-    async def slow() -> None:
-        seen.append(asyncio.current_task())
-        steps.append("first")
-        await asyncio.sleep(0)
-        seen.append(asyncio.current_task())
-        steps.append("second")
-
-    outer = asyncio.current_task()
-    task = start_eagerly(slow(), asyncio.get_running_loop())
-    assert steps == ["first"]
-    assert task is not None and not task.done()
-    assert asyncio.current_task() is outer  # restored after the first step
-    await task
-    assert steps == ["first", "second"]
-    assert seen == [task, task]
-
-
-async def test_timeout_works_inside_an_eagerly_started_coroutine() -> None:
-    """asyncio.timeout() needs the right current task, from the first step on."""
-    outcome: list[str] = []
-
-    async def bounded() -> None:
-        try:
-            async with asyncio.timeout(0):
-                await asyncio.sleep(3600)
-        except TimeoutError:
-            outcome.append("timed out")
-
-    task = start_eagerly(bounded(), asyncio.get_running_loop())
-    assert task is not None
-    await task
-    assert outcome == ["timed out"]
-
-
-async def test_context_changes_stay_inside_the_coroutine() -> None:
-    """The coroutine runs in a copy of the context, as a task would."""
+async def test_a_continuation_with_a_context_runs_every_step_in_it() -> None:
+    """Given the context its first step ran in, the rest of the coroutine runs in it too:
+    what it sets stays there, in the awaiting task's context nothing changes."""
     values: list[str] = []
 
     async def sets() -> None:
@@ -82,44 +29,16 @@ async def test_context_changes_stay_inside_the_coroutine() -> None:
         values.append(current.get())
         await asyncio.sleep(0)
         values.append(current.get())
+        current.set("later")
 
-    task = start_eagerly(sets(), asyncio.get_running_loop())
+    context = contextvars.copy_context()
+    coro = sets()
+    steps = coro.__await__()
+    yielded = context.run(next, steps)
     assert current.get() == "outside"
-    assert task is not None
-    await task
-    assert values == ["inside", "inside"] and current.get() == "outside"
-
-
-async def test_cancelling_before_the_second_step_reaches_the_coroutine() -> None:
-    """A task cancelled right after its eager first step sees CancelledError at its await."""
-    cleaned: list[str] = []
-
-    async def waits() -> None:
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            cleaned.append("cancelled")
-            raise
-
-    task = start_eagerly(waits(), asyncio.get_running_loop())
-    assert task is not None
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned == ["cancelled"]
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the shim is used on 3.11 only")
-async def test_shim_logs_a_first_step_failure(caplog: pytest.LogCaptureFixture) -> None:
-    """On 3.11 a coroutine that raises in its first step returns None and is logged."""
-
-    async def fails() -> None:
-        raise RuntimeError("boom")
-
-    with caplog.at_level(logging.ERROR, logger="observable_socket_asgi"):
-        assert start_eagerly(fails(), asyncio.get_running_loop()) is None
-    assert "request coroutine failed in its first step" in caplog.text
-    assert "boom" in caplog.text
+    await Continuation(steps, yielded, context)
+    assert values == ["inside", "inside"]
+    assert current.get() == "outside" and context[current] == "later"
 
 
 def test_is_async_callable() -> None:

@@ -554,22 +554,147 @@ async def test_task_group_inside_handler() -> None:
 
 
 async def test_current_task_is_the_request_task() -> None:
-    """Inside a handler, current_task() is the request's own task, not the receive loop."""
+    """Inside a handler, current_task() is the request's own task from start to end: a
+    request that suspends keeps the task it started in, and the frames after it are read
+    and served by another."""
     router = make_router()
     seen: list[Any] = []
+    gate = asyncio.Event()
 
     @router.route("who")
     async def who(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
         first = asyncio.current_task()
-        await asyncio.sleep(0)
+        await gate.wait()
         seen.append((first, asyncio.current_task()))
         return {}
 
+    @router.route("reader")
+    async def reader(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        seen.append(asyncio.current_task())
+        return {}
+
     async with conversation(router) as conv:
-        await conv.ask(request("who"))
-        first, later = seen[0]
-        assert first is later
-        assert first is not conv.comm.future
+        for _ in range(2):  # the server's task first, then a task the connection started
+            await conv.send(request("who", uuid="w"))
+            assert (await conv.ask(request("reader", uuid="r")))["uuid"] == "r"
+            gate.set()
+            assert (await conv.reply())["uuid"] == "w"
+            gate.clear()
+        reading, (first, later) = seen[0], seen[1]
+        assert first is later and first is not reading
+        reading, (first, later) = seen[2], seen[3]
+        assert first is later and first is not reading
+
+
+async def test_a_request_that_never_suspends_makes_no_task() -> None:
+    """Answered in the task reading frames: no task is created for it."""
+    router = make_router()
+    async with conversation(router) as conv:
+        await conv.ask(request("echo", 0))
+        before = len(asyncio.all_tasks())
+        for n in range(20):
+            assert (await conv.ask(request("echo", n)))["payload"] == n
+        assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_timeout_inside_a_suspended_request_cancels_that_request_only() -> None:
+    """`asyncio.timeout()` entered in a handler's first step, expiring after it suspended,
+    cancels that request's task, in the server's task or in one the connection started;
+    the connection reads on."""
+    router = make_router()
+
+    @router.route("bounded")
+    async def bounded(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(payload):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return {"payload": "timed out"}
+        return {}
+
+    async with conversation(router) as conv:
+        for _ in range(3):
+            await conv.send(request("bounded", 0.05, uuid="b"))
+            assert (await conv.ask(request("echo", 1, uuid="e")))["payload"] == 1
+            assert await conv.reply() == {
+                "uuid": "b",
+                "status": 200,
+                "headers": {},
+                "payload": "timed out",
+            }
+        await assert_still_open(conv)
+
+
+async def test_contextvars_a_handler_sets_do_not_reach_the_next_request() -> None:
+    """Each request runs in a context of its own, whether it suspends or not."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    router = make_router()
+
+    @router.route("set")
+    async def set_var(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        before = var.get()
+        var.set(payload)
+        if payload == "suspends":
+            await asyncio.sleep(0)
+        return {"payload": [before, var.get()]}
+
+    async with conversation(router) as conv:
+        for value in ("quick", "suspends", "quick", "suspends"):
+            assert (await conv.ask(request("set", value)))["payload"] == ["unset", value]
+
+
+async def test_leaving_while_the_servers_task_finishes_a_request_cancels_it() -> None:
+    """The client leaves while its request suspended in the server's own task: the request
+    is cancelled and awaited before the app returns."""
+    router = make_router()
+    events: list[str] = []
+
+    @router.route("hold")
+    async def hold(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        return {}
+
+    conv = Conversation(router)
+    await conv.connect()
+    await conv.send(request("hold", uuid="h"))
+    assert (await conv.ask(request("echo", 2)))["payload"] == 2
+    await conv.disconnect()  # waits for the app to return
+    assert events == ["cancelled"]
+    assert conv.comm.future.done() and not conv.comm.future.cancelled()
+
+
+async def test_the_server_cancelling_its_task_mid_request_still_cleans_up() -> None:
+    """A server that cancels the app's task (a shutdown) while that task finishes a
+    suspended request: the request is cancelled, the reading task stops and cleans up,
+    and the cancellation reaches the server."""
+    router = make_router()
+    events: list[str] = []
+
+    @router.route("hold")
+    async def hold(ws: Any, headers: Any, payload: Any) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        return {}
+
+    conv = Conversation(router)
+    await conv.connect()
+    await conv.send(request("hold", uuid="h"))
+    assert (await conv.ask(request("echo", 3)))["payload"] == 3
+    before = {task for task in asyncio.all_tasks() if not task.done()}
+    conv.comm.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await conv.comm.future
+    assert events == ["cancelled"]
+    await wait_until(lambda: all(task.done() for task in before - {asyncio.current_task()}))
 
 
 async def test_sync_handler_does_not_block_others() -> None:

@@ -396,7 +396,9 @@ class FakeShell:
     def request_done(self, nbytes: int) -> None:
         self.done.append(nbytes)
 
-    async def write(self, frame: str, is_reply: bool) -> None:
+    async def write(self, frame: str, is_reply: bool, freed: int = 0) -> None:
+        if freed:  # a reply frees its request's bytes in the same call
+            self.done.append(freed)
         self.written.append((orjson.loads(frame), is_reply))
 
 

@@ -16,8 +16,12 @@ Rules of a connection's life (`Lifecycle`; this module alone changes it, through
               read or written; in-flight requests are cancelled and awaited.
     CLOSED    `run()` has returned, or is returning; nothing of the connection is left running.
 
-Concurrency: each request starts at once, inside the receive loop, and becomes a task only
-if it suspends (`_concurrency.start_eagerly`). While the protocol says `paused()`, the loop
+Concurrency: each request starts at once, inside the receive loop's task, in a context of
+its own; most finish there without suspending, and no task is made for them. A request
+that suspends keeps that task to its end, so `current_task()`, `asyncio.timeout()` and
+`TaskGroup` in it see one task from start to end, and the reading goes on in a new task
+running the same loop (`_serve_suspended`). The task the server started the connection in
+returns only once the connection has ended. While the protocol says `paused()`, the loop
 reads frames ahead only to hear a client that leaves (the protocol holds them), then stops
 reading: TCP backpressure, not memory, absorbs a client that sends faster than it reads.
 Every frame leaves through `write`, the one writer (or, for a push that finds it idle, the
@@ -25,8 +29,9 @@ same steps in `push_nowait`): whoever finds it idle writes, others leave their f
 protocol's queue, so frames are whole and never interleaved, and the common case costs no
 task switch. A push the server takes at once is never held, so the protocol never sees it.
 
-Tasks nobody awaits: a request that suspended (held in `_tasks`, cancelled and awaited by
-`_cleanup`; the pipeline logs its failures), the task finishing a push whose send had to
+Tasks nobody awaits: the receive loops started when a request suspended (held in `_tasks`;
+once they hand the reading on they finish their request, cancelled and awaited by `_cleanup`;
+the pipeline logs its failures), the task finishing a push whose send had to
 wait (`_push_written` takes its failure for a lost peer), and the close and queue-draining
 tasks `_tasks.spawn` starts (held likewise; their failures are the peer's absence).
 """
@@ -34,13 +39,14 @@ tasks `_tasks.spawn` starts (held likewise; their failures are the peer's absenc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
-from .._concurrency import DONE, Tracked, finish_in_task, start_eagerly
+from .._concurrency import DONE, Continuation, Tracked, finish_in_task
 from .._protocol import Protocol, PushAction, Queued
 from ..errors import ConnectionClosed
 from ..logs import peer
@@ -60,6 +66,7 @@ logger = logging.getLogger("observable_socket_asgi.connection")
 
 # Module constants: the per-frame path compares with `is`, without an attribute lookup.
 _OPEN, _CLOSING, _CLOSED = Lifecycle.OPEN, Lifecycle.CLOSING, Lifecycle.CLOSED
+_copy_context = contextvars.copy_context
 
 
 class Connection:
@@ -74,6 +81,10 @@ class Connection:
         "_ahead",
         "_close_code",
         "_closers",
+        "_closing",
+        "_ended",
+        "_host",
+        "_host_request",
         "_idle_handle",
         "_lifecycle",
         "_loop",
@@ -116,12 +127,22 @@ class Connection:
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
         # requests that suspended, and the close and queue-draining tasks started here
         self._tasks = Tracked(self._loop)
+        # the task reading frames now, which `_abort()` cancels
         self._main_task: asyncio.Task[Any] | None = None
+        # the task the server awaits `run()` in; while it finishes a request of its own (the
+        # reading handed on), `_host_request` is set once that request is over, and `_ended`
+        # once the connection is: made only for a request that suspends in that task
+        self._host: asyncio.Task[Any] | None = None
+        self._host_request: asyncio.Future[None] | None = None
+        self._ended: asyncio.Future[None] | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
         self._observer = runtime.observer
         # the first close code sent or received; reported when the connection ends
         self._close_code: int | None = None
+        # the task sending a close frame the connection decided on (slow consumer, idle):
+        # bounded by close_timeout, so `_cleanup` lets it finish instead of cancelling it
+        self._closing: asyncio.Task[None] | None = None
         # run (sync, no arguments) once the connection is closed: the topics' cleanups
         self._closers: list[Callable[[], None]] = []
         #: what user code sees of this connection
@@ -224,24 +245,30 @@ class Connection:
         if self._slot_waiter is not None:
             self._resume_reading()
 
-    async def write(self, frame: str, is_reply: bool) -> None:
+    async def write(self, frame: str, is_reply: bool, freed: int = 0) -> None:
         """Hand `frame` to the server, or leave it in the protocol's queue behind the write
         in progress. Whoever finds the writer idle becomes it: it sends its frame, then what
-        the protocol queued meanwhile, in order; the common case costs no task switch."""
+        the protocol queued meanwhile, in order; the common case costs no task switch. A
+        reply passes its request's `freed` bytes, which the protocol stops holding in the
+        same event (`request_done()` is for a request that ends with no reply)."""
         protocol = self._protocol
         if protocol.writing:
             if is_reply:
-                protocol.queue_reply(frame)
+                protocol.queue_reply(frame, freed)
+                if freed and self._slot_waiter is not None:
+                    self._resume_reading()
             else:
                 self._queue_push(frame)
             return
         if self._lifecycle is not _OPEN:
-            self._not_written(is_reply)
+            self._not_written(is_reply, freed)
             return
         send = self._send
         observer = self._observer
         size = len(frame)
-        protocol.write_started(size)
+        protocol.write_started(size, freed)
+        if freed and self._slot_waiter is not None:
+            self._resume_reading()
         try:
             while True:
                 try:
@@ -281,17 +308,23 @@ class Connection:
 
     async def _receive_loop(self) -> None:
         """Read frames and feed them to the protocol until the client leaves or a close;
-        then end everything the connection started."""
+        then end everything the connection started. A request that suspends ends the loop
+        in this task, which finishes that request while a new task reads on."""
         protocol = self._protocol
         receive = cast("Callable[[], Awaitable[dict[str, Any]]]", self._receive)
         loop = self._loop
         # what `_abort()` cancels (with the loop passed, 3.11 makes no getpid() call)
-        self._main_task = asyncio.current_task(loop)
+        self._main_task = current = asyncio.current_task(loop)
+        if self._host is None:
+            self._host = current
         runtime = self._runtime
         ws = self.ws
         observer = self._observer
+        frame_read = protocol.frame_read
+        now = loop.time
         started = 0.0
         message: Mapping[str, Any] | None
+        suspended: tuple[Any, Any, contextvars.Context] | None = None
         try:
             while self._lifecycle is _OPEN:
                 # `protocol.paused()`, inlined: it is asked once per frame
@@ -312,7 +345,7 @@ class Connection:
                         data = message.get("bytes") or b""
                     if observer is not None:
                         started = perf_counter()
-                    decision = protocol.frame_read(data, loop.time())
+                    decision = frame_read(data, now())
                     if isinstance(decision, str):  # answered at once: 413, 400, PONG, 404, 429
                         await self._answer_at_once(decision, data, started)
                         continue
@@ -323,9 +356,14 @@ class Connection:
                         coro = serve_observed(
                             observer, started, runtime, route, ws, request, len(data), self
                         )
-                    task = start_eagerly(coro, loop)
-                    if task is not None:  # it suspended: keep it to cancel on disconnect
-                        self._tasks.track(task)
+                    # The first step, here, in a context of its own (contextvars a handler
+                    # sets never reach the next request); see DONE for the stepping.
+                    context = _copy_context()
+                    steps = coro.__await__()
+                    yielded = context.run(next, steps, DONE)
+                    if yielded is not DONE:
+                        suspended = (steps, yielded, context)
+                        break
                 elif mtype == "websocket.disconnect":
                     if self._close_code is None:
                         self._close_code = message.get("code", CloseCode.NORMAL_CLOSURE)
@@ -334,7 +372,53 @@ class Connection:
             if not self._aborted():
                 raise
         finally:
-            await self._cleanup()
+            if suspended is None:
+                await self._cleanup()
+        if suspended is not None:
+            await self._serve_suspended(*suspended)
+
+    async def _serve_suspended(
+        self, steps: Any, yielded: Any, context: contextvars.Context
+    ) -> None:
+        """Finish, in this task, a request that suspended in its first step, after handing
+        the reading on to a new task running `_receive_loop`.
+
+        A receive loop's task the connection started is held in `_tasks` already: it ends
+        with its request, and `_cleanup` cancels and awaits it like any. The server's own
+        task must not return before the connection has ended: `_cleanup` cancels its
+        request and waits for `_host_request`, not for the task, which then waits for
+        `_ended`. A cancellation from outside (a server shutting down) stops the reading
+        too, and is raised once everything is cleaned up.
+        """
+        loop = self._loop
+        self._tasks.spawn(self._receive_loop())
+        task = asyncio.current_task(loop)
+        if task is not self._host:
+            await Continuation(steps, yielded, context)
+            return
+        assert task is not None
+        done = self._host_request = loop.create_future()
+        ended = self._ended
+        if ended is None:
+            ended = self._ended = loop.create_future()
+        try:
+            await Continuation(steps, yielded, context)
+        except asyncio.CancelledError:
+            if self._lifecycle is not _CLOSED:  # not `_cleanup`'s: the server's
+                self._stop_reading()
+                await asyncio.shield(ended)
+                raise
+            task.uncancel()
+        finally:
+            self._host_request = None
+            done.set_result(None)
+        await ended
+
+    def _stop_reading(self) -> None:
+        """Cancel the task reading frames (not this one): it cleans up and sets `_ended`."""
+        reader = self._main_task
+        if reader is not None and reader is not asyncio.current_task(self._loop):
+            reader.cancel()
 
     async def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> None:
         """Write what the protocol answered at once; close an abusive client."""
@@ -473,7 +557,9 @@ class Connection:
         # Closing starts now, not when the task below runs: later pushes are refused at once
         # instead of filling the queue again and spawning another close.
         self._set_lifecycle(_CLOSING)
-        self._tasks.spawn(self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later"))
+        self._closing = self._loop.create_task(
+            self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later")
+        )
 
     def _check_idle(self) -> None:
         if self._lifecycle is not _OPEN:
@@ -486,7 +572,9 @@ class Connection:
                 self._runtime.settings.idle_timeout,
                 extra={"client": self._peer()},
             )
-            self._tasks.spawn(self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout"))
+            self._closing = self._loop.create_task(
+                self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout")
+            )
         else:
             self._idle_handle = self._loop.call_later(wait, self._check_idle)
 
@@ -500,7 +588,18 @@ class Connection:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
+        closing = self._closing
+        if closing is not None and closing is not asyncio.current_task(self._loop):
+            # a close frame on its way: let it go (close_timeout bounds it), so that the
+            # client learns why; then nothing is left running
+            if self._runtime.settings.close_timeout is None:
+                closing.cancel()
+            await asyncio.wait((closing,))
         await self._tasks.cancel_all()
+        host_request = self._host_request
+        if host_request is not None and self._host is not None:
+            self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
+            await asyncio.shield(host_request)
         self._drop_queue()
         closers, self._closers = self._closers, []
         for callback in closers:
@@ -508,6 +607,8 @@ class Connection:
                 callback()
             except Exception:
                 logger.exception("on_close callback %r failed", callback)
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
 
     # Private methods: the writer's side
 
@@ -526,10 +627,11 @@ class Connection:
         if dropped:
             self._pushes_dropped(dropped)
 
-    def _not_written(self, is_reply: bool) -> None:
-        """A frame reached a closed connection: a reply frees its slot, a push is dropped."""
+    def _not_written(self, is_reply: bool, freed: int) -> None:
+        """A frame reached a closed connection: a reply frees its slot and its request's
+        `freed` bytes, a push is dropped."""
         if is_reply:
-            self._protocol.reply_sent()
+            self._protocol.reply_sent(freed)
             self._resume_reading()
         elif self._observer is not None:
             self._observer.pushes_dropped(1)

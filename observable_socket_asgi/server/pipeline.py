@@ -71,11 +71,12 @@ class _BadResult(Exception):
 
 
 class Shell(Protocol):
-    """What a request needs of the connection that read it: free its bytes, write its reply."""
+    """What a request needs of the connection that read it: write its reply, freeing the
+    request's bytes in the same call, or free them for a request that ends with none."""
 
     def request_done(self, nbytes: int) -> None: ...
 
-    def write(self, frame: str, is_reply: bool) -> Awaitable[None]: ...
+    def write(self, frame: str, is_reply: bool, freed: int = 0) -> Awaitable[None]: ...
 
 
 async def serve_request(
@@ -85,8 +86,9 @@ async def serve_request(
 
     Never raises but CancelledError: a request cancelled by its connection's end (or a
     timeout of its own task) has no reply. `size` is the request frame's length, held in
-    the connection's byte budget until the reply is built. Returns None: a coroutine that
-    returns a value ends in a StopIteration the eager start has to catch, once per request.
+    the connection's byte budget until the reply is handed to the writer (or the request
+    ends with none). Returns None: a coroutine that returns a value ends in a StopIteration
+    the receive loop's stepping would have to catch, once per request.
     """
     try:
         if route.plain:  # the common case: the handler and `reply()`, in this coroutine
@@ -103,14 +105,16 @@ async def serve_request(
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
+            shell.request_done(size)
             raise  # this request was cancelled (its connection ended): no reply
         # A cancellation the router did not cause: the handler awaited a future or task
         # someone else cancelled. It is the handler's failure, answered like any other;
         # not answering would hold this request's slot for ever.
         frame = _foreign_cancellation(route, ws, request)
-    finally:
-        shell.request_done(size)
-    await shell.write(frame, True)
+    except BaseException:
+        shell.request_done(size)  # no reply: the frame's bytes are freed all the same
+        raise
+    await shell.write(frame, True, size)
 
 
 async def serve_observed(
@@ -145,9 +149,9 @@ class _Watched:
     def request_done(self, nbytes: int) -> None:
         self._shell.request_done(nbytes)
 
-    def write(self, frame: str, is_reply: bool) -> Awaitable[None]:
+    def write(self, frame: str, is_reply: bool, freed: int = 0) -> Awaitable[None]:
         self.status = status_of(frame)
-        return self._shell.write(frame, is_reply)
+        return self._shell.write(frame, is_reply, freed)
 
 
 async def answer(route: Route, ws: Any, request: Request) -> str:
