@@ -342,3 +342,26 @@ def test_held_connections_come_from_their_source_address() -> None:
     beat, closed = (json.loads(line) for line in out.strip().splitlines())
     assert beat["sent"] == 20 and beat["answered"] == 20
     assert closed == {"closed": 5}
+
+
+async def test_starlette_contender_answers_like_the_others() -> None:
+    """The hand-written Starlette endpoint answers echo with the payload, PING with PONG,
+    one frame per request, and returns when the client leaves."""
+    from bench.apps import build
+    from tests.helpers import conversation, request
+
+    async with conversation(build("starlette")) as conv:
+        assert await conv.ask(request("echo", [1, 2], uuid=7)) == {
+            "uuid": 7,
+            "status": 200,
+            "headers": {},
+            "payload": [1, 2],
+        }
+        assert await conv.ask(request("PING", {}, uuid="p")) == {
+            "uuid": "p",
+            "route": "PONG",
+            "status": 200,
+            "headers": {},
+            "payload": None,
+        }
+        assert await conv.nothing()
