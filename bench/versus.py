@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import fanout
-from bench._harness import contenders, env_float, env_int, median, order, save, servers
+from bench._harness import _git, contenders, env_float, env_int, median, order, save, servers
 from bench.apps import CONTENDERS as REPORT_ORDER
 from bench.throughput import run_config
 
 CONTENDERS = ["bare", "starlette", "router"]
 CONFIGS = "16x16,256x1"
+PACKAGES = ("observable_socket_asgi", "fastapi_adapter")
 #: the baselines every subject (router, adapter) is divided by, in report order
 BASELINES = ["starlette", "bare"]
 FANOUT_CONTENDERS = ["bare", "router", "socketio"]
@@ -241,7 +242,13 @@ def main(argv: list[str] | None = None) -> None:
     warmup = env_float("BENCH_WARMUP", 0.5, 0.1)
     configs = parse_configs(args.configs)
     subjects = ["router", "adapter"] if args.adapter else ["router"]
-    data: dict[str, Any] = {"repeats": repeats, "duration": duration, "warmup": warmup}
+    data: dict[str, Any] = {
+        "repeats": repeats,
+        "duration": duration,
+        "warmup": warmup,
+        # the last change to the code measured: the bench itself moves more often
+        "package_commit": _git("log", "-1", "--format=%h", "--", *PACKAGES),
+    }
     tables: list[str] = []
 
     if configs:
