@@ -442,3 +442,28 @@ def test_versus_runs_end_to_end(tmp_path: Path) -> None:
     ]
     assert all(r["by_rate"]["n"] == 1 and r["by_rate"]["median"] > 0 for r in ratios)
     assert "| 2x2 | router / starlette |" in proc.stdout
+
+
+def test_report_holds_the_router_to_the_starlette_endpoint() -> None:
+    """With the Starlette endpoint in a throughput run, the targets table has the router at
+    1.0 x it, by rate and by CPU per message, per configuration."""
+    from bench import report
+
+    rates = {"bare": 100.0, "starlette": 80.0, "router": 84.0}
+    runs = [
+        {
+            "contender": name,
+            "repeat": 0,
+            "conns": conns,
+            "inflight": inflight,
+            "rate": rate if conns == 16 else rate / 2,
+            "server_us_per_msg": 1e6 / rate,
+            "latency_ms": {"p50": 1.0, "p99": 2.0},
+        }
+        for name, rate in rates.items()
+        for conns, inflight in [(16, 16), (256, 1)]
+    ]
+    targets = "\n".join(report.targets_section({"throughput": {"runs": runs}}))
+    line = "| router throughput >= 1.0 x the Starlette endpoint at 16 x 16 | 1.05 "
+    assert line + "(by CPU per message: 1.05) | **met** |" in targets
+    assert "the Starlette endpoint at 256 x 1 | 1.05 (by CPU per message: 1.05)" in targets
