@@ -259,9 +259,10 @@ def _git(*args: str) -> str:
     return proc.stdout.strip()
 
 
-def save(scenario: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{scenario}.json"
+def save(scenario: str, data: dict[str, Any], path: Path | None = None) -> Path:
+    """Write `data` with the machine it ran on to `path` (default: the results folder)."""
+    path = path if path is not None else RESULTS / f"{scenario}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"scenario": scenario, "machine": machine(), **data}
     path.write_text(json.dumps(data, indent=2, default=str))
     return path

@@ -8,6 +8,11 @@ routers of this project only), and `push` starts pushing frames at the client (t
 slow-consumer scenario). The bare apps ignore `route` except
 where a scenario needs it; they are the ceilings, not routers.
 
+`starlette` is what a FastAPI user writes by hand instead of a router: a Starlette
+`WebSocketRoute` whose endpoint awaits `receive_text()`, decodes with orjson, answers
+(PONG for `PING`, after 50 ms for `slow`) and awaits `send_text()`, one request at a time.
+The router's target is at least 1.0 x its rate (`bench/versus.py`).
+
 Fan-out (`bench/fanout.py`) adds two routes to `bare`, `router` and `socketio`: `subscribe`
 puts the connection on the topic `fan`, and `fanout` (payload `{"count": n}`) pushes `n`
 frames of about 100 B to every subscriber, then answers. `socketio` speaks Socket.IO, not
@@ -36,10 +41,20 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: report order; `bare` is the baseline every figure is divided by
-CONTENDERS = ("bare", "bare_task", "fastapi", "original", "router", "adapter", "socketio")
+CONTENDERS = (
+    "bare",
+    "starlette",
+    "bare_task",
+    "fastapi",
+    "original",
+    "router",
+    "adapter",
+    "socketio",
+)
 
 LABELS = {
     "bare": "bare ASGI echo (inline)",
+    "starlette": "Starlette WebSocketRoute, hand-written receive_text/orjson/send_text loop",
     "bare_task": "bare ASGI echo (task per request)",
     "fastapi": "FastAPI @app.websocket receive_json/send_json",
     "original": "fastapi-observable-socket 1.1.1",
@@ -219,6 +234,49 @@ def _bare_task_factory() -> ASGIApp:
                 task.cancel()
 
     return app
+
+
+# Starlette, by hand
+
+
+def _starlette_factory() -> ASGIApp:
+    """The endpoint a FastAPI user writes by hand, on plain Starlette: one request at a time,
+    orjson both ways, PONG for PING (the bar the router must clear at 1.0 x)."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    loads, dumps = orjson.loads, orjson.dumps
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                text = await ws.receive_text()
+                request = loads(text)
+                route = request.get("route")
+                if route == "PING":
+                    reply = {
+                        "uuid": request["uuid"],
+                        "route": "PONG",
+                        "status": 200,
+                        "headers": {},
+                        "payload": None,
+                    }
+                else:
+                    if route == "slow":
+                        await asyncio.sleep(SLOW_SECONDS)
+                    reply = {
+                        "uuid": request["uuid"],
+                        "status": 200,
+                        "headers": {},
+                        "payload": request["payload"],
+                    }
+                await ws.send_text(dumps(reply).decode())
+        except WebSocketDisconnect:
+            pass
+
+    return Starlette(routes=[WebSocketRoute("/ws", endpoint)])  # type: ignore[return-value]
 
 
 # FastAPI, plain
@@ -565,6 +623,7 @@ def _adapter_factory() -> ASGIApp:
 
 _FACTORIES: dict[str, Callable[[], ASGIApp]] = {
     "bare": _bare_factory,
+    "starlette": _starlette_factory,
     "bare_task": _bare_task_factory,
     "fastapi": _fastapi_factory,
     "original": _original_factory,

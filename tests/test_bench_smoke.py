@@ -40,6 +40,7 @@ MODULES = [
     "bench.server",
     "bench.slow_consumer",
     "bench.throughput",
+    "bench.versus",
     "bench.write_cost",
 ]
 
@@ -58,6 +59,7 @@ def test_scenarios_parse_their_arguments() -> None:
         idle_scale,
         instructions,
         served_instructions,
+        versus,
     )
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
@@ -75,6 +77,13 @@ def test_scenarios_parse_their_arguments() -> None:
     assert served_instructions.server_env({})["BENCH_WS_PING_INTERVAL"] == "off"
     kept = served_instructions.server_env({"BENCH_WS_PING_INTERVAL": "20"})
     assert (kept["BENCH_WS_PING_INTERVAL"], kept["PYTHONHASHSEED"]) == ("20", "0")
+    ran = versus.parser().parse_args(
+        ["--adapter", "--fanout", "--configs", "4x2", "--out", "x.json"]
+    )
+    assert (ran.adapter, ran.fanout, ran.out) == (True, True, Path("x.json"))
+    assert versus.parse_configs(ran.configs) == [(4, 2)]
+    assert versus.parse_configs(versus.parser().parse_args([]).configs) == [(16, 16), (256, 1)]
+    assert versus.parse_configs("") == []
     with pytest.raises(SystemExit):
         instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
@@ -342,3 +351,119 @@ def test_held_connections_come_from_their_source_address() -> None:
     beat, closed = (json.loads(line) for line in out.strip().splitlines())
     assert beat["sent"] == 20 and beat["answered"] == 20
     assert closed == {"closed": 5}
+
+
+async def test_starlette_contender_answers_like_the_others() -> None:
+    """The hand-written Starlette endpoint answers echo with the payload, PING with PONG,
+    one frame per request, and returns when the client leaves."""
+    from bench.apps import build
+    from tests.helpers import conversation, request
+
+    async with conversation(build("starlette")) as conv:
+        assert await conv.ask(request("echo", [1, 2], uuid=7)) == {
+            "uuid": 7,
+            "status": 200,
+            "headers": {},
+            "payload": [1, 2],
+        }
+        assert await conv.ask(request("PING", {}, uuid="p")) == {
+            "uuid": "p",
+            "route": "PONG",
+            "status": 200,
+            "headers": {},
+            "payload": None,
+        }
+        assert await conv.nothing()
+
+
+def test_versus_pairs_ratios_within_each_repeat() -> None:
+    """Each ratio divides by the baseline of the same repeat and configuration; the cost
+    ratio is inverted (the baseline's CPU over the subject's); contenders come in report order."""
+    from bench import versus
+
+    rates = {
+        ("16x16", 0): {"bare": 100.0, "starlette": 80.0, "router": 90.0},
+        ("16x16", 1): {"bare": 50.0, "starlette": 40.0, "router": 60.0},
+        ("256x1", 0): {"bare": 10.0, "starlette": 10.0, "router": 5.0},
+    }
+    runs = [
+        {
+            "config": config,
+            "repeat": repeat,
+            "contender": name,
+            "rate": rate,
+            "server_us_per_msg": 1000.0 / rate,
+            "loadavg": 1.0 + repeat,
+        }
+        for (config, repeat), by in rates.items()
+        for name, rate in by.items()
+    ]
+    summary = versus.summarise(
+        runs, "config", "rate", "server_us_per_msg", ["router"], ["starlette", "bare"]
+    )
+    assert list(summary) == ["16x16", "256x1"]
+    assert list(summary["16x16"]["contenders"]) == ["bare", "starlette", "router"]
+    first = {(r["subject"], r["baseline"]): r for r in summary["16x16"]["ratios"]}
+    # 90/80 and 60/40: median 1.3125, range 1.125-1.5; by CPU the same, inverted twice
+    vs_starlette = first[("router", "starlette")]
+    assert vs_starlette["by_rate"]["median"] == pytest.approx(1.3125)
+    assert (vs_starlette["by_rate"]["min"], vs_starlette["by_rate"]["max"]) == (1.125, 1.5)
+    assert vs_starlette["by_cost"]["median"] == pytest.approx(1.3125)
+    assert first[("router", "bare")]["by_rate"]["median"] == pytest.approx((0.9 + 1.2) / 2)
+    assert summary["16x16"]["contenders"]["bare"]["rate"]["median"] == 75.0
+    assert summary["16x16"]["loadavg"]["max"] == 2.0
+    assert summary["256x1"]["ratios"][1]["by_rate"]["median"] == 0.5
+    table = "\n".join(versus.markdown(summary, "rate", "server_us_per_msg", "msg"))
+    assert "| 16x16 | router / starlette | 1.31 (1.12-1.50) | 1.31 (1.12-1.50) | 2 |" in table
+
+
+def test_versus_runs_end_to_end(tmp_path: Path) -> None:
+    """A real smoke run: bare, starlette and router served, every one measured at the
+    configuration asked for, the ratios and the table written."""
+    out = tmp_path / "versus.json"
+    env = {**os.environ, "BENCH_QUICK": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.versus", "--quick", "--configs", "2x2", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert sorted(r["contender"] for r in data["runs"]) == ["bare", "router", "starlette"]
+    assert not data["missing"]
+    assert all(run["count"] > 0 and run["errors"] == 0 for run in data["runs"])
+    ratios = data["summary"]["2x2"]["ratios"]
+    assert [(r["subject"], r["baseline"]) for r in ratios] == [
+        ("router", "starlette"),
+        ("router", "bare"),
+    ]
+    assert all(r["by_rate"]["n"] == 1 and r["by_rate"]["median"] > 0 for r in ratios)
+    assert "| 2x2 | router / starlette |" in proc.stdout
+
+
+def test_report_holds_the_router_to_the_starlette_endpoint() -> None:
+    """With the Starlette endpoint in a throughput run, the targets table has the router at
+    1.0 x it, by rate and by CPU per message, per configuration."""
+    from bench import report
+
+    rates = {"bare": 100.0, "starlette": 80.0, "router": 84.0}
+    runs = [
+        {
+            "contender": name,
+            "repeat": 0,
+            "conns": conns,
+            "inflight": inflight,
+            "rate": rate if conns == 16 else rate / 2,
+            "server_us_per_msg": 1e6 / rate,
+            "latency_ms": {"p50": 1.0, "p99": 2.0},
+        }
+        for name, rate in rates.items()
+        for conns, inflight in [(16, 16), (256, 1)]
+    ]
+    targets = "\n".join(report.targets_section({"throughput": {"runs": runs}}))
+    line = "| router throughput >= 1.0 x the Starlette endpoint at 16 x 16 | 1.05 "
+    assert line + "(by CPU per message: 1.05) | **met** |" in targets
+    assert "the Starlette endpoint at 256 x 1 | 1.05 (by CPU per message: 1.05)" in targets
