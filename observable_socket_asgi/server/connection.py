@@ -97,7 +97,7 @@ class Connection:
         "_runtime",
         "_send",
         "_slot_waiter",
-        "_tasks",
+        "_tracked",
         "scope",
         "socket",
         "ws",
@@ -128,7 +128,8 @@ class Connection:
         # leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
         # requests that suspended, and the close and queue-draining tasks started here
-        self._tasks = Tracked(self._loop)
+        # (`_tasks`); made on first use: most connections never keep a task
+        self._tracked: Tracked | None = None
         # the task reading frames now, which `_abort()` cancels
         self._main_task: asyncio.Task[Any] | None = None
         # the task the server awaits `run()` in; while it finishes a request of its own (the
@@ -145,8 +146,9 @@ class Connection:
         # the task sending a close frame the connection decided on (slow consumer, idle):
         # bounded by close_timeout, so `_cleanup` lets it finish instead of cancelling it
         self._closing: asyncio.Task[None] | None = None
-        # run (sync, no arguments) once the connection is closed: the topics' cleanups
-        self._closers: list[Callable[[], None]] = []
+        # run (sync, no arguments) once the connection is closed: the topics' cleanups;
+        # made on first use
+        self._closers: list[Callable[[], None]] | None = None
         #: what user code sees of this connection
         self.socket = Socket(self, runtime.settings, runtime.topics)
         make_ws = runtime.make_ws
@@ -177,6 +179,8 @@ class Connection:
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run `callback` (sync, once) when the connection is closed; a failure is logged."""
+        if self._closers is None:
+            self._closers = []
         self._closers.append(callback)
 
     # Public API: pushes (what the topics and the user's socket call)
@@ -493,6 +497,14 @@ class Connection:
             if not waiter.done():
                 waiter.set_result(None)
 
+    @property
+    def _tasks(self) -> Tracked:
+        """The tasks this connection holds until they are done, made on first use."""
+        tracked = self._tracked
+        if tracked is None:
+            tracked = self._tracked = Tracked(self._loop)
+        return tracked
+
     # Private methods: the lifecycle
 
     def _set_lifecycle(self, new: Lifecycle) -> None:
@@ -606,14 +618,15 @@ class Connection:
             if self._runtime.settings.close_timeout is None:
                 closing.cancel()
             await asyncio.wait((closing,))
-        await self._tasks.cancel_all()
+        if self._tracked is not None:
+            await self._tracked.cancel_all()
         host_request = self._host_request
         if host_request is not None and self._host is not None:
             self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
             await asyncio.shield(host_request)
         self._drop_queue()
-        closers, self._closers = self._closers, []
-        for callback in closers:
+        closers, self._closers = self._closers, None
+        for callback in closers or ():
             try:
                 callback()
             except Exception:
