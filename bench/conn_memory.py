@@ -6,7 +6,8 @@ other load on the machine can move.
 Each contender of `bench/apps.py` is driven in process (no sockets, no server): a small
 stand-in server object per connection hands the app `websocket.connect`, then one `echo`
 frame (so the app is really serving it, as in `bench/idle_memory.py`), then nothing: the
-app's task waits in `receive()`, idle. A first batch warms every lazy import and first-use
+app's task waits in `receive()`, idle. The loop is uvloop, as under uvicorn (`--loop asyncio`
+for the standard one). A first batch warms every lazy import and first-use
 cache; then tracemalloc's snapshot before and after N more connections, divided by N, is
 what one idle connection keeps, Python objects only. The stand-in server's own objects (its
 task, the connection's frames and the scope a server builds) are counted alike for every
@@ -151,15 +152,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=CONNECTIONS)
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    runner: Any = asyncio.run
+    if args.loop == "uvloop":  # what uvicorn runs on when it is installed
+        import uvloop
+
+        runner = uvloop.run
     tracemalloc.start(1)
     runs = []
     for name in args.contenders.split(","):
-        run = asyncio.run(_measure(name, args.connections, args.top))
+        run = runner(_measure(name, args.connections, args.top))
         runs.append(run)
         print(f"{name}: {run['bytes_per_conn']:,.0f} bytes per idle connection")
         for site in run["sites"]:

@@ -52,6 +52,7 @@ from ..errors import ConnectionClosed
 from ..logs import peer
 from ..pubsub.presence import member_id
 from ..status import CloseCode
+from ._idle import idle_clocks
 from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
@@ -87,7 +88,7 @@ class Connection:
         "_ended",
         "_host",
         "_host_request",
-        "_idle_handle",
+        "_idle_key",
         "_lifecycle",
         "_loop",
         "_main_task",
@@ -138,7 +139,8 @@ class Connection:
         self._host: asyncio.Task[Any] | None = None
         self._host_request: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[None] | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
+        # the bucket of the loop's idle clocks this connection waits in (`server/_idle.py`)
+        self._idle_key: int | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
         self._observer = runtime.observer
         # the first close code sent or received; reported when the connection ends
@@ -309,7 +311,8 @@ class Connection:
         self._protocol.serving_started(loop.time())
         idle_timeout = self._runtime.settings.idle_timeout
         if idle_timeout is not None:
-            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
+            clocks = idle_clocks(loop, idle_timeout)
+            self._idle_key = clocks.watch(self, loop.time() + idle_timeout, loop)
         return self._receive_loop()
 
     async def _receive_loop(self) -> None:
@@ -584,22 +587,29 @@ class Connection:
             self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later")
         )
 
-    def _check_idle(self) -> None:
+    def idle_due(self) -> None:
+        """The idle clocks ask again: close a connection idle for `idle_timeout`, else
+        watch again until its new deadline."""
+        self._idle_key = None
         if self._lifecycle is not _OPEN:
             return
-        wait = self._protocol.idle_wait(self._loop.time())
+        timeout = self._runtime.settings.idle_timeout
+        assert timeout is not None
+        loop = self._loop
+        now = loop.time()
+        wait = self._protocol.idle_wait(now)
         if wait is None:
             logger.info(
                 "closing %s: idle for %.0f s",
                 self._peer(),
-                self._runtime.settings.idle_timeout,
+                timeout,
                 extra={"client": self._peer()},
             )
-            self._closing = self._loop.create_task(
+            self._closing = loop.create_task(
                 self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout")
             )
         else:
-            self._idle_handle = self._loop.call_later(wait, self._check_idle)
+            self._idle_key = idle_clocks(loop, timeout).watch(self, now + wait, loop)
 
     async def _cleanup(self) -> None:
         """End everything the connection started; then run the `on_close` callbacks."""
@@ -608,9 +618,12 @@ class Connection:
         if self._ahead is not None:
             self._ahead.cancel()  # the connection is over: nothing more will be read
             self._ahead = None
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        key = self._idle_key
+        if key is not None:
+            self._idle_key = None
+            timeout = self._runtime.settings.idle_timeout
+            assert timeout is not None
+            idle_clocks(self._loop, timeout).forget(self, key)
         closing = self._closing
         if closing is not None and closing is not asyncio.current_task(self._loop):
             # a close frame on its way: let it go (close_timeout bounds it), so that the
