@@ -438,8 +438,19 @@ class Connection:
         if reader is not None and reader is not asyncio.current_task(self._loop):
             reader.cancel()
 
-    async def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> None:
-        """Write what the protocol answered at once; close an abusive client."""
+    def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> Awaitable[None]:
+        """Write what the protocol answered at once; close an abusive client.
+
+        With nothing to do after the write (no observer, a client within its limits) this is
+        the writer's own coroutine: a heartbeat's PONG, what every idle connection sends once
+        a minute, costs no coroutine of its own.
+        """
+        if self._observer is None and not self._protocol.abusive:
+            return self.write(frame, True)
+        return self._answer_then(frame, data, started)
+
+    async def _answer_then(self, frame: str, data: str | bytes, started: float) -> None:
+        """`_answer_at_once` with an observer to tell or an abusive client to close."""
         await self.write(frame, True)
         if self._observer is not None:
             observe_answered(self._observer, self._runtime, frame, data, started)
