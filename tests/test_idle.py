@@ -118,9 +118,9 @@ def test_a_rewatch_into_the_due_bucket_is_not_asked_again_at_once() -> None:
     assert [h.when for h in loop.armed()] == [6.0]
 
 
-def test_forget_drops_the_timer_with_the_last_connection() -> None:
-    """A forgotten connection is never asked; with none left the timer is cancelled, so the
-    clocks keep nothing of the loop."""
+def test_forgotten_connections_are_never_asked() -> None:
+    """A forgotten connection is never asked; a timer that finds nothing due arms no other,
+    and none is cancelled: a connection that comes and goes costs no timer of its own."""
     loop = FakeLoop()
     clocks = IdleClocks(8.0)
     first, second = Conn(clocks, loop, 10.0), Conn(clocks, loop, 20.0)
@@ -128,11 +128,15 @@ def test_forget_drops_the_timer_with_the_last_connection() -> None:
     second.key = clocks.watch(second, 20.0, loop)  # type: ignore[arg-type]
     assert first.key is not None and second.key is not None
     clocks.forget(first, first.key)
-    assert len(loop.armed()) == 1
     clocks.forget(second, second.key)
-    assert loop.armed() == []
+    assert len(clocks) == 0
+    for _ in range(100):  # connections that come and go within one step share its timer
+        passing = Conn(clocks, loop, 10.0)
+        clocks.forget(passing, clocks.watch(passing, 10.0, loop))  # type: ignore[arg-type]
+    assert len(loop.handles) == 1
     loop.advance(30.0)
     assert first.asked == [] and second.asked == []
+    assert loop.armed() == []
 
 
 def test_an_earlier_deadline_rearms_the_timer() -> None:
@@ -142,19 +146,25 @@ def test_an_earlier_deadline_rearms_the_timer() -> None:
     later, sooner = Conn(clocks, loop, 20.0), Conn(clocks, loop, 5.0)
     later.key = clocks.watch(later, 20.0, loop)  # type: ignore[arg-type]
     sooner.key = clocks.watch(sooner, 5.0, loop)  # type: ignore[arg-type]
-    assert [h.when for h in loop.armed()] == [5.0]
+    assert sorted(h.when for h in loop.armed()) == [5.0, 20.0]
     loop.advance(5.0)
     assert sooner.closed_at == 5.0 and later.asked == []
-    assert [h.when for h in loop.armed()] == [20.0]
+    assert [h.when for h in loop.armed()] == [20.0]  # the first timer, not a second one
+    loop.advance(20.0)
+    assert later.closed_at == 20.0
+    assert loop.armed() == []
 
 
 def test_clocks_are_per_loop_and_timeout_and_go_with_the_loop() -> None:
-    """One clocks object per loop and timeout; a loop that is gone takes its clocks along."""
+    """One clocks object per loop and timeout; a loop that is gone takes its clocks along,
+    even with a timer still armed."""
     loop = asyncio.new_event_loop()
     try:
         clocks = idle_clocks(loop, 1.0)
         assert idle_clocks(loop, 1.0) is clocks
         assert idle_clocks(loop, 2.0) is not clocks
+        conn = Conn(clocks, FakeLoop(), 100.0)
+        clocks.forget(conn, clocks.watch(conn, loop.time() + 1.0, loop))
     finally:
         loop.close()
     gone = weakref.ref(loop)

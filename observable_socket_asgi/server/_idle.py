@@ -13,10 +13,11 @@ Rules (this module alone keeps them):
               bucket's key; a bucket is never one already due, so a connection asked too
               early waits one step more instead of being asked again at once.
     forget    `forget()` takes it out; a closed connection is not kept.
-    due       when the timer fires, each connection of every due bucket is taken out and
+    due       when a timer fires, each connection of every bucket due is taken out and
               asked (`idle_due()`): it closes itself, or watches again with its new deadline.
-    timer     armed for the earliest bucket while any is left, cancelled when none is: the
-              clocks hold no reference to a loop that has nothing to watch.
+    timer     one is armed for the earliest bucket; it is never cancelled (a connection
+              that comes and goes costs no timer of its own): one that finds nothing due
+              arms no other. Only the loop holds a timer, so the clocks hold nothing of it.
 """
 
 from __future__ import annotations
@@ -41,25 +42,26 @@ class Watched(Protocol):
 class IdleClocks:
     """The idle deadlines of one loop's connections that share one `idle_timeout`."""
 
-    __slots__ = ("_buckets", "_due", "_fired", "_handle", "_step")
+    __slots__ = ("_armed", "_buckets", "_fired", "_step")
 
     def __init__(self, timeout: float) -> None:
         self._step = timeout / _STEPS
         # bucket key (deadline / step, rounded up) -> the connections due then
         self._buckets: dict[int, set[Watched]] = {}
-        # the timer, and the key it is armed for
-        self._handle: asyncio.TimerHandle | None = None
-        self._due = 0
+        # the keys of the timers armed and not yet fired (one, or two for a moment)
+        self._armed: set[int] = set()
         # the last key fired: no bucket at or before it is made again
         self._fired = -1
 
     def watch(self, conn: Watched, deadline: float, loop: asyncio.AbstractEventLoop) -> int:
         """Ask `conn` again at `deadline` (loop time) or one step later; return its key."""
-        key = max(math.ceil(deadline / self._step), self._fired + 1)
+        key = math.ceil(deadline / self._step)
+        if key <= self._fired:
+            key = self._fired + 1
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = set()
-            if self._handle is None or key < self._due:
+            if not self._armed or key < min(self._armed):
                 self._arm(key, loop)
         bucket.add(conn)
         return key
@@ -67,14 +69,10 @@ class IdleClocks:
     def forget(self, conn: Watched, key: int) -> None:
         """Stop watching `conn`, watched under `key`."""
         bucket = self._buckets.get(key)
-        if bucket is None:
-            return
-        bucket.discard(conn)
-        if not bucket:
-            del self._buckets[key]
-            if not self._buckets and self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
+        if bucket is not None:
+            bucket.discard(conn)
+            if not bucket:
+                del self._buckets[key]
 
     def __len__(self) -> int:
         return sum(len(bucket) for bucket in self._buckets.values())
@@ -82,22 +80,21 @@ class IdleClocks:
     # Private methods
 
     def _arm(self, key: int, loop: asyncio.AbstractEventLoop) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        self._due = key
-        self._handle = loop.call_at(key * self._step, self._fire, loop)
+        self._armed.add(key)
+        loop.call_at(key * self._step, self._fire, key, loop)
 
-    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The timer is due: ask every connection of every bucket due by now."""
-        self._handle = None
-        due = max(self._due, math.floor(loop.time() / self._step))
-        self._fired = due
-        for key in sorted(key for key in self._buckets if key <= due):
-            for conn in self._buckets.pop(key):
+    def _fire(self, key: int, loop: asyncio.AbstractEventLoop) -> None:
+        """A timer is due: ask every connection of every bucket due by now."""
+        self._armed.discard(key)
+        due = max(key, math.floor(loop.time() / self._step))
+        if due > self._fired:
+            self._fired = due
+        for ready in sorted(ready for ready in self._buckets if ready <= due):
+            for conn in self._buckets.pop(ready):
                 conn.idle_due()
         if self._buckets:
             first = min(self._buckets)
-            if self._handle is None or self._due != first:
+            if not any(armed <= first for armed in self._armed):
                 self._arm(first, loop)
 
 

@@ -52,7 +52,7 @@ from ..errors import ConnectionClosed
 from ..logs import peer
 from ..pubsub.presence import member_id
 from ..status import CloseCode
-from ._idle import idle_clocks
+from ._idle import IdleClocks, idle_clocks
 from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
@@ -88,6 +88,7 @@ class Connection:
         "_ended",
         "_host",
         "_host_request",
+        "_idle",
         "_idle_key",
         "_lifecycle",
         "_loop",
@@ -140,6 +141,7 @@ class Connection:
         self._host_request: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[None] | None = None
         # the bucket of the loop's idle clocks this connection waits in (`server/_idle.py`)
+        self._idle: IdleClocks | None = None
         self._idle_key: int | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
         self._observer = runtime.observer
@@ -311,7 +313,7 @@ class Connection:
         self._protocol.serving_started(loop.time())
         idle_timeout = self._runtime.settings.idle_timeout
         if idle_timeout is not None:
-            clocks = idle_clocks(loop, idle_timeout)
+            clocks = self._idle = idle_clocks(loop, idle_timeout)
             self._idle_key = clocks.watch(self, loop.time() + idle_timeout, loop)
         return self._receive_loop()
 
@@ -620,7 +622,8 @@ class Connection:
                 self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout")
             )
         else:
-            self._idle_key = idle_clocks(loop, timeout).watch(self, now + wait, loop)
+            assert self._idle is not None
+            self._idle_key = self._idle.watch(self, now + wait, loop)
 
     async def _cleanup(self) -> None:
         """End everything the connection started; then run the `on_close` callbacks."""
@@ -632,9 +635,8 @@ class Connection:
         key = self._idle_key
         if key is not None:
             self._idle_key = None
-            timeout = self._runtime.settings.idle_timeout
-            assert timeout is not None
-            idle_clocks(self._loop, timeout).forget(self, key)
+            assert self._idle is not None
+            self._idle.forget(self, key)
         closing = self._closing
         if closing is not None and closing is not asyncio.current_task(self._loop):
             # a close frame on its way: let it go (close_timeout bounds it), so that the
