@@ -4,9 +4,9 @@ The connection's `Protocol` (no I/O) owns every count, byte and queue and decide
 do with each frame and push; this module feeds it events and carries its answers out (it
 never assigns the protocol's attributes): it reads frames, starts requests
 (`pipeline.serve_request`), hands frames to the server, answers the idle clocks
-(`server/_idle.py`), closes, and owns the connection's life. User code sees the `Socket` it builds (`server/socket.py`); the
-topics see this object through their `Subscriber` names (`closed`, `member_id`,
-`push_nowait`, `send_frame`, `on_close`).
+(`server/_idle.py`), closes, and owns the connection's life. User code sees the `Socket`
+it builds (`server/socket.py`); the topics see this object through their `Subscriber` names
+(`closed`, `member_id`, `push_nowait`, `send_frame`, `on_close`).
 
 Rules of a connection's life (`Lifecycle`; this module alone changes it, through
 `_set_lifecycle`, which logs each move at debug and refuses any move back):
