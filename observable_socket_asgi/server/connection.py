@@ -40,12 +40,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
-from .._concurrency import DONE, Tracked, finish_in_task, start_eagerly
+from .._concurrency import DONE, Tracked, start_eagerly
 from .._protocol import Protocol, PushAction, Queued
 from ..errors import ConnectionClosed
 from ..logs import peer
 from ..pubsub.presence import member_id
 from ..status import CloseCode
+from ._pushing import finish_push, pushes_for
 from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
@@ -80,6 +81,7 @@ class Connection:
         "_main_task",
         "_observer",
         "_protocol",
+        "_pushes",
         "_receive",
         "_runtime",
         "_send",
@@ -104,6 +106,9 @@ class Connection:
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
         # the writer sends `text` alone. Typed loosely once here, not per frame.
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
+        # the writer of pushes that find the writer idle: one generator for the connection's
+        # life, resumed once per push (see `_push_writes`)
+        self._pushes = pushes_for(self._send)
         self._loop = asyncio.get_running_loop()
         # where the connection is in its life; changed only through `_set_lifecycle`
         self._lifecycle = _OPEN
@@ -187,13 +192,15 @@ class Connection:
         if protocol.writing:  # the bounds apply only behind a busy writer
             self._queue_push(message["text"])
             return None
-        # The server's send, stepped here in the publisher's task: it runs no user code (no
-        # context copy or task swap needed) and mostly finishes at once; only a send that
-        # has to wait takes the writer and holds the frame's bytes (in the budget).
-        steps = self._send(message).__await__()
+        # The server's send, stepped here in the publisher's task by the connection's push
+        # writer (`_pushing`): it runs no user code (no context copy or task swap needed) and
+        # mostly finishes at once; only a send that has to wait takes the writer and holds
+        # the frame's bytes (in the budget). A failed send ended the writer: a new one.
+        pushes = self._pushes
         try:
-            yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
+            yielded = pushes.send(message)
         except Exception as exc:
+            self._pushes = pushes_for(self._send)
             self._write_failed(exc)
             return None
         if yielded is DONE:
@@ -204,7 +211,7 @@ class Connection:
             return None
         size = len(message["text"])
         protocol.write_started(size)  # the writer, until the task finishing it is done
-        task = finish_in_task(steps, yielded, self._loop)
+        task = finish_push(pushes, yielded, self._loop)
         task.add_done_callback(functools.partial(self._push_written, size))
         return task
 
@@ -537,9 +544,12 @@ class Connection:
     def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
         """A push write that had to wait is over: the writer is free (or the peer gone)."""
         self._protocol.write_stopped(size)
-        if not task.cancelled():
+        if task.cancelled():
+            self._pushes = pushes_for(self._send)  # the cancellation ended the old one
+        else:
             exc = task.exception()
             if isinstance(exc, Exception):
+                self._pushes = pushes_for(self._send)
                 self._write_failed(exc)
             elif exc is None:
                 if self._observer is not None:
