@@ -802,13 +802,14 @@ class GatedPeer:
 
 
 async def served(router: SocketRouter, peer: GatedPeer) -> tuple[asyncio.Task[None], Any]:
-    """Serve one connection to `peer`; return the serving task and the connection."""
+    """Serve one more connection to `peer`; return the serving task and the connection."""
     from tests.helpers import ws_scope
 
+    before = set(router.connections)
     await peer.inbox.put({"type": "websocket.connect"})
     task = asyncio.create_task(router(ws_scope(), peer.receive, peer.send))  # type: ignore[arg-type]
-    await wait_until(lambda: len(router.connections) == 1)
-    (conn,) = router.connections
+    await wait_until(lambda: len(router.connections) == len(before) + 1)
+    (conn,) = set(router.connections) - before
     return task, conn
 
 
@@ -882,3 +883,28 @@ async def test_a_push_whose_send_fails_closes_the_connection(waits: bool) -> Non
     await peer.inbox.put({"type": "websocket.disconnect", "code": 1006})
     await task
     assert peer.sent == []
+
+
+async def test_push_each_pushes_to_every_subscriber_in_one_call() -> None:
+    """`push_each` is `push_nowait` for a whole slice: open connections get the push at once,
+    a closed one is skipped, a subscriber of another class gets its own `push_nowait`, and
+    the sends that had to wait come back as tasks."""
+    from tests.fake_subscribers import FakeSubscriber
+
+    router = make_router()
+    peers = [GatedPeer() for _ in range(3)]
+    served_ = [await served(router, peer) for peer in peers]
+    (task0, first), (task1, second), (task2, third) = served_
+    await third.close()
+    fake = FakeSubscriber()
+    peers[1].gate.clear()
+    waiting = type(first).push_each([first, second, fake, third], push(1))
+    assert peers[0].sent == [{"n": 1}] and peers[2].sent == []
+    assert fake.frames == ['{"n":1}']
+    assert len(waiting) == 1 and isinstance(waiting[0], asyncio.Task)
+    peers[1].gate.set()
+    await waiting[0]
+    assert peers[1].sent == [{"n": 1}]
+    for peer in peers:
+        await peer.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.gather(task0, task1, task2)
