@@ -756,16 +756,20 @@ async def test_the_shell_is_a_subscriber_by_public_names() -> None:
 
 
 class GatedPeer:
-    """An ASGI peer whose sends of frames wait while `gate` is clear, or fail once `broken`;
-    with `as_future`, its send returns a plain Future instead of a coroutine."""
+    """An ASGI peer whose sends of frames wait while `gate` is clear, or fail once `broken`.
 
-    def __init__(self, as_future: bool = False) -> None:
+    `kind` is what its `asgi_send` is: an `async def` (as servers' are), a plain function
+    returning a coroutine, or one returning a plain Future.
+    """
+
+    def __init__(self, kind: str = "async def") -> None:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.gate = asyncio.Event()
         self.gate.set()
         self.broken = False
         self.sent: list[Any] = []
-        self.as_future = as_future
+        self.as_future = kind == "future"
+        self.asgi_send: Any = self._send if kind == "async def" else self.send
         # the tasks a plain-future send waits on the gate with (the loop holds tasks weakly)
         self.waiters: set[asyncio.Task[Literal[True]]] = set()
 
@@ -807,7 +811,7 @@ async def served(router: SocketRouter, peer: GatedPeer) -> tuple[asyncio.Task[No
 
     before = set(router.connections)
     await peer.inbox.put({"type": "websocket.connect"})
-    task = asyncio.create_task(router(ws_scope(), peer.receive, peer.send))  # type: ignore[arg-type]
+    task = asyncio.create_task(router(ws_scope(), peer.receive, peer.asgi_send))  # type: ignore[arg-type]
     await wait_until(lambda: len(router.connections) == len(before) + 1)
     (conn,) = set(router.connections) - before
     return task, conn
@@ -817,13 +821,13 @@ def push(n: int) -> dict[str, Any]:
     return {"type": "websocket.send", "text": orjson.dumps({"n": n}).decode()}
 
 
-@pytest.mark.parametrize("as_future", [False, True], ids=["coroutine", "future"])
-async def test_a_push_whose_send_waits_finishes_in_a_task(as_future: bool) -> None:
+@pytest.mark.parametrize("kind", ["async def", "coroutine", "future"])
+async def test_a_push_whose_send_waits_finishes_in_a_task(kind: str) -> None:
     """A push the server cannot take at once goes on in a task, the pushes behind it queue,
     and once it is written the next push is written at once again, in order; a server whose
-    send returns a plain awaitable instead of a coroutine is served the same way."""
+    send is a plain function returning a coroutine or a Future is served the same way."""
     router = make_router()
-    peer = GatedPeer(as_future)
+    peer = GatedPeer(kind)
     task, conn = await served(router, peer)
     assert conn.push_nowait(push(0)) is None
     peer.gate.clear()
@@ -860,12 +864,13 @@ async def test_a_push_whose_waiting_send_is_cancelled_leaves_the_next_push_writt
     await task
 
 
+@pytest.mark.parametrize("kind", ["async def", "coroutine"])
 @pytest.mark.parametrize("waits", [False, True], ids=["at-once", "after-waiting"])
-async def test_a_push_whose_send_fails_closes_the_connection(waits: bool) -> None:
+async def test_a_push_whose_send_fails_closes_the_connection(waits: bool, kind: str) -> None:
     """A push the server fails to write (the peer is gone) closes the connection, whether
     the send failed at once or after waiting; nothing more is pushed."""
     router = make_router()
-    peer = GatedPeer()
+    peer = GatedPeer(kind)
     task, conn = await served(router, peer)
     if waits:
         peer.gate.clear()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import inspect
 import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
@@ -28,9 +29,7 @@ Pushes = Generator[Any, dict[str, Any], None]
 
 
 @types.coroutine
-def _push_writes(
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> Pushes:
+def _push_writes(send: Callable[[dict[str, Any]], Awaitable[None]]) -> Pushes:
     """Write each message sent in, and yield DONE when the server has taken it.
 
     One per connection, resumed with `send(message)` for every push that finds the writer
@@ -38,6 +37,7 @@ def _push_writes(
     `__await__` wrapper per push; a send that has to wait yields the server's future, and
     `_RestOfPush` finishes it in a task, after which the generator waits for the next
     message again. A failed or cancelled send ends it; the connection starts a new one.
+    This one takes any awaitable `send` returns.
     """
     message = yield DONE
     while True:
@@ -45,17 +45,31 @@ def _push_writes(
         if type(awaitable) is not _Coroutine:  # a server's own awaitable, not an `async def`
             awaitable = awaitable.__await__()  # type: ignore[assignment]
         yield from awaitable  # type: ignore[misc]
+        del awaitable  # not kept alive while waiting for the next message
+        message = yield DONE
+
+
+@types.coroutine
+def _coroutine_writes(send: Callable[[dict[str, Any]], Awaitable[None]]) -> Pushes:
+    """`_push_writes` for a `send` declared `async def`: every call returns a coroutine, so
+    nothing is checked per push (servers' sends are; a wrapper may not be)."""
+    message = yield DONE
+    while True:
+        yield from send(message)  # type: ignore[misc]
         message = yield DONE
 
 
 _Coroutine = types.CoroutineType
+_CO_COROUTINE = inspect.CO_COROUTINE
 
 
-def pushes_for(
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> Pushes:
-    """A `_push_writes` generator over `send`, started: waiting for its first message."""
-    pushes = _push_writes(send)
+def pushes_for(send: Callable[[dict[str, Any]], Awaitable[None]]) -> Pushes:
+    """A push writer over `send`, started: waiting for its first message."""
+    code = getattr(send, "__code__", None)  # a function's, or a bound method's function's
+    if code is not None and code.co_flags & _CO_COROUTINE:
+        pushes = _coroutine_writes(send)
+    else:
+        pushes = _push_writes(send)
     next(pushes)
     return pushes
 
