@@ -21,7 +21,7 @@ if it suspends (`_concurrency.start_eagerly`). While the protocol says `paused()
 reads frames ahead only to hear a client that leaves (the protocol holds them), then stops
 reading: TCP backpressure, not memory, absorbs a client that sends faster than it reads.
 Every frame leaves through `write`, the one writer (or, for a push that finds it idle, the
-same steps in `push_nowait`): whoever finds it idle writes, others leave their frame in the
+same steps in `push_each`): whoever finds it idle writes, others leave their frame in the
 protocol's queue, so frames are whole and never interleaved, and the common case costs no
 task switch. A push the server takes at once is never held, so the protocol never sees it.
 
@@ -107,8 +107,8 @@ class Connection:
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
         # the writer sends `text` alone. Typed loosely once here, not per frame.
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
-        # the writer of pushes that find the writer idle: one generator for the connection's
-        # life, resumed once per push (see `_push_writes`)
+        # what writes a push that finds the writer idle: a generator resumed once per push,
+        # replaced only when a send fails or is cancelled (`_pushing.pushes_for`)
         self._pushes = pushes_for(self._send)
         self._loop = asyncio.get_running_loop()
         # where the connection is in its life; changed only through `_set_lifecycle`
