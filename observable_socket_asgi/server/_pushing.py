@@ -5,10 +5,12 @@ steps the server's `send` once, in the publisher's task, and only a send that ha
 goes on in a task. Stepping a coroutine by hand costs either a StopIteration when it ends
 (`coro.send(None)`) or an `__await__` wrapper to call `next()` on; counted on a fan-out,
 either costs more per subscriber than the rest of the push. So each connection keeps one
-generator for its whole life (`pushes_for`): resumed with a message, it writes it and
+generator from its first push on (`pushes_for`): resumed with a message, it writes it and
 yields `DONE` when the server has taken it, or yields the server's future when the send
 has to wait, and `finish_push` hands the rest to a task. It runs no user code: the server's
 send only (no context copy or current-task swap, which `start_eagerly` pays for handlers).
+It is made at the first push, not with the connection: on 3.11 a started generator is closed
+by raising GeneratorExit in it, which would cost every handshake 5k instructions.
 """
 
 from __future__ import annotations

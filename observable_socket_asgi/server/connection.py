@@ -107,9 +107,10 @@ class Connection:
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
         # the writer sends `text` alone. Typed loosely once here, not per frame.
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
-        # what writes a push that finds the writer idle: a generator resumed once per push,
-        # replaced only when a send fails or is cancelled (`_pushing.pushes_for`)
-        self._pushes = pushes_for(self._send)
+        # what writes a push that finds the writer idle: a generator resumed once per push
+        # (`_pushing.pushes_for`), made by the first push and again after a send failed or
+        # was cancelled; a connection that is never pushed to never pays for one
+        self._pushes: Pushes | None = None
         self._loop = asyncio.get_running_loop()
         # where the connection is in its life; changed only through `_set_lifecycle`
         self._lifecycle = _OPEN
@@ -219,12 +220,14 @@ class Connection:
             # push writer (`_pushing`): it runs no user code (no context copy or task swap
             # needed) and mostly finishes at once; only a send that has to wait takes the
             # writer and holds the frame's bytes (in the budget). A failed send ended the
-            # writer: the connection gets a new one.
+            # writer: the next push makes a new one.
             pushes = conn._pushes
+            if pushes is None:
+                pushes = conn._pushes = pushes_for(conn._send)
             try:
                 yielded = pushes.send(message)
             except Exception as exc:
-                conn._pushes = pushes_for(conn._send)
+                conn._pushes = None
                 conn._write_failed(exc)
                 continue
             if yielded is done:
@@ -574,11 +577,11 @@ class Connection:
         """A push write that had to wait is over: the writer is free (or the peer gone)."""
         self._protocol.write_stopped(size)
         if task.cancelled():
-            self._pushes = pushes_for(self._send)  # the cancellation ended the old one
+            self._pushes = None  # the cancellation ended it
         else:
             exc = task.exception()
             if isinstance(exc, Exception):
-                self._pushes = pushes_for(self._send)
+                self._pushes = None
                 self._write_failed(exc)
             elif exc is None:
                 if self._observer is not None:
