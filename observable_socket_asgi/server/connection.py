@@ -619,6 +619,14 @@ class Connection:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
+        # Every request still running is cancelled at once, before anything is awaited: a
+        # reply written from here on would have nowhere to go.
+        host_request = self._host_request
+        if host_request is not None and self._host is not None:
+            self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
+        await self._tasks.cancel_all()
+        if host_request is not None:
+            await asyncio.shield(host_request)
         closing = self._closing
         if closing is not None and closing is not asyncio.current_task(self._loop):
             # a close frame on its way: let it go (close_timeout bounds it), so that the
@@ -626,11 +634,6 @@ class Connection:
             if self._runtime.settings.close_timeout is None:
                 closing.cancel()
             await asyncio.wait((closing,))
-        await self._tasks.cancel_all()
-        host_request = self._host_request
-        if host_request is not None and self._host is not None:
-            self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
-            await asyncio.shield(host_request)
         self._drop_queue()
         closers, self._closers = self._closers, []
         for callback in closers:
