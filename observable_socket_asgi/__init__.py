@@ -42,6 +42,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     server._idle                                     one timer for a loop's idle clocks
     server.__init__ server.socket                    the socket user code sees
     server.runtime                                   what a router hands down, frozen
+    server._pushing                                  a push written in the publisher's task
     server.pipeline                                  one request path: hooks -> reply, written
     server.connection                                the I/O shell
     server.http                                      plain-HTTP answers: 426, AsyncAPI, metrics

@@ -4,14 +4,13 @@ by hand.
 Most coroutines the server starts (a request's, the server's `send` for a push) finish
 without ever suspending. Stepping one by hand (`next(coro.__await__(), DONE)`) and paying
 for anything more, a task, a timer, only if it suspends is what keeps the per-message cost
-low: `Continuation` finishes such a coroutine in the awaiting task, `finish_in_task` in a
-task of its own.
+low: `Continuation` finishes such a coroutine in the awaiting task (a request that
+suspended keeps the receive loop's task, see `server/connection.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
 import functools
 import inspect
@@ -28,13 +27,13 @@ __all__ = [
     "Continuation",
     "DONE",
     "Tracked",
-    "finish_in_task",
 ]
 
 #: What `next(awaitable.__await__(), DONE)` returns when the awaitable finishes in that
 #: step. Stepping by hand this way, rather than with `coro.send(None)`, ends a coroutine
 #: that returns None without creating a StopIteration, its traceback and its handling,
-#: which cost a tenth of an echo request (the per-frame and per-subscriber paths step so).
+#: which cost a tenth of an echo request (the receive loop steps requests so; the push
+#: writer in `server/_pushing.py` yields it for a send the server took at once).
 DONE: Any = object()
 
 
@@ -73,45 +72,6 @@ def arity_accepts(fn: Callable[..., Any], count: int) -> bool:
     except TypeError:
         return False
     return True
-
-
-class _Resumed(collections.abc.Coroutine[Any, Any, None]):
-    """The rest of a coroutine whose first step already ran, for a Task to drive.
-
-    The first `send` hands the Task what the first step yielded, so the Task waits on
-    that same future. A `throw` that comes first (the task was cancelled before it ever
-    ran, e.g. a disconnect read right behind the request) cancels that future and goes
-    into the coroutine itself, as in any task: the handler sees its CancelledError and
-    is not left suspended for the garbage collector to close.
-    """
-
-    __slots__ = ("_coro", "_started", "_yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
-        self._started = False
-
-    def send(self, value: Any) -> Any:
-        if not self._started:
-            self._started = True
-            return self._yielded
-        return self._coro.send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if not self._started:
-            self._started = True
-            if asyncio.isfuture(self._yielded):
-                self._yielded.cancel()
-        if val is None and tb is None:
-            return self._coro.throw(typ)
-        return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
-
-    def close(self) -> None:
-        self._coro.close()
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        raise TypeError("only a Task drives a resumed coroutine")  # pragma: no cover
 
 
 class Continuation:
@@ -199,16 +159,3 @@ class Tracked:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             tasks.difference_update(pending)
-
-
-def finish_in_task(coro: Any, yielded: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
-    """Return a task running the rest of `coro` (a coroutine, or the iterator an awaitable's
-    `__await__()` gave), whose first step the caller ran by hand (`yielded = next(coro,
-    DONE)` or `coro.send(None)`, which did not finish).
-
-    Stepping by hand, in the caller's own task and context, is for coroutines that run no
-    user code, such as the server's `send` for a push: the context a request's handler runs
-    in (`Continuation`'s `context`) exists for handlers, which may set contextvars, and on a
-    fan-out it would cost more than the write itself, once per subscriber.
-    """
-    return asyncio.Task(_Resumed(coro, yielded), loop=loop)

@@ -50,7 +50,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ._route import Route
-from .envelope import PING, Request, encode_error, encode_pong, parse_request
+from .envelope import PING, Envelope, encode_error, encode_pong, read_request
 from .errors import ProtocolError
 from .status import Status
 
@@ -178,7 +178,7 @@ class Protocol:
         """The connection is accepted and served: the idle clock starts now."""
         self.last_seen = now
 
-    def frame_read(self, data: str | bytes, now: float) -> tuple[Route, Request] | str:
+    def frame_read(self, data: str | bytes, now: float) -> tuple[Route, Envelope] | str:
         """Decide what to do with one frame: a reply frame to write as is, or a dispatch.
 
         Returns:
@@ -192,7 +192,7 @@ class Protocol:
         self.in_flight += 1
         bucket = self._bucket
         try:
-            request = parse_request(data, self._max_bytes)
+            request = read_request(data, self._max_bytes)
         except ProtocolError as exc:
             logger.debug("bad frame (uuid %r): %s", exc.uuid, exc.message)
             if bucket is not None and not bucket.take(now):

@@ -28,6 +28,7 @@ from .errors import EncodeError, FrameTooLarge, ProtocolError
 from .status import Status, is_success
 
 __all__ = [
+    "Envelope",
     "PING",
     "MessageData",
     "PONG",
@@ -47,6 +48,7 @@ __all__ = [
     "parse_message",
     "parse_request",
     "push_from",
+    "read_request",
     "response_from",
 ]
 
@@ -204,23 +206,61 @@ _UUID_INTS = range(-(2**63), 2**64)
 _UUID_RANGE = msgspec.Meta(ge=-(2**63), le=2**63 - 1)
 
 
-class _Envelope(msgspec.Struct, gc=False):
-    """The usual request frame's shape, for msgspec to read and check in one pass.
+class Envelope(msgspec.Struct, gc=False):
+    """A request frame as the server reads it (`read_request()`): what the request path
+    carries from the protocol to the reply.
 
-    A frame of this shape (a string or 64-bit integer uuid, a string route, object or null
-    headers) becomes a `Request` with no check left to run in Python. Anything else, an
-    alias of the original package (`track_id`, `path`), a field missing or of another type,
-    a number JSON cannot carry, goes through `_parse_checked()`, which says what is wrong.
-    Not tracked by the cyclic GC: it lives from the decode to the `Request` it fills.
+    User code never sees it: a handler gets its headers and payload, a hook a `Request`
+    made from it (`to_request()`). So it can be what msgspec decodes the usual frame into
+    and checks in one pass, a struct that costs far less to make and free than a
+    `Request`, once per frame. Not tracked by the cyclic GC: it holds decoded JSON only
+    and nothing outside the request path refers to it.
     """
 
-    uuid: Annotated[int, _UUID_RANGE] | str | None = None
-    route: str | None = None
-    headers: dict[str, Any] | None = None
+    uuid: Annotated[int, _UUID_RANGE] | str
+    route: str
+    headers: dict[str, Any] = msgspec.field(default_factory=dict)
     payload: Any = None
 
+    def to_request(self) -> Request:
+        """The `Request` hooks receive: the same uuid, route, headers and payload."""
+        # Request.__init__ also resolves the original package's aliases; the parser has done
+        # that already, so the slots are filled directly.
+        request = _new_request(Request)
+        request.uuid = self.uuid
+        request.route = self.route
+        request.headers = self.headers
+        request.payload = self.payload
+        return request
 
-_read_envelope = msgspec.json.Decoder(_Envelope).decode
+
+# The usual frame (a string or 64-bit integer uuid, a string route, object headers or none,
+# any payload) is read and checked by msgspec alone. Anything else, an alias of the original
+# package (`track_id`, `path`), a field missing, null or of another type, a number JSON
+# cannot carry, goes through `_read_checked()`, which says what is wrong.
+_read_envelope = msgspec.json.Decoder(Envelope).decode
+
+
+def read_request(data: str | bytes, max_bytes: int | None = None) -> Envelope:
+    """Read one request frame: `parse_request()` for the server's request path, without
+    the `Request` (`Envelope.to_request()` makes it where a hook needs it).
+
+    Raises:
+        FrameTooLarge, ProtocolError: as `parse_request()`.
+    """
+    # A code point is 1 to 4 UTF-8 bytes: only frames in the uncertain band pay for an encode;
+    # a refusal reads the uuid from a small prefix, so 200 MiB costs what 2 MiB does.
+    if max_bytes is not None and len(data) * 4 > max_bytes:
+        size = utf8_size(data)
+        if size > max_bytes:
+            raise FrameTooLarge(size, max_bytes, scan_uuid(data))
+    # nesting past MAX_DEPTH takes more brackets than that: a short frame skips the count
+    if len(data) <= MAX_DEPTH or not may_be_too_deep(data):
+        try:
+            return _read_envelope(data)
+        except (ValueError, RecursionError):  # msgspec's errors: explained below
+            pass
+    return _read_checked(data)
 
 
 def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
@@ -240,45 +280,17 @@ def parse_request(data: str | bytes, max_bytes: int | None = None) -> Request:
             deeper than `MAX_DEPTH` levels (400). Its uuid is read from the frame's first
             characters when the frame cannot be parsed (a lone surrogate escape).
     """
-    # A code point is 1 to 4 UTF-8 bytes: only frames in the uncertain band pay for an encode;
-    # a refusal reads the uuid from a small prefix, so 200 MiB costs what 2 MiB does.
-    if max_bytes is not None and len(data) * 4 > max_bytes:
-        size = utf8_size(data)
-        if size > max_bytes:
-            raise FrameTooLarge(size, max_bytes, scan_uuid(data))
-    # nesting past MAX_DEPTH takes more brackets than that: a short frame skips the count
-    if len(data) <= MAX_DEPTH or not may_be_too_deep(data):
-        try:
-            envelope = _read_envelope(data)
-        except (ValueError, RecursionError):  # msgspec's errors: explained below
-            pass
-        else:
-            uuid = envelope.uuid
-            route = envelope.route
-            if uuid is not None and route is not None:
-                # Request.__init__ also resolves the original package's aliases; the parser
-                # has done that, so it fills the slots directly (a measurable share of the
-                # per-message cost).
-                request = _new_request(Request)
-                request.uuid = uuid
-                request.route = route
-                headers = envelope.headers
-                request.headers = {} if headers is None else headers
-                request.payload = envelope.payload
-                return request
-    return _parse_checked(data)
+    return read_request(data, max_bytes).to_request()
 
 
-def _parse_checked(data: str | bytes) -> Request:
-    """`parse_request()` for a frame `_Envelope` did not take: every rule checked in turn,
-    so that a refusal names what is wrong."""
+def _read_checked(data: str | bytes) -> Envelope:
+    """`read_request()` for a frame msgspec did not take as it is: every rule checked in
+    turn, so that a refusal names what is wrong."""
     obj = parse_message(data)
     uuid: Any = obj.get("uuid")
     if uuid is None:
         uuid = obj.get("track_id")
     uuid_type = type(uuid)
-    # a uuid is a correlation id, not data: an integer one must fit 64 bits, as `scan_uuid`
-    # reads it from a frame that cannot be parsed
     if uuid_type is not str and (uuid_type is not int or uuid not in _UUID_INTS):
         if uuid is None:
             raise ProtocolError("request has no uuid (expected a string or an integer)")
@@ -300,12 +312,7 @@ def _parse_checked(data: str | bytes) -> Request:
         headers = {}
     elif type(headers) is not dict:
         raise _bad_field("headers", headers, "an object or null", uuid)
-    request = _new_request(Request)
-    request.uuid = uuid
-    request.route = route
-    request.headers = headers
-    request.payload = obj.get("payload")
-    return request
+    return Envelope(uuid, route, headers, obj.get("payload"))
 
 
 def _bad_field(name: str, value: Any, expected: str, uuid: Uuid | None) -> ProtocolError:

@@ -12,7 +12,6 @@ import pytest
 from observable_socket_asgi._concurrency import (
     Continuation,
     arity_accepts,
-    finish_in_task,
     is_async_callable,
 )
 
@@ -124,38 +123,3 @@ async def test_a_continuation_passes_cancellation_and_errors_into_the_coroutine(
     coro = failing()
     with pytest.raises(KeyError, match="late"):
         await Continuation(coro, coro.send(None))
-
-
-async def test_finish_in_task_runs_the_rest_of_a_hand_stepped_coroutine() -> None:
-    """The first step runs in the caller's task; the rest in the returned task, which waits
-    on what the first step yielded and sees its cancellation."""
-    outer = asyncio.current_task()
-    seen: list[asyncio.Task[object] | None] = []
-    gate = asyncio.Event()
-
-    async def waits() -> None:
-        seen.append(asyncio.current_task())
-        await gate.wait()
-        seen.append(asyncio.current_task())
-
-    coro = waits()
-    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
-    assert seen == [outer] and not task.done()
-    gate.set()
-    await task
-    assert seen[-1] is task
-
-    cleaned: list[str] = []
-
-    async def forever() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            cleaned.append("cleaned")
-
-    coro = forever()
-    task = finish_in_task(coro, coro.send(None), asyncio.get_running_loop())
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned == ["cleaned"]

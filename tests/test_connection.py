@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -878,3 +878,163 @@ async def test_the_shell_is_a_subscriber_by_public_names() -> None:
         conn.on_close(lambda: ran.append("second"))
     await wait_until(lambda: conn.closed and len(ran) == 2)
     assert ran == ["failing", "second"]
+
+
+class GatedPeer:
+    """An ASGI peer whose sends of frames wait while `gate` is clear, or fail once `broken`.
+
+    `kind` is what its `asgi_send` is: an `async def` (as servers' are), a plain function
+    returning a coroutine, or one returning a plain Future.
+    """
+
+    def __init__(self, kind: str = "async def") -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.broken = False
+        self.sent: list[Any] = []
+        self.as_future = kind == "future"
+        self.asgi_send: Any = self._send if kind == "async def" else self.send
+        # the tasks a plain-future send waits on the gate with (the loop holds tasks weakly)
+        self.waiters: set[asyncio.Task[Literal[True]]] = set()
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    def send(self, message: dict[str, Any]) -> Any:
+        if not self.as_future:
+            return self._send(message)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def take(_: object = None) -> None:
+            self._take(message)
+            future.set_result(None)
+
+        if self.gate.is_set():
+            take()
+        else:
+            self.waiters.add(waiter := asyncio.ensure_future(self.gate.wait()))
+            waiter.add_done_callback(take)
+            waiter.add_done_callback(self.waiters.discard)
+        return future
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await self.gate.wait()
+            if self.broken:
+                raise OSError("the peer is gone")
+        self._take(message)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            self.sent.append(orjson.loads(message["text"]))
+
+
+async def served(router: SocketRouter, peer: GatedPeer) -> tuple[asyncio.Task[None], Any]:
+    """Serve one more connection to `peer`; return the serving task and the connection."""
+    from tests.helpers import ws_scope
+
+    before = set(router.connections)
+    await peer.inbox.put({"type": "websocket.connect"})
+    task = asyncio.create_task(router(ws_scope(), peer.receive, peer.asgi_send))  # type: ignore[arg-type]
+    await wait_until(lambda: len(router.connections) == len(before) + 1)
+    (conn,) = set(router.connections) - before
+    return task, conn
+
+
+def push(n: int) -> dict[str, Any]:
+    return {"type": "websocket.send", "text": orjson.dumps({"n": n}).decode()}
+
+
+@pytest.mark.parametrize("kind", ["async def", "coroutine", "future"])
+async def test_a_push_whose_send_waits_finishes_in_a_task(kind: str) -> None:
+    """A push the server cannot take at once goes on in a task, the pushes behind it queue,
+    and once it is written the next push is written at once again, in order; a server whose
+    send is a plain function returning a coroutine or a Future is served the same way."""
+    router = make_router()
+    peer = GatedPeer(kind)
+    task, conn = await served(router, peer)
+    assert conn.push_nowait(push(0)) is None
+    peer.gate.clear()
+    waiting = conn.push_nowait(push(1))
+    assert isinstance(waiting, asyncio.Task)
+    assert conn.push_nowait(push(2)) is None  # queued behind the write in progress
+    assert peer.sent == [{"n": 0}]
+    peer.gate.set()
+    await waiting
+    await wait_until(lambda: len(peer.sent) == 3)
+    assert conn.push_nowait(push(3)) is None
+    assert peer.sent == [{"n": n} for n in range(4)]
+    await peer.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await task
+
+
+async def test_a_push_whose_waiting_send_is_cancelled_leaves_the_next_push_written() -> None:
+    """Cancelling the task of a push that waits frees the writer: the next push is written
+    at once, and the connection stays open."""
+    router = make_router()
+    peer = GatedPeer()
+    task, conn = await served(router, peer)
+    peer.gate.clear()
+    waiting = conn.push_nowait(push(1))
+    assert isinstance(waiting, asyncio.Task)
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    peer.gate.set()
+    assert conn.push_nowait(push(2)) is None
+    assert peer.sent == [{"n": 2}] and not conn.closed
+    await peer.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await task
+
+
+@pytest.mark.parametrize("kind", ["async def", "coroutine"])
+@pytest.mark.parametrize("waits", [False, True], ids=["at-once", "after-waiting"])
+async def test_a_push_whose_send_fails_closes_the_connection(waits: bool, kind: str) -> None:
+    """A push the server fails to write (the peer is gone) closes the connection, whether
+    the send failed at once or after waiting; nothing more is pushed."""
+    router = make_router()
+    peer = GatedPeer(kind)
+    task, conn = await served(router, peer)
+    if waits:
+        peer.gate.clear()
+        waiting = conn.push_nowait(push(1))
+        assert isinstance(waiting, asyncio.Task)
+        peer.broken = True
+        peer.gate.set()
+        with pytest.raises(OSError):
+            await waiting
+    else:
+        peer.broken = True
+        assert conn.push_nowait(push(1)) is None
+    assert conn.closed
+    assert conn.push_nowait(push(2)) is None
+    await peer.inbox.put({"type": "websocket.disconnect", "code": 1006})
+    await task
+    assert peer.sent == []
+
+
+async def test_push_each_pushes_to_every_subscriber_in_one_call() -> None:
+    """`push_each` is `push_nowait` for a whole slice: open connections get the push at once,
+    a closed one is skipped, a subscriber of another class gets its own `push_nowait`, and
+    the sends that had to wait come back as tasks."""
+    from tests.fake_subscribers import FakeSubscriber
+
+    router = make_router()
+    peers = [GatedPeer() for _ in range(3)]
+    served_ = [await served(router, peer) for peer in peers]
+    (task0, first), (task1, second), (task2, third) = served_
+    await third.close()
+    fake = FakeSubscriber()
+    peers[1].gate.clear()
+    waiting = type(first).push_each([first, second, fake, third], push(1))
+    assert peers[0].sent == [{"n": 1}] and peers[2].sent == []
+    assert fake.frames == ['{"n":1}']
+    assert len(waiting) == 1 and isinstance(waiting[0], asyncio.Task)
+    peers[1].gate.set()
+    await waiting[0]
+    assert peers[1].sent == [{"n": 1}]
+    for peer in peers:
+        await peer.inbox.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.gather(task0, task1, task2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any, ClassVar
 
 import pytest
 
@@ -67,3 +68,35 @@ async def test_stop_drops_what_is_not_handed_out(monkeypatch: pytest.MonkeyPatch
     await hub.stop()
     await asyncio.sleep(0)
     assert [len(s.frames) for s in subs] == [1, 0, 0]
+
+
+class EachSubscriber(FakeSubscriber):
+    """A stand-in whose class hands out a whole slice in one call, as the server's does."""
+
+    calls: ClassVar[list[list[Subscriber]]] = []
+
+    @staticmethod
+    def push_each(subscribers: list[Subscriber], message: dict[str, Any]) -> list[Any]:
+        EachSubscriber.calls.append(list(subscribers))
+        waiting = []
+        for each in subscribers:
+            task = each.push_nowait(message)
+            if task is not None:
+                waiting.append(task)
+        return waiting
+
+
+async def test_broadcast_hands_a_whole_slice_to_a_class_with_push_each() -> None:
+    """When the first subscriber's class offers `push_each`, the slice goes to it in one
+    call, subscribers of other classes included, and the writes it says wait are kept alive;
+    a slice led by a subscriber without it gets one `push_nowait` each."""
+    EachSubscriber.calls = []
+    slow, fast, plain = EachSubscriber(wait=True), EachSubscriber(), FakeSubscriber()
+    broadcast([slow, fast, plain], push_message("x"))
+    assert EachSubscriber.calls == [[slow, fast, plain]]
+    assert fast.frames == plain.frames == ["x"] and slow.frames == []
+    slow.gate.set()
+    await wait_until(lambda: slow.frames == ["x"])
+    broadcast(iter([plain, fast]), push_message("y"))
+    assert len(EachSubscriber.calls) == 1
+    assert plain.frames == fast.frames == ["x", "y"]

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from observable_socket_asgi import SocketRouter
-from observable_socket_asgi._concurrency import start_eagerly
+from observable_socket_asgi._concurrency import DONE, Continuation
 from observable_socket_asgi.options import HistoryOptions
 from observable_socket_asgi.pubsub._history import (
     MemoryHistory,
@@ -281,7 +281,15 @@ class SlowConnection:
 
     def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
         """What a publish calls (the connection's): the write starts at once, a task if it waits."""
-        return start_eagerly(self.send_frame(message["text"]), asyncio.get_running_loop())
+        steps = self.send_frame(message["text"]).__await__()
+        yielded = next(steps, DONE)
+        if yielded is DONE:
+            return None
+
+        async def rest() -> None:
+            await Continuation(steps, yielded)
+
+        return asyncio.get_running_loop().create_task(rest())
 
 
 async def test_pushes_published_during_a_replay_follow_it() -> None:

@@ -411,7 +411,9 @@ async def serve_once(
     shell = FakeShell()
     runtime = router.runtime
     route = runtime.routes[name]
-    request = Request("u", name, {}, payload)
+    from observable_socket_asgi.envelope import Envelope
+
+    request = Envelope("u", name, {}, payload)  # as the protocol reads a frame
     if observer is None:
         await serve_request(runtime, route, WS, request, 42, shell)
     else:

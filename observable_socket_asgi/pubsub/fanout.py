@@ -3,9 +3,10 @@
 Rules of a delivery (this module alone hands pushes out):
 
     `broadcast(subscribers, message)` hands one `websocket.send` message to each subscriber
-    through its public `push_nowait`: every write starts at once in the caller's task and
-    only becomes a task if it has to wait for its socket, so a slow subscriber never delays
-    the others (websockets' `broadcast()`, over the `Subscriber` protocol).
+    through its public `push_nowait` (or, in one call, its class's `push_each`): every
+    write starts at once in the caller's task and only becomes a task if it has to wait
+    for its socket, so a slow subscriber never delays the others (websockets'
+    `broadcast()`, over the `Subscriber` protocol).
 
     `SlicedFanout.deliver()` does that for a topic's subscribers in slices (`SLICE_COUNT`
     subscribers, or `SLICE_BYTES` of frames, whichever comes first): the first slice at
@@ -49,14 +50,22 @@ def broadcast(subscribers: Iterable[Subscriber], message: dict[str, Any]) -> Non
     """Hand `message` to every subscriber at once, without waiting for any socket.
 
     A write that has to wait goes on in a task of its own; a failed write closes only its
-    own connection (the subscriber's `push_nowait` sees to that).
+    own connection (the subscriber's `push_nowait` sees to that). When the first
+    subscriber's class offers `push_each` (see `Subscriber`), it is handed them all in one
+    call instead of one `push_nowait` call each.
     """
+    batch = subscribers if isinstance(subscribers, list) else list(subscribers)
+    if not batch:
+        return
+    push_each = getattr(type(batch[0]), "push_each", None)
+    if push_each is not None:
+        waiting: list[asyncio.Task[None]] = push_each(batch, message)
+    else:
+        waiting = [task for each in batch if (task := each.push_nowait(message)) is not None]
     sending = _sending
-    for subscriber in subscribers:
-        task = subscriber.push_nowait(message)
-        if task is not None:
-            sending.add(task)
-            task.add_done_callback(sending.discard)
+    for task in waiting:
+        sending.add(task)
+        task.add_done_callback(sending.discard)
 
 
 class _Delivery:

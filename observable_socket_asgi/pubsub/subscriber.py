@@ -4,6 +4,13 @@ The registry holds subscribers, the fan-out hands them pushes, the replay sends 
 they missed, and presence names them; none of these sees a connection's internals. The
 server's connection implements this protocol, and any object that does can subscribe (the
 tests use plain fakes, with no server).
+
+A subscriber's class may also offer `push_each(subscribers, message)`, a static method that
+does `push_nowait(message)` for each of `subscribers` in one call and returns the tasks of
+the sends that had to wait; it must accept subscribers of other classes too (through their
+`push_nowait`). The fan-out hands a slice to it when the slice's first subscriber has it:
+on a publish to many subscribers one call per slice costs less than one per subscriber.
+The server's connection offers it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ returns only once the connection has ended. While the protocol says `paused()`, 
 reads frames ahead only to hear a client that leaves (the protocol holds them), then stops
 reading: TCP backpressure, not memory, absorbs a client that sends faster than it reads.
 Every frame leaves through `write`, the one writer (or, for a push that finds it idle, the
-same steps in `push_nowait`): whoever finds it idle writes, others leave their frame in the
+same steps in `push_each`): whoever finds it idle writes, others leave their frame in the
 protocol's queue, so frames are whole and never interleaved, and the common case costs no
 task switch. A push the server takes at once is never held, so the protocol never sees it.
 
@@ -42,24 +42,26 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
-from .._concurrency import DONE, Continuation, Tracked, finish_in_task
+from .._concurrency import DONE, Continuation, Tracked
 from .._protocol import Protocol, PushAction, Queued
 from ..errors import ConnectionClosed
 from ..logs import peer
 from ..pubsub.presence import member_id
 from ..status import CloseCode
 from ._idle import IdleClocks, idle_clocks
+from ._pushing import Pushes, finish_push, pushes_for
 from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
 if TYPE_CHECKING:
     from .._route import Route
-    from ..envelope import Request
+    from ..envelope import Envelope
     from ..observe._observe import Observer
+    from ..pubsub.subscriber import Subscriber
     from ..types import ASGIReceiveCallable, ASGISendCallable
     from .runtime import Runtime
 
@@ -95,6 +97,7 @@ class Connection:
         "_main_task",
         "_observer",
         "_protocol",
+        "_pushes",
         "_receive",
         "_runtime",
         "_send",
@@ -119,6 +122,10 @@ class Connection:
         # asgiref types `websocket.send` with both `bytes` and `text`; servers read either, and
         # the writer sends `text` alone. Typed loosely once here, not per frame.
         self._send = cast("Callable[[dict[str, Any]], Awaitable[None]]", send)
+        # what writes a push that finds the writer idle: a generator resumed once per push
+        # (`_pushing.pushes_for`), made by the first push and again after a send failed or
+        # was cancelled; a connection that is never pushed to never pays for one
+        self._pushes: Pushes | None = None
         self._loop = asyncio.get_running_loop()
         # where the connection is in its life; changed only through `_set_lifecycle`
         self._lifecycle = _OPEN
@@ -205,39 +212,63 @@ class Connection:
         return self.push_nowait({"type": "websocket.send", "text": frame})
 
     def push_nowait(self, message: dict[str, Any]) -> asyncio.Task[None] | None:
-        """Send a push without awaiting it, as a publish does for each subscriber with the
-        `websocket.send` message it builds once for all (servers only read it); a closed
-        connection is skipped. Returns the task finishing a send that had to wait, else None.
+        """Send a push without awaiting it (a `websocket.send` message, only read); a closed
+        connection skips it. Returns the task finishing a send that had to wait, else None.
 
         With the writer idle the frame goes to the server at once, in the caller's task;
         with the writer busy it queues under the push bounds and slow-consumer policy.
         """
-        if self._lifecycle is not _OPEN:
-            return None
-        protocol = self._protocol
-        if protocol.writing:  # the bounds apply only behind a busy writer
-            self._queue_push(message["text"])
-            return None
-        # The server's send, stepped here in the publisher's task: it runs no user code (no
-        # context copy or task swap needed) and mostly finishes at once; only a send that
-        # has to wait takes the writer and holds the frame's bytes (in the budget).
-        steps = self._send(message).__await__()
-        try:
-            yielded = next(steps, DONE)  # DONE: finished, with no StopIteration to handle
-        except Exception as exc:
-            self._write_failed(exc)
-            return None
-        if yielded is DONE:
-            if self._observer is not None:
-                self._observer.push_sent()
-            if protocol.out:
-                self._release_writer()
-            return None
-        size = len(message["text"])
-        protocol.write_started(size)  # the writer, until the task finishing it is done
-        task = finish_in_task(steps, yielded, self._loop)
-        task.add_done_callback(functools.partial(self._push_written, size))
-        return task
+        waiting = Connection.push_each((self,), message)
+        return waiting[0] if waiting else None
+
+    @staticmethod
+    def push_each(
+        subscribers: Iterable[Subscriber], message: dict[str, Any]
+    ) -> list[asyncio.Task[None]]:
+        """`push_nowait(message)` for each of `subscribers` in turn, in one call: what a
+        publish does with each slice of a topic's subscribers, sharing one message (servers
+        only read it). One loop here instead of a method call per subscriber is the fan-out's
+        saving; a subscriber that is not one of these connections gets its own `push_nowait`.
+
+        Returns:
+            The tasks finishing the sends that had to wait (usually none).
+        """
+        waiting: list[asyncio.Task[None]] = []
+        done, open_, connection = DONE, _OPEN, Connection  # locals: read once per subscriber
+        for conn in subscribers:
+            if type(conn) is not connection:
+                task = conn.push_nowait(message)
+                if task is not None:
+                    waiting.append(task)
+                continue
+            if conn._lifecycle is not open_:
+                continue
+            protocol = conn._protocol
+            if protocol.writing:  # the bounds apply only behind a busy writer
+                conn._queue_push(message["text"])
+                continue
+            # The server's send, stepped here in the publisher's task by the connection's
+            # push writer (`_pushing`): it runs no user code (no context copy or task swap
+            # needed) and mostly finishes at once; only a send that has to wait takes the
+            # writer and holds the frame's bytes (in the budget). A failed send ended the
+            # writer: the next push makes a new one.
+            pushes = conn._pushes
+            if pushes is None:
+                pushes = conn._pushes = pushes_for(conn._send)
+            try:
+                yielded = pushes.send(message)
+            except Exception as exc:
+                conn._pushes = None
+                conn._write_failed(exc)
+                continue
+            if yielded is done:
+                if conn._observer is not None:
+                    conn._observer.push_sent()
+                if protocol.out:
+                    conn._release_writer()
+                continue
+            waiting.append(conn._push_waits(len(message["text"]), pushes, yielded))
+        return waiting
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection; in-flight requests are cancelled. Idempotent."""
@@ -339,8 +370,8 @@ class Connection:
         # the last frame's objects; let go before each wait, so that an idle connection
         # keeps nothing of its last request (its frame, request, coroutine: ~0.6 KiB)
         data: str | bytes | None = None
-        decision: tuple[Route, Request] | str | None = None
-        request: Request | None = None
+        decision: tuple[Route, Envelope] | str | None = None
+        request: Envelope | None = None
         coro: Coroutine[Any, Any, None] | None = None
         steps: Any = None
         context: contextvars.Context | None = None
@@ -637,6 +668,15 @@ class Connection:
             self._idle_key = None
             assert self._idle is not None
             self._idle.forget(self, key)
+        # Every request still running is cancelled at once, before anything is awaited: a
+        # reply written from here on would have nowhere to go.
+        host_request = self._host_request
+        if host_request is not None and self._host is not None:
+            self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
+        if self._tracked is not None:
+            await self._tracked.cancel_all()
+        if host_request is not None:
+            await asyncio.shield(host_request)
         closing = self._closing
         if closing is not None and closing is not asyncio.current_task(self._loop):
             # a close frame on its way: let it go (close_timeout bounds it), so that the
@@ -644,12 +684,6 @@ class Connection:
             if self._runtime.settings.close_timeout is None:
                 closing.cancel()
             await asyncio.wait((closing,))
-        if self._tracked is not None:
-            await self._tracked.cancel_all()
-        host_request = self._host_request
-        if host_request is not None and self._host is not None:
-            self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
-            await asyncio.shield(host_request)
         self._drop_queue()
         closers, self._closers = self._closers, None
         for callback in closers or ():
@@ -677,6 +711,14 @@ class Connection:
         if dropped:
             self._pushes_dropped(dropped)
 
+    def _push_waits(self, size: int, pushes: Pushes, yielded: Any) -> asyncio.Task[None]:
+        """A push's send has to wait: it takes the writer and holds its bytes until the task
+        finishing it is done."""
+        self._protocol.write_started(size)
+        task = finish_push(pushes, yielded, self._loop)
+        task.add_done_callback(functools.partial(self._push_written, size))
+        return task
+
     def _not_written(self, is_reply: bool, freed: int) -> None:
         """A frame reached a closed connection: a reply frees its slot and its request's
         `freed` bytes, a push is dropped."""
@@ -689,9 +731,12 @@ class Connection:
     def _push_written(self, size: int, task: asyncio.Task[None]) -> None:
         """A push write that had to wait is over: the writer is free (or the peer gone)."""
         self._protocol.write_stopped(size)
-        if not task.cancelled():
+        if task.cancelled():
+            self._pushes = None  # the cancellation ended it
+        else:
             exc = task.exception()
             if isinstance(exc, Exception):
+                self._pushes = None
                 self._write_failed(exc)
             elif exc is None:
                 if self._observer is not None:

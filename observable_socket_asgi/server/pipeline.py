@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._route import CallMode, Route
 from .._schema import Invalid
-from ..envelope import Request, encode_error, encode_reply, parse_request
+from ..envelope import Envelope, Request, encode_error, encode_reply, parse_request
 from ..errors import BadRequest, EncodeError, ProtocolError
 from ..logs import peer
 from ..observe._observe import MALFORMED, UNKNOWN, note_failure, status_of
@@ -80,7 +80,7 @@ class Shell(Protocol):
 
 
 async def serve_request(
-    runtime: Runtime, route: Route, ws: Any, request: Request, size: int, shell: Shell
+    runtime: Runtime, route: Route, ws: Any, request: Envelope, size: int, shell: Shell
 ) -> None:
     """Answer one dispatched request and write the reply.
 
@@ -98,10 +98,10 @@ async def serve_request(
                 )
             except Exception as exc:
                 frame = failure(route, ws, request.uuid, exc)
-        elif route.idempotent:
-            frame = await answer_once(runtime, route, ws, request)
+        elif route.idempotent:  # hooks see a `Request`, made here
+            frame = await answer_once(runtime, route, ws, request.to_request())
         else:
-            frame = await answer(route, ws, request)
+            frame = await answer(route, ws, request.to_request())
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
@@ -110,7 +110,7 @@ async def serve_request(
         # A cancellation the router did not cause: the handler awaited a future or task
         # someone else cancelled. It is the handler's failure, answered like any other;
         # not answering would hold this request's slot for ever.
-        frame = _foreign_cancellation(route, ws, request)
+        frame = _foreign_cancellation(route, ws, request.uuid)
     except BaseException:
         shell.request_done(size)  # no reply: the frame's bytes are freed all the same
         raise
@@ -123,7 +123,7 @@ async def serve_observed(
     runtime: Runtime,
     route: Route,
     ws: Any,
-    request: Request,
+    request: Envelope,
     size: int,
     shell: Shell,
 ) -> None:
@@ -220,16 +220,16 @@ def observe_answered(
     observer.answered(label, status, started)
 
 
-def _foreign_cancellation(route: Route, ws: Any, request: Request) -> str:
+def _foreign_cancellation(route: Route, ws: Any, uuid: Any) -> str:
     logger.error(
         "route %r (uuid %r) raised CancelledError the router did not cause (it awaited "
         "something cancelled elsewhere); answered 500",
         route.name,
-        request.uuid,
+        uuid,
         exc_info=True,
-        extra=_context(route, ws, request.uuid),
+        extra=_context(route, ws, uuid),
     )
-    return encode_error(Status.INTERNAL_SERVER_ERROR, request.uuid, _INTERNAL)
+    return encode_error(Status.INTERNAL_SERVER_ERROR, uuid, _INTERNAL)
 
 
 async def run(route: Route, ws: Any, request: Request) -> str:
