@@ -16,6 +16,10 @@ import costs cancelled out.
   delivers it when the client has one request in flight (256 x 1): the connection's task
   suspends and is woken for every frame, so what is counted includes passing that wake-up
   through every coroutine between the server's task and the app's `receive()`.
+- `ping`: as `echo_wait`, but each frame is the JS client's heartbeat (route `PING`, a
+  string uuid), answered with PONG; unit = one heartbeat. Every connection sends one per
+  minute and is woken for it, so this is what idle connections cost. The bare app answers
+  it as it answers any frame (an echo): it knows no PING.
 - `fanout`: 100 subscribers, then one `fanout` request for N pushes; unit = one push
   delivered to one subscriber.
 - `handshake`: N connections, each connect -> accept -> disconnect; unit = one
@@ -44,12 +48,18 @@ from bench._harness import ROOT, save
 WORKLOADS = {
     "echo": (2000, 12000),
     "echo_wait": (2000, 12000),
+    "ping": (2000, 12000),
     "fanout": (50, 250),
     "handshake": (200, 1200),
 }
 CONTENDERS = ["bare", "router"]
 SUBSCRIBERS = 100
 FRAME = '{"uuid":%d,"route":"echo","headers":{"token":"abc"},"payload":[1,2,3,4],"status":200}'
+#: the JS client's heartbeat, as `bench/loadgen.py` sends it
+PING_FRAME = (
+    '{"uuid":"%08x-0000-4000-8000-000000000000","route":"PING",'
+    '"headers":{"token":"abc"},"payload":{},"status":200}'
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,12 +78,12 @@ def _scope(query: bytes = b"") -> dict[str, Any]:
     return websocket_scope(query_string=query)
 
 
-async def _echo(app: Any, n: int, wait: bool = False) -> int:
+async def _echo(app: Any, n: int, wait: bool = False, frame: str = FRAME) -> int:
     """One connection, `n` echo requests; with `wait`, each frame arrives from a loop
     callback (the connection's task is woken per frame) instead of being already queued."""
     loop = asyncio.get_running_loop()
     messages: list[dict[str, Any]] = [{"type": "websocket.connect"}]
-    messages += [{"type": "websocket.receive", "text": FRAME % i} for i in range(n)]
+    messages += [{"type": "websocket.receive", "text": frame % i} for i in range(n)]
     messages.append({"type": "websocket.disconnect", "code": 1000})
     feed = iter(messages)
     sent = 0
@@ -189,6 +199,7 @@ def child(workload: str, name: str, n: int) -> None:
         # a partial, not a wrapper coroutine: one more coroutine in the chain that each
         # wake-up passes through would be counted against every contender
         "echo_wait": functools.partial(_echo, wait=True),
+        "ping": functools.partial(_echo, wait=True, frame=PING_FRAME),
         "fanout": _fanout,
         "handshake": _handshake,
     }

@@ -82,7 +82,7 @@ class Codec:
     def parse(self, data: bytes) -> tuple[str, Any, int]:
         """-> (kind, uuid, status); kind is "reply" or "push". A push is told by its `route`
         key without decoding it: at 100k pushes/s the client's own parsing would count."""
-        if b'"route":' in data:
+        if b'"route":' in data and b'"route":"PONG"' not in data:  # a PONG answers a PING
             return "push", None, 200
         message = orjson.loads(data)
         return "reply", message["uuid"], message["status"]

@@ -2,7 +2,7 @@
 
     python -m bench.served_instructions [--contenders bare,router,adapter]
         [--configs 16x16,256x1] [--count 20000]
-        [--fanout bare,router] [--subscribers 1000] [--pushes 20]
+        [--fanout bare,router] [--subscribers 1000] [--pushes 20] [--ping bare,router]
 
 `bench/instructions.py` counts the app alone, in process. This counts what the real server
 process executes in user space (uvicorn's frame parsing and queues, uvloop, the app) for a
@@ -17,8 +17,11 @@ The server runs with uvicorn's keepalive pings off ($BENCH_WS_PING_INTERVAL=off 
 they fire by the wall clock, and callgrind stretches a counted round to tens of seconds, so
 with 1,000 subscribers they put 1,000 to 3,000 ping/pong exchanges into the count, as many
 as a busy machine makes the round last (the same code counted 20,253 to 21,754 per push).
-The same for fan-out: one round of `--pushes` pushes to `--subscribers` subscribers (the
-load generator's `fanout` mode, stepwise), per delivered push. About a minute per contender
+`--ping` counts the JS client's heartbeat the same way: 256 connections with one PING each in
+flight, so every PING wakes its connection as a heartbeat does (the router answers PONG,
+the bare app echoes it, knowing no PING). The same for fan-out: one round of `--pushes`
+pushes to `--subscribers` subscribers (the load generator's `fanout` mode, stepwise), per
+delivered push. About a minute per contender
 and configuration. Results: bench/results/served_instructions.json.
 """
 
@@ -60,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--subscribers", type=int, default=1000)
     p.add_argument("--pushes", type=int, default=20)
+    p.add_argument(
+        "--ping",
+        default="",
+        help="contenders for the heartbeat count, 256 x 1 PINGs (e.g. bare,router)",
+    )
     return p
 
 
@@ -172,8 +180,10 @@ def _count_served(
     return _total(files[-1]), done
 
 
-def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
-    """Instructions the served contender executed for exactly `count` echo requests."""
+def measure(
+    name: str, conns: int, inflight: int, count: int, route: str = "echo"
+) -> dict[str, Any]:
+    """Instructions the served contender executed for exactly `count` requests to `route`."""
     instructions, done = _count(
         name,
         {
@@ -182,14 +192,14 @@ def measure(name: str, conns: int, inflight: int, count: int) -> dict[str, Any]:
             "inflight": inflight,
             "warmup_count": WARMUP,
             "count": count,
-            "route": "echo",
+            "route": route,
             "proto": "envelope",
         },
     )
     if done != count:
         raise RuntimeError(f"{name}: {done} of {count} answered")
     return {
-        "workload": "echo",
+        "workload": "ping" if route == "PING" else route,
         "contender": name,
         "conns": conns,
         "inflight": inflight,
@@ -233,6 +243,12 @@ def main(argv: list[str] | None = None) -> None:
             runs.append(run)
             base = run["per_request"] if name == "bare" else base
             _print(config, run, "per_request", "request", base)
+    base = None
+    for name in args.ping.split(",") if args.ping else []:
+        run = measure(name, 256, 1, args.count, route="PING")
+        runs.append(run)
+        base = run["per_request"] if name == "bare" else base
+        _print("ping", run, "per_request", "PING", base)
     base = None
     for name in args.fanout.split(",") if args.fanout else []:
         run = measure_fanout(name, args.subscribers, args.pushes)

@@ -39,6 +39,7 @@ included, and a folder only the folders above it (`tests/test_layers.py` checks 
     pubsub.topics                                    the hub: a transport and its stores
     pubsub.publisher                                 publishing from outside a router
     server/                                          the serving machinery
+    server._idle                                     one timer for a loop's idle clocks
     server.__init__ server.socket                    the socket user code sees
     server.runtime                                   what a router hands down, frozen
     server._pushing                                  a push written in the publisher's task

@@ -22,6 +22,7 @@ MODULES = [
     "bench.apps",
     "bench.explorer",
     "bench.fanout",
+    "bench.conn_memory",
     "bench.growth",
     "bench.handshake",
     "bench.head_of_line",
@@ -136,6 +137,8 @@ def test_codecs_frame_and_parse() -> None:
         404,
     )
     assert envelope.parse(b'{"uuid":"s-1","route":"fan","status":200}')[0] == "push"
+    pong = b'{"uuid":"p-1","route":"PONG","status":200,"headers":{},"payload":null}'
+    assert envelope.parse(pong) == ("reply", "p-1", 200)  # a PONG answers its PING
 
     sio = SocketIOCodec()
     raw = sio.request(12, "fanout", b'{"count":3}')
@@ -188,7 +191,7 @@ def test_report_fits_and_ratios() -> None:
     assert "| 0.50 by time (by server CPU per push: 1.00) | missed by rate, met by CPU |" in targets
 
 
-@pytest.mark.parametrize("workload", ["echo", "echo_wait", "fanout", "handshake"])
+@pytest.mark.parametrize("workload", ["echo", "echo_wait", "ping", "fanout", "handshake"])
 def test_instruction_workloads_serve_every_unit(workload: str) -> None:
     """The in-process drivers callgrind counts really serve what they claim (no valgrind)."""
     proc = subprocess.run(
@@ -225,9 +228,11 @@ def _stepwise(spec: dict[str, Any]) -> list[Any]:
     return [json.loads(line) for line in out.strip().splitlines()]
 
 
-def test_counted_load_sends_exactly_its_count() -> None:
+@pytest.mark.parametrize("route", ["echo", "PING"])
+def test_counted_load_sends_exactly_its_count(route: str) -> None:
     """The load generator's `counted` mode (what bench.served_instructions counts between
-    its two lines) has exactly `count` requests answered, against a real served router."""
+    its two lines) has exactly `count` requests answered, against a real served router;
+    PINGs too, each answered by its PONG."""
     lines = _stepwise(
         {
             "mode": "counted",
@@ -235,7 +240,7 @@ def test_counted_load_sends_exactly_its_count() -> None:
             "inflight": 4,
             "warmup_count": 5,
             "count": 50,
-            "route": "echo",
+            "route": route,
             "proto": "envelope",
         }
     )
@@ -467,3 +472,22 @@ def test_report_holds_the_router_to_the_starlette_endpoint() -> None:
     line = "| router throughput >= 1.0 x the Starlette endpoint at 16 x 16 | 1.05 "
     assert line + "(by CPU per message: 1.05) | **met** |" in targets
     assert "the Starlette endpoint at 256 x 1 | 1.05 (by CPU per message: 1.05)" in targets
+
+
+def test_an_idle_router_connection_keeps_little_over_bare() -> None:
+    """What an idle router connection keeps beside the bare app's, counted by tracemalloc in
+    process (bench.conn_memory), stays under 1 KiB: its last request, a timer of its own or
+    a coroutine per layer would each show here."""
+    import asyncio
+    import tracemalloc
+
+    from bench.conn_memory import _measure
+
+    tracemalloc.start(1)
+    try:
+        bare = asyncio.run(_measure("bare", 300, 3))
+        router = asyncio.run(_measure("router", 300, 3))
+    finally:
+        tracemalloc.stop()
+    share = router["bytes_per_conn"] - bare["bytes_per_conn"]
+    assert 0 < share < 1024, (share, router["sites"])

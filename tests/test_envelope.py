@@ -242,6 +242,19 @@ def test_encode_error_and_pong() -> None:
     }
 
 
+@pytest.mark.parametrize("uuid", ["abc", 'q"\\\n', "\u00e9\u2028", "", 0, -(2**63), 2**64 - 1])
+def test_pong_bytes_are_the_envelope_dict_encoded(uuid: str | int) -> None:
+    """A PONG is byte for byte the envelope dict encoded in wire order, whatever its uuid."""
+    frame: dict[str, Any] = {
+        "uuid": uuid,
+        "route": "PONG",
+        "status": 200,
+        "headers": {},
+        "payload": None,
+    }
+    assert encode_pong(uuid) == orjson.dumps(frame).decode()
+
+
 def test_push_uuids_are_fresh_strings() -> None:
     """Every push gets a new server uuid that a client id cannot collide with."""
     first = orjson.loads(encode_push("news", {"a": 1}))

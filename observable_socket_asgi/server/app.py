@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,22 +36,22 @@ class Application:
     startup_hooks: Sequence[Callable[[], Any]]
     shutdown_hooks: Sequence[Callable[[], Any]]
 
-    async def __call__(
+    def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        """Serve one ASGI scope."""
+    ) -> Awaitable[None]:
+        """Serve one ASGI scope: return the coroutine that serves it, for the caller to await.
+
+        Not a coroutine itself: one awaiting the connection's would stay alive, frame and all,
+        as long as the connection does.
+        """
         kind = scope["type"]
         if kind == "websocket":
-            message = await receive()
-            if message["type"] != "websocket.connect":
-                return  # the client left before the handshake completed
-            await serve_connection(self.handshake, scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "http":
-            await answer_http(self.http, scope, send)
-        else:
-            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+            return serve_connection(self.handshake, scope, receive, send, connect=True)
+        if kind == "lifespan":
+            return self._lifespan(receive, send)
+        if kind == "http":
+            return answer_http(self.http, scope, send)
+        raise ValueError(f"unsupported ASGI scope type {kind!r}")
 
     async def startup(self) -> None:
         """Start the runtime's services, then run the startup hooks: what the ASGI lifespan's

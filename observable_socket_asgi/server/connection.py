@@ -3,10 +3,10 @@
 The connection's `Protocol` (no I/O) owns every count, byte and queue and decides what to
 do with each frame and push; this module feeds it events and carries its answers out (it
 never assigns the protocol's attributes): it reads frames, starts requests
-(`pipeline.serve_request`), hands frames to the server, runs the idle timer, closes, and
-owns the connection's life. User code sees the `Socket` it builds (`server/socket.py`); the
-topics see this object through their `Subscriber` names (`closed`, `member_id`,
-`push_nowait`, `send_frame`, `on_close`).
+(`pipeline.serve_request`), hands frames to the server, answers the idle clocks
+(`server/_idle.py`), closes, and owns the connection's life. User code sees the `Socket`
+it builds (`server/socket.py`); the topics see this object through their `Subscriber` names
+(`closed`, `member_id`, `push_nowait`, `send_frame`, `on_close`).
 
 Rules of a connection's life (`Lifecycle`; this module alone changes it, through
 `_set_lifecycle`, which logs each move at debug and refuses any move back):
@@ -52,11 +52,14 @@ from ..errors import ConnectionClosed
 from ..logs import peer
 from ..pubsub.presence import member_id
 from ..status import CloseCode
+from ._idle import IdleClocks, idle_clocks
 from ._pushing import Pushes, finish_push, pushes_for
 from .pipeline import observe_answered, serve_observed, serve_request
 from .socket import Lifecycle, Socket
 
 if TYPE_CHECKING:
+    from .._route import Route
+    from ..envelope import Envelope
     from ..observe._observe import Observer
     from ..pubsub.subscriber import Subscriber
     from ..types import ASGIReceiveCallable, ASGISendCallable
@@ -87,7 +90,8 @@ class Connection:
         "_ended",
         "_host",
         "_host_request",
-        "_idle_handle",
+        "_idle",
+        "_idle_key",
         "_lifecycle",
         "_loop",
         "_main_task",
@@ -98,7 +102,7 @@ class Connection:
         "_runtime",
         "_send",
         "_slot_waiter",
-        "_tasks",
+        "_tracked",
         "scope",
         "socket",
         "ws",
@@ -133,7 +137,8 @@ class Connection:
         # leaves is noticed (and its requests cancelled) even while no slot is free
         self._ahead: asyncio.Task[dict[str, Any]] | None = None
         # requests that suspended, and the close and queue-draining tasks started here
-        self._tasks = Tracked(self._loop)
+        # (`_tasks`); made on first use: most connections never keep a task
+        self._tracked: Tracked | None = None
         # the task reading frames now, which `_abort()` cancels
         self._main_task: asyncio.Task[Any] | None = None
         # the task the server awaits `run()` in; while it finishes a request of its own (the
@@ -142,7 +147,9 @@ class Connection:
         self._host: asyncio.Task[Any] | None = None
         self._host_request: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[None] | None = None
-        self._idle_handle: asyncio.TimerHandle | None = None
+        # the bucket of the loop's idle clocks this connection waits in (`server/_idle.py`)
+        self._idle: IdleClocks | None = None
+        self._idle_key: int | None = None
         # the router's observer (metrics, tracing); None: nothing watches, nothing extra runs
         self._observer = runtime.observer
         # the first close code sent or received; reported when the connection ends
@@ -150,8 +157,9 @@ class Connection:
         # the task sending a close frame the connection decided on (slow consumer, idle):
         # bounded by close_timeout, so `_cleanup` lets it finish instead of cancelling it
         self._closing: asyncio.Task[None] | None = None
-        # run (sync, no arguments) once the connection is closed: the topics' cleanups
-        self._closers: list[Callable[[], None]] = []
+        # run (sync, no arguments) once the connection is closed: the topics' cleanups;
+        # made on first use
+        self._closers: list[Callable[[], None]] | None = None
         #: what user code sees of this connection
         self.socket = Socket(self, runtime.settings, runtime.topics)
         make_ws = runtime.make_ws
@@ -182,6 +190,8 @@ class Connection:
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Run `callback` (sync, once) when the connection is closed; a failure is logged."""
+        if self._closers is None:
+            self._closers = []
         self._closers.append(callback)
 
     # Public API: pushes (what the topics and the user's socket call)
@@ -334,7 +344,8 @@ class Connection:
         self._protocol.serving_started(loop.time())
         idle_timeout = self._runtime.settings.idle_timeout
         if idle_timeout is not None:
-            self._idle_handle = loop.call_later(idle_timeout, self._check_idle)
+            clocks = self._idle = idle_clocks(loop, idle_timeout)
+            self._idle_key = clocks.watch(self, loop.time() + idle_timeout, loop)
         return self._receive_loop()
 
     async def _receive_loop(self) -> None:
@@ -356,6 +367,14 @@ class Connection:
         started = 0.0
         message: Mapping[str, Any] | None
         suspended: tuple[Any, Any, contextvars.Context] | None = None
+        # the last frame's objects; let go before each wait, so that an idle connection
+        # keeps nothing of its last request (its frame, request, coroutine: ~0.6 KiB)
+        data: str | bytes | None = None
+        decision: tuple[Route, Envelope] | str | None = None
+        request: Envelope | None = None
+        coro: Coroutine[Any, Any, None] | None = None
+        steps: Any = None
+        context: contextvars.Context | None = None
         try:
             while self._lifecycle is _OPEN:
                 # `protocol.paused()`, inlined: it is asked once per frame
@@ -367,6 +386,7 @@ class Connection:
                         break  # the client left: `_ahead` holds its disconnect
                 message = protocol.next_held() if protocol.held else None
                 if message is None:
+                    data = decision = request = coro = steps = context = None
                     ahead, self._ahead = self._ahead, None
                     message = await (receive() if ahead is None else ahead)
                 mtype = message["type"]
@@ -451,8 +471,19 @@ class Connection:
         if reader is not None and reader is not asyncio.current_task(self._loop):
             reader.cancel()
 
-    async def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> None:
-        """Write what the protocol answered at once; close an abusive client."""
+    def _answer_at_once(self, frame: str, data: str | bytes, started: float) -> Awaitable[None]:
+        """Write what the protocol answered at once; close an abusive client.
+
+        With nothing to do after the write (no observer, a client within its limits) this is
+        the writer's own coroutine: a heartbeat's PONG, what every idle connection sends once
+        a minute, costs no coroutine of its own.
+        """
+        if self._observer is None and not self._protocol.abusive:
+            return self.write(frame, True)
+        return self._answer_then(frame, data, started)
+
+    async def _answer_then(self, frame: str, data: str | bytes, started: float) -> None:
+        """`_answer_at_once` with an observer to tell or an abusive client to close."""
         await self.write(frame, True)
         if self._observer is not None:
             observe_answered(self._observer, self._runtime, frame, data, started)
@@ -512,6 +543,14 @@ class Connection:
             self._slot_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    @property
+    def _tasks(self) -> Tracked:
+        """The tasks this connection holds until they are done, made on first use."""
+        tracked = self._tracked
+        if tracked is None:
+            tracked = self._tracked = Tracked(self._loop)
+        return tracked
 
     # Private methods: the lifecycle
 
@@ -592,22 +631,30 @@ class Connection:
             self._close_or_abort(CloseCode.TRY_AGAIN_LATER, "try again later")
         )
 
-    def _check_idle(self) -> None:
+    def idle_due(self) -> None:
+        """The idle clocks ask again: close a connection idle for `idle_timeout`, else
+        watch again until its new deadline."""
+        self._idle_key = None
         if self._lifecycle is not _OPEN:
             return
-        wait = self._protocol.idle_wait(self._loop.time())
+        timeout = self._runtime.settings.idle_timeout
+        assert timeout is not None
+        loop = self._loop
+        now = loop.time()
+        wait = self._protocol.idle_wait(now)
         if wait is None:
             logger.info(
                 "closing %s: idle for %.0f s",
                 self._peer(),
-                self._runtime.settings.idle_timeout,
+                timeout,
                 extra={"client": self._peer()},
             )
-            self._closing = self._loop.create_task(
+            self._closing = loop.create_task(
                 self._close_or_abort(CloseCode.GOING_AWAY, "idle timeout")
             )
         else:
-            self._idle_handle = self._loop.call_later(wait, self._check_idle)
+            assert self._idle is not None
+            self._idle_key = self._idle.watch(self, now + wait, loop)
 
     async def _cleanup(self) -> None:
         """End everything the connection started; then run the `on_close` callbacks."""
@@ -616,15 +663,18 @@ class Connection:
         if self._ahead is not None:
             self._ahead.cancel()  # the connection is over: nothing more will be read
             self._ahead = None
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
-            self._idle_handle = None
+        key = self._idle_key
+        if key is not None:
+            self._idle_key = None
+            assert self._idle is not None
+            self._idle.forget(self, key)
         # Every request still running is cancelled at once, before anything is awaited: a
         # reply written from here on would have nowhere to go.
         host_request = self._host_request
         if host_request is not None and self._host is not None:
             self._host.cancel()  # the server's task finishing a request (`_serve_suspended`)
-        await self._tasks.cancel_all()
+        if self._tracked is not None:
+            await self._tracked.cancel_all()
         if host_request is not None:
             await asyncio.shield(host_request)
         closing = self._closing
@@ -635,8 +685,8 @@ class Connection:
                 closing.cancel()
             await asyncio.wait((closing,))
         self._drop_queue()
-        closers, self._closers = self._closers, []
-        for callback in closers:
+        closers, self._closers = self._closers, None
+        for callback in closers or ():
             try:
                 callback()
             except Exception:

@@ -132,36 +132,52 @@ async def serve_connection(
     receive: ASGIReceiveCallable,
     send: ASGISendCallable,
     accepted: bool = False,
+    connect: bool = False,
 ) -> None:
     """Run the handshake checks, accept, and serve one connection until it ends.
 
-    The client's `websocket.connect` has been received already.
+    One coroutine from the handshake to the end of the connection: every coroutine that
+    awaits another stays alive, frame and all, as long as the connection does.
 
     Args:
         accepted: the handshake was already accepted (an endpoint called `ws.accept()`):
             a refusal to retry can then only be a close 1013.
+        connect: the client's `websocket.connect` is still to be received (the router
+            serving a scope itself); False when an adapter has received it already.
     """
+    if connect and (await receive())["type"] != "websocket.connect":
+        return  # the client left before the handshake completed
     runtime = handshake.runtime
-    observer = runtime.observer
     conn = Connection(runtime, scope, receive, send)
-    ws = conn.ws  # what access_logic, hooks and handlers receive
     refusal = _origin_refusal(runtime.settings, scope)
     if refusal is not None:
-        await _refuse(send, refusal, observer, "origin")
+        await _refuse(send, refusal, runtime.observer, "origin")
         return
     registry = handshake.registry
     if not registry.reserve():
         _log_refusal(scope, "max_connections (%d) reached", registry.slots_taken)
-        await _deny(send, scope, runtime.settings.retry_after, accepted, observer, "capacity")
+        await _deny(
+            send, scope, runtime.settings.retry_after, accepted, runtime.observer, "capacity"
+        )
         return
     try:
-        why = await _admission(handshake, scope, ws)
+        # `conn.ws` is what access_logic, hooks and handlers receive
+        why = await _admission(handshake, scope, conn.ws)
         if why == "access":
-            await _refuse(send, "access denied", observer, why)
+            await _refuse(send, "access denied", runtime.observer, why)
         elif why is not None:
-            await _deny(send, scope, runtime.settings.retry_after, accepted, observer, why)
+            await _deny(send, scope, runtime.settings.retry_after, accepted, runtime.observer, why)
         else:
-            await _serve(registry, conn, send, observer)
+            await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
+            registry.add(conn)
+            if runtime.observer is not None:
+                runtime.observer.connection_accepted()
+            try:
+                await conn.run()
+            finally:
+                registry.discard(conn)
+                if runtime.observer is not None:
+                    runtime.observer.connection_closed(conn.close_code)
     finally:
         registry.release()
 
@@ -193,22 +209,6 @@ async def _admission(handshake: Handshake, scope: Mapping[str, Any], ws: Any) ->
         _log_refusal(scope, "access_logic said no")
         return "access"
     return None
-
-
-async def _serve(
-    registry: ConnectionRegistry, conn: Connection, send: ASGISendCallable, observer: Any
-) -> None:
-    """Accept `conn` and serve it until it ends, counted in `registry` meanwhile."""
-    await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-    registry.add(conn)
-    if observer is not None:
-        observer.connection_accepted()
-    try:
-        await conn.run()
-    finally:
-        registry.discard(conn)
-        if observer is not None:
-            observer.connection_closed(conn.close_code)
 
 
 async def _check_access(access_logic: Any, socket: Any, limit: float | None) -> Any:
