@@ -10,7 +10,7 @@ import pytest
 from observable_socket_asgi import SocketRouter
 from observable_socket_asgi._protocol import Protocol, PushAction, message_size
 from observable_socket_asgi._route import Route
-from observable_socket_asgi.envelope import Request
+from observable_socket_asgi.envelope import Envelope
 from observable_socket_asgi.options import Settings
 
 
@@ -30,14 +30,14 @@ def frame(route: str = "echo", uuid: str | int = "u", payload: Any = None) -> st
     return orjson.dumps({"uuid": uuid, "route": route, "headers": {}, "payload": payload}).decode()
 
 
-def reply(decision: tuple[Route, Request] | str) -> dict[str, Any]:
+def reply(decision: tuple[Route, Envelope] | str) -> dict[str, Any]:
     """The reply frame a decision answers with; fails if the frame was dispatched instead."""
     assert isinstance(decision, str), f"expected a reply, got a dispatch: {decision!r}"
     result: dict[str, Any] = orjson.loads(decision)
     return result
 
 
-def dispatched(decision: tuple[Route, Request] | str) -> tuple[Route, Request]:
+def dispatched(decision: tuple[Route, Envelope] | str) -> tuple[Route, Envelope]:
     assert not isinstance(decision, str), f"expected a dispatch, got {decision!r}"
     return decision
 
