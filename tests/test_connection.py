@@ -463,8 +463,8 @@ async def test_disconnect_read_right_behind_a_request_cancels_it() -> None:
 
     conv = Conversation(router)
     await conv.connect()
-    # both messages are queued before the app runs again: the request task has taken its
-    # first step (started eagerly) but never run as a task when the loop reads the disconnect
+    # both messages are queued before the app runs again: the request has taken its first
+    # step in the receive loop's task and suspended there, and a new reader reads the disconnect
     await conv.comm.send_input({"type": "websocket.receive", "text": request("hold")})
     await conv.comm.send_input({"type": "websocket.disconnect", "code": 1000})
     await conv.comm.wait(TIMEOUT)

@@ -8,7 +8,7 @@ either costs more per subscriber than the rest of the push. So each connection k
 generator from its first push on (`pushes_for`): resumed with a message, it writes it and
 yields `DONE` when the server has taken it, or yields the server's future when the send
 has to wait, and `finish_push` hands the rest to a task. It runs no user code: the server's
-send only (no context copy or current-task swap, which `start_eagerly` pays for handlers).
+send only (no context copy, which a request's handler runs in).
 It is made at the first push, not with the connection: on 3.11 a started generator is closed
 by raising GeneratorExit in it, which would cost every handshake 5k instructions.
 """
