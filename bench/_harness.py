@@ -93,16 +93,34 @@ class Server:
                     raise RuntimeError(f"server {name} did not listen within 30 s") from None
                 time.sleep(0.05)
 
+    def pids(self) -> list[int]:
+        """The server process and every process it started (Granian's worker; uvicorn
+        starts none): what serves the connections."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+        return found
+
     def rss_kib(self) -> int:
-        """Resident set size of the server process, KiB."""
-        with open(f"/proc/{self.proc.pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE_KIB
+        """Resident set size of the server's processes, KiB."""
+        total = 0
+        for pid in self.pids():
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_KIB
+        return total
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU time the server's processes have used."""
+        ticks = 0
+        for pid in self.pids():
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / CLOCK_TICKS
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -5,8 +5,11 @@
     python -m bench.idle_scale --counts 1000,10000 --contenders bare,router
     python -m bench.idle_scale --plot-only           # redraw the plot from the last run
     python -m bench.idle_scale --contenders bare,router --ws-ping-interval off
+    python -m bench.idle_scale --contenders bare,router --server granian
 
-Each contender gets a fresh uvicorn worker. Its connections come from several load-generator
+Each contender gets a fresh uvicorn worker (`--server granian`: a Granian worker, to tell
+the server's cost per connection and per PING from the app's; its results are named
+"<contender> on granian"). Its connections come from several load-generator
 processes (`bench.loadgen`'s `hold` mode), each from its own loopback source address
 (127.0.0.11, .12, ...): one address has about 28,000 ephemeral ports towards one server port,
 so 100,000 sockets need several (Linux routes all of 127.0.0.0/8 to loopback; macOS needs
@@ -96,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
         default="",
         help="uvicorn's own ping interval in seconds, or 'off' (default: uvicorn's, 20)",
     )
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="the ASGI server (bench/server.py; default uvicorn)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny counts, a smoke run")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the last JSON")
     parser.add_argument(
@@ -116,13 +125,16 @@ def fd_limit(pid: int) -> int:
     raise RuntimeError("no 'Max open files' line")
 
 
-def pss_kib(pid: int) -> int:
-    """Proportional set size of `pid`, KiB: RSS with shared pages divided among sharers."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
+def pss_kib(*pids: int) -> int:
+    """Proportional set size of `pids`, KiB: RSS with shared pages divided among sharers."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total
 
 
 class Holders:
@@ -210,12 +222,15 @@ def measure(
     heartbeat: float = HEARTBEAT_SECONDS,
     target: int | None = TARGET,
     ws_ping_interval: str = "",
+    server_kind: str = "uvicorn",
 ) -> dict[str, Any]:
     """Every figure of `name` at each count, with one fresh server and one set of holders."""
-    env = {"BENCH_NOFILE": str(max(counts) + 4096)}
+    env = {"BENCH_NOFILE": str(max(counts) + 4096), "BENCH_SERVER": server_kind}
     if ws_ping_interval:
         env["BENCH_WS_PING_INTERVAL"] = ws_ping_interval
     server = Server(name, env=env)
+    if server_kind != "uvicorn":
+        name = f"{name} on {server_kind}"
     # Without CAP_SYS_RESOURCE the hard limit (often 20,000) caps what one process can
     # hold: counts above it are replaced by the most it can hold, and the result says so.
     holdable = fd_limit(server.proc.pid) - SPARE_FDS
@@ -229,7 +244,7 @@ def measure(
     try:
         first = holders.ask([{"open": 1}] * len(holders.procs))
         base_n = sum(answer["open"] for answer in first)
-        base_rss, base_pss = _settled_rss(server), pss_kib(server.proc.pid)
+        base_rss, base_pss = _settled_rss(server), pss_kib(*server.pids())
         held = base_n
         for n in counts:
             cpu0, t0 = server.cpu_seconds(), time.perf_counter()
@@ -239,7 +254,7 @@ def measure(
             opened = sum(answer["open"] for answer in answers)
             held_before, held = held, opened
             rate = (opened - held_before) / seconds
-            rss, pss = _settled_rss(server), pss_kib(server.proc.pid)
+            rss, pss = _settled_rss(server), pss_kib(*server.pids())
             idle = _cpu_window(server, window)
             cpu0, t0 = server.cpu_seconds(), time.perf_counter()
             beats = holders.ask(
@@ -454,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
             args.heartbeat,
             None if args.quick else TARGET,
             args.ws_ping_interval,
+            args.server,
         )
         for name in names
     ]
@@ -465,6 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         "concurrency": args.concurrency,
         "heartbeat_s": args.heartbeat,
         "ws_ping_interval": args.ws_ping_interval or "uvicorn's default (20 s)",
+        "server": args.server,
         "minutes": (time.monotonic() - started) / 60,
     }
     path = save("idle_scale", data)

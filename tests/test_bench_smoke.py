@@ -295,13 +295,15 @@ def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
         assert len(run["seconds"]) == 1 and run["median_s"] > 0
 
 
-def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+def test_idle_scale_runs_end_to_end(tmp_path: Path, server: str) -> None:
     """A real smoke run of the idle-connections scenario: two load-generator processes from
     their own source addresses hold the connections, every heartbeat is answered, and the
-    Markdown table is written."""
+    Markdown table is written; under uvicorn and under Granian."""
     env = {**os.environ, "BENCH_RESULTS": str(tmp_path)}
+    argv = ["-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"]
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"],
+        [sys.executable, *argv, "--server", server],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -310,7 +312,8 @@ def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "idle_scale.json").read_text())
-    assert [run["contender"] for run in data["runs"]] == ["bare", "router"]
+    suffix = "" if server == "uvicorn" else f" on {server}"
+    assert [run["contender"] for run in data["runs"]] == ["bare" + suffix, "router" + suffix]
     for run in data["runs"]:
         assert [step["n"] for step in run["steps"]] == [10, 30]
         for step in run["steps"]:
@@ -318,7 +321,24 @@ def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
             assert step["beats_answered"] == step["beats_sent"]
             assert step["lost"] == 0
             assert step["rss_kib"] > 0 and step["accepted_per_s"] > 0
-    assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
+    if server == "uvicorn":
+        assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
+
+
+def test_a_granian_server_is_measured_with_its_worker() -> None:
+    """Granian serves from a worker process: the harness counts the server's memory and CPU
+    over the process and its worker, or the per-connection figures would read as zero."""
+    from bench._harness import Server
+
+    server = Server("bare", env={"BENCH_SERVER": "granian"})
+    try:
+        pids = server.pids()
+        assert len(pids) == 2 and pids[0] == server.proc.pid, pids
+        with open(f"/proc/{pids[1]}/statm") as f:
+            worker_kib = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        assert server.rss_kib() > worker_kib > 0
+    finally:
+        server.stop()
 
 
 def test_held_connections_come_from_their_source_address() -> None:
