@@ -44,7 +44,7 @@ def main() -> None:
     start = time.monotonic()
     for scenario in SCENARIOS:
         print(f"== {scenario.__name__} ({time.monotonic() - start:.0f} s)", flush=True)
-        if scenario in (fanout, handshake, growth):
+        if scenario in (fanout, handshake, growth, throughput):
             scenario.main([])
         else:
             scenario.main()

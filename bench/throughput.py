@@ -1,6 +1,7 @@
 """Scenario 1: throughput and latency, N connections x K requests in flight, echo route.
 
     python -m bench.throughput
+    python -m bench.throughput --contenders bare,router,channels --configs 16x16,256x1
 
 Every contender runs every (N, K) once per repeat, in a seeded order that changes per
 repeat; the report divides each figure by the bare echo app's of the same repeat and quotes
@@ -10,6 +11,7 @@ BENCH_WARMUP (0.5 s, not measured).
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -48,15 +50,26 @@ def run_config(
     return result
 
 
-def main() -> None:
-    names, missing = contenders()
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
+    parser.add_argument("--contenders", default="", help="names (default: every contender)")
+    parser.add_argument("--configs", default="", help="conns x inflight (default: all eight)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    names, missing = contenders([n for n in args.contenders.split(",") if n] or None)
+    configs = [
+        (int(c), int(k)) for c, k in (part.split("x") for part in args.configs.split(",") if part)
+    ] or ([(1, 1), (16, 16)] if quick() else CONFIGS)
     repeats = env_int("BENCH_REPEATS", 3, 1)
     duration = env_float("BENCH_DURATION", 1.5, 0.2)
     warmup = env_float("BENCH_WARMUP", 0.5, 0.1)
     runs: list[dict[str, Any]] = []
     with servers(names) as running:
         for repeat in range(repeats):
-            for conns, inflight in [(1, 1), (16, 16)] if quick() else CONFIGS:
+            for conns, inflight in configs:
                 for name in order(names, repeat * 100 + conns + inflight):
                     result = run_config(running[name], conns, inflight, "echo", duration, warmup)
                     result.update(contender=name, conns=conns, inflight=inflight, repeat=repeat)

@@ -60,12 +60,15 @@ def test_scenarios_parse_their_arguments() -> None:
         idle_scale,
         instructions,
         served_instructions,
+        throughput,
         versus,
     )
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
     assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
     assert handshake.parser().parse_args(["--concurrency", "3"]).concurrency == 3
+    picked = throughput.parser().parse_args(["--contenders", "bare", "--configs", "16x16"])
+    assert (picked.contenders, picked.configs) == ("bare", "16x16")
     assert growth.parser().parse_args(["--parts", "cpu"]).parts == "cpu"
     assert instructions.parser().parse_args(["echo", "--contenders", "router"]).workloads == [
         "echo"
