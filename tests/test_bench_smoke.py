@@ -298,11 +298,12 @@ def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
         assert len(run["seconds"]) == 1 and run["median_s"] > 0
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+@pytest.mark.parametrize("server", ["uvicorn"])
 def test_idle_scale_runs_end_to_end(tmp_path: Path, server: str) -> None:
     """A real smoke run of the idle-connections scenario: two load-generator processes from
     their own source addresses hold the connections, every heartbeat is answered, and the
-    Markdown table is written; under uvicorn and under Granian."""
+    Markdown table is written. (Under Granian the same run takes as long again; what differs,
+    the server's worker process, is checked on its own below.)"""
     env = {**os.environ, "BENCH_RESULTS": str(tmp_path)}
     argv = ["-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"]
     proc = subprocess.run(
