@@ -75,6 +75,8 @@ def test_scenarios_parse_their_arguments() -> None:
     ]
     scale = idle_scale.parser().parse_args(["--counts", "10,20", "--window", "2"])
     assert (scale.counts, scale.window, scale.heartbeat) == ("10,20", 2.0, 60.0)
+    assert scale.server == "uvicorn"
+    assert idle_scale.parser().parse_args(["--server", "granian"]).server == "granian"
     served = served_instructions.parser().parse_args(["--configs", "4x2", "--count", "9"])
     assert (served.configs, served.count, served.fanout) == ("4x2", 9, "bare,router")
     # counted without uvicorn's clock-driven pings, unless asked for
@@ -298,16 +300,14 @@ def test_fanout_runs_end_to_end(tmp_path: Path) -> None:
         assert len(run["seconds"]) == 1 and run["median_s"] > 0
 
 
-@pytest.mark.parametrize("server", ["uvicorn"])
-def test_idle_scale_runs_end_to_end(tmp_path: Path, server: str) -> None:
+def test_idle_scale_runs_end_to_end(tmp_path: Path) -> None:
     """A real smoke run of the idle-connections scenario: two load-generator processes from
     their own source addresses hold the connections, every heartbeat is answered, and the
     Markdown table is written. (Under Granian the same run takes as long again; what differs,
     the server's worker process, is checked on its own below.)"""
     env = {**os.environ, "BENCH_RESULTS": str(tmp_path)}
-    argv = ["-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"]
     proc = subprocess.run(
-        [sys.executable, *argv, "--server", server],
+        [sys.executable, "-m", "bench.idle_scale", "--quick", "--contenders", "bare,router"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -316,8 +316,7 @@ def test_idle_scale_runs_end_to_end(tmp_path: Path, server: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "idle_scale.json").read_text())
-    suffix = "" if server == "uvicorn" else f" on {server}"
-    assert [run["contender"] for run in data["runs"]] == ["bare" + suffix, "router" + suffix]
+    assert [run["contender"] for run in data["runs"]] == ["bare", "router"]
     for run in data["runs"]:
         assert [step["n"] for step in run["steps"]] == [10, 30]
         for step in run["steps"]:
@@ -325,8 +324,7 @@ def test_idle_scale_runs_end_to_end(tmp_path: Path, server: str) -> None:
             assert step["beats_answered"] == step["beats_sent"]
             assert step["lost"] == 0
             assert step["rss_kib"] > 0 and step["accepted_per_s"] > 0
-    if server == "uvicorn":
-        assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
+    assert "router's own share" in (tmp_path / "idle_scale.md").read_text()
 
 
 def test_a_granian_server_is_measured_with_its_worker() -> None:
