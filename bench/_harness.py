@@ -215,6 +215,16 @@ def loadgen_interactive(spec: dict[str, Any]) -> subprocess.Popen[str]:
     )
 
 
+def parse_configs(text: str) -> list[tuple[int, int]]:
+    """`16x16,256x1` -> [(16, 16), (256, 1)]."""
+    configs = []
+    for part in text.split(","):
+        if part.strip():
+            conns, inflight = part.lower().split("x")
+            configs.append((int(conns), int(inflight)))
+    return configs
+
+
 def order(names: list[T], repeat: int) -> list[T]:
     """The contenders in a seeded order that changes every repeat, so drift and warm-up
     do not always favour the same one."""

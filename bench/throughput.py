@@ -21,6 +21,7 @@ from bench._harness import (
     env_int,
     loadgen,
     order,
+    parse_configs,
     quick,
     save,
     servers,
@@ -60,9 +61,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     names, missing = contenders([n for n in args.contenders.split(",") if n] or None)
-    configs = [
-        (int(c), int(k)) for c, k in (part.split("x") for part in args.configs.split(",") if part)
-    ] or ([(1, 1), (16, 16)] if quick() else CONFIGS)
+    configs = parse_configs(args.configs) or ([(1, 1), (16, 16)] if quick() else CONFIGS)
     repeats = env_int("BENCH_REPEATS", 3, 1)
     duration = env_float("BENCH_DURATION", 1.5, 0.2)
     warmup = env_float("BENCH_WARMUP", 0.5, 0.1)

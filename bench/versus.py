@@ -31,7 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import fanout
-from bench._harness import _git, contenders, env_float, env_int, median, order, save, servers
+from bench._harness import (
+    _git,
+    contenders,
+    env_float,
+    env_int,
+    median,
+    order,
+    parse_configs,
+    save,
+    servers,
+)
 from bench.apps import CONTENDERS as REPORT_ORDER
 from bench.throughput import run_config
 
@@ -53,16 +63,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int)
     p.add_argument("--out", type=Path, help="the JSON (default bench/results/versus.json)")
     return p
-
-
-def parse_configs(text: str) -> list[tuple[int, int]]:
-    """`16x16,256x1` -> [(16, 16), (256, 1)]."""
-    configs = []
-    for part in text.split(","):
-        if part.strip():
-            conns, inflight = part.lower().split("x")
-            configs.append((int(conns), int(inflight)))
-    return configs
 
 
 # Arithmetic (pure: tested without a server)
