@@ -63,6 +63,7 @@ def test_scenarios_parse_their_arguments() -> None:
         throughput,
         versus,
     )
+    from bench._harness import parse_configs
 
     args = fanout.parser().parse_args(["--quick", "--subscribers", "7", "--contenders", "bare"])
     assert (args.quick, args.subscribers, args.contenders) == (True, 7, "bare")
@@ -87,9 +88,9 @@ def test_scenarios_parse_their_arguments() -> None:
         ["--adapter", "--fanout", "--configs", "4x2", "--out", "x.json"]
     )
     assert (ran.adapter, ran.fanout, ran.out) == (True, True, Path("x.json"))
-    assert versus.parse_configs(ran.configs) == [(4, 2)]
-    assert versus.parse_configs(versus.parser().parse_args([]).configs) == [(16, 16), (256, 1)]
-    assert versus.parse_configs("") == []
+    assert parse_configs(ran.configs) == [(4, 2)]
+    assert parse_configs(versus.parser().parse_args([]).configs) == [(16, 16), (256, 1)]
+    assert parse_configs("") == []
     with pytest.raises(SystemExit):
         instructions.main(["nonsense"])
     with pytest.raises(SystemExit):
