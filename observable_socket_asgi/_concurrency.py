@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 
 __all__ = [
     "arity_accepts",
+    "cancel_lost",
     "ensure_async",
     "is_async_callable",
     "Continuation",
@@ -35,6 +36,18 @@ __all__ = [
 #: which cost a tenth of an echo request (the receive loop steps requests so; the push
 #: writer in `server/_pushing.py` yields it for a send the server took at once).
 DONE: Any = object()
+
+
+def cancel_lost() -> bool:
+    """Whether the current task was asked to cancel but no CancelledError reached it.
+
+    A library that bounds its own I/O with a timeout can turn a cancel that lands as its
+    timeout fires into its own error (a redis-py read then ends in a TimeoutError). A loop
+    that logs errors and retries asks this before retrying: otherwise a `stop()` that
+    cancels it and awaits it waits forever.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def is_async_callable(obj: Any) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from observable_socket_asgi._concurrency import (
     Continuation,
     arity_accepts,
+    cancel_lost,
     is_async_callable,
 )
 
@@ -123,3 +124,30 @@ async def test_a_continuation_passes_cancellation_and_errors_into_the_coroutine(
     coro = failing()
     with pytest.raises(KeyError, match="late"):
         await Continuation(coro, coro.send(None))
+
+
+async def test_cancel_lost_tells_a_cancel_a_library_turned_into_its_own_error() -> None:
+    """A cancel that a library's own timeout swallowed is still seen: the retry loops of the
+    Redis renewer and listener ask `cancel_lost()` so that `stop()` does not wait forever."""
+    seen: list[bool] = []
+    started = asyncio.Event()
+
+    async def library_call() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise TimeoutError("read timed out") from None  # what the cancel became
+
+    async def retrying() -> None:
+        seen.append(cancel_lost())
+        try:
+            await library_call()
+        except TimeoutError:
+            seen.append(cancel_lost())
+
+    task = asyncio.get_running_loop().create_task(retrying())
+    await started.wait()
+    task.cancel()
+    await task
+    assert seen == [False, True]

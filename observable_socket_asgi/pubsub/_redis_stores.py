@@ -37,6 +37,7 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+from .._concurrency import cancel_lost
 from ._history import PushTemplate, Recovery, new_epoch
 from ._idempotency import Claim, IdempotencyStore
 from ._ordered import OrderedWriter
@@ -361,4 +362,6 @@ class RedisPresence(Presence):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if cancel_lost():  # stopped while Redis answered: `stop()` awaits this
+                    raise asyncio.CancelledError from exc
                 logger.warning("could not renew presence in Redis: %r", exc)

@@ -56,6 +56,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
+from .._concurrency import cancel_lost
 from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
 from ._control import close_body, parse_close
 from ._history import PushTemplate, Recovery, unnumbered
@@ -443,11 +444,13 @@ class RedisBackplane(Backplane):
                 raise
             except Exception as exc:
                 self._disconnected()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                if cancel_lost():  # stopped while Redis answered: `stop()` awaits this
+                    raise asyncio.CancelledError from exc
                 attempts += 1
                 delay = next(delays)
                 self._log_failure(exc, attempts, delay, loop.time())
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
                 await asyncio.sleep(delay)
 
     async def _connect(self, pubsub: Any) -> int:
