@@ -42,7 +42,7 @@ def cancel_lost() -> bool:
     """Whether the current task was asked to cancel but no CancelledError reached it.
 
     A library that bounds its own I/O with a timeout can turn a cancel that lands as its
-    timeout fires into its own error (a redis-py read then ends in a TimeoutError). A loop
+    timeout fires into its own error (seen with redis-py under load). A loop
     that logs errors and retries asks this before retrying: otherwise a `stop()` that
     cancels it and awaits it waits forever.
     """
