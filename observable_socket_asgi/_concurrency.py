@@ -25,6 +25,7 @@ __all__ = [
     "cancel_lost",
     "ensure_async",
     "is_async_callable",
+    "raise_lost_cancel",
     "Continuation",
     "DONE",
     "Tracked",
@@ -41,13 +42,19 @@ DONE: Any = object()
 def cancel_lost() -> bool:
     """Whether the current task was asked to cancel but no CancelledError reached it.
 
-    A library that bounds its own I/O with a timeout can turn a cancel that lands as its
-    timeout fires into its own error (seen with redis-py under load). A loop
-    that logs errors and retries asks this before retrying: otherwise a `stop()` that
-    cancels it and awaits it waits forever.
+    A library can lose a cancel that lands while it answers: redis-py, under load, was
+    seen both to turn it into its own timeout error and to return the answer as if nothing
+    happened. A loop that retries or repeats asks this at every turn: otherwise a `stop()`
+    that cancels it and awaits it waits forever.
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def raise_lost_cancel(cause: BaseException | None = None) -> None:
+    """Raise the CancelledError a library lost (see `cancel_lost`), else return."""
+    if cancel_lost():
+        raise asyncio.CancelledError from cause
 
 
 def is_async_callable(obj: Any) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,12 @@ from observable_socket_asgi._concurrency import (
     arity_accepts,
     cancel_lost,
     is_async_callable,
+    raise_lost_cancel,
 )
+from observable_socket_asgi.pubsub._idempotency import Idempotency, MemoryIdempotencyStore
+from observable_socket_asgi.pubsub._redis_stores import RedisPresence
+from observable_socket_asgi.pubsub.redis_backplane import RedisBackplane
+from tests.helpers import MS, TIMEOUT
 
 current: contextvars.ContextVar[str] = contextvars.ContextVar("current", default="outside")
 
@@ -151,3 +158,93 @@ async def test_cancel_lost_tells_a_cancel_a_library_turned_into_its_own_error() 
     task.cancel()
     await task
     assert seen == [False, True]
+
+
+# Loops that a library's lost cancel must not keep alive
+
+
+class Swallowing:
+    """What redis-py was seen to do under load, once: a call whose task is cancelled while
+    it waits for the answer returns as if nothing happened. Later calls wait, cancellably."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls > 1:
+            await asyncio.sleep(10)
+        self.waiting.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass
+        return self.answer
+
+
+async def test_raise_lost_cancel_raises_only_for_a_cancel_that_was_lost() -> None:
+    """Outside a cancelled task it returns; after a swallowed cancel it raises, chained."""
+    raise_lost_cancel()
+    swallow = Swallowing()
+    cause = KeyError("the library's own")
+
+    async def caller() -> None:
+        await swallow()
+        raise_lost_cancel(cause)
+
+    task = asyncio.get_running_loop().create_task(caller())
+    await swallow.waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+async def test_presence_renewer_stops_though_redis_answered_its_cancel() -> None:
+    """`stop()` returns though the renewal it cancelled came back as a plain answer."""
+    swallow = Swallowing(answer=[])
+    pipeline = SimpleNamespace(
+        set=lambda *a, **k: None, hset=lambda *a, **k: None, pexpire=lambda *a, **k: None,
+        hdel=lambda *a, **k: None, delete=lambda *a, **k: None, execute=swallow,
+    )  # fmt: skip
+    presence = RedisPresence(
+        lambda: SimpleNamespace(pipeline=lambda **k: pipeline), "x:", ttl=30 * MS
+    )
+    presence._renewer = asyncio.get_running_loop().create_task(presence._renew_forever())
+    await swallow.waiting.wait()
+    renewer = presence._renewer
+    async with asyncio.timeout(TIMEOUT):
+        await presence.stop()
+    assert renewer.cancelled()
+
+
+async def test_backplane_listener_stops_though_redis_answered_its_cancel() -> None:
+    """A read that comes back empty after its cancel ends the listener's read loop."""
+    swallow = Swallowing(answer=None)
+    pubsub = SimpleNamespace(get_message=swallow, ping=swallow)
+    backplane = RedisBackplane("redis://127.0.0.1:1", ping_interval=60.0)
+    loop = asyncio.get_running_loop()
+    reader = loop.create_task(backplane._read(pubsub, loop))
+    await swallow.waiting.wait()
+    reader.cancel()
+    async with asyncio.timeout(TIMEOUT):
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+    assert swallow.calls == 1
+
+
+async def test_idempotency_renewer_stops_though_the_store_answered_its_cancel() -> None:
+    """The claim's renewer is cancelled, never awaited: a lost cancel must still end it."""
+    swallow = Swallowing()
+    store = MemoryIdempotencyStore()
+    store.renew = swallow  # type: ignore[method-assign]
+    idempotency = Idempotency(store, ttl=1.0, lease=30 * MS)
+    renewer = asyncio.get_running_loop().create_task(idempotency._renew("key", "fp"))
+    await swallow.waiting.wait()
+    renewer.cancel()
+    async with asyncio.timeout(TIMEOUT):
+        with pytest.raises(asyncio.CancelledError):
+            await renewer
+    assert swallow.calls == 1

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from .._concurrency import raise_lost_cancel
 from ..envelope import encode_error, exact_json
 from ..status import Status
 from ..types import Payload, Uuid
@@ -270,9 +271,11 @@ class Idempotency:
         while True:
             try:
                 held = await self.store.claim(key, fp, self.lease)
-            except Exception:
+            except Exception as exc:
+                raise_lost_cancel(exc)  # shut down while the store answered: `close()` awaits
                 logger.exception("idempotency store unreachable: running the route unguarded")
                 return await compute()
+            raise_lost_cancel()
             if held is None:
                 break
             if held.fingerprint != fp:
@@ -301,7 +304,9 @@ class Idempotency:
             try:
                 await self.store.renew(key, fp, self.lease)
             except Exception as exc:
+                raise_lost_cancel(exc)  # a cancel the store lost would leave this renewing on
                 logger.warning("could not renew the claim of an idempotent request: %r", exc)
+            raise_lost_cancel()
 
     async def _finish(self, key: str, fp: str, frame: str | None) -> None:
         try:

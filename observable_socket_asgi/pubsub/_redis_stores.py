@@ -37,7 +37,7 @@ import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from .._concurrency import cancel_lost
+from .._concurrency import raise_lost_cancel
 from ._history import PushTemplate, Recovery, new_epoch
 from ._idempotency import Claim, IdempotencyStore
 from ._ordered import OrderedWriter
@@ -362,6 +362,6 @@ class RedisPresence(Presence):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if cancel_lost():  # stopped while Redis answered: `stop()` awaits this
-                    raise asyncio.CancelledError from exc
+                raise_lost_cancel(exc)  # stopped while Redis answered: `stop()` awaits this
                 logger.warning("could not renew presence in Redis: %r", exc)
+            raise_lost_cancel()

@@ -56,7 +56,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._backoff import backoff
-from .._concurrency import cancel_lost
+from .._concurrency import raise_lost_cancel
 from ..options import HistoryOptions, IdempotencyOptions, PresenceOptions
 from ._control import close_body, parse_close
 from ._history import PushTemplate, Recovery, unnumbered
@@ -446,8 +446,7 @@ class RedisBackplane(Backplane):
                 self._disconnected()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                if cancel_lost():  # stopped while Redis answered: `stop()` awaits this
-                    raise asyncio.CancelledError from exc
+                raise_lost_cancel(exc)  # stopped while Redis answered: `stop()` awaits this
                 attempts += 1
                 delay = next(delays)
                 self._log_failure(exc, attempts, delay, loop.time())
@@ -505,6 +504,7 @@ class RedisBackplane(Backplane):
         handle = self._handle
         while True:
             message = await pubsub.get_message(self.ping_interval)
+            raise_lost_cancel()  # redis-py may answer a cancelled read: `stop()` awaits this
             now = loop.time()
             if message is None:
                 if now - heard >= 2 * self.ping_interval:
